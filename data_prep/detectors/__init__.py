@@ -1,0 +1,7 @@
+"""Face detectors behind one interface, registered by name (ssd, hog, none)."""
+from data_prep.detectors.base import (
+    Detector, DetectorSpec, get_detector_spec, list_detectors, load_detector, register_detector,
+)
+
+__all__ = ["Detector", "DetectorSpec", "get_detector_spec", "list_detectors", "load_detector",
+           "register_detector"]

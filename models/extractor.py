@@ -1,0 +1,160 @@
+"""The CNN feature extractor: 4 blocks of [conv -> BN -> ReLU] x 2 + max-pool, then global average pool.
+
+One class serves both the plain network (n_models=1) and the packed one (n_models=M): with M
+models every convolution is grouped (groups=M), model m owning output channels [m*Co, (m+1)*Co),
+and BatchNorm2d over M*Co channels normalises each model's channels over that model's own
+samples only. Max-pool, ReLU and global pooling act channel by channel, so they are shared as is.
+The state-dict keys are therefore the same for both (only the channel counts differ):
+  blocks.{b}.conv{1,2}.{weight,bias}
+  blocks.{b}.bn{1,2}.{weight,bias,running_mean,running_var,num_batches_tracked}
+
+Grayscale input: the paper repeats the grey channel 3 times, and a conv over 3 identical channels
+equals a conv over 1 channel whose weight is summed over the input channels. A 1-channel input
+(per model) takes that path; weights stay stored with 3 input channels so checkpoints match.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.config import ArchConfig, ArchitectureError
+from models.init import conv_fans, constant_, he_uniform_
+
+
+class InputTooSmallError(ValueError):
+    """The image is too small for the network's pooling stages."""
+
+
+class ConvBlock(nn.Module):
+    """[conv -> BN -> ReLU] x 2 for n_models models side by side (grouped convs), then max-pool."""
+
+    def __init__(self, in_channels: int, out_channels: int, arch: ArchConfig, n_models: int = 1):
+        super().__init__()
+        self.n_models = n_models
+        self.in_channels = in_channels      # per model
+        self.out_channels = out_channels    # per model
+        k, pad = arch.conv_kernel, arch.conv_kernel // 2
+        m = n_models
+        self.conv1 = nn.Conv2d(m * in_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
+        self.bn1 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
+        self.conv2 = nn.Conv2d(m * out_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
+        self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
+        self.pool = nn.MaxPool2d(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
+
+    def _first_conv(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv1
+        if self.in_channels > 1 and x.shape[1] == self.n_models:
+            # One grey channel per model standing for in_channels identical copies: fold the copies
+            # into the weight (sum over input channels), same result, in_channels-times less work.
+            weight = conv.weight.sum(dim=1, keepdim=True)
+            return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return conv(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's activation BEFORE pooling (what Grad-CAM reads); self.pool follows it."""
+        x = F.relu(self.bn1(self._first_conv(x)))
+        return F.relu(self.bn2(self.conv2(x)))
+
+    @torch.no_grad()
+    def reset_model_(self, m: int, generator: torch.Generator | None) -> None:
+        """Initialise model m's slice: He-uniform conv weights, zero biases, fresh BN."""
+        co = self.out_channels
+        rows = slice(m * co, (m + 1) * co)
+        k = self.conv1.kernel_size[0]
+        for conv, cin in ((self.conv1, self.in_channels), (self.conv2, self.out_channels)):
+            fan_in, _ = conv_fans(cin, co, k)
+            he_uniform_(conv.weight[rows], fan_in, generator)
+            constant_(conv.bias[rows], 0.0)
+        for bn in (self.bn1, self.bn2):
+            constant_(bn.weight[rows], 1.0)
+            constant_(bn.bias[rows], 0.0)
+            constant_(bn.running_mean[rows], 0.0)
+            constant_(bn.running_var[rows], 1.0)
+
+
+def feature_map_sizes(height: int, width: int, arch: ArchConfig) -> list[tuple[int, int]]:
+    """(H, W) entering each block, plus the size after the last pool (input to global pooling)."""
+    sizes = [(height, width)]
+    k, s, p = arch.pool_kernel, arch.pool_stride, arch.pool_padding
+    for _ in arch.widths:
+        h, w = sizes[-1]
+        sizes.append(((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1))
+    return sizes
+
+
+def min_input_size(arch: ArchConfig) -> int:
+    """Smallest square input whose every pooling stage still produces at least one pixel."""
+    size = 1
+    while min(feature_map_sizes(size, size, arch)[-1]) < 1:
+        size += 1
+    return size
+
+
+class FeatureExtractor(nn.Module):
+    """Image(s) -> 128-D feature vector per model.
+
+    Input (B, n_models * c, H, W) with c = in_channels, or c = 1 for the grayscale path;
+    output (B, n_models * feature_dim). With return_maps=True also the last block's activation
+    (after its ReLU, before its max-pool): (B, n_models * feature_dim, h, w), for Grad-CAM.
+    Each block's max-pool is `blocks[b].pool` (a module, so FLOP counting hooks see it).
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3,
+                 pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int = 0,
+                 bn_eps: float = 1e-3, bn_momentum: float = 0.01, conv_kernel: int = 3,
+                 *, n_models: int = 1):
+        super().__init__()
+        if n_models < 1:
+            raise ArchitectureError(f"n_models must be >= 1, got {n_models}")
+        self.arch = ArchConfig(widths=widths, in_channels=in_channels, conv_kernel=conv_kernel,
+                               pool_kernel=pool_kernel, pool_stride=pool_stride, pool_padding=pool_padding,
+                               bn_eps=bn_eps, bn_momentum=bn_momentum)
+        self.n_models = n_models
+        chans = (in_channels,) + self.arch.widths
+        self.blocks = nn.ModuleList(
+            ConvBlock(cin, cout, self.arch, n_models) for cin, cout in zip(chans[:-1], chans[1:]))
+
+    @classmethod
+    def from_arch(cls, arch: ArchConfig, n_models: int = 1) -> "FeatureExtractor":
+        return cls(arch.widths, arch.in_channels, arch.pool_kernel, arch.pool_stride, arch.pool_padding,
+                   arch.bn_eps, arch.bn_momentum, arch.conv_kernel, n_models=n_models)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.arch.feature_dim
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        m, c = self.n_models, self.arch.in_channels
+        if x.dim() != 4 or x.shape[1] not in (m * c, m):
+            raise ValueError(f"extractor expects (B, {m * c} or {m}, H, W) input, got {tuple(x.shape)}")
+        if min(feature_map_sizes(x.shape[2], x.shape[3], self.arch)[-1]) < 1:
+            raise InputTooSmallError(
+                f"input {x.shape[2]}x{x.shape[3]} is too small for {len(self.arch.widths)} pooling stages; "
+                f"minimum is {min_input_size(self.arch)}x{min_input_size(self.arch)}")
+
+    def forward(self, x: torch.Tensor, return_maps: bool = False, model_axis: bool = False):
+        """Features (B, n_models * F); with return_maps also the last block's activation.
+
+        model_axis=True returns that activation as (B, n_models, F, h, w). Either way the returned
+        tensor is the one the rest of the network is computed from, so autograd.grad of a score
+        with respect to it works (Grad-CAM).
+        """
+        self._check_input(x)
+        for block in self.blocks[:-1]:
+            x = block.pool(block(x))
+        last = self.blocks[-1]
+        maps = last(x)
+        if model_axis:
+            maps = maps.unflatten(1, (self.n_models, self.feature_dim))
+            x = last.pool(maps.flatten(1, 2))
+        else:
+            x = last.pool(maps)
+        features = x.mean(dim=(2, 3))   # global average pooling
+        return (features, maps) if return_maps else features
+
+    @torch.no_grad()
+    def reset_model_(self, m: int, generator: torch.Generator | None) -> None:
+        """Initialise model m's slice, block by block (the draw order is part of reproducibility)."""
+        for block in self.blocks:
+            block.reset_model_(m, generator)

@@ -1,0 +1,100 @@
+"""Heads of M models computed as batched matmuls: weight (M, in, out), bias (M, out), torch.baddbmm.
+
+Model m's dense layer is y = x @ weight[m] + bias[m], i.e. weight[m] is the TRANSPOSE of the plain
+nn.Linear weight. When models have different output sizes (landmark heads: 18 for the nose ..
+136 for the whole face) the last layer is padded to the largest size and `out_mask` (M, out) marks
+the real outputs. The layer multiplies its output by the mask, so padded outputs are exactly 0 and
+the padded weights/biases receive exactly zero gradient whatever the loss does with them; a loss
+must still exclude them from its average (see models.losses.packed_l1_loss).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.config import ArchitectureError
+from models.heads import make_activation
+from models.init import constant_, glorot_uniform_
+
+
+class PackedLinear(nn.Module):
+    """M independent dense layers; input (M, B, in) -> output (M, B, max(out_sizes))."""
+
+    def __init__(self, n_models: int, in_features: int, out_sizes: list[int]):
+        super().__init__()
+        if len(out_sizes) != n_models or min(out_sizes) < 1 or in_features < 1:
+            raise ArchitectureError(f"need {n_models} positive output sizes, got {out_sizes}")
+        self.n_models = n_models
+        self.in_features = in_features
+        self.out_sizes = [int(o) for o in out_sizes]
+        out_max = max(self.out_sizes)
+        self.weight = nn.Parameter(torch.zeros(n_models, in_features, out_max))
+        self.bias = nn.Parameter(torch.zeros(n_models, out_max))
+        mask = torch.arange(out_max)[None, :] < torch.tensor(self.out_sizes)[:, None]
+        # Not persistent: it is derived from out_sizes, and plain checkpoints have no such entry.
+        self.register_buffer("out_mask", mask, persistent=False)
+        self.ragged = len(set(self.out_sizes)) > 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        if self.ragged:
+            y = y * self.out_mask.unsqueeze(1).to(y.dtype)
+        return y
+
+    def plain_weight(self, m: int) -> torch.Tensor:
+        """Model m's weight as a view in nn.Linear's (out, in) layout (padding excluded)."""
+        return self.weight[m, :, : self.out_sizes[m]].T
+
+    def plain_bias(self, m: int) -> torch.Tensor:
+        return self.bias[m, : self.out_sizes[m]]
+
+    @torch.no_grad()
+    def reset_model_(self, m: int, generator: torch.Generator | None) -> None:
+        """Glorot-uniform as the plain layer draws it (same shape, same order), zero bias and padding."""
+        constant_(self.weight[m], 0.0)
+        constant_(self.bias[m], 0.0)
+        glorot_uniform_(self.plain_weight(m), self.in_features, self.out_sizes[m], generator)
+
+
+class PackedDenseStack(nn.Module):
+    """M copies of a plain DenseStack (fc1 -> act -> fc2 ...), same layer names: fc1, fc2, ..."""
+
+    def __init__(self, n_models: int, sizes: list[int], last_sizes: list[int] | None, activation: str):
+        super().__init__()
+        if len(sizes) < 2:
+            raise ArchitectureError(f"a dense stack needs at least 2 sizes, got {sizes}")
+        self.n_layers = len(sizes) - 1
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            outs = last_sizes if (i == self.n_layers and last_sizes is not None) else [b] * n_models
+            self.add_module(f"fc{i}", PackedLinear(n_models, a, outs))
+        self.act = make_activation(activation)
+
+    def layers(self) -> list[PackedLinear]:
+        return [getattr(self, f"fc{i}") for i in range(1, self.n_layers + 1)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = self.layers()
+        for layer in layers[:-1]:
+            x = self.act(layer(x))
+        return layers[-1](x)
+
+    @property
+    def out_mask(self) -> torch.Tensor:
+        return self.layers()[-1].out_mask
+
+    @torch.no_grad()
+    def reset_model_(self, m: int, generator: torch.Generator | None) -> None:
+        for layer in self.layers():
+            layer.reset_model_(m, generator)
+
+
+def packed_landmark_head(n_models: int, out_sizes: list[int], hidden: int, activation: str,
+                         in_features: int) -> PackedDenseStack:
+    """M landmark heads (in -> hidden -> L_m), padded to max L_m."""
+    return PackedDenseStack(n_models, [in_features, hidden, max(out_sizes)], out_sizes, activation)
+
+
+def packed_classifier_head(n_models: int, n_classes: int, hidden: int, activation: str,
+                           in_features: int) -> PackedDenseStack:
+    """M classifier heads (in -> hidden -> hidden -> C)."""
+    return PackedDenseStack(n_models, [in_features, hidden, hidden, n_classes], None, activation)

@@ -1,0 +1,75 @@
+"""Random affine augmentation of image batches and their landmarks, on whatever device holds them.
+
+One transform per sample (rotation, shear, translation, horizontal flip) is applied to the image
+with grid_sample and to its landmarks with the same matrix; a flipped sample's landmark indices are
+permuted (left eye <-> right eye ...), or the network would learn mirrored targets.
+Coordinates are normalised to [-1, 1] as affine_grid uses them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from data_prep.ibug68 import FLIP_PERMUTATION
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    hflip: bool = True
+    rotation_deg: float = 15.0
+    shift: float = 0.05          # fraction of the image side
+    shear: float = 0.05          # shear factor (tan of the shear angle)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "AugmentSettings":
+        return cls(**{k: cfg[k] for k in ("hflip", "rotation_deg", "shift", "shear") if k in cfg})
+
+
+def _uniform(n: int, bound: float, generator: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator, device=device) * 2 - 1) * bound
+
+
+def random_transforms(n: int, settings: AugmentSettings, generator: torch.Generator,
+                      device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward affine maps (n, 2, 3) taking source coordinates to augmented ones, and flip flags."""
+    angle = _uniform(n, math.radians(settings.rotation_deg), generator, device)
+    shear = _uniform(n, settings.shear, generator, device)
+    shift = _uniform(2 * n, 2 * settings.shift, generator, device).view(n, 2)
+    if settings.hflip:
+        flipped = torch.rand(n, generator=generator, device=device) < 0.5
+    else:
+        flipped = torch.zeros(n, dtype=torch.bool, device=device)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    shear_m = torch.eye(2, device=device).repeat(n, 1, 1)
+    shear_m[:, 0, 1] = shear
+    flip_m = torch.eye(2, device=device).repeat(n, 1, 1)
+    flip_m[:, 0, 0] = torch.where(flipped, -1.0, 1.0)
+    linear = rot @ shear_m @ flip_m
+    return torch.cat([linear, shift.unsqueeze(-1)], dim=-1), flipped
+
+
+def apply_transforms(images: torch.Tensor, landmarks: torch.Tensor | None, forward: torch.Tensor,
+                     flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Warp images (n, C, H, W) float and landmarks (n, 68, 2) in [0, 1] by the forward maps."""
+    linear, shift = forward[:, :, :2], forward[:, :, 2:]
+    inverse = torch.linalg.inv(linear)
+    # affine_grid wants, for each OUTPUT pixel, where to read in the input: the inverse map.
+    theta = torch.cat([inverse, -inverse @ shift], dim=-1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if landmarks is None:
+        return warped, None
+    pts = landmarks * 2 - 1
+    moved = (pts @ linear.transpose(1, 2) + shift.transpose(1, 2) + 1) / 2
+    perm = torch.as_tensor(FLIP_PERMUTATION, device=moved.device)
+    moved = torch.where(flipped[:, None, None], moved[:, perm], moved)
+    return warped, moved
+
+
+def normalise_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [-1, 1], as (x / 255 - 0.5) * 2."""
+    return images_uint8.float() * (2.0 / 255.0) - 1.0

@@ -1,0 +1,112 @@
+"""`partfer`: the command line. This module is the composition root: it wires data_prep's,
+orchestrator's and results' commands together (the packages themselves never import downstream).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from orchestrator.config import ConfigError, load_config, parse_value
+
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Whole-run problems a user can fix: reported in one line (PARTFER_DEBUG=1 shows the traceback)."""
+    from data_prep.errors import (DatasetRootError, EmptyDatasetError, ModelFileError,
+                                  PreparedDataError, UnknownNameError)
+    from orchestrator.executors import PackFailure
+    from orchestrator.folds import ProtocolError
+    return (ConfigError, ProtocolError, DatasetRootError, EmptyDatasetError, ModelFileError,
+            PreparedDataError, UnknownNameError, PackFailure)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="paper", help="config name in configs/ or a YAML path")
+    p.add_argument("--datasets", help="NAME=ROOT[,NAME=ROOT]: raw data sets to prepare and train on")
+    p.add_argument("--prepared", help="NAME=DIR[,NAME=DIR]: data sets already prepared (no raw files needed)")
+    p.add_argument("--networks", help="comma list of baseline,ftl,el")
+    p.add_argument("--epochs-scale", type=float, help="multiply every epoch cap (marks the run as shrunk)")
+    p.add_argument("--image-size", type=int, help="network input side (paper: 160)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--executor", choices=["ray", "inline"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="storage root for prepared data, models and runs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config value by dotted key, e.g. train.patience=10 (repeatable)")
+    p.add_argument("--no-report", action="store_true", help="train only; build the report later")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    over = {}
+    if args.networks:
+        over["networks"] = [n.strip() for n in args.networks.split(",") if n.strip()]
+    for attr, key in (("epochs_scale", "epochs_scale"), ("image_size", "image_size"),
+                      ("device", "device"), ("executor", "executor"), ("seed", "seed"), ("out", "storage")):
+        value = getattr(args, attr)
+        if value is not None:
+            over[key] = value
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        over[key.strip()] = parse_value(value)
+    return over
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.runner import RunRequest, parse_assignments, run
+    cfg = load_config(args.config, overrides_from(args))
+    req = RunRequest(config=cfg, datasets=parse_assignments(args.datasets, "--datasets"),
+                     prepared=parse_assignments(args.prepared, "--prepared"))
+    run_dir = run(req)
+    if not args.no_report:
+        from results.report import build_report
+        print(build_report(run_dir))
+    else:
+        print(run_dir)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from models.describe import describe
+    print(json.dumps(describe(image_size=args.image_size), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partfer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="prepare data, train Baseline/FTL/EL on every fold, write the report")
+    add_run_arguments(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("describe", help="parameter counts, GFLOPs and storage as JSON")
+    p.add_argument("--image-size", type=int, default=160)
+    p.set_defaults(func=cmd_describe)
+    from data_prep.cli import add_prep_parser, add_synth_parser
+    add_synth_parser(sub)
+    add_prep_parser(sub)
+    from results.cli import add_report_parser
+    add_report_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except expected_errors() as exc:
+        if os.environ.get("PARTFER_DEBUG"):
+            raise
+        print(f"partfer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("partfer: interrupted; finished stages are kept, run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

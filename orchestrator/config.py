@@ -1,0 +1,138 @@
+"""YAML configuration: `include` chains, command-line overrides, validation, the resolved copy.
+
+A config is a plain nested dict. `load_config` resolves includes, applies overrides given as
+dotted keys (`train.patience=5`), and checks the few things that would otherwise fail deep
+inside a run (unknown networks or parts, missing epoch caps).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.ibug68 import PARTS
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+STAGES = ("baseline", "landmark", "head", "finetune")
+TRANSFER_STAGES = ("landmark", "head", "finetune")
+NETWORKS = ("baseline", "ftl", "el")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot describe a run."""
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def find_config(name_or_path: str) -> Path:
+    """A path as given, else a file of that name in the project's configs/ folder."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name_or_path, CONFIG_DIR / f"{name_or_path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"config not found: {name_or_path} (looked in . and {CONFIG_DIR})")
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"include cycle through {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    include = raw.pop("include", None)
+    if include is None:
+        return raw
+    parent_path = (path.parent / include) if not Path(include).is_absolute() else Path(include)
+    if not parent_path.is_file():
+        parent_path = find_config(include)
+    return _merge(_read(parent_path, seen + (path,)), raw)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML would read it (numbers, booleans, lists, null)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
+    node = cfg
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        nxt = node.setdefault(key, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set {dotted}: {key} is not a mapping")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> dict:
+    cfg = _read(find_config(name_or_path))
+    for dotted, value in (overrides or {}).items():
+        set_dotted(cfg, dotted, value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    for key in ("networks", "members", "parts", "image_size", "epochs_scale", "train", "model",
+                "prep", "datasets"):
+        if key not in cfg:
+            raise ConfigError(f"config is missing `{key}`")
+    bad = [n for n in cfg["networks"] if n not in NETWORKS]
+    if bad:
+        raise ConfigError(f"unknown network(s) {bad}; choose from {list(NETWORKS)}")
+    bad = [p for p in cfg["parts"] if p not in PARTS]
+    if bad:
+        raise ConfigError(f"unknown part(s) {bad}; choose from {sorted(PARTS)}")
+    if cfg["epochs_scale"] <= 0:
+        raise ConfigError("epochs_scale must be > 0")
+    if int(cfg["image_size"]) < 24:
+        raise ConfigError("image_size must be at least 24 (four 3x3/2 poolings)")
+    for name, ds in cfg["datasets"].items():
+        missing = [s for s in STAGES if s not in ds.get("epochs", {})]
+        if missing:
+            raise ConfigError(f"datasets.{name}.epochs lacks {missing}")
+        if ds.get("protocol") not in ("loso", "kfold", "holdout"):
+            raise ConfigError(f"datasets.{name}.protocol must be loso, kfold or holdout")
+
+
+def resolve_device(requested: str) -> str:
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, not {requested!r}")
+    if requested != "auto":
+        return requested
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def epochs_for(cfg: dict, dataset: str, stage: str) -> int:
+    """The epoch cap of a stage after scaling (never below one epoch)."""
+    base = cfg["datasets"][dataset]["epochs"][stage]
+    return max(1, int(round(base * float(cfg["epochs_scale"]))))
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,0 +1,151 @@
+"""Config + prepared data sets -> every model's stages, keyed, and grouped into packs.
+
+A unit is one model followed through its stages: Baseline members train one stage ("baseline");
+FTL members and EL parts train three ("landmark" -> "head" -> "finetune"). Units of one data set
+and one stage sequence are cut into chunks of `pack_size`; each chunk becomes a chain of packs, one
+per stage, where stage s+1 starts from stage s's checkpoints.
+Keys hash everything a stage's result depends on, so a re-run (or a sweep that changes only the
+fine-tuning rate) finds finished stages on disk and skips them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from data_prep.ibug68 import FULL_FACE
+from data_prep.prepared import PreparedData
+from orchestrator.augment import AugmentSettings
+from orchestrator.config import TRANSFER_STAGES, epochs_for
+from orchestrator.folds import make_split, fold_ids
+from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
+from orchestrator.store import is_done, model_dir, stable_hash
+from orchestrator.train import ModelJob, PackJob, StageSettings
+
+
+@dataclass(frozen=True)
+class Unit:
+    dataset: str
+    network: str
+    member: str
+    fold: int
+    region: str | None
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return ("baseline",) if self.network == "baseline" else TRANSFER_STAGES
+
+
+@dataclass
+class Plan:
+    run_plan: RunPlan
+    chains: list[list[PackJob]]          # each chain: one pack per stage, in stage order
+    n_model_stages: int
+    n_done: int
+
+
+def units_for(cfg: dict, dataset: str, folds: list[int]) -> list[Unit]:
+    units = []
+    for network in cfg["networks"]:
+        if network == "el":
+            members = [(p, p) for p in cfg["parts"]]
+        else:
+            region = FULL_FACE if network == "ftl" else None
+            members = [(f"m{i}", region) for i in range(int(cfg["members"]))]
+        for member, region in members:
+            for fold in folds:
+                units.append(Unit(dataset, network, member, fold, region))
+    return units
+
+
+def stage_settings(cfg: dict, dataset: str, stage: str) -> StageSettings:
+    tr = cfg["train"]
+    return StageSettings(
+        stage=stage, lr=float(tr["lr"][stage]), max_epochs=epochs_for(cfg, dataset, stage),
+        patience=int(tr["patience"]), min_delta=float(tr["min_delta"]),
+        restore_best=bool(tr["restore_best"]), batch_size=int(tr["batch_size"]),
+        class_balanced=bool(tr["class_balanced"]), augment=AugmentSettings.from_config(tr["augment"]),
+        adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg.get("eval_every", 1)),
+        checkpoint_every=int(tr["checkpoint_every"]))
+
+
+def unit_seed(cfg: dict, unit: Unit) -> int:
+    return int(stable_hash([cfg["seed"], unit.dataset, unit.network, unit.member, unit.fold], 12), 16)
+
+
+def precision_for(cfg: dict, device: str) -> str:
+    want = cfg["train"].get("precision", "auto")
+    if want == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    return want
+
+
+def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str,
+               run_id: str, pack_size: int) -> Plan:
+    """Every unit's stage jobs, with their keys, inputs and output directories."""
+    storage = str(Path(storage).resolve()) if "://" not in storage else storage
+    precision = precision_for(cfg, device)
+    channels_last = cfg["train"].get("channels_last", "auto")
+    channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
+    chains: list[list[PackJob]] = []
+    records: list[ModelRecord] = []
+    infos: dict[str, DatasetInfo] = {}
+    n_total = n_done = 0
+    for name, data in prepared.items():
+        ds_cfg = cfg["datasets"][name]
+        protocol, n_folds = ds_cfg["protocol"], ds_cfg.get("folds")
+        folds = fold_ids(data.subjects, protocol, n_folds)
+        splits = {f: make_split(data.subjects, data.splits, protocol, n_folds, f,
+                                float(cfg["train"]["val_subject_fraction"]), int(cfg["seed"]))
+                  for f in folds}
+        prep_hash = Path(data.path).name
+        infos[name] = DatasetInfo(name=name, classes=list(data.classes), protocol=protocol, folds=folds,
+                                  prepared=str(data.path), n_samples=len(data.sample_ids))
+        units = units_for(cfg, name, folds)
+        for seq in (("baseline",), TRANSFER_STAGES):
+            group = [u for u in units if u.stages == seq]
+            for start in range(0, len(group), pack_size):
+                chunk = group[start:start + pack_size]
+                chain, upstream = [], {u: None for u in chunk}
+                for stage in seq:
+                    settings = stage_settings(cfg, name, stage)
+                    jobs = []
+                    for u in chunk:
+                        split = splits[u.fold]
+                        key_inputs = {
+                            "prepared": prep_hash, "dataset": name, "network": u.network,
+                            "member": u.member, "fold": u.fold, "region": u.region,
+                            "seed": unit_seed(cfg, u), "stage": asdict(settings),
+                            "model": cfg["model"], "image_size": int(cfg["image_size"]),
+                            "classes": list(data.classes), "protocol": [protocol, n_folds],
+                            "val_fraction": cfg["train"]["val_subject_fraction"],
+                            "precision": precision,
+                            "upstream": upstream[u][0] if upstream[u] else None,
+                        }
+                        key = stable_hash(key_inputs, 32)
+                        out = model_dir(storage, name, u.network, u.member, u.fold, stage, key)
+                        jobs.append(ModelJob(
+                            key=key, out_dir=out, seed=unit_seed(cfg, u), region=u.region, fold=u.fold,
+                            train=tuple(split.train.tolist()), val=tuple(split.val.tolist()),
+                            test=tuple(split.test.tolist()),
+                            upstream_dir=upstream[u][1] if upstream[u] else None,
+                            meta={"dataset": name, "network": u.network, "member": u.member,
+                                  "fold": u.fold, "region": u.region, "inputs": key_inputs}))
+                        upstream[u] = (key, out)
+                        n_total += 1
+                        n_done += is_done(out)
+                    pack_key = stable_hash([j.key for j in jobs], 24)
+                    chain.append(PackJob(
+                        dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes),
+                        stage=settings, models=tuple(jobs), model_cfg=dict(cfg["model"]),
+                        image_size=int(cfg["image_size"]), device=device, precision=precision,
+                        channels_last=channels_last, state_dir=str(Path(storage) / "packs" / pack_key),
+                        deterministic=bool(cfg["train"].get("deterministic", False))))
+                chains.append(chain)
+                for u in chunk:
+                    key, out = upstream[u]
+                    records.append(ModelRecord(dataset=name, network=u.network, member=u.member,
+                                               fold=u.fold, stage=seq[-1], key=key,
+                                               dir=str(Path(out).relative_to(storage))
+                                               if "://" not in storage else out))
+    run_plan = RunPlan(run_id=run_id, storage=storage, settings={}, datasets=infos, models=records)
+    return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done)

@@ -1,0 +1,212 @@
+"""One run, end to end: data sets -> prepared Parquet -> plan -> packs executed -> plan.json.
+
+The caller (the CLI or run_all.py) builds the report from the run directory afterwards, so this
+module never imports `results`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_prep.errors import DatasetRootError
+from orchestrator.config import ConfigError, dump, epochs_for, resolve_device
+from orchestrator.progress import Progress
+from orchestrator.store import atomic_write_text, stable_hash
+
+
+@dataclass
+class RunRequest:
+    config: dict
+    datasets: dict[str, str] = field(default_factory=dict)     # name -> raw root
+    prepared: dict[str, str] = field(default_factory=dict)     # name -> prepared directory
+    storage: str | None = None
+    executor: str | None = None
+    device: str | None = None
+
+
+def parse_assignments(text: str | None, flag: str) -> dict[str, str]:
+    """`jaffe=/data/jaffe,ckplus=/data/ck` -> {"jaffe": "/data/jaffe", "ckplus": "/data/ck"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise ConfigError(f"{flag} expects NAME=PATH[,NAME=PATH], got {item!r}")
+        name, path = item.split("=", 1)
+        out[name.strip()] = path.strip()
+    return out
+
+
+def check_inputs(cfg: dict, datasets: dict[str, str], prepared: dict[str, str]) -> None:
+    """Fail before any work when a data set is unknown or its root is missing or empty."""
+    for name in list(datasets) + list(prepared):
+        if name not in cfg["datasets"]:
+            raise ConfigError(f"data set {name!r} is not described in the config "
+                              f"(known: {', '.join(sorted(cfg['datasets']))})")
+    for name, root in datasets.items():
+        path = Path(root)
+        if not path.is_dir():
+            raise DatasetRootError(f"{name}: data set root {root} does not exist or is not a folder")
+        if not any(path.iterdir()):
+            raise DatasetRootError(f"{name}: data set root {root} is empty")
+    for name, directory in prepared.items():
+        if not (Path(directory) / "_SUCCESS").is_file():
+            raise DatasetRootError(f"{name}: {directory} is not a finished prepared data set "
+                                   f"(no _SUCCESS marker)")
+
+
+def ensure_ray() -> None:
+    """Connect to the cluster named by RAY_ADDRESS, else start a local Ray on this machine's CPUs."""
+    from data_prep.pipeline import ensure_ray as _ensure
+    _ensure(os.environ.get("RAY_ADDRESS"))
+
+
+def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
+    """Generate the config's synthetic data sets (reused when already there)."""
+    from data_prep.synth import synthesize
+    roots = {}
+    for name, spec in (cfg.get("synthetic") or {}).items():
+        layout = cfg["datasets"][name]["layout"]
+        root = Path(storage) / "synthetic" / f"{name}-{stable_hash([layout, spec], 10)}"
+        marker = root / "_SYNTH_DONE"
+        if not marker.is_file():
+            log(f"generating synthetic {name} ({layout} layout) in {root}")
+            synthesize(layout, str(root), **spec)
+            marker.write_text("ok\n")
+        roots[name] = str(root)
+    if not roots:
+        raise ConfigError("no data sets given (--datasets / --prepared) and the config has no `synthetic` section")
+    return roots
+
+
+def _prep_settings(cfg: dict):
+    from data_prep.pipeline import PrepSettings
+    p = cfg["prep"]
+    return PrepSettings(detector=p["detector"], annotator=p["annotator"], crop_size=int(p["crop_size"]),
+                        clahe_clip=float(p["clahe_clip"]), clahe_tile=int(p["clahe_tile"]),
+                        ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]))
+
+
+def prepare(cfg: dict, datasets: dict[str, str], storage: str, log) -> dict[str, str]:
+    """Raw roots -> prepared directories, all data sets in one Ray Data job."""
+    from data_prep.pipeline import PrepRequest, prepare_datasets
+    settings = _prep_settings(cfg)
+    requests = [PrepRequest(name=name, layout=cfg["datasets"][name]["layout"], root=root,
+                            settings=settings, options=dict(cfg["datasets"][name].get("options") or {}))
+                for name, root in datasets.items()]
+    infos = prepare_datasets(requests, storage)
+    for name, info in infos.items():
+        log(f"prepared {name}: {info.n_ok} images, {info.n_rejected} rejected"
+            f"{' (reused)' if info.reused else ''} -> {info.path}")
+    return {name: info.path for name, info in infos.items()}
+
+
+def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
+    """Every way this run's training budget differs from configs/paper.yaml's (empty: the paper's)."""
+    from orchestrator.config import load_config
+    paper = load_config("paper")
+    reasons = []
+    if int(cfg["image_size"]) != int(paper["image_size"]):
+        reasons.append(f"image size {cfg['image_size']} instead of {paper['image_size']}")
+    for name in datasets:
+        if name not in paper["datasets"]:
+            continue
+        cut = [f"{stage} {epochs_for(cfg, name, stage)}/{paper['datasets'][name]['epochs'][stage]}"
+               for stage in ("baseline", "landmark", "head", "finetune")
+               if epochs_for(cfg, name, stage) < int(paper["datasets"][name]["epochs"][stage])]
+        if cut:
+            reasons.append(f"{name} epochs below the paper's (ours/paper): {', '.join(cut)}")
+    return reasons
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import ray
+        out["ray"] = ray.__version__
+    except ImportError:
+        out["ray"] = None
+    return out
+
+
+def run(req: RunRequest, log=None) -> str:
+    """Execute a run; returns its directory (`<storage>/runs/<run_id>`)."""
+    cfg = req.config
+    storage = req.storage or cfg["storage"]
+    executor = req.executor or cfg["executor"]
+    if executor not in ("ray", "inline"):
+        raise ConfigError(f"executor must be ray or inline, not {executor!r}")
+    device = resolve_device(req.device or cfg["device"])
+    storage = str(Path(storage).resolve()) if "://" not in storage else storage
+    progress_log = Progress(0, 0, 0)
+    log = log or progress_log.note
+    check_inputs(cfg, req.datasets, req.prepared)
+    t_start = time.time()
+
+    raw, synthetic = dict(req.datasets), []
+    if not raw and not req.prepared:
+        raw = synthesize_defaults(cfg, storage, log)
+        synthetic = sorted(raw)
+    prepared_dirs = dict(req.prepared)
+    if raw:
+        ensure_ray()
+        prepared_dirs.update(prepare(cfg, raw, storage, log))
+
+    from data_prep.prepared import load_prepared
+    from orchestrator.plan import build_plan, precision_for
+    prepared = {name: load_prepared(path) for name, path in prepared_dirs.items()}
+    for name, data in prepared.items():
+        if data.manifest.get("synthetic"):
+            synthetic.append(name)
+    pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
+    identity = {"config": {k: v for k, v in cfg.items() if k not in ("storage", "executor", "device")},
+                "prepared": {k: Path(v).name for k, v in sorted(prepared_dirs.items())},
+                "precision": precision_for(cfg, device)}
+    run_id = f"{cfg.get('name', 'run')}-{stable_hash(identity, 10)}"
+    plan = build_plan(cfg, prepared, storage, device, run_id, pack_size)
+    run_dir = Path(storage) / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shrunk_reasons = shrunk_against_paper(cfg, list(prepared))
+    if synthetic:
+        shrunk_reasons.append(f"synthetic data ({', '.join(sorted(set(synthetic)))})")
+    plan.run_plan.settings = {
+        "config_name": cfg.get("name"), "image_size": int(cfg["image_size"]),
+        "epochs_scale": float(cfg["epochs_scale"]), "seed": int(cfg["seed"]), "device": device,
+        "executor": executor, "precision": precision_for(cfg, device), "pack_size": pack_size,
+        "networks": list(cfg["networks"]), "parts": list(cfg["parts"]), "members": int(cfg["members"]),
+        "epochs": {name: {s: epochs_for(cfg, name, s) for s in ("baseline", "landmark", "head", "finetune")}
+                   for name in prepared},
+        "prep": dict(cfg["prep"]), "detector": cfg["prep"]["detector"],
+        "annotator": cfg["prep"]["annotator"], "synthetic": sorted(set(synthetic)),
+        "shrunk": bool(shrunk_reasons), "shrunk_reasons": shrunk_reasons,
+        "versions": versions(), "started": t_start, "status": "running",
+    }
+    atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
+
+    progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains))
+    progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
+                  f"in {sum(len(c) for c in plan.chains)} packs on {device} ({executor} executor)")
+    t_train = time.time()
+    if executor == "inline":
+        from orchestrator.executors import run_inline
+        results = run_inline(plan.chains, progress)
+    else:
+        ensure_ray()
+        from orchestrator.executors import run_ray
+        tr = cfg["train"]
+        results = run_ray(plan.chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
+                          gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
+    t_end = time.time()
+    plan.run_plan.settings.update({
+        "status": "finished", "finished": t_end, "wall_seconds": round(t_end - t_start, 1),
+        "train_seconds": round(t_end - t_train, 1),
+        "trained_model_stages": sum(r.trained for r in results),
+        "train_images": sum(r.images for r in results),
+    })
+    atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
+    progress.note(f"training done in {t_end - t_train:.0f} s; run directory {run_dir}")
+    return str(run_dir)

@@ -1,0 +1,65 @@
+"""A prepared data set resident on the training device: uint8 images at the network's input size.
+
+Loaded once per process and reused by every pack of that data set (CK+ at 160x160 is ~33 MB),
+so training never waits on a data loader.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data_prep.prepared import PreparedData, load_prepared
+
+
+@dataclass
+class DeviceData:
+    prepared: PreparedData
+    images: torch.Tensor       # (N, S, S) uint8 on device
+    landmarks: torch.Tensor    # (N, 68, 2) float32 in [0, 1]
+    labels: torch.Tensor       # (N,) int64 index into `classes`; -1 where the label is not a class
+    classes: list[str]
+
+    @property
+    def n(self) -> int:
+        return self.images.shape[0]
+
+
+_CACHE: dict[tuple, DeviceData] = {}
+
+
+def resize_uint8(images: np.ndarray, size: int, chunk: int = 512) -> torch.Tensor:
+    """Bilinear resize (antialiased when shrinking) of (N, H, W) uint8 to (N, size, size) uint8."""
+    out = torch.empty((images.shape[0], size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        block = torch.from_numpy(images[start:start + chunk]).float().unsqueeze(1)
+        if block.shape[-1] != size or block.shape[-2] != size:
+            shrinking = block.shape[-1] > size
+            block = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False,
+                                  antialias=shrinking)
+        out[start:start + chunk] = block.squeeze(1).round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def device_data(path: str, image_size: int, device: str, classes: list[str] | None = None) -> DeviceData:
+    """The prepared data set at `path` on `device`, labels indexed by `classes` (default: its own)."""
+    key = (path, image_size, device, tuple(classes) if classes else None)
+    if key not in _CACHE:
+        prepared = load_prepared(path)
+        classes = list(classes or prepared.classes)
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index.get(lbl, -1) for lbl in prepared.labels], dtype=torch.int64)
+        _CACHE[key] = DeviceData(
+            prepared=prepared,
+            images=resize_uint8(prepared.images, image_size).to(device),
+            landmarks=torch.from_numpy(np.ascontiguousarray(prepared.landmarks, dtype=np.float32)).to(device),
+            labels=labels.to(device),
+            classes=classes,
+        )
+    return _CACHE[key]
+
+
+def clear_cache() -> None:
+    _CACHE.clear()

@@ -1,0 +1,408 @@
+"""Training one pack: M models of one data set and one stage, trained together as one network.
+
+This module imports torch and our packages only (no Ray), so the same code runs inside a Ray task,
+in the inline executor, and on a machine where Ray cannot be installed.
+
+Each model keeps its own fold: its own training batches (class-balanced sampling from its own
+training rows), its own validation subjects, its own early stopping. A stopped model's slice of the
+packed weights is restored after every optimizer step, so it no longer changes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+
+from data_prep.ibug68 import region_indices
+from models.losses import packed_cross_entropy, packed_l1_loss
+from models.packed import PackedNetwork
+from orchestrator.augment import AugmentSettings, apply_transforms, normalise_pixels, random_transforms
+from orchestrator.records import PREDICTION_SCHEMA
+from orchestrator.store import (DONE_FILE, atomic_write_text, build_dir_for, is_done, publish_dir,
+                                torch_save_atomic)
+from orchestrator.tensors import DeviceData, device_data
+
+CLASSIFY_STAGES = ("baseline", "head", "finetune")
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    stage: str                    # baseline | landmark | head | finetune
+    lr: float
+    max_epochs: int
+    patience: int
+    min_delta: float
+    restore_best: bool
+    batch_size: int
+    class_balanced: bool
+    augment: AugmentSettings
+    adam: dict
+    eval_every: int = 1
+    checkpoint_every: int = 10
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    key: str
+    out_dir: str
+    seed: int
+    region: str | None            # landmark region (face for FTL, a part for EL); None for Baseline
+    fold: int
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...]
+    upstream_dir: str | None      # the previous stage's output (transfer stages 2 and 3)
+    meta: dict = field(default_factory=dict)   # key inputs, written to meta.json
+
+
+@dataclass(frozen=True)
+class PackJob:
+    dataset: str
+    prepared_dir: str
+    classes: tuple[str, ...]
+    stage: StageSettings
+    models: tuple[ModelJob, ...]
+    model_cfg: dict
+    image_size: int
+    device: str
+    precision: str                # fp32 | bf16
+    channels_last: bool
+    state_dir: str                # resumable pack state
+    deterministic: bool = False
+
+
+@dataclass
+class PackResult:
+    stage: str
+    keys: list[str]
+    trained: int                  # models trained now (the others were already done)
+    epochs: list[int]
+    seconds: float
+    images: int                   # training images processed, summed over models
+    setup_seconds: float = 0.0
+
+
+def _model_kwargs(cfg: dict) -> dict:
+    return dict(widths=tuple(cfg["widths"]), pool_kernel=cfg["pool_kernel"],
+                pool_stride=cfg["pool_stride"], pool_padding=cfg["pool_padding"],
+                bn_eps=cfg["bn_eps"], bn_momentum=cfg["bn_momentum"], head_hidden=cfg["head_hidden"],
+                head_activation=cfg["head_activation"])
+
+
+def build_network(job: PackJob, models: list[ModelJob]) -> PackedNetwork:
+    transfer = job.stage.stage != "baseline"
+    landmark_outputs = [2 * len(region_indices(m.region)) for m in models] if transfer else None
+    n_classes = None if job.stage.stage == "landmark" else len(job.classes)
+    return PackedNetwork(len(models), n_classes=n_classes, landmark_outputs=landmark_outputs,
+                         seeds=[m.seed for m in models], **_model_kwargs(job.model_cfg))
+
+
+def _pad_rows(rows: list[tuple[int, ...]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(1, max(len(r) for r in rows))
+    index = torch.zeros((len(rows), width), dtype=torch.int64)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        index[i, :len(r)] = torch.as_tensor(r, dtype=torch.int64)
+        mask[i, :len(r)] = True
+    return index.to(device), mask.to(device)
+
+
+class _Targets:
+    """Per-model landmark target gathering: model m regresses the flat coordinates of its region."""
+
+    def __init__(self, models: list[ModelJob], device):
+        flat = []
+        for m in models:
+            pts = region_indices(m.region) if m.region else []
+            flat.append([2 * p + c for p in pts for c in (0, 1)])
+        self.index, self.mask = _pad_rows([tuple(f) for f in flat], device)
+
+    def gather(self, landmarks: torch.Tensor) -> torch.Tensor:
+        """landmarks (M, B, 68, 2) -> (B, M, Lmax) targets (zeros where padded)."""
+        flat = landmarks.reshape(*landmarks.shape[:2], -1)
+        idx = self.index[:, None, :].expand(-1, flat.shape[1], -1)
+        return (flat.gather(2, idx) * self.mask[:, None, :]).transpose(0, 1)
+
+
+def _forward(net: PackedNetwork, x: torch.Tensor, landmarks: bool, classes: bool):
+    """One extractor pass feeding the heads the stage needs: (B, M, L) points, (B, M, C) logits."""
+    feats = net.features(x).transpose(0, 1)                                # (M, B, F)
+    pts = net.landmark_head(feats).transpose(0, 1) if landmarks else None
+    logits = net.classifier(feats).transpose(0, 1) if classes else None
+    return pts, logits
+
+
+def _stage_loss(stage: str, net: PackedNetwork, pts, logits, labels_bm, targets_bm, valid_bm):
+    """Per-model loss (M,): L1 on the model's own landmark region, or cross-entropy."""
+    if stage == "landmark":
+        return packed_l1_loss(pts, targets_bm, net.landmark_mask, valid_bm)
+    return packed_cross_entropy(logits, labels_bm.clamp(min=0), valid_bm)
+
+
+def _autocast(job: PackJob):
+    if job.precision == "bf16" and job.device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _as_input(images_mb: torch.Tensor, job: PackJob) -> torch.Tensor:
+    """(M, B, S, S) float in [-1, 1] -> the packed network's (B, M, 1, S, S) layout."""
+    x = images_mb.transpose(0, 1).unsqueeze(2)
+    return x
+
+
+@torch.no_grad()
+def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]],
+             targets: _Targets | None, chunk: int = 256) -> dict:
+    """Loss, accuracy, probabilities and landmark points of every model on its own rows.
+
+    The loss is the stage's loss (L1 for the landmark stage, cross-entropy otherwise); points are
+    predicted whenever `targets` is given and the network has a landmark head.
+    """
+    index, mask = _pad_rows(rows, data.images.device)
+    n_models, width = index.shape
+    stage = job.stage.stage
+    want_points = targets is not None and net.landmark_head is not None
+    want_logits = net.classifier is not None
+    loss_sum = torch.zeros(n_models, device=index.device)
+    correct = torch.zeros(n_models, device=index.device)
+    probs, points = [], []
+    for start in range(0, width, chunk):
+        idx, valid = index[:, start:start + chunk], mask[:, start:start + chunk]
+        x = _as_input(normalise_pixels(data.images[idx]), job)
+        with _autocast(job):
+            pts, logits = _forward(net, x, want_points, want_logits)
+        valid_bm = valid.t()
+        labels_bm = data.labels[idx].t()
+        targets_bm = targets.gather(data.landmarks[idx]) if targets is not None else None
+        n_valid = valid.sum(1)
+        loss_sum += _stage_loss(stage, net, pts, logits, labels_bm, targets_bm, valid_bm) * n_valid
+        if logits is not None:
+            logits = logits.float()
+            correct += ((logits.argmax(-1) == labels_bm) & valid_bm).sum(0)
+            probs.append(torch.softmax(logits, -1).transpose(0, 1).cpu())       # (M, b, C)
+        if pts is not None:
+            points.append(pts.float().transpose(0, 1).cpu())                    # (M, b, L)
+    counts = mask.sum(1).clamp(min=1).float()
+    out = {"loss": (loss_sum / counts).cpu(), "acc": (correct / counts).cpu(), "mask": mask.cpu(),
+           "index": index.cpu()}
+    if probs:
+        out["probs"] = torch.cat(probs, 1)
+    if points:
+        out["points"] = torch.cat(points, 1)
+    return out
+
+
+class _PerModelState:
+    """Best weights per model, and the freezing of stopped models' slices."""
+
+    def __init__(self, net: PackedNetwork):
+        self.net = net
+        self.best = net.snapshot()
+
+    def snapshot(self, which: torch.Tensor) -> None:
+        if which.any():
+            self.net.capture_models_(self.best, which.cpu())
+
+    def restore(self, which: torch.Tensor) -> None:
+        if which.any():
+            self.net.restore_models_(self.best, which.cpu())
+
+
+def _load_upstream(net: PackedNetwork, models: list[ModelJob]) -> None:
+    for i, m in enumerate(models):
+        if m.upstream_dir:
+            state = torch.load(Path(m.upstream_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)
+            net.load_model_state(i, state, strict_heads=False)
+
+
+def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: list[ModelJob],
+                   history: list[list[dict]], test_eval: dict, epochs: list[int]) -> None:
+    prepared = data.prepared
+    for i, m in enumerate(models):
+        build = build_dir_for(m.out_dir)
+        torch.save({k: v.cpu() for k, v in net.model_state(i).items()}, build / "checkpoint.pt")
+        rows = test_eval["index"][i][test_eval["mask"][i]].tolist()
+        if "probs" in test_eval:
+            probs = test_eval["probs"][i][test_eval["mask"][i]].numpy().astype(np.float32)
+            table = pa.table({
+                "sample_id": [prepared.sample_ids[r] for r in rows],
+                "eval_dataset": [job.dataset] * len(rows),
+                "fold": pa.array([m.fold] * len(rows), pa.int32()),
+                "label": [prepared.labels[r] for r in rows],
+                "probs": pa.array(list(probs), pa.list_(pa.float32())),
+            }, schema=PREDICTION_SCHEMA)
+            pq.write_table(table, build / "predictions.parquet")
+        if "points" in test_eval and m.region:
+            n_out = 2 * len(region_indices(m.region))
+            pts = test_eval["points"][i][test_eval["mask"][i]][:, :n_out].numpy().astype(np.float32)
+            flat_idx = [2 * p + c for p in region_indices(m.region) for c in (0, 1)]
+            truth = prepared.landmarks.reshape(len(prepared.sample_ids), -1)[rows][:, flat_idx]
+            pq.write_table(pa.table({
+                "sample_id": [prepared.sample_ids[r] for r in rows],
+                "region": [m.region] * len(rows),
+                "pred": pa.array(list(pts), pa.list_(pa.float32())),
+                "truth": pa.array(list(truth.astype(np.float32)), pa.list_(pa.float32())),
+            }), build / "landmarks.parquet")
+        buf = io.StringIO()
+        fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "stopped"]
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history[i])
+        (build / "history.csv").write_text(buf.getvalue())
+        meta = dict(m.meta, key=m.key, stage=job.stage.stage, epochs_trained=epochs[i],
+                    test_loss=float(test_eval["loss"][i]),
+                    test_acc=float(test_eval["acc"][i]) if "probs" in test_eval else None,
+                    n_train=len(m.train), n_val=len(m.val), n_test=len(m.test),
+                    stage_settings=_jsonable(asdict(job.stage)), finished=time.time())
+        (build / DONE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        publish_dir(build, m.out_dir)
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def run_pack(job: PackJob, log=print) -> PackResult:
+    """Train (or resume) every not-yet-finished model of the pack and write its outputs."""
+    t0 = time.time()
+    models = [m for m in job.models if not is_done(m.out_dir)]
+    if not models:
+        return PackResult(job.stage.stage, [m.key for m in job.models], 0, [], 0.0, 0)
+    if job.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = torch.device(job.device)
+    data = device_data(job.prepared_dir, job.image_size, job.device, list(job.classes))
+    st = job.stage
+    n_models = len(models)
+    targets = _Targets(models, device) if st.stage != "baseline" else None
+
+    net = build_network(job, models)
+    _load_upstream(net, models)
+    net.to(device)
+    if job.channels_last:
+        net.to(memory_format=torch.channels_last)
+    params = net.trainable_parameters(st.stage)
+    opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]), eps=st.adam["eps"])
+    per_model = _PerModelState(net)
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(models[0].seed) % (2**63))
+    train_idx, train_mask = _pad_rows([m.train for m in models], device)
+    labels_train = data.labels[train_idx]
+    if st.class_balanced and st.stage != "landmark":
+        # weight each row by 1 / (its class's count in this model's training rows)
+        onehot = F.one_hot(labels_train.clamp(min=0), len(job.classes)).float() * train_mask[..., None]
+        counts = onehot.sum(1, keepdim=True).clamp(min=1)
+        weights = (onehot / counts).sum(-1)
+    else:
+        weights = train_mask.float()
+    weights = weights * (labels_train >= 0) if st.stage != "landmark" else weights
+    monitor_rows = [m.val if m.val else m.train for m in models]   # no val subjects: monitor training loss
+
+    active = torch.ones(n_models, dtype=torch.bool)
+    best_loss = torch.full((n_models,), float("inf"))
+    best_epoch = torch.zeros(n_models, dtype=torch.int64)
+    last_epoch = torch.zeros(n_models, dtype=torch.int64)
+    history: list[list[dict]] = [[] for _ in models]
+    start_epoch = 0
+    state_path = Path(job.state_dir) / "state.pt"
+    if state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        if saved.get("keys") == [m.key for m in models]:
+            net.load_state_dict(saved["net"])
+            opt.load_state_dict(saved["opt"])
+            for name, t in saved["best"].items():
+                per_model.best[name].copy_(t.to(device))
+            active, best_loss, best_epoch, last_epoch = (saved["active"], saved["best_loss"],
+                                                        saved["best_epoch"], saved["last_epoch"])
+            history, start_epoch = saved["history"], saved["epoch"]
+            gen.set_state(saved["gen"])
+            log(f"resumed {st.stage} pack of {n_models} at epoch {start_epoch}")
+
+    steps = max(1, math.ceil(float(np.mean([len(m.train) for m in models])) / st.batch_size))
+    aug = st.augment
+    setup = time.time() - t0
+    images_seen = 0
+    for epoch in range(start_epoch, st.max_epochs):
+        if not active.any():
+            break
+        net.set_stage_mode(st.stage)
+        act_dev = active.to(device)
+        run_loss = torch.zeros(n_models, device=device)
+        run_correct = torch.zeros(n_models, device=device)
+        for _ in range(steps):
+            local = torch.multinomial(weights, st.batch_size, replacement=True, generator=gen)
+            idx = train_idx.gather(1, local)                                   # (M, B)
+            flat_imgs = normalise_pixels(data.images[idx]).reshape(-1, 1, *data.images.shape[1:])
+            lms = data.landmarks[idx].reshape(-1, 68, 2) if st.stage == "landmark" else None
+            fwd, flipped = random_transforms(flat_imgs.shape[0], aug, gen, device)
+            flat_imgs, lms = apply_transforms(flat_imgs, lms, fwd, flipped)
+            x = _as_input(flat_imgs.view(n_models, st.batch_size, *flat_imgs.shape[-2:]), job)
+            if job.channels_last:
+                x = x.contiguous()
+            labels_bm = data.labels[idx].t()
+            targets_bm = (targets.gather(lms.view(n_models, st.batch_size, 68, 2))
+                          if lms is not None else None)
+            with _autocast(job):
+                pts, logits = _forward(net, x, st.stage == "landmark", st.stage != "landmark")
+                loss_m = _stage_loss(st.stage, net, pts, logits, labels_bm, targets_bm, None)
+            correct = (((logits.argmax(-1) == labels_bm).sum(0)) if logits is not None else None)
+            opt.zero_grad(set_to_none=True)
+            (loss_m * act_dev).sum().backward()
+            opt.step()
+            per_model.restore(~active)
+            run_loss += loss_m.detach()
+            if correct is not None:
+                run_correct += correct
+            images_seen += int(active.sum()) * st.batch_size
+        train_loss = (run_loss / steps).cpu()
+        train_acc = (run_correct / (steps * st.batch_size)).cpu()
+        if (epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs:
+            net.eval()
+            ev = evaluate(job, net, data, monitor_rows, targets if st.stage == "landmark" else None)
+            improved = (ev["loss"] < best_loss - st.min_delta) & active
+            best_loss = torch.where(improved, ev["loss"], best_loss)
+            best_epoch = torch.where(improved, torch.tensor(epoch + 1), best_epoch)
+            per_model.snapshot(improved.to(device))
+            newly_stopped = active & ((epoch + 1 - best_epoch) >= st.patience)
+            for i in range(n_models):
+                if active[i]:
+                    history[i].append({"epoch": epoch + 1, "train_loss": float(train_loss[i]),
+                                       "train_acc": float(train_acc[i]) if st.stage != "landmark" else "",
+                                       "val_loss": float(ev["loss"][i]),
+                                       "val_acc": float(ev["acc"][i]) if st.stage != "landmark" else "",
+                                       "lr": st.lr, "stopped": bool(newly_stopped[i])})
+                    last_epoch[i] = epoch + 1
+            if newly_stopped.any():
+                if st.restore_best:
+                    per_model.restore(newly_stopped.to(device))
+                else:
+                    per_model.snapshot(newly_stopped.to(device))
+                active = active & ~newly_stopped
+        if st.checkpoint_every and (epoch + 1) % st.checkpoint_every == 0 and epoch + 1 < st.max_epochs:
+            torch_save_atomic({"keys": [m.key for m in models], "net": net.state_dict(),
+                               "opt": opt.state_dict(), "best": per_model.best, "active": active,
+                               "best_loss": best_loss, "best_epoch": best_epoch, "last_epoch": last_epoch,
+                               "history": history, "epoch": epoch + 1, "gen": gen.get_state()}, state_path)
+    if st.restore_best:
+        per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
+    net.eval()
+    test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
+    _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist())
+    if state_path.is_file():
+        state_path.unlink()
+    seconds = time.time() - t0
+    return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
+                      images_seen, setup)

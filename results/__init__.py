@@ -1,0 +1,1 @@
+"""From a run's predictions alone: ensembles, per-fold accuracies, tables, confusion matrices, report."""

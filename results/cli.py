@@ -1,0 +1,38 @@
+"""`partfer report RUN_DIR`: rebuild a run's tables, figures and report from its files alone."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from results.load import PlanError, RunDirError
+from results.report import build_report
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Build the report, print its path; a directory without a usable plan exits 2."""
+    try:
+        path = build_report(args.run_dir)
+    except (RunDirError, PlanError) as exc:
+        print(f"partfer report: error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `report RUN_DIR` on an argparse subparsers object; its `func` returns the exit code."""
+    parser = subparsers.add_parser(
+        "report", help="rebuild tables, confusion matrices, figures and report.md of a run",
+        description="Rebuild every table, confusion matrix, figure and report.md of a run "
+                    "directory from plan.json and the models' predictions.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds plan.json)")
+    parser.set_defaults(func=report_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m results")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_report_parser(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,172 @@
+"""Read a run directory (plan.json + every model's predictions.parquet) into one DataFrame.
+
+A model listed in the plan whose predictions are absent or unusable is reported in
+`RunResults.missing` with the reason; it is never silently left out of a number.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan
+
+PLAN_FILE = "plan.json"
+PREDICTIONS_FILE = "predictions.parquet"
+HISTORY_FILE = "history.csv"
+
+# One row per (model, evaluated sample). `fold` is the MODEL's fold; `sample_fold` is the
+# predictions file's own column (the fold whose test set held the sample, -1 outside folds).
+COLUMNS = ("dataset", "network", "member", "fold", "stage", "eval_dataset",
+           "sample_id", "label", "probs", "sample_fold")
+
+_SOFTMAX_TOLERANCE = 1e-3
+
+
+class RunDirError(FileNotFoundError):
+    """The directory is not a run directory (no plan.json)."""
+
+
+class PlanError(ValueError):
+    """plan.json exists but cannot be read as a RunPlan."""
+
+
+class PredictionFileError(ValueError):
+    """One predictions.parquet breaks PREDICTION_SCHEMA; the model is then reported missing."""
+
+
+@dataclass(frozen=True)
+class MissingModel:
+    record: ModelRecord
+    path: str          # the predictions file that was expected
+    reason: str
+
+
+@dataclass
+class RunResults:
+    run_dir: Path
+    plan: RunPlan
+    storage_root: Path
+    predictions: pd.DataFrame
+    missing: list[MissingModel] = field(default_factory=list)
+
+    def model_dir(self, record: ModelRecord) -> Path:
+        return resolve_model_dir(self.storage_root, record)
+
+    def classes(self, dataset: str) -> list[str]:
+        return list(self.plan.datasets[dataset].classes)
+
+
+def read_plan(run_dir: Path) -> RunPlan:
+    """The run's plan; a clear one-line error when the directory is not a run directory."""
+    path = Path(run_dir) / PLAN_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path}: no plan.json (not a run directory)")
+    try:
+        return RunPlan.from_json(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PlanError(f"{path}: not a valid run plan ({type(exc).__name__}: {exc})") from exc
+
+
+def storage_root(run_dir: Path, plan: RunPlan) -> Path:
+    """Where model directories live.
+
+    The layout `<storage>/runs/<run_id>/` makes the run directory's grandparent the storage
+    root, which keeps a copied or downloaded run readable; plan.storage is the fallback for
+    run directories kept elsewhere.
+    """
+    run_dir = Path(run_dir).resolve()
+    if run_dir.parent.name == "runs":
+        return run_dir.parent.parent
+    storage = plan.storage.removeprefix("file://")
+    if "://" in storage:
+        raise PlanError(f"{run_dir / PLAN_FILE}: storage {plan.storage!r} is remote and the run "
+                        "directory is not inside a <storage>/runs/ layout; copy the storage locally")
+    return Path(storage)
+
+
+def resolve_model_dir(root: Path, record: ModelRecord) -> Path:
+    path = Path(record.dir)
+    return path if path.is_absolute() else root / path
+
+
+def read_predictions(path: Path, n_classes: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """One model's predictions: the scalar columns and a (rows, n_classes) probability matrix."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PredictionFileError(f"unreadable parquet ({exc})") from exc
+    absent = [name for name in PREDICTION_SCHEMA.names if name not in table.column_names]
+    if absent:
+        raise PredictionFileError(f"lacks column(s) {', '.join(absent)}")
+    try:
+        table = table.select(PREDICTION_SCHEMA.names).cast(PREDICTION_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise PredictionFileError(f"columns do not match PREDICTION_SCHEMA ({exc})") from exc
+    probs_col = table.column("probs").combine_chunks()
+    lengths = probs_col.value_lengths().to_numpy(zero_copy_only=False)
+    if probs_col.null_count or (len(lengths) and (lengths != n_classes).any()):
+        raise PredictionFileError(f"probs must hold {n_classes} values (the trained classes) per row")
+    probs = probs_col.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    probs = probs.reshape(len(table), n_classes)
+    if not np.isfinite(probs).all():
+        raise PredictionFileError("probs contain NaN or infinite values")
+    if len(probs) and not np.allclose(probs.sum(axis=1), 1.0, atol=_SOFTMAX_TOLERANCE):
+        raise PredictionFileError("probs rows do not sum to 1 (expected softmax outputs)")
+    frame = table.drop_columns(["probs"]).to_pandas()
+    if frame[["sample_id", "eval_dataset", "label"]].isna().any().any():
+        raise PredictionFileError("null sample_id, eval_dataset or label")
+    duplicated = frame.duplicated(["eval_dataset", "sample_id"])
+    if duplicated.any():
+        first = frame.loc[duplicated, "sample_id"].iloc[0]
+        raise PredictionFileError(f"sample {first!r} predicted more than once")
+    return frame, probs
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in COLUMNS})
+
+
+def load_run(run_dir: Path | str) -> RunResults:
+    """Every model of the plan with its predictions; models without usable ones go to `missing`."""
+    run_dir = Path(run_dir)
+    plan = read_plan(run_dir)
+    root = storage_root(run_dir, plan)
+    frames: list[pd.DataFrame] = []
+    missing: list[MissingModel] = []
+    for record in plan.models:
+        if record.dataset not in plan.datasets:
+            raise PlanError(f"{run_dir / PLAN_FILE}: model {record.key} was trained on "
+                            f"{record.dataset!r}, which the plan's datasets do not describe")
+        path = resolve_model_dir(root, record) / PREDICTIONS_FILE
+        if not path.is_file():
+            missing.append(MissingModel(record, str(path), "no predictions.parquet"))
+            continue
+        n_classes = len(plan.datasets[record.dataset].classes)
+        try:
+            frame, probs = read_predictions(path, n_classes)
+        except PredictionFileError as exc:
+            missing.append(MissingModel(record, str(path), str(exc)))
+            continue
+        own = frame["eval_dataset"] == record.dataset
+        strays = frame.loc[own & (frame["fold"] >= 0) & (frame["fold"] != record.fold), "fold"]
+        if len(strays):
+            # A model scored on another fold's test samples would leak training data into accuracy.
+            missing.append(MissingModel(record, str(path), f"holds test samples of fold "
+                                        f"{int(strays.iloc[0])}, not of its own fold {record.fold}"))
+            continue
+        frame = frame.rename(columns={"fold": "sample_fold"})
+        frame["probs"] = list(probs)
+        for name in ("dataset", "network", "member", "fold", "stage"):
+            frame[name] = getattr(record, name)
+        frames.append(frame[list(COLUMNS)])
+    predictions = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+    predictions["fold"] = predictions["fold"].astype("int64")
+    predictions["sample_fold"] = predictions["sample_fold"].astype("int64")
+    return RunResults(run_dir=run_dir, plan=plan, storage_root=root,
+                      predictions=predictions, missing=missing)

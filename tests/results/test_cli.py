@@ -1,0 +1,53 @@
+"""`partfer report RUN_DIR` through `python -m results` and through add_report_parser."""
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from results.cli import add_report_parser
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "results", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_report_command_builds_and_prints_the_path(make_run):
+    run = make_run(datasets=("sfew",))
+    done = _run("report", str(run))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(run / "report.md")
+    assert (run / "report.md").is_file() and (run / "tables" / "table1.csv").is_file()
+
+
+def test_missing_plan_is_one_line_error_and_exit_2(tmp_path):
+    done = _run("report", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "plan.json" in lines[0] and str(tmp_path) in lines[0]
+
+
+def test_add_report_parser_registers_a_subcommand(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="partfer")
+    add_report_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", str(tmp_path)])
+    assert args.func(args) == 2
+    assert "no plan.json" in capsys.readouterr().err
+
+
+def test_results_imports_no_training_stack():
+    # Reports must rebuild anywhere: no torch, ray or other orchestrator modules behind them.
+    code = ("import sys, results.cli, results.report; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'ray', 'cv2', 'dlib', 'data_prep', 'models') "
+            "or (m.startswith('orchestrator.') and m != 'orchestrator.records')))")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

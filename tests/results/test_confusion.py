@@ -1,0 +1,51 @@
+"""Confusion matrix files: labelled fold-summed counts and non-empty heat maps per system."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from results.confusion import write_confusions
+from results.evaluate import evaluate_run
+from results.load import load_run
+from run_builder import CK_CLASSES, PARTS, model_key
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def written(shrunk_run):
+    ev = evaluate_run(load_run(shrunk_run))
+    return ev, write_confusions(ev, shrunk_run)
+
+
+def test_every_network_and_part_has_csv_and_png(written):
+    _, files = written
+    stems = {f"{d}_{n}" for d in ("ckplus", "sfew") for n in ("baseline", "ftl", "el")}
+    stems |= {f"{d}_el-{p}" for d in ("ckplus", "sfew") for p in PARTS}
+    stems |= {f"sfew_on_ckplus_{n}" for n in ("baseline", "ftl", "el")}
+    stems |= {f"sfew_on_ckplus_el-{p}" for p in PARTS}
+    assert set(files) == stems
+    for paths in files.values():
+        png = paths["png"].read_bytes()
+        assert png.startswith(PNG_SIGNATURE) and len(png) > 2000
+        assert paths["csv"].stat().st_size > 0
+
+
+def test_csv_is_the_labelled_fold_sum(written):
+    ev, files = written
+    frame = pd.read_csv(files["ckplus_el"]["csv"], index_col=0)
+    assert list(frame.index) == CK_CLASSES and list(frame.columns) == CK_CLASSES
+    score = ev.score("ckplus", "ckplus", "EL")
+    np.testing.assert_array_equal(frame.to_numpy(), sum(score.fold_confusion.values()))
+    mouth = pd.read_csv(files["ckplus_el-mouth"]["csv"], index_col=0)
+    assert np.trace(mouth.to_numpy()) == 4       # 33.33% pooled of 12 samples
+    cross = pd.read_csv(files["sfew_on_ckplus_el"]["csv"], index_col=0)
+    assert "contempt" not in cross.index and cross.to_numpy().sum() == 9
+
+
+def test_system_without_predictions_gets_no_matrix(make_run):
+    drop = {model_key("ckplus", "el", "jaw", f) for f in (0, 1, 2)}
+    run = make_run(datasets=("ckplus",), drop_models=drop)
+    ev = evaluate_run(load_run(run))
+    files = write_confusions(ev, run)
+    assert "ckplus_el-jaw" not in files and "ckplus_el" not in files   # EL needs all 5 parts
+    assert "ckplus_el-mouth" in files
