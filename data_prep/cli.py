@@ -21,17 +21,24 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def add_synth_parser(subparsers) -> argparse.ArgumentParser:
+    from data_prep.synth import known_synth_layouts
+
     parser = subparsers.add_parser(
         "synth", help="write a synthetic face data set (drawn faces with true landmarks)",
         description="Write a learnable synthetic data set in a real data set's layout.")
-    parser.add_argument("--layout", default="jaffe", help="file layout to write (default: jaffe)")
+    parser.add_argument("--layout", default="jaffe", choices=known_synth_layouts(),
+                        help="file layout to write: JAFFE's flat folder, CK+'s official sequence tree, "
+                             "SFEW's Train/Val class folders (default: jaffe)")
     parser.add_argument("--out", required=True, help="new or empty output folder")
     parser.add_argument("--subjects", type=int, default=10, help="number of people (default: 10)")
-    parser.add_argument("--per-class", type=int, default=3, help="images per person and class (default: 3)")
+    parser.add_argument("--per-class", type=int, default=3,
+                        help="images per person and class; ckplus: sequences per person and expression (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default: 0)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: 256)")
     parser.add_argument("--classes", default=None,
                         help="comma-separated classes (default: the layout's, e.g. JAFFE's 7)")
+    parser.add_argument("--frames", type=int, default=6,
+                        help="ckplus: frames per sequence, neutral onset to peak, at least 4 (default: 6)")
     parser.set_defaults(func=run_synth)
     return parser
 
@@ -42,7 +49,7 @@ def run_synth(args: argparse.Namespace) -> int:
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
     try:
         summary = synthesize(args.layout, args.out, subjects=args.subjects, per_class=args.per_class,
-                             seed=args.seed, size=args.size, classes=classes)
+                             seed=args.seed, size=args.size, classes=classes, frames=args.frames)
     except USER_ERRORS as err:
         return _fail("synth", err)
     print(f"{summary.n_images} images ({len(summary.subjects)} subjects, {len(summary.classes)} classes: "
@@ -51,6 +58,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def add_prep_parser(subparsers) -> argparse.ArgumentParser:
+    from data_prep.readers.base import known_layouts
     from data_prep.settings import PrepSettings
 
     defaults = PrepSettings()
@@ -60,13 +68,14 @@ def add_prep_parser(subparsers) -> argparse.ArgumentParser:
                     "content-addressed prepared directory (reused when nothing changed).")
     parser.add_argument("--dataset", required=True, help="name of the prepared data set (e.g. jaffe, ckplus)")
     parser.add_argument("--root", required=True, help="the data set's folder")
-    parser.add_argument("--layout", default=None,
-                        help="file layout: jaffe | folder (default: the --dataset name when it is a layout)")
+    parser.add_argument("--layout", default=None, choices=known_layouts(),
+                        help="file layout (default: the --dataset name when it is a layout)")
     parser.add_argument("--out", default="out", help="output root; data goes to OUT/prepared/ (default: out)")
     parser.add_argument("--detector", default=defaults.detector, help="ssd | hog | none (default: ssd)")
     parser.add_argument("--annotator", default=defaults.annotator, help="dlib | fan | dataset (default: dlib)")
     parser.add_argument("--subject-regex", default=None,
-                        help="folder layout: regex on the file stem whose group (or group 'subject') is the subject")
+                        help="folder and sfew layouts: regex on the file stem whose group (or group "
+                             "'subject') is the subject")
     parser.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side (default: 160)")
     parser.add_argument("--ssd-confidence", type=float, default=defaults.ssd_confidence)
     parser.add_argument("--box-margin", type=float, default=defaults.box_margin)

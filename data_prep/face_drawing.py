@@ -221,14 +221,46 @@ def background(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(cv2.GaussianBlur(img, (0, 0), sigma), 0, 255).astype(np.uint8)
 
 
-def photograph(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Illumination gradient, lens softness and sensor noise: what makes drawings look photographed."""
-    h, w = img.shape
+@dataclass(frozen=True)
+class Lighting:
+    """One shot's light and sensor: kept for all frames of a video sequence, drawn anew per photo."""
+    angle: float = 0.0        # direction of the illumination gradient (radians)
+    strength: float = 0.0     # gradient: relative brightness change from image centre to edge
+    gain: float = 1.0         # overall exposure
+    noise: float = 4.0        # sensor noise standard deviation (grey levels)
+    blur: float = 0.004       # lens softness: Gaussian sigma as a fraction of the width (+ 0.4 px)
+
+
+def random_lighting(rng: np.random.Generator, strength: tuple[float, float] = (0.0, 0.35),
+                    gain: tuple[float, float] = (0.85, 1.1), noise: tuple[float, float] = (2.0, 7.0),
+                    blur: tuple[float, float] | None = None) -> Lighting:
+    """Random lighting from the given ranges (defaults: a studio-like photograph)."""
     angle = rng.uniform(0, 2 * np.pi)
-    strength = rng.uniform(0.0, 0.35)
+    chosen_strength = rng.uniform(*strength)
+    chosen_gain = rng.uniform(*gain)
+    chosen_noise = rng.uniform(*noise)
+    chosen_blur = 0.004 if blur is None else rng.uniform(*blur)
+    return Lighting(angle, chosen_strength, chosen_gain, chosen_noise, chosen_blur)
+
+
+def plain_background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A lab backdrop: one grey level with a soft vertical shading, nothing else."""
+    level = rng.uniform(60, 200)
+    shade = np.linspace(-1.0, 1.0, size, dtype=np.float32)[:, None] * rng.uniform(-15, 15)
+    return np.clip(np.round(level + shade + np.zeros((size, size), np.float32)), 0, 255).astype(np.uint8)
+
+
+def photograph(img: np.ndarray, rng: np.random.Generator, lighting: Lighting | None = None) -> np.ndarray:
+    """Illumination gradient, lens softness and sensor noise: what makes drawings look photographed.
+
+    lighting: fixed light for a series of shots (only the noise is drawn anew); default random.
+    """
+    if lighting is None:
+        lighting = random_lighting(rng)
+    h, w = img.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = ((xx / w - 0.5) * np.cos(angle) + (yy / h - 0.5) * np.sin(angle)) * 2 * strength
-    out = img.astype(np.float32) * (1 + ramp) * rng.uniform(0.85, 1.1)
-    out = cv2.GaussianBlur(out, (0, 0), 0.004 * w + 0.4)
-    out += rng.normal(0, rng.uniform(2, 7), out.shape).astype(np.float32)
+    ramp = ((xx / w - 0.5) * np.cos(lighting.angle) + (yy / h - 0.5) * np.sin(lighting.angle)) * 2 * lighting.strength
+    out = img.astype(np.float32) * (1 + ramp) * lighting.gain
+    out = cv2.GaussianBlur(out, (0, 0), lighting.blur * w + 0.4)
+    out += rng.normal(0, lighting.noise, out.shape).astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

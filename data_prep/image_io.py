@@ -3,10 +3,16 @@
 Data sets mix palette TIFFs (JAFFE), RGB(A) PNG/JPEG and occasional 16-bit files; a silent
 cv2.IMREAD_GRAYSCALE would hide how each was converted, and some palette TIFFs defeat OpenCV, so
 every case is handled here, with Pillow as the fallback decoder.
+
+Some data sets keep their images inside another file (FER2013: pixel rows of a CSV). Such an image
+is addressed as `<container file>#<member>` (e.g. `/data/fer2013.csv#row=000123`) and decoded by a
+loader registered for the container's suffix, so preprocessing has one code path for both kinds.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -14,8 +20,51 @@ import numpy as np
 from data_prep.errors import RejectError
 
 
+MEMBER_SEPARATOR = "#"
+# (container path, member) -> uint8 (H, W) grayscale, or RejectError naming the member.
+MemberLoader = Callable[[str, str], np.ndarray]
+_MEMBER_LOADERS: dict[str, MemberLoader] = {}
+
+
+def register_member_loader(suffix: str) -> Callable[[MemberLoader], MemberLoader]:
+    """Decorator: decode `<file with this suffix>#<member>` paths with `fn(container, member)`."""
+    def decorate(fn: MemberLoader) -> MemberLoader:
+        _MEMBER_LOADERS[suffix.lower()] = fn
+        return fn
+    return decorate
+
+
+def member_path(container: str | os.PathLike, member: str) -> str:
+    """The path that names one image stored inside `container`."""
+    return f"{container}{MEMBER_SEPARATOR}{member}"
+
+
+def split_member_path(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(container, member) when `path` names an image inside a file a loader knows, else None.
+
+    A real file whose name contains '#' stays a plain file: it is checked on disk first.
+    """
+    text = str(path)
+    if MEMBER_SEPARATOR not in text or os.path.exists(text):
+        return None
+    container, _, member = text.rpartition(MEMBER_SEPARATOR)
+    if Path(container).suffix.lower() not in _member_loaders():
+        return None
+    return container, member
+
+
+def _member_loaders() -> dict[str, MemberLoader]:
+    # Imported here, not at module top: the loader modules import this one to register.
+    from data_prep import csv_images  # noqa: F401
+    return _MEMBER_LOADERS
+
+
 def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     """uint8 (H, W) grayscale; RejectError('unreadable image: ...') when no decoder can read it."""
+    member = split_member_path(path)
+    if member is not None:
+        container, name = member
+        return _member_loaders()[Path(container).suffix.lower()](container, name)
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is not None:
         return to_gray_uint8(image, channel_order="bgr")

@@ -2,8 +2,9 @@
 
 Tests and demos need data whose labels are learnable and whose landmarks are exact, without the
 licensed data sets. Each subject gets an identity, each class an expression deformation, each
-image a random intensity, pose, illumination and noise. The layout writer decides only names and
-folders, so the CK+ and SFEW layouts are one more writer each.
+image a random intensity, pose, illumination and noise. A layout writer decides names, folders and
+how images relate (CK+: video sequences from neutral to peak, data_prep.synth_ckplus; SFEW: "in
+the wild" shots, data_prep.synth_sfew); JAFFE's writer is here.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from data_prep.face_geometry import (
 from data_prep.landmark_files import write_points
 from data_prep.readers.base import LANDMARKS_DIR
 
-__all__ = ["SynthSummary", "SynthImage", "synthesize", "generate", "draw_face", "subject_codes",
-           "render_image", "known_synth_layouts"]
+__all__ = ["SynthSummary", "SynthImage", "SynthRequest", "synthesize", "generate", "draw_face",
+           "subject_codes", "render_image", "known_synth_layouts"]
 
 JAFFE_SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")
 JAFFE_CODES = {"anger": "AN", "disgust": "DI", "fear": "FE", "happiness": "HA", "neutral": "NE",
@@ -91,54 +92,93 @@ def generate(subjects: int, per_class: int, seed: int, size: int, classes: tuple
                 yield SynthImage(code, label, index, image, points)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def write_bytes_file(path: Path, data: bytes) -> None:
+    """Atomic write: a temp name in the same folder, then rename (folders created as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
+def write_image_file(path: Path, image: np.ndarray) -> None:
+    """Encode by the file suffix (PNG, TIFF ...) and write atomically."""
     ok, encoded = cv2.imencode(path.suffix, image)
     if not ok:
         raise OSError(f"OpenCV could not encode {path}")
-    _write_bytes(path, encoded.tobytes())
+    write_bytes_file(path, encoded.tobytes())
 
 
-def _write_jaffe(images: Iterator[SynthImage], out: Path) -> int:
+@dataclass(frozen=True)
+class SynthRequest:
+    """What to generate, checked by `synthesize`; every layout writer gets one."""
+    subjects: int
+    per_class: int          # JAFFE/SFEW: images per subject and class; CK+: sequences per subject and expression
+    seed: int
+    size: int
+    classes: tuple[str, ...]
+    frames: int = 6         # CK+ only: frames per sequence, neutral onset to peak
+
+
+@dataclass(frozen=True)
+class Written:
+    n_images: int
+    classes: list[str]      # labels the set's reader will find, canonical order
+    subjects: list[str]
+
+
+@dataclass(frozen=True)
+class SynthLayout:
+    write: Callable[[SynthRequest, Path], Written]
+    default_classes: tuple[str, ...]
+    check: Callable[[SynthRequest], None] = lambda request: None   # layout-specific limits
+
+
+def _write_jaffe(request: SynthRequest, out: Path) -> Written:
     """JAFFE: flat `KA.AN1.39.tiff`, id a running number; points in landmarks/<stem>.txt."""
     (out / LANDMARKS_DIR).mkdir(parents=True, exist_ok=True)
     n = 0
+    images = generate(request.subjects, request.per_class, request.seed, request.size, request.classes)
     for n, item in enumerate(images, start=1):
         stem = f"{item.subject}.{JAFFE_CODES[item.label]}{item.index}.{n}"
-        _write_image(out / f"{stem}.tiff", item.image)
+        write_image_file(out / f"{stem}.tiff", item.image)
         write_points(out / LANDMARKS_DIR / f"{stem}.txt", item.points)
-    return n
+    return Written(n, list(request.classes), subject_codes(request.subjects))
 
 
-# layout -> (writer, default classes). CK+ / SFEW layouts are one more entry each.
-_LAYOUTS: dict[str, tuple[Callable[[Iterator[SynthImage], Path], int], tuple[str, ...]]] = {
-    "jaffe": (_write_jaffe, JAFFE_CLASSES),
-}
+def _layouts() -> dict[str, SynthLayout]:
+    # Imported here, not at module top: the layout modules import this one's helpers.
+    from data_prep import synth_ckplus, synth_sfew
+
+    return {
+        "jaffe": SynthLayout(_write_jaffe, JAFFE_CLASSES),
+        "ckplus": SynthLayout(synth_ckplus.write_ckplus, synth_ckplus.CKPLUS_CLASSES, synth_ckplus.check),
+        "sfew": SynthLayout(synth_sfew.write_sfew, synth_sfew.SFEW_CLASSES, synth_sfew.check),
+    }
 
 
 def known_synth_layouts() -> list[str]:
-    return sorted(_LAYOUTS)
+    return sorted(_layouts())
 
 
 def synthesize(layout: str, out_dir: str | os.PathLike, subjects: int = 10, per_class: int = 3,
-               seed: int = 0, size: int = 256, classes: tuple[str, ...] | None = None) -> SynthSummary:
-    """Write a synthetic data set in `layout` into a new or empty folder; same seed, same bytes."""
-    if layout not in _LAYOUTS:
-        raise ValueError(f"unknown synthetic layout {layout!r}; known: {', '.join(known_synth_layouts())}")
-    writer, default_classes = _LAYOUTS[layout]
-    chosen = tuple(labels.class_list(classes)) if classes is not None else default_classes
+               seed: int = 0, size: int = 256, classes: tuple[str, ...] | None = None,
+               frames: int = 6) -> SynthSummary:
+    """Write a synthetic data set in `layout` (jaffe, ckplus, sfew) into a new or empty folder;
+    same seed, same bytes. `frames` is CK+'s frames per sequence (ignored by the others)."""
+    layouts = _layouts()
+    if layout not in layouts:
+        raise ValueError(f"unknown synthetic layout {layout!r}; known: {', '.join(sorted(layouts))}")
+    spec = layouts[layout]
+    chosen = tuple(labels.class_list(classes)) if classes is not None else spec.default_classes
     if not chosen or subjects < 1 or per_class < 1 or size < 32:
         raise ValueError(f"need at least one class, subject and image per class, and size >= 32 "
                          f"(got classes={chosen}, subjects={subjects}, per_class={per_class}, size={size})")
+    request = SynthRequest(subjects, per_class, seed, size, chosen, frames)
+    spec.check(request)
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out} (synthesize writes into a new or empty folder)")
     out.mkdir(parents=True, exist_ok=True)
-    n_images = writer(generate(subjects, per_class, seed, size, chosen), out)
-    return SynthSummary(out_dir=str(out), layout=layout, n_images=n_images, classes=list(chosen),
-                        subjects=subject_codes(subjects))
+    written = spec.write(request, out)
+    return SynthSummary(out_dir=str(out), layout=layout, n_images=written.n_images,
+                        classes=written.classes, subjects=written.subjects)

@@ -27,6 +27,29 @@ def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | N
     return results
 
 
+def run_cross_evals_inline(jobs: list, progress: Progress) -> int:
+    from orchestrator.cross_eval import run_cross_eval
+    written = 0
+    for job in jobs:
+        written += run_cross_eval(job)
+    if jobs:
+        progress.note(f"cross-data-set tests: {written} prediction files written")
+    return written
+
+
+def run_cross_evals_ray(jobs: list, progress: Progress, gpus: float) -> int:
+    import ray
+
+    from orchestrator.cross_eval import run_cross_eval
+    remote = ray.remote(run_cross_eval)
+    refs = [remote.options(num_cpus=1, num_gpus=gpus if job.device.startswith("cuda") else 0).remote(job)
+            for job in jobs]
+    written = sum(ray.get(refs)) if refs else 0
+    if jobs:
+        progress.note(f"cross-data-set tests: {written} prediction files written")
+    return written
+
+
 def _remote_pack(job: PackJob, *_upstream: PackResult) -> PackResult:
     """Ray task body; `_upstream` only carries the dependency on the previous stage."""
     import torch

@@ -9,13 +9,14 @@ fine-tuning rate) finds finished stages on disk and skips them.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_prep.ibug68 import FULL_FACE
 from data_prep.prepared import PreparedData
 from orchestrator.augment import AugmentSettings
 from orchestrator.config import TRANSFER_STAGES, epochs_for
+from orchestrator.cross_eval import CrossEvalJob
 from orchestrator.folds import make_split, fold_ids
 from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
 from orchestrator.store import is_done, model_dir, stable_hash
@@ -41,6 +42,7 @@ class Plan:
     chains: list[list[PackJob]]          # each chain: one pack per stage, in stage order
     n_model_stages: int
     n_done: int
+    cross_evals: list[CrossEvalJob] = field(default_factory=list)   # after training
 
 
 def units_for(cfg: dict, dataset: str, folds: list[int]) -> list[Unit]:
@@ -79,6 +81,10 @@ def precision_for(cfg: dict, device: str) -> str:
     return want
 
 
+def _relative(path: str, storage: str) -> str:
+    return str(Path(path).relative_to(storage)) if "://" not in storage else path
+
+
 def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str,
                run_id: str, pack_size: int) -> Plan:
     """Every unit's stage jobs, with their keys, inputs and output directories."""
@@ -106,6 +112,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
             for start in range(0, len(group), pack_size):
                 chunk = group[start:start + pack_size]
                 chain, upstream = [], {u: None for u in chunk}
+                stage_dirs: dict[Unit, dict[str, str]] = {u: {} for u in chunk}
                 for stage in seq:
                     settings = stage_settings(cfg, name, stage)
                     jobs = []
@@ -131,6 +138,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                             meta={"dataset": name, "network": u.network, "member": u.member,
                                   "fold": u.fold, "region": u.region, "inputs": key_inputs}))
                         upstream[u] = (key, out)
+                        stage_dirs[u][stage] = _relative(out, storage)
                         n_total += 1
                         n_done += is_done(out)
                     pack_key = stable_hash([j.key for j in jobs], 24)
@@ -140,12 +148,48 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         image_size=int(cfg["image_size"]), device=device, precision=precision,
                         channels_last=channels_last, state_dir=str(Path(storage) / "packs" / pack_key),
                         deterministic=bool(cfg["train"].get("deterministic", False))))
-                chains.append(chain)
+                # finished packs are dropped from the chain's front: only the work left is scheduled
+                while chain and all(is_done(j.out_dir) for j in chain[0].models):
+                    chain.pop(0)
+                if chain:
+                    chains.append(chain)
                 for u in chunk:
                     key, out = upstream[u]
                     records.append(ModelRecord(dataset=name, network=u.network, member=u.member,
                                                fold=u.fold, stage=seq[-1], key=key,
-                                               dir=str(Path(out).relative_to(storage))
-                                               if "://" not in storage else out))
+                                               dir=_relative(out, storage), stage_dirs=stage_dirs[u]))
+    # longest chains first: the three-stage transfer chains are the critical path of a run
+    chains.sort(key=len, reverse=True)
+    cross = _cross_evals(cfg, prepared, records, storage, device, precision, pack_size)
+    for job in cross:
+        infos[job.train_dataset].eval_on = sorted(set(infos[job.train_dataset].eval_on) | {job.eval_dataset})
     run_plan = RunPlan(run_id=run_id, storage=storage, settings={}, datasets=infos, models=records)
-    return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done)
+    return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done, cross_evals=cross)
+
+
+def _cross_evals(cfg: dict, prepared: dict[str, PreparedData], records: list[ModelRecord], storage: str,
+                 device: str, precision: str, chunk: int) -> list[CrossEvalJob]:
+    """Jobs testing each data set's final models on the data sets its config names in `eval_on`,
+    when those are part of this run; the output paths are added to the models' records."""
+    jobs = []
+    for train_name in prepared:
+        for eval_name in cfg["datasets"][train_name].get("eval_on") or []:
+            if eval_name not in prepared or eval_name == train_name:
+                continue
+            eval_hash = Path(prepared[eval_name].path).name
+            mine = [r for r in records if r.dataset == train_name]
+            for start in range(0, len(mine), chunk):
+                group = mine[start:start + chunk]
+                outs = []
+                for r in group:
+                    rel = str(Path("cross") / train_name / f"{r.network}-{r.member}" / f"fold{r.fold}" /
+                              f"{eval_hash}-{r.key[:12]}.parquet")
+                    r.extra_predictions.append(rel)
+                    outs.append(str(Path(storage) / rel))
+                jobs.append(CrossEvalJob(
+                    train_dataset=train_name, eval_dataset=eval_name, eval_prepared=str(prepared[eval_name].path),
+                    classes=tuple(prepared[train_name].classes),
+                    model_dirs=tuple(str(Path(storage) / r.dir) for r in group), out_paths=tuple(outs),
+                    model_cfg=dict(cfg["model"]), image_size=int(cfg["image_size"]), device=device,
+                    precision=precision))
+    return jobs

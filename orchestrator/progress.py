@@ -11,12 +11,13 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total_model_stages: int, already_done: int, total_packs: int, stream=None):
+    def __init__(self, total_model_stages: int, already_done: int, total_packs: int, stream=None,
+                 start: float | None = None):
         self.total = total_model_stages
         self.done = already_done
         self.packs_total = total_packs
         self.packs_done = 0
-        self.start = time.time()
+        self.start = start or time.time()
         self.stream = stream or sys.stderr
         self.images = 0
         if already_done:

@@ -3,10 +3,13 @@
 The run directory `<out>/runs/<run_id>/` holds
   config.yaml   the resolved configuration
   plan.json     RunPlan.to_json(): settings, data sets (classes, folds) and every final model
+  analysis/     gradcam_<dataset>.npz (Grad-CAM maps of chosen test faces), complexity.json
 and each finished model writes, under its own key directory,
   predictions.parquet   PREDICTION_SCHEMA, one row per (evaluation data set, test sample)
   checkpoint.pt         the sub-network's state dict (+ landmark head where the stage has one)
   history.csv           per-epoch train/validation loss and accuracy
+  landmarks.parquet     transfer stages: predicted vs true points of its region on its test rows
+                        (sample_id, region, pred, truth: flat x0,y0,... in [0,1] crop coordinates)
   meta.json             the key's inputs; written last (its presence marks the model done)
 results/ reads only plan.json and the files it points to.
 """
@@ -38,6 +41,13 @@ class ModelRecord:
     stage: str          # the stage whose outputs these are (baseline or finetune)
     key: str            # content hash of everything the model depends on
     dir: str            # path of its outputs, relative to the run's storage root
+    # every stage's output directory (relative to the storage root), e.g. {"landmark": ..., "head":
+    # ..., "finetune": ...}: landmarks.parquet of "landmark" (before) and "finetune" (after
+    # fine-tuning, same stage-1 landmark head) feed the before/after study
+    stage_dirs: dict = field(default_factory=dict)
+    # predictions of this model on OTHER data sets (cross-data-set tests), PREDICTION_SCHEMA files
+    # relative to the storage root; eval_dataset names the data set
+    extra_predictions: list = field(default_factory=list)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +70,11 @@ def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
     for name, spec in (cfg.get("synthetic") or {}).items():
         layout = cfg["datasets"][name]["layout"]
         root = Path(storage) / "synthetic" / f"{name}-{stable_hash([layout, spec], 10)}"
-        marker = root / "_SYNTH_DONE"
+        marker = root.with_name(root.name + ".done")      # beside the data set, not inside it
         if not marker.is_file():
             log(f"generating synthetic {name} ({layout} layout) in {root}")
+            if root.exists():
+                shutil.rmtree(root)                          # an unfinished earlier attempt
             synthesize(layout, str(root), **spec)
             marker.write_text("ok\n")
         roots[name] = str(root)
@@ -118,6 +121,18 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
         if cut:
             reasons.append(f"{name} epochs below the paper's (ours/paper): {', '.join(cut)}")
     return reasons
+
+
+def write_complexity(cfg: dict, run_dir: Path) -> None:
+    """Parameters, GFLOPs (paper's formulas 7-9) and storage of this run's architecture."""
+    import json
+
+    from models.describe import describe
+    arch = {k: cfg["model"][k] for k in ("widths", "pool_kernel", "pool_stride", "pool_padding",
+                                         "bn_eps", "bn_momentum", "head_hidden", "head_activation")}
+    arch["widths"] = tuple(arch["widths"])
+    info = describe(image_size=160, n_members=int(cfg["members"]), **arch)
+    atomic_write_text(run_dir / "analysis" / "complexity.json", json.dumps(info, indent=2, default=str))
 
 
 def versions() -> dict:
@@ -185,21 +200,32 @@ def run(req: RunRequest, log=None) -> str:
         "versions": versions(), "started": t_start, "status": "running",
     }
     atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    write_complexity(cfg, run_dir)
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
 
-    progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains))
+    progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start)
     progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
                   f"in {sum(len(c) for c in plan.chains)} packs on {device} ({executor} executor)")
     t_train = time.time()
     if executor == "inline":
         from orchestrator.executors import run_inline
         results = run_inline(plan.chains, progress)
+        from orchestrator.executors import run_cross_evals_inline
+        run_cross_evals_inline(plan.cross_evals, progress)
     else:
         ensure_ray()
         from orchestrator.executors import run_ray
         tr = cfg["train"]
         results = run_ray(plan.chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
                           gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
+        from orchestrator.executors import run_cross_evals_ray
+        run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(tr["gpus_per_pack"])))
+    from orchestrator.analysis import gradcam_dataset
+    for name in prepared:
+        # on the driver, which may have no GPU: a few faces, cheap on a CPU
+        path = gradcam_dataset(plan.run_plan, name, run_dir, cfg["model"], int(cfg["image_size"]), "cpu")
+        if path:
+            progress.note(f"Grad-CAM maps of {name} test faces -> {path}")
     t_end = time.time()
     plan.run_plan.settings.update({
         "status": "finished", "finished": t_end, "wall_seconds": round(t_end - t_start, 1),

@@ -333,6 +333,7 @@ def run_pack(job: PackJob, log=print) -> PackResult:
 
     steps = max(1, math.ceil(float(np.mean([len(m.train) for m in models])) / st.batch_size))
     aug = st.augment
+    log_every = max(1, st.max_epochs // 5)
     setup = time.time() - t0
     images_seen = 0
     for epoch in range(start_epoch, st.max_epochs):
@@ -391,6 +392,10 @@ def run_pack(job: PackJob, log=print) -> PackResult:
                 else:
                     per_model.snapshot(newly_stopped.to(device))
                 active = active & ~newly_stopped
+        if log_every and ((epoch + 1) % log_every == 0 or epoch + 1 == st.max_epochs):
+            log(f"{job.dataset} {st.stage} pack of {n_models}: epoch {epoch + 1}/{st.max_epochs}, "
+                f"{int(active.sum())} still training, train loss {float(train_loss.mean()):.4f}, "
+                f"{time.time() - t0:.0f} s")
         if st.checkpoint_every and (epoch + 1) % st.checkpoint_every == 0 and epoch + 1 < st.max_epochs:
             torch_save_atomic({"keys": [m.key for m in models], "net": net.state_dict(),
                                "opt": opt.state_dict(), "best": per_model.best, "active": active,

@@ -11,7 +11,7 @@ from results.report import build_report
 def report_command(args: argparse.Namespace) -> int:
     """Build the report, print its path; a directory without a usable plan exits 2."""
     try:
-        path = build_report(args.run_dir)
+        path = build_report(args.run_dir, embed_images=args.embed_images)
     except (RunDirError, PlanError) as exc:
         print(f"partfer report: error: {exc}", file=sys.stderr)
         return 2
@@ -22,10 +22,13 @@ def report_command(args: argparse.Namespace) -> int:
 def add_report_parser(subparsers) -> argparse.ArgumentParser:
     """Register `report RUN_DIR` on an argparse subparsers object; its `func` returns the exit code."""
     parser = subparsers.add_parser(
-        "report", help="rebuild tables, confusion matrices, figures and report.md of a run",
-        description="Rebuild every table, confusion matrix, figure and report.md of a run "
-                    "directory from plan.json and the models' predictions.")
+        "report", help="rebuild tables, confusion matrices, figures, report.md and report.html",
+        description="Rebuild every table, confusion matrix, figure, report.md and report.html of "
+                    "a run directory from plan.json and the files it points to.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds plan.json)")
+    parser.add_argument("--embed-images", action="store_true",
+                        help="put the figures into report.html as base64 data (one file to send "
+                             "around) instead of linking them relatively")
     parser.set_defaults(func=report_command)
     return parser
 

@@ -1,8 +1,10 @@
 """Why a run's numbers cannot be set beside the paper's (shrunk settings, synthetic data...).
 
 A demo or test run produces real accuracies of a different experiment; printing them next to
-the paper's without saying so would mislead. Settings keys read: shrunk (bool, text, list or
-mapping of flags), epochs_scale, image_size, synthetic (bool, text or list of data sets).
+the paper's without saying so would mislead. Settings keys read: shrunk_reasons (the run's own
+list of departures, written by the orchestrator), else shrunk (bool, text, list or mapping of
+flags), epochs_scale, image_size, synthetic (bool, text or list of data sets); status (a run
+still "running" is partial).
 """
 from __future__ import annotations
 
@@ -30,8 +32,18 @@ def synthetic_note(plan: RunPlan) -> str | None:
     return "trained and tested on synthetic faces" + (f" ({detail})" if detail else "")
 
 
-def shrink_reasons(plan: RunPlan) -> list[str]:
-    """Each way the run departs from the paper's protocol; empty when it follows it."""
+def _recorded_reasons(settings: dict) -> list[str] | None:
+    """The orchestrator's own list of departures, or None for plans that do not carry one."""
+    recorded = settings.get("shrunk_reasons")
+    if recorded is None:
+        return None
+    if isinstance(recorded, str):
+        return [recorded]
+    return [str(r) for r in recorded]
+
+
+def _derived_settings_reasons(plan: RunPlan) -> list[str]:
+    """Departures read off individual settings, for plans without shrunk_reasons."""
     settings = plan.settings
     reasons: list[str] = []
     shrunk = settings.get("shrunk")
@@ -47,6 +59,12 @@ def shrink_reasons(plan: RunPlan) -> list[str]:
     note = synthetic_note(plan)
     if note:
         reasons.append(note)
+    return reasons
+
+
+def _structural_reasons(plan: RunPlan) -> list[str]:
+    """Fold and member counts that differ from the paper's protocol (read off the plan)."""
+    reasons: list[str] = []
     trained = {record.dataset for record in plan.models}
     for name, info in sorted(plan.datasets.items()):
         paper_folds = PAPER_FOLDS.get(name)
@@ -62,6 +80,27 @@ def shrink_reasons(plan: RunPlan) -> list[str]:
             reasons.append(f"{display_name(dataset)} {network}: {len(names)} members "
                            f"(paper: {PAPER_MEMBERS})")
     return reasons
+
+
+def shrink_reasons(plan: RunPlan) -> list[str]:
+    """Each way the run departs from the paper's protocol; empty when it follows it.
+
+    The run's recorded `shrunk_reasons` are shown as written (they compare against the paper's
+    config, epochs included); without them the settings are read one by one. Fold and member
+    counts are always checked here, from the plan itself.
+    """
+    recorded = _recorded_reasons(plan.settings)
+    reasons = recorded if recorded is not None else _derived_settings_reasons(plan)
+    return reasons + [r for r in _structural_reasons(plan) if r not in reasons]
+
+
+def partial_note(plan: RunPlan) -> str | None:
+    """A sentence when the run has not finished (plan.json written at its start), else None."""
+    status = plan.settings.get("status")
+    if status is None or status == "finished":
+        return None
+    return (f"the run's status is {status!r}, not finished: models still training have no "
+            "predictions yet and are listed as missing")
 
 
 def warning_line(plan: RunPlan) -> str | None:

@@ -35,36 +35,51 @@ def confusion_frame(score: SystemScore) -> pd.DataFrame:
     return frame
 
 
-def _title(score: SystemScore) -> str:
+def _title(score: SystemScore, holdout: bool = False) -> str:
     where = display_name(score.train_dataset)
     if score.cross:
         where += f" -> {display_name(score.eval_dataset)}"
+    elif holdout:
+        where += " validation set"
     folds = len(score.fold_accuracy)
-    acc = ("no predictions" if math.isnan(score.mean_accuracy) else
-           f"accuracy {100 * score.mean_accuracy:.2f}% (mean of {folds} fold{'s' * (folds != 1)}), "
-           f"pooled {100 * score.pooled_accuracy:.2f}%")
+    if math.isnan(score.mean_accuracy):
+        acc = "no predictions"
+    elif holdout and folds == 1:
+        acc = f"accuracy {100 * score.mean_accuracy:.2f}% ({score.n_samples} samples)"
+    else:
+        acc = (f"accuracy {100 * score.mean_accuracy:.2f}% (mean of {folds} fold"
+               f"{'s' * (folds != 1)}), pooled {100 * score.pooled_accuracy:.2f}%")
     if score.dropped_labels:
         acc += "; dropped " + ", ".join(f"{n} {label}" for label, n in score.dropped_labels.items())
     return f"{where} {score.column}: {acc}"
 
 
-def plot_confusion(score: SystemScore):
-    """Heat map with the count in each cell; rows true, columns predicted."""
+def plot_confusion(score: SystemScore, holdout: bool = False):
+    """Heat map with the count in each cell; rows true, columns predicted.
+
+    Margins are fixed in inches rather than found by constrained layout: a run writes dozens
+    of these, and the layout solver would double their drawing time.
+    """
     matrix = score.confusion
     n = len(score.classes)
-    fig = Figure(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n), layout="constrained")
+    left, bottom, top, right = 1.25, 1.15, 0.75, 0.2          # inches: labels, title
+    cell = 0.55
+    width, height = left + right + cell * n, bottom + top + cell * n
+    fig = Figure(figsize=(max(width, 4.0), height))
+    fig.subplots_adjust(left=left / max(width, 4.0), right=1 - right / max(width, 4.0),
+                        bottom=bottom / height, top=1 - top / height)
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max()), 1))
-    ax.set_xticks(range(n), score.classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), score.classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xticks(range(n), score.classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), score.classes, fontsize=8)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):
             ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
                     color="white" if matrix[i, j] > threshold else "black")
-    ax.set_title(_title(score), fontsize=8, wrap=True)
+    fig.suptitle(_title(score, holdout), fontsize=8, wrap=True, y=1 - 0.08 / height, va="top")
     return fig
 
 
@@ -77,6 +92,8 @@ def write_confusions(ev: RunEvaluation, run_dir: Path) -> dict[str, dict[str, Pa
             continue
         stem = file_stem(score)
         csv_text = confusion_frame(score).to_csv(lineterminator="\n")
-        png = atomic.save_figure(plot_confusion(score), out / f"{stem}.png")
+        info = ev.plan.datasets.get(score.train_dataset)
+        holdout = info is not None and info.protocol == "holdout"
+        png = atomic.save_figure(plot_confusion(score, holdout), out / f"{stem}.png")
         written[stem] = {"csv": atomic.write_text(out / f"{stem}.csv", csv_text), "png": png}
     return written

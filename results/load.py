@@ -1,7 +1,10 @@
-"""Read a run directory (plan.json + every model's predictions.parquet) into one DataFrame.
+"""Read a run directory (plan.json + every model's predictions) into one DataFrame.
 
-A model listed in the plan whose predictions are absent or unusable is reported in
-`RunResults.missing` with the reason; it is never silently left out of a number.
+Each model's own test predictions come from its predictions.parquet; its predictions on other
+data sets (cross-data-set tests, Table III) from the files its record lists in
+`extra_predictions`. A model whose own predictions are absent or unusable is reported in
+`RunResults.missing`, an absent or unusable cross-data-set file in `RunResults.missing_cross`,
+each with the reason; neither is ever silently left out of a number.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class MissingModel:
     record: ModelRecord
     path: str          # the predictions file that was expected
     reason: str
+    cross: bool = False   # True: one of the record's extra_predictions (cross-data-set) files
 
 
 @dataclass
@@ -53,7 +57,8 @@ class RunResults:
     plan: RunPlan
     storage_root: Path
     predictions: pd.DataFrame
-    missing: list[MissingModel] = field(default_factory=list)
+    missing: list[MissingModel] = field(default_factory=list)         # own predictions
+    missing_cross: list[MissingModel] = field(default_factory=list)   # extra_predictions files
 
     def model_dir(self, record: ModelRecord) -> Path:
         return resolve_model_dir(self.storage_root, record)
@@ -90,9 +95,14 @@ def storage_root(run_dir: Path, plan: RunPlan) -> Path:
     return Path(storage)
 
 
-def resolve_model_dir(root: Path, record: ModelRecord) -> Path:
-    path = Path(record.dir)
+def resolve_stored(root: Path, relative: str) -> Path:
+    """A path the plan records relative to the storage root (absolute paths are kept)."""
+    path = Path(relative)
     return path if path.is_absolute() else root / path
+
+
+def resolve_model_dir(root: Path, record: ModelRecord) -> Path:
+    return resolve_stored(root, record.dir)
 
 
 def read_predictions(path: Path, n_classes: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -132,41 +142,85 @@ def _empty_frame() -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=object) for name in COLUMNS})
 
 
+def _with_record(frame: pd.DataFrame, probs: np.ndarray, record: ModelRecord) -> pd.DataFrame:
+    frame = frame.rename(columns={"fold": "sample_fold"})
+    frame["probs"] = list(probs)
+    for name in ("dataset", "network", "member", "fold", "stage"):
+        frame[name] = getattr(record, name)
+    return frame[list(COLUMNS)]
+
+
+def _own_predictions(path: Path, record: ModelRecord, n_classes: int) -> pd.DataFrame:
+    """A model's predictions.parquet; PredictionFileError says why it cannot be used."""
+    frame, probs = read_predictions(path, n_classes)
+    own = frame["eval_dataset"] == record.dataset
+    strays = frame.loc[own & (frame["fold"] >= 0) & (frame["fold"] != record.fold), "fold"]
+    if len(strays):
+        # A model scored on another fold's test samples would leak training data into accuracy.
+        raise PredictionFileError(f"holds test samples of fold {int(strays.iloc[0])}, not of its "
+                                  f"own fold {record.fold}")
+    return _with_record(frame, probs, record)
+
+
+def _cross_predictions(path: Path, record: ModelRecord, n_classes: int) -> pd.DataFrame:
+    """One extra_predictions file: rows of data sets OTHER than the one the model trained on."""
+    frame, probs = read_predictions(path, n_classes)
+    if (frame["eval_dataset"] == record.dataset).any():
+        raise PredictionFileError(f"holds rows of the model's own data set {record.dataset!r} "
+                                  "(cross-data-set files hold other data sets only)")
+    return _with_record(frame, probs, record)
+
+
+def _repeated_sample(frames: list[pd.DataFrame]) -> str | None:
+    """A (data set, sample) that two of one model's files both predict, else None."""
+    if len(frames) < 2:
+        return None
+    both = pd.concat([f[["eval_dataset", "sample_id"]] for f in frames], ignore_index=True)
+    repeated = both[both.duplicated()]
+    return None if repeated.empty else "{}/{}".format(*repeated.iloc[0])
+
+
 def load_run(run_dir: Path | str) -> RunResults:
-    """Every model of the plan with its predictions; models without usable ones go to `missing`."""
+    """Every model of the plan with its predictions; unusable files go to `missing*` with reasons."""
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     root = storage_root(run_dir, plan)
     frames: list[pd.DataFrame] = []
     missing: list[MissingModel] = []
+    missing_cross: list[MissingModel] = []
     for record in plan.models:
         if record.dataset not in plan.datasets:
             raise PlanError(f"{run_dir / PLAN_FILE}: model {record.key} was trained on "
                             f"{record.dataset!r}, which the plan's datasets do not describe")
+        n_classes = len(plan.datasets[record.dataset].classes)
         path = resolve_model_dir(root, record) / PREDICTIONS_FILE
+        model_frames: list[pd.DataFrame] = []     # this model's usable files, own first
         if not path.is_file():
             missing.append(MissingModel(record, str(path), "no predictions.parquet"))
-            continue
-        n_classes = len(plan.datasets[record.dataset].classes)
-        try:
-            frame, probs = read_predictions(path, n_classes)
-        except PredictionFileError as exc:
-            missing.append(MissingModel(record, str(path), str(exc)))
-            continue
-        own = frame["eval_dataset"] == record.dataset
-        strays = frame.loc[own & (frame["fold"] >= 0) & (frame["fold"] != record.fold), "fold"]
-        if len(strays):
-            # A model scored on another fold's test samples would leak training data into accuracy.
-            missing.append(MissingModel(record, str(path), f"holds test samples of fold "
-                                        f"{int(strays.iloc[0])}, not of its own fold {record.fold}"))
-            continue
-        frame = frame.rename(columns={"fold": "sample_fold"})
-        frame["probs"] = list(probs)
-        for name in ("dataset", "network", "member", "fold", "stage"):
-            frame[name] = getattr(record, name)
-        frames.append(frame[list(COLUMNS)])
+        else:
+            try:
+                model_frames.append(_own_predictions(path, record, n_classes))
+            except PredictionFileError as exc:
+                missing.append(MissingModel(record, str(path), str(exc)))
+        for relative in record.extra_predictions:
+            extra = resolve_stored(root, relative)
+            if not extra.is_file():
+                missing_cross.append(MissingModel(record, str(extra), "file absent", cross=True))
+                continue
+            try:
+                cross = _cross_predictions(extra, record, n_classes)
+            except PredictionFileError as exc:
+                missing_cross.append(MissingModel(record, str(extra), str(exc), cross=True))
+                continue
+            repeated = _repeated_sample(model_frames + [cross])
+            if repeated:
+                missing_cross.append(MissingModel(record, str(extra), f"sample {repeated} is "
+                                                  "already predicted by another file", cross=True))
+                continue
+            model_frames.append(cross)
+        frames += model_frames
     predictions = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
     predictions["fold"] = predictions["fold"].astype("int64")
     predictions["sample_fold"] = predictions["sample_fold"].astype("int64")
-    return RunResults(run_dir=run_dir, plan=plan, storage_root=root,
-                      predictions=predictions, missing=missing)
+    return RunResults(run_dir=run_dir, plan=plan, storage_root=root, predictions=predictions,
+                      missing=missing, missing_cross=missing_cross)

@@ -67,3 +67,28 @@ def column_name(network: str, member: str | None) -> str:
     if network == "el":
         return member.capitalize()
     return f"{NETWORK_COLUMNS.get(network, network)} {member}"
+
+
+# Section V-B: how the mean absolute landmark error changed after fine-tuning (the paper gives
+# no numbers, only these directions, measured on SFEW with the stage-1 landmark head kept).
+LANDMARK_CHANGE: dict[str, str] = {
+    "eyebrows": "slight increase",
+    "eyes": "decreased",
+    "nose": "larger increase",
+    "mouth": "decreased",
+    "jaw": "almost the same",
+}
+
+# Fig. 11's columns: the two 5-member ensembles (union of their members' maps), then each EL part.
+GRADCAM_SYSTEMS: tuple[str, ...] = ("baseline", "ftl", *(f"el-{p}" for p in PART_ORDER))
+
+
+def split_name(dataset: str, protocol: str, role: str) -> str:
+    """Table III's row labels: a hold-out set trains on its Train split and reports on Valid."""
+    name = display_name(dataset)
+    if protocol != "holdout":
+        return name
+    return f"{name} Train" if role == "train" else f"{name} Valid"
+
+# Section IV-E reports the worst case: the CK+ models, whose classifier has 8 outputs.
+COMPLEXITY_CLASSES = 8

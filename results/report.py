@@ -1,27 +1,47 @@
-"""`report.md` in the run directory: settings, banners, Table I beside the paper, per-fold
-numbers, missing models, and relative links to every table, confusion matrix and figure.
+"""`report.md` and `report.html` in the run directory: the whole paper beside ours.
 
-Everything is rebuilt from plan.json and the predictions alone, and written atomically; the
-report carries no timestamps, so rebuilding an unchanged run gives identical files.
+Settings, versions and timings; banners for shrunk, synthetic, partial or incomplete runs;
+Tables I-III; confusion matrices (Figs. 7-9 and the cross-data-set tests); the landmark
+before/after study (Fig. 10); Grad-CAM (Fig. 11); model complexity (Section IV-E); training
+curves. Every table, matrix and figure is rebuilt from plan.json and the files it points to,
+written atomically, and linked relatively; the report carries no build timestamps, so
+rebuilding an unchanged run gives identical files.
 """
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from results import atomic
-from results.comparability import shrink_reasons, synthetic_note, warning_line
+from results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
+from results.complexity import ComplexityInput, complexity_markdown, load_complexity
 from results.confusion import file_stem, write_confusions
 from results.evaluate import RunEvaluation, evaluate_run
 from results.figures import Histories, load_histories, write_figures
+from results.gradcam import write_gradcam_figures
+from results.html import HTML_FILE, write_html
+from results.landmark_figure import write_landmark_figures
+from results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
+                               write_landmark_tables)
 from results.load import load_run
+from results.markdown import bullets, markdown_table
 from results.paper import display_name
-from results.tables import (comparison_markdown, markdown_table, members_markdown, pair_title,
-                            per_fold_markdown, table2_markdown, write_tables)
+from results.tables import (TABLES_DIR, comparison_markdown, members_markdown, pair_labels,
+                            pair_title, per_fold_markdown, table2_markdown, table3_pairs,
+                            write_tables)
 
 REPORT_FILE = "report.md"
-KEY_SETTINGS = ("image_size", "epochs", "epochs_scale", "seed", "device", "executor",
-                "detector", "annotator")
+# Always shown (as "not recorded" when absent): what decides whether numbers can be compared.
+CORE_SETTINGS = ("image_size", "epochs_scale", "seed", "device", "executor", "detector",
+                 "annotator")
+# Shown when the run recorded them.
+MORE_SETTINGS = ("config_name", "status", "precision", "pack_size", "networks", "members",
+                 "parts", "epochs")
+TIMING_SETTINGS = ("started", "finished", "wall_seconds", "train_seconds", "train_images",
+                   "trained_model_stages")
+# Shown in their own sections, not among "other settings".
+SECTIONED = {"versions", "shrunk_reasons", *TIMING_SETTINGS}
 
 
 def _value(value) -> str:
@@ -30,28 +50,81 @@ def _value(value) -> str:
 
 
 def _banners(ev: RunEvaluation) -> list[str]:
+    """Block-quote paragraphs set above everything: what makes the numbers differ from the paper's."""
     lines = []
-    reasons = shrink_reasons(ev.plan)
-    synthetic = synthetic_note(ev.plan)
+    plan = ev.plan
+    synthetic = synthetic_note(plan)
     if synthetic:
         lines.append(f"> **SYNTHETIC DATA**: {synthetic}. These accuracies say nothing about real "
                      "faces.")
+    partial = partial_note(plan)
+    if partial:
+        lines.append(f"> **PARTIAL RUN**: {partial}.")
+    missing = ev.results.missing
+    if missing:
+        lines.append(f"> **INCOMPLETE RUN**: {len(missing)} of {len(plan.models)} planned models "
+                     "have no usable predictions (see Completeness); every number is computed "
+                     "from the rest and says which folds it lacks.")
+    reasons = shrink_reasons(plan)
     if reasons:
         lines.append("> **SHRUNK RUN: the numbers below are NOT comparable with the paper's.** "
-                     "Reasons: " + "; ".join(reasons) + ".")
+                     "Reasons:\n>\n" + "\n".join(f"> - {r}" for r in reasons))
     return lines
 
 
 def _settings_section(ev: RunEvaluation) -> str:
     settings = ev.plan.settings
     rows = [[key, _value(settings[key]) if key in settings else "not recorded"]
-            for key in KEY_SETTINGS]
+            for key in CORE_SETTINGS]
+    rows += [[key, _value(settings[key])] for key in MORE_SETTINGS if key in settings]
     text = markdown_table(["setting", "value"], rows)
-    others = sorted(k for k in settings if k not in KEY_SETTINGS)
+    others = sorted(k for k in settings
+                    if k not in CORE_SETTINGS and k not in MORE_SETTINGS and k not in SECTIONED)
     if others:
         text += "\nOther settings:\n\n" + markdown_table(
             ["setting", "value"], [[k, _value(settings[k])] for k in others])
     return text
+
+
+def _versions_section(ev: RunEvaluation) -> str:
+    versions = ev.plan.settings.get("versions")
+    if not isinstance(versions, dict) or not versions:
+        return "The run recorded no package versions.\n"
+    return markdown_table(["package", "version"],
+                          [[k, _value(v) if v is not None else "not installed"]
+                           for k, v in sorted(versions.items())])
+
+
+def _when(stamp) -> str:
+    if not isinstance(stamp, (int, float)):
+        return _value(stamp)
+    return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return _value(seconds)
+    minutes, secs = divmod(float(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{seconds:g} s ({int(hours)} h {int(minutes)} min {secs:.0f} s)"
+
+
+def _timings_section(ev: RunEvaluation) -> str:
+    s = ev.plan.settings
+    if not any(k in s for k in TIMING_SETTINGS):
+        return "The run recorded no timings.\n"
+    rows = [["started", _when(s["started"]) if "started" in s else "not recorded"],
+            ["finished", _when(s["finished"]) if "finished" in s else "not finished"]]
+    for key in ("wall_seconds", "train_seconds"):
+        rows.append([key.replace("_", " "), _duration(s[key]) if key in s else "not recorded"])
+    for key in ("train_images", "trained_model_stages"):
+        if key in s:
+            rows.append([key.replace("_", " "), _value(s[key])])
+    images, seconds = s.get("train_images"), s.get("train_seconds")
+    if isinstance(images, (int, float)) and isinstance(seconds, (int, float)) and seconds > 0:
+        rows.append(["training throughput", f"{images / seconds:,.0f} images/s (summed over "
+                                            "models)"])
+    return markdown_table(["", "value"], rows)
 
 
 def _datasets_section(ev: RunEvaluation) -> str:
@@ -64,25 +137,39 @@ def _datasets_section(ev: RunEvaluation) -> str:
                            "prepared data"], rows)
 
 
+def _missing_table(missing) -> str:
+    grouped: dict[tuple, list[int]] = {}
+    for m in missing:
+        r = m.record
+        grouped.setdefault((r.dataset, r.network, r.member, r.stage, m.reason), []).append(r.fold)
+    rows = [[d, n, mem, st, ", ".join(map(str, sorted(folds))), reason]
+            for (d, n, mem, st, reason), folds in sorted(grouped.items())]
+    return markdown_table(["data set", "network", "member", "stage", "folds", "reason"], rows)
+
+
 def _completeness_section(ev: RunEvaluation, histories: Histories) -> str:
     plan, missing = ev.plan, ev.results.missing
     parts = [f"{len(plan.models) - len(missing)} of {len(plan.models)} planned models have "
              "usable predictions.\n"]
     if missing:
-        grouped: dict[tuple, list[int]] = {}
-        for m in missing:
-            r = m.record
-            grouped.setdefault((r.dataset, r.network, r.member, r.stage, m.reason), []).append(r.fold)
-        rows = [[d, n, mem, st, ", ".join(map(str, sorted(folds))), reason]
-                for (d, n, mem, st, reason), folds in sorted(grouped.items())]
         parts.append("**Missing models** (not used in any number; full list in "
                      "[tables/missing.csv](tables/missing.csv)):\n")
-        parts.append(markdown_table(["data set", "network", "member", "stage", "folds", "reason"],
-                                    rows))
+        parts.append(_missing_table(missing))
+    if ev.results.missing_cross:
+        parts.append("**Missing cross-data-set predictions** (those folds are left out of "
+                     "Table III; full list in [tables/missing.csv](tables/missing.csv)):\n")
+        parts.append(_missing_table(ev.results.missing_cross))
     unscored = [s for s in ev.scores if not s.fold_accuracy]
     if unscored:
         parts.append("Systems with no scored predictions: " + ", ".join(
             f"{s.column} ({pair_title(s.train_dataset, s.eval_dataset)})" for s in unscored) + ".\n")
+    partial_folds = [s for s in ev.scores if s.fold_accuracy and s.missing_folds and s.is_ensemble]
+    if partial_folds:
+        parts.append("Ensembles computed over fewer folds than planned:\n")
+        parts.append(bullets([
+            f"{pair_title(s.train_dataset, s.eval_dataset)} {s.column}: missing fold(s) "
+            f"{', '.join(map(str, s.missing_folds))} of {len(s.expected_folds)}"
+            for s in partial_folds]))
     if len(ev.gaps):
         rows = [[g.dataset, g.network, str(g.fold), g.eval_dataset, g.missing_members,
                  str(g.n_dropped), str(g.n_ensembled)] for g in ev.gaps.itertuples(index=False)]
@@ -100,25 +187,9 @@ def _links(names: list[str], folder: str) -> str:
     return ", ".join(f"[{name}]({folder}/{name})" for name in names)
 
 
-def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
-             histories: Histories) -> str:
-    plan = ev.plan
-    run_dir = ev.results.run_dir
-    out = [f"# partfer run `{plan.run_id}`\n"]
-    banners = _banners(ev)
-    if banners:
-        out.append("\n>\n".join(banners) + "\n")
-    out.append("Rebuilt from `plan.json` and the models' predictions by `partfer report`.")
-    config = " Resolved configuration: [config.yaml](config.yaml)." if (run_dir / "config.yaml").is_file() else ""
-    out.append(f"Tables: {_links(sorted(tables), 'tables')}.{config}\n")
-    out.append("## Settings\n")
-    out.append(_settings_section(ev))
-    out.append("## Data sets\n")
-    out.append(_datasets_section(ev))
-    out.append("## Completeness\n")
-    out.append(_completeness_section(ev, histories))
-    out.append("## Table I: accuracy (%), ours beside the paper's\n")
-    warning = warning_line(plan)
+def _table1_section(ev: RunEvaluation) -> list[str]:
+    out = ["## Table I: accuracy (%), ours beside the paper's\n"]
+    warning = warning_line(ev.plan)
     if warning:
         out.append(warning + "\n")
     out.append("Mean of the per-fold accuracies (the paper's number); ensembles sum the members' "
@@ -132,44 +203,155 @@ def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
         if members:
             out.append("Baseline and FTL members alone (%, mean over folds):\n")
             out.append(members)
-    out.append("## Table II: EL against the benchmarks the paper cites\n")
-    out.append(table2_markdown(ev))
-    out.append("## Table III: cross-data-set generalisation\n")
-    if ev.cross_pairs:
-        out.append("Details and per-fold numbers: [tables/table3.md](tables/table3.md).\n")
-        for train, test in ev.cross_pairs:
-            out.append(f"### {pair_title(train, test)}\n")
-            out.append(comparison_markdown(ev, train, test))
-    else:
+    return out
+
+
+def _table3_section(ev: RunEvaluation) -> list[str]:
+    out = ["## Table III: cross-data-set generalisation\n"]
+    if not ev.cross_pairs:
         out.append("No cross-data-set predictions in this run (no model was tested on another "
                    "data set), so Table III is skipped.\n")
-    out.append("## Confusion matrices (fold-summed; rows true, columns predicted)\n")
-    if confusions:
-        rows = [[stem, f"[csv](confusion/{stem}.csv)", f"[png](confusion/{stem}.png)"]
-                for stem in sorted(confusions)]
-        out.append(markdown_table(["system", "counts", "heat map"], rows))
-        # The paper's Figs. 7-9: each ensemble on its own data set, shown inline.
-        for score in ev.scores:
-            stem = file_stem(score)
-            if score.is_ensemble and not score.cross and stem in confusions:
-                out.append(f"![{stem}](confusion/{stem}.png)\n")
-    else:
+        return out
+    warning = warning_line(ev.plan)
+    if warning:
+        out.append(warning + "\n")
+    out.append("Test samples of classes the trained data set lacks (contempt on CK+) are dropped "
+               "and counted. Per-fold numbers: [tables/table3.md](tables/table3.md); "
+               "csv with the paper's rows and the differences: "
+               "[tables/table3.csv](tables/table3.csv).\n")
+    for train, test in table3_pairs(ev):
+        train_label, test_label = pair_labels(ev, train, test)
+        out.append(f"### {train_label} -> {test_label} ({pair_title(train, test)})\n")
+        out.append(comparison_markdown(ev, train, test))
+    return out
+
+
+def _confusion_section(ev: RunEvaluation, confusions: dict) -> list[str]:
+    out = ["## Confusion matrices (fold-summed; rows true, columns predicted)\n"]
+    if not confusions:
         out.append("No confusion matrices: no system has scored predictions.\n")
-    out.append("## Figures\n")
+        return out
+    out.append("CK+ and JAFFE: the sum of the fold matrices (Figs. 7, 8); a hold-out set such as "
+               "SFEW: its validation set (Fig. 9). EL ensembles are shown; every system's "
+               "counts and heat map are linked below.\n")
+    for score in ev.scores:
+        stem = file_stem(score)
+        if score.network == "el" and score.is_ensemble and stem in confusions:
+            out.append(f"![{stem}](confusion/{stem}.png)\n")
+    rows = [[stem, f"[csv](confusion/{stem}.csv)", f"[png](confusion/{stem}.png)"]
+            for stem in sorted(confusions)]
+    out.append(markdown_table(["system", "counts", "heat map"], rows))
+    return out
+
+
+def _landmark_section(study: LandmarkStudy, tables: dict, figures: dict,
+                      notes: list[str]) -> list[str]:
+    out = ["## Landmarks before and after fine-tuning (Sections IV-B, V-B; Fig. 10)\n",
+           study_markdown(study)]
+    files = [n for n in ("landmarks.csv", "landmarks_models.csv", "landmarks.md") if n in tables]
+    if files:
+        out.append(f"Files: {_links(files, TABLES_DIR)}.\n")
+    for name in sorted(n for n in figures if n.endswith("_landmarks.png")):
+        out.append(f"![{name}](figures/{name})\n")
+    if notes:
+        out.append(bullets(notes))
+    return out
+
+
+def _gradcam_section(figures: dict, notes: list[str]) -> list[str]:
+    out = ["## Grad-CAM (Section V-C; Fig. 11)\n",
+           "Each row one test face: the crop, then the Grad-CAM map of Baseline and FTL (the "
+           "union, elementwise maximum, of their 5 members' maps) and of each EL part network; "
+           "titles give the predicted class (green right, red wrong).\n"]
+    names = sorted(n for n in figures if n.endswith("_gradcam.png"))
+    for name in names:
+        out.append(f"![{name}](figures/{name})\n")
+    if notes:
+        out.append(bullets(notes))
+    return out
+
+
+def _complexity_section(complexity: ComplexityInput, tables: dict) -> list[str]:
+    out = ["## Model complexity (Section IV-E)\n"]
+    if complexity.report is None:
+        out.append(f"No complexity figures: `analysis/{complexity.path.name}` is "
+                   f"{complexity.problem}.\n")
+        return out
+    out.append(complexity_markdown(complexity.report))
+    if "complexity.csv" in tables:
+        out.append(f"Files: {_links(['complexity.csv', 'complexity.md'], TABLES_DIR)}.\n")
+    return out
+
+
+def _figures_section(figures: dict) -> list[str]:
+    out = ["## Training curves and accuracy charts\n"]
     if not any(name.endswith("_curves.png") for name in figures):
         out.append("No training curves: no model left a usable history.csv.\n")
-    for name in sorted(figures):
+    for name in sorted(n for n in figures if n.endswith(("_curves.png", "_accuracy.png"))):
         out.append(f"![{name}](figures/{name})\n")
+    return out
+
+
+def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
+             histories: Histories, study: LandmarkStudy, landmark_notes: list[str],
+             gradcam_notes: list[str], complexity: ComplexityInput) -> str:
+    plan = ev.plan
+    run_dir = ev.results.run_dir
+    out = [f"# partfer run `{plan.run_id}`\n"]
+    banners = _banners(ev)
+    if banners:
+        out.append("\n>\n".join(banners) + "\n")
+    out.append("Rebuilt from `plan.json` and the files it points to by `partfer report`.")
+    config = (" Resolved configuration: [config.yaml](config.yaml)."
+              if (run_dir / "config.yaml").is_file() else "")
+    out.append(f"Tables: {_links(sorted(tables), TABLES_DIR)}.{config}\n")
+    out.append("## Settings\n")
+    out.append(_settings_section(ev))
+    out.append("### Versions\n")
+    out.append(_versions_section(ev))
+    out.append("### Timings\n")
+    out.append(_timings_section(ev))
+    out.append("## Data sets\n")
+    out.append(_datasets_section(ev))
+    out.append("## Completeness\n")
+    out.append(_completeness_section(ev, histories))
+    out += _table1_section(ev)
+    out.append("## Table II: EL against the benchmarks the paper cites\n")
+    out.append(table2_markdown(ev, complexity))
+    out += _table3_section(ev)
+    out += _confusion_section(ev, confusions)
+    out += _landmark_section(study, tables, figures, landmark_notes)
+    out += _gradcam_section(figures, gradcam_notes)
+    out += _complexity_section(complexity, tables)
+    out += _figures_section(figures)
     return "\n".join(out)
 
 
-def build_report(run_dir: Path | str) -> Path:
-    """Rebuild every table, confusion matrix, figure and report.md of a run; returns the report."""
+def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
+    """Rebuild every table, matrix, figure, report.md and report.html of a run; returns report.md.
+
+    embed_images: report.html carries its images as base64 data URIs (one file to send around)
+    instead of linking figures/ and confusion/ relatively.
+    """
     results = load_run(run_dir)
     ev = evaluate_run(results)
     histories = load_histories(results)
-    tables = write_tables(ev, results.run_dir)
+    complexity = load_complexity(results.run_dir)
+    study = load_landmark_study(results)
+    tables = write_tables(ev, results.run_dir, complexity)
+    tables.update(write_landmark_tables(study, results.run_dir / TABLES_DIR, ev.plan))
     confusions = write_confusions(ev, results.run_dir)
     figures = write_figures(ev, results.run_dir, histories)
-    text = _compose(ev, tables, confusions, figures, histories)
-    return atomic.write_text(results.run_dir / REPORT_FILE, text)
+    landmark_figures, landmark_notes = write_landmark_figures(study, results, results.run_dir)
+    gradcam_figures, gradcam_notes = write_gradcam_figures(
+        results.run_dir, [train for train, _ in ev.self_pairs])
+    figures.update(landmark_figures)
+    figures.update(gradcam_figures)
+    text = _compose(ev, tables, confusions, figures, histories, study, landmark_notes,
+                    gradcam_notes, complexity)
+    path = atomic.write_text(results.run_dir / REPORT_FILE, text)
+    write_html(text, f"partfer run {ev.plan.run_id}", results.run_dir, embed=embed_images)
+    return path
+
+
+__all__ = ["REPORT_FILE", "HTML_FILE", "build_report"]

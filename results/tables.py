@@ -1,4 +1,4 @@
-"""Table I (and Table III when the run tested across data sets) as CSV and Markdown.
+"""Tables I, II and III (III when the run tested across data sets) as CSV and Markdown.
 
 CSV cells are accuracies in % with 2 decimals (the paper's precision), empty where a system
 has no scored predictions. The Markdown sets each row beside the paper's and states every
@@ -7,28 +7,20 @@ fold or model that is missing, so an incomplete number is never mistaken for a f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from results import atomic
 from results.comparability import warning_line
+from results.complexity import ComplexityInput, write_complexity
 from results.evaluate import RunEvaluation, SystemScore
-from results.paper import COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, display_name
+from results.markdown import markdown_table, pct
+from results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, display_name,
+                           split_name)
 
 TABLES_DIR = "tables"
-
-
-def pct(value: float | None) -> str:
-    """A fraction as a % with 2 decimals; empty for an absent number."""
-    return "" if value is None or math.isnan(value) else f"{100 * value:.2f}"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+__all__ = ["markdown_table", "pct"]      # re-exported: older callers import them from here
 
 
 def _accuracy_cells(ev: RunEvaluation, train: str, test: str) -> list[float | None]:
@@ -51,14 +43,50 @@ def table1_frame(ev: RunEvaluation) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", *COLUMNS])
 
 
-def table3_frame(ev: RunEvaluation) -> pd.DataFrame:
-    """Cross-data-set rows, each trained data set's own test row first (Table III layout)."""
-    rows = []
+def table3_pairs(ev: RunEvaluation) -> list[tuple[str, str]]:
+    """Table III's rows: each data set tested elsewhere, its own test row first."""
+    pairs = []
     for train in sorted({t for t, _ in ev.cross_pairs}):
-        pairs = [(train, train)] if (train, train) in ev.pairs else []
+        pairs += [(train, train)] if (train, train) in ev.pairs else []
         pairs += [p for p in ev.cross_pairs if p[0] == train]
-        rows += [[t, s] + [_round_pct(v) for v in _accuracy_cells(ev, t, s)] for t, s in pairs]
-    return pd.DataFrame(rows, columns=["train_dataset", "test_dataset", *COLUMNS])
+    return pairs
+
+
+def _dropped(ev: RunEvaluation, train: str, test: str) -> dict[str, int]:
+    return next((s.dropped_labels for s in ev.for_pair(train, test) if s.dropped_labels), {})
+
+
+def pair_labels(ev: RunEvaluation, train: str, test: str) -> tuple[str, str]:
+    """The paper's row labels ("SFEW Train", "SFEW Valid", "CK+")."""
+    protocol = lambda name: (ev.plan.datasets[name].protocol  # noqa: E731
+                             if name in ev.plan.datasets else "")
+    return (split_name(train, protocol(train), "train"),
+            split_name(test, protocol(test), "test" if train == test else "other"))
+
+
+TABLE3_COLUMNS = ["train_dataset", "test_dataset", "train", "test", "source", *COLUMNS,
+                  "n_dropped", "dropped"]
+
+
+def table3_frame(ev: RunEvaluation) -> pd.DataFrame:
+    """Table III: per pair our row, the paper's row and the difference (percentage points).
+
+    Test samples of classes the model was not trained on (contempt on CK+) are dropped; the
+    `ours` row counts them (n_dropped) and names them (dropped).
+    """
+    rows = []
+    for train, test in table3_pairs(ev):
+        labels = list(pair_labels(ev, train, test))
+        ours = [_round_pct(v) for v in _accuracy_cells(ev, train, test)]
+        dropped = _dropped(ev, train, test)
+        detail = ", ".join(f"{label} {n}" for label, n in dropped.items())
+        rows.append([train, test, *labels, "ours", *ours, sum(dropped.values()), detail])
+        paper = _paper_row(train, test)
+        if paper is not None:
+            rows.append([train, test, *labels, "paper", *[paper[c] for c in COLUMNS], "", ""])
+            rows.append([train, test, *labels, "difference",
+                         *[round(o - paper[c], 2) for o, c in zip(ours, COLUMNS)], "", ""])
+    return pd.DataFrame(rows, columns=TABLE3_COLUMNS)
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -170,25 +198,85 @@ def folds_frame(ev: RunEvaluation) -> pd.DataFrame:
 
 
 def missing_frame(ev: RunEvaluation) -> pd.DataFrame:
+    """Every unusable predictions file: own (the model's test fold) or cross-data-set."""
     rows = [[m.record.dataset, m.record.network, m.record.member, m.record.fold, m.record.stage,
-             m.record.key, m.reason, m.path] for m in ev.results.missing]
+             m.record.key, "cross" if m.cross else "own", m.reason, m.path]
+            for m in [*ev.results.missing, *ev.results.missing_cross]]
     return pd.DataFrame(rows, columns=["dataset", "network", "member", "fold", "stage", "key",
-                                       "reason", "path"])
+                                       "predictions", "reason", "path"])
 
 
-def table2_markdown(ev: RunEvaluation) -> str:
-    """Table II: our EL accuracy beside the paper's EL and the benchmark it cites."""
+TABLE2_COLUMNS = ["dataset", "el_ours", "el_paper", "el_difference", "el_folds",
+                  "benchmark", "benchmark_references", "el_ours_minus_benchmark",
+                  "el_params_ours", "el_params_ours_millions", "el_params_paper_millions",
+                  "benchmark_params_millions"]
+
+
+def table2_frame(ev: RunEvaluation, complexity: ComplexityInput | None) -> pd.DataFrame:
+    """Table II: our EL accuracy and parameter count beside the paper's EL and its benchmark (CB).
+
+    Our parameter count is that of a 5-member ensemble with this data set's number of classes,
+    from the run's analysis/complexity.json; empty when the run did not record it.
+    """
     rows = []
     for train, _ in ev.self_pairs:
-        bench = TABLE2.get(train)
         el = ev.score(train, train, "EL")
+        ours = None if el is None or math.isnan(el.mean_accuracy) else _round_pct(el.mean_accuracy)
         paper_el = TABLE1.get(train, {}).get("EL")
-        rows.append([display_name(train), pct(el.mean_accuracy) if el else "",
-                     f"{paper_el:.2f}" if paper_el is not None else "n/a",
-                     f"{bench.accuracy:.2f} {bench.references}" if bench else "n/a",
-                     f"{bench.params_millions:g}" if bench else "n/a", f"{EL_PARAMS_MILLIONS:g}"])
-    return markdown_table(["data set", "EL ours (%)", "EL paper (%)", "benchmark (%)",
-                           "benchmark params (M)", "EL params, paper (M)"], rows)
+        bench = TABLE2.get(train)
+        n_classes = len(ev.plan.datasets[train].classes)
+        params = complexity.ensemble_params(n_classes) if complexity is not None else None
+        folds = f"{len(el.fold_accuracy)}/{len(el.expected_folds)}" if el else ""
+        rows.append([
+            train, ours, paper_el,
+            None if ours is None or paper_el is None else round(ours - paper_el, 2), folds,
+            bench.accuracy if bench else None, bench.references if bench else "",
+            None if ours is None or bench is None else round(ours - bench.accuracy, 2),
+            params, None if params is None else round(params / 1e6, 3),
+            EL_PARAMS_MILLIONS, bench.params_millions if bench else None])
+    return pd.DataFrame(rows, columns=TABLE2_COLUMNS)
+
+
+def _num(value, fmt: str = ".2f", signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(value, ("+" if signed else "") + fmt)
+
+
+def table2_markdown(ev: RunEvaluation, complexity: ComplexityInput | None = None) -> str:
+    """Table II beside the paper: EL accuracy (%) and parameters (M) against the benchmark (CB)."""
+    frame = table2_frame(ev, complexity)
+    rows = []
+    for r in frame.itertuples(index=False):
+        rows.append([
+            display_name(r.dataset), _num(r.el_ours), _num(r.el_paper, ".2f") or "n/a",
+            _num(r.el_difference, ".2f", True), r.el_folds,
+            f"{r.benchmark:.2f} {r.benchmark_references}" if r.benchmark is not None else "n/a",
+            _num(r.el_ours_minus_benchmark, ".2f", True),
+            _num(r.el_params_ours_millions, ".3f"),
+            f"{r.el_params_paper_millions:g}",
+            f"{r.benchmark_params_millions:g}" if r.benchmark_params_millions is not None else "n/a"])
+    text = markdown_table(["data set", "EL ours (%)", "EL paper (%)", "ours - paper", "folds",
+                           "CB (%)", "ours - CB", "EL params ours (M)", "EL params paper (M)",
+                           "CB params (M)"], rows)
+    if complexity is None or complexity.report is None:
+        why = "not recorded" if complexity is None else complexity.problem
+        where = "" if complexity is None else f" (`{complexity.path.name}`: {why})"
+        text += f"\nOur parameter counts are empty: the run left no usable complexity report{where}.\n"
+    return text
+
+
+def _table2_file(ev: RunEvaluation, complexity: ComplexityInput | None) -> str:
+    parts = ["# Table II: EL against the current benchmark (CB) the paper cites\n"]
+    warning = warning_line(ev.plan)
+    if warning:
+        parts.append(warning + "\n")
+    parts.append("Accuracy is the mean over folds (%), rounded to 2 decimals as the paper does; "
+                 "parameters of the 5-member EL ensemble with the data set's number of classes "
+                 "(BN running statistics included, as Keras counts them). Benchmarks: the paper's "
+                 "Table II.\n")
+    parts.append(table2_markdown(ev, complexity))
+    return "\n".join(parts)
 
 
 def _table1_markdown(ev: RunEvaluation) -> str:
@@ -221,13 +309,12 @@ def _table3_markdown(ev: RunEvaluation) -> str:
         parts.append(warning + "\n")
     parts.append("Test samples whose class the trained data set lacks (e.g. contempt when SFEW "
                  "models are tested on CK+) are dropped and counted; classes are matched by name.\n")
-    for train in sorted({t for t, _ in ev.cross_pairs}):
-        pairs = [(train, train)] if (train, train) in ev.pairs else []
-        for pair in pairs + [p for p in ev.cross_pairs if p[0] == train]:
-            parts.append(f"## {pair_title(*pair)}\n")
-            parts.append(comparison_markdown(ev, *pair))
-            parts.append(f"### Per fold: {pair_title(*pair)}\n")
-            parts.append(per_fold_markdown(ev, *pair))
+    for pair in table3_pairs(ev):
+        train_label, test_label = pair_labels(ev, *pair)
+        parts.append(f"## {train_label} -> {test_label} ({pair_title(*pair)})\n")
+        parts.append(comparison_markdown(ev, *pair))
+        parts.append(f"### Per fold: {pair_title(*pair)}\n")
+        parts.append(per_fold_markdown(ev, *pair))
     return "\n".join(parts)
 
 
@@ -235,12 +322,15 @@ def has_cross_dataset(ev: RunEvaluation) -> bool:
     return bool(ev.cross_pairs)
 
 
-def write_tables(ev: RunEvaluation, run_dir: Path) -> dict[str, Path]:
+def write_tables(ev: RunEvaluation, run_dir: Path, complexity: ComplexityInput | None = None
+                 ) -> dict[str, Path]:
     """Write every table under `<run_dir>/tables/`; returns name -> path of what was written."""
     out = Path(run_dir) / TABLES_DIR
     written = {
         "table1.csv": atomic.write_text(out / "table1.csv", _csv(table1_frame(ev))),
         "table1.md": atomic.write_text(out / "table1.md", _table1_markdown(ev)),
+        "table2.csv": atomic.write_text(out / "table2.csv", _csv(table2_frame(ev, complexity))),
+        "table2.md": atomic.write_text(out / "table2.md", _table2_file(ev, complexity)),
         "folds.csv": atomic.write_text(out / "folds.csv", _csv(folds_frame(ev))),
         "members.csv": atomic.write_text(out / "members.csv", _csv(members_frame(ev))),
         "missing.csv": atomic.write_text(out / "missing.csv", _csv(missing_frame(ev))),
@@ -248,4 +338,6 @@ def write_tables(ev: RunEvaluation, run_dir: Path) -> dict[str, Path]:
     if has_cross_dataset(ev):
         written["table3.csv"] = atomic.write_text(out / "table3.csv", _csv(table3_frame(ev)))
         written["table3.md"] = atomic.write_text(out / "table3.md", _table3_markdown(ev))
+    if complexity is not None:
+        written.update(write_complexity(complexity, out))
     return written

@@ -17,10 +17,14 @@ from data_prep.settings import PrepSettings
 
 
 class Detector(Protocol):
+    """Training keeps one face per image (`detect`); prediction wants every face (`detect_all`)."""
     name: str
 
     def detect(self, image: np.ndarray) -> Detection | None:
         """The most confident face in a uint8 grayscale image, or None when there is none."""
+
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """Every face in a uint8 grayscale image, each once, most confident first (may be empty)."""
 
 
 @dataclass(frozen=True)

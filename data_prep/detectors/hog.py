@@ -21,12 +21,19 @@ class HOGDetector:
         self.detector = dlib.get_frontal_face_detector()
         self.upsample = upsample
 
-    def detect(self, image: np.ndarray) -> Detection | None:
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """Every face the SVM accepts (margin >= 0), most confident first.
+
+        dlib already suppresses overlapping windows inside `run`, so each face comes once.
+        """
         rects, scores, _ = self.detector.run(np.ascontiguousarray(image), self.upsample, 0.0)
-        if len(rects) == 0:
-            return None
-        best = int(np.argmax(scores))
-        r = rects[best]
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
         # dlib rectangles are inclusive; +1 makes them half-open like every other box here.
-        return Detection((float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1)),
-                         float(scores[best]))
+        return [Detection((float(rects[i].left()), float(rects[i].top()),
+                           float(rects[i].right() + 1), float(rects[i].bottom() + 1)), float(scores[i]))
+                for i in order]
+
+    def detect(self, image: np.ndarray) -> Detection | None:
+        """The most confident face (the first of detect_all), or None."""
+        faces = self.detect_all(image)
+        return faces[0] if faces else None

@@ -18,3 +18,7 @@ class WholeImage:
     def detect(self, image: np.ndarray) -> Detection | None:
         height, width = image.shape[:2]
         return Detection((0.0, 0.0, float(width), float(height)), 1.0)
+
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """One face: the whole image (an already-cropped face is one face)."""
+        return [self.detect(image)]

@@ -1,7 +1,7 @@
 """What every reader returns, and the registry that maps a layout name to its reader.
 
 A reader only lists files and derives labels/subjects from names and folders; it never opens an
-image. Each layout (JAFFE, folder-per-class, later CK+, SFEW, FER2013) is one module that
+image. Each layout (JAFFE, folder-per-class, CK+, SFEW, FER2013) is one module that
 registers one function, so adding a layout touches nothing else.
 """
 from __future__ import annotations
@@ -118,4 +118,4 @@ def landmarks_file(root: Path, rel_image: Path) -> str | None:
 
 def _load_builtin_readers() -> None:
     # Imported here, not at module top, because each reader module imports this one.
-    from data_prep.readers import folder, jaffe  # noqa: F401
+    from data_prep.readers import ckplus, fer2013, folder, jaffe, sfew  # noqa: F401

@@ -135,7 +135,7 @@ def test_missing_empty_or_file_root_raises_dataset_root_error(tmp_path, write_im
 def test_unknown_layout_lists_known_ones_and_unknown_options_are_refused(tmp_path, write_image):
     write_image(tmp_path / "KA.AN1.1.tiff")
     assert {"jaffe", "folder"} <= set(known_layouts())
-    with pytest.raises(UnknownNameError, match="known layouts: folder, jaffe"):
+    with pytest.raises(UnknownNameError, match="known layouts: ckplus, fer2013, folder, jaffe, sfew"):
         get_reader("ckplus-official-typo")
     with pytest.raises(ValueError, match="does not take options"):
         read_dataset("jaffe", tmp_path, subject_regex="(x)")

@@ -58,7 +58,7 @@ def test_refuses_a_non_empty_folder_and_unknown_layouts(tmp_path):
     (tmp_path / "old.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):
         synthesize("jaffe", tmp_path, subjects=1, per_class=1, size=64)
-    with pytest.raises(ValueError, match="known: jaffe"):
+    with pytest.raises(ValueError, match="known: ckplus, jaffe, sfew"):
         synthesize("cohn-kanade", tmp_path / "new", subjects=1, per_class=1, size=64)
 
 

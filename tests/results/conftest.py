@@ -1,9 +1,17 @@
-"""Fixtures: real run directories written by run_builder (plan.json, predictions, histories)."""
+"""Fixtures: real run directories written by run_builder (plan.json, predictions, histories,
+landmarks of both transfer stages, prepared crops, analysis files)."""
 import functools
 
 import pytest
 
 from run_builder import build_run
+
+
+@pytest.fixture(scope="session")
+def complexity_report():
+    """The real models.describe() output: the exact structure the orchestrator writes."""
+    from models.describe import describe
+    return describe()
 
 
 @pytest.fixture
@@ -13,6 +21,9 @@ def make_run(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shrunk_run(tmp_path_factory):
-    """The complete two-data-set run with shrunk settings, shared read-only by a module."""
-    return build_run(tmp_path_factory.mktemp("shrunk"))
+def shrunk_run(tmp_path_factory, complexity_report):
+    """The complete run with shrunk settings, shared read-only by a module: CK+ and SFEW trained,
+    SFEW tested on CK+ and JAFFE, both stages' landmarks, prepared crops, complexity.json and a
+    CK+ Grad-CAM npz."""
+    return build_run(tmp_path_factory.mktemp("shrunk"), cross=("ckplus", "jaffe"), landmarks=True,
+                     prepared=True, complexity=complexity_report, gradcam=("ckplus",))

@@ -6,7 +6,7 @@ import pytest
 from results.confusion import write_confusions
 from results.evaluate import evaluate_run
 from results.load import load_run
-from run_builder import CK_CLASSES, PARTS, model_key
+from run_builder import CK_CLASSES, PARTS, SFEW_CLASSES, model_key
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -21,8 +21,9 @@ def test_every_network_and_part_has_csv_and_png(written):
     _, files = written
     stems = {f"{d}_{n}" for d in ("ckplus", "sfew") for n in ("baseline", "ftl", "el")}
     stems |= {f"{d}_el-{p}" for d in ("ckplus", "sfew") for p in PARTS}
-    stems |= {f"sfew_on_ckplus_{n}" for n in ("baseline", "ftl", "el")}
-    stems |= {f"sfew_on_ckplus_el-{p}" for p in PARTS}
+    for test in ("ckplus", "jaffe"):
+        stems |= {f"sfew_on_{test}_{n}" for n in ("baseline", "ftl", "el")}
+        stems |= {f"sfew_on_{test}_el-{p}" for p in PARTS}
     assert set(files) == stems
     for paths in files.values():
         png = paths["png"].read_bytes()
@@ -40,6 +41,17 @@ def test_csv_is_the_labelled_fold_sum(written):
     assert np.trace(mouth.to_numpy()) == 4       # 33.33% pooled of 12 samples
     cross = pd.read_csv(files["sfew_on_ckplus_el"]["csv"], index_col=0)
     assert "contempt" not in cross.index and cross.to_numpy().sum() == 9
+    jaffe = pd.read_csv(files["sfew_on_jaffe_el"]["csv"], index_col=0)
+    assert list(jaffe.index) == SFEW_CLASSES and np.trace(jaffe.to_numpy()) == 4
+
+
+def test_sfew_validation_set_is_one_holdout_matrix(written):
+    # Fig. 9: SFEW's EL on its validation set (a single hold-out fold): AABCDE -> 4 of 6.
+    ev, files = written
+    frame = pd.read_csv(files["sfew_el"]["csv"], index_col=0)
+    assert list(frame.index) == SFEW_CLASSES and frame.to_numpy().sum() == 6
+    assert np.trace(frame.to_numpy()) == 4
+    np.testing.assert_array_equal(frame.to_numpy(), ev.score("sfew", "sfew", "EL").fold_confusion[0])
 
 
 def test_system_without_predictions_gets_no_matrix(make_run):

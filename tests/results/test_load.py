@@ -16,14 +16,44 @@ def test_loads_every_model_with_the_contract_columns(shrunk_run):
     assert tuple(frame.columns) == COLUMNS
     assert results.missing == []
     # CK+: 15 models x 3 folds, each on its fold (4 + 5 + 3 samples) = 15 x 12 rows;
-    # SFEW: 15 models x (6 own + 12 CK+) rows.
-    assert len(frame) == 15 * 12 + 15 * 18
+    # SFEW: 15 models x (6 own + 12 CK+ + 7 JAFFE) rows, the cross rows from extra files.
+    assert len(frame) == 15 * 12 + 15 * (6 + 12 + 7)
+    assert results.missing_cross == []
     row = frame[(frame["network"] == "el") & (frame["member"] == "mouth")
                 & (frame["dataset"] == "ckplus") & (frame["sample_id"] == "ck05")].iloc[0]
     assert row["fold"] == 1 and row["stage"] == "finetune" and row["label"] == "contempt"
     assert isinstance(row["probs"], np.ndarray) and row["probs"].shape == (len(CK_CLASSES),)
-    cross = frame[(frame["dataset"] == "sfew") & (frame["eval_dataset"] == "ckplus")]
+    cross = frame[(frame["dataset"] == "sfew") & (frame["eval_dataset"] != "sfew")]
     assert set(cross["sample_fold"]) == {-1} and set(cross["fold"]) == {0}
+    assert cross.groupby("eval_dataset").size().to_dict() == {"ckplus": 15 * 12, "jaffe": 15 * 7}
+
+
+def test_cross_dataset_files_absent_or_broken_are_reported_apart(make_run):
+    run = make_run(datasets=("sfew",), cross=("ckplus", "jaffe"))
+    store = run.parent.parent
+    gone = model_key("sfew", "el", "mouth", 0)
+    (store / "models" / gone / "cross_jaffe.parquet").unlink()
+    # A cross-data-set file holding the model's own data set's rows breaks the contract.
+    own_rows = model_key("sfew", "ftl", "m1", 0)
+    pq.write_table(pq.read_table(store / "models" / own_rows / "predictions.parquet"),
+                   store / "models" / own_rows / "cross_ckplus.parquet")
+    # The same JAFFE samples in two of one model's files: the second is refused.
+    twice = model_key("sfew", "baseline", "m0", 0)
+    pq.write_table(pq.read_table(store / "models" / twice / "cross_jaffe.parquet"),
+                   store / "models" / twice / "cross_ckplus.parquet")
+    results = load_run(run)
+    assert results.missing == []                 # own predictions all usable
+    reasons = {(m.record.key, m.path.rsplit("/", 1)[-1]): m.reason for m in results.missing_cross}
+    assert reasons == {
+        (gone, "cross_jaffe.parquet"): "file absent",
+        (own_rows, "cross_ckplus.parquet"): "holds rows of the model's own data set 'sfew' "
+                                            "(cross-data-set files hold other data sets only)",
+        (twice, "cross_jaffe.parquet"): "sample jaffe/jf0 is already predicted by another file",
+    }
+    assert all(m.cross for m in results.missing_cross)
+    frame = results.predictions
+    mouth = frame[(frame["member"] == "mouth") & (frame["network"] == "el")]
+    assert set(mouth["eval_dataset"]) == {"sfew", "ckplus"}
 
 
 def test_missing_model_is_listed_not_loaded(make_run):
@@ -75,3 +105,4 @@ def test_moved_storage_is_still_readable(make_run, tmp_path):
     shutil.move(str(run.parent.parent), moved)
     results = load_run(moved / "runs" / run.name)
     assert results.missing == [] and len(results.predictions) == 15 * 12 + 15 * 18
+    assert results.missing_cross == []

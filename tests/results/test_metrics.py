@@ -55,7 +55,7 @@ def test_fold_summed_confusion_is_the_sum_of_fold_matrices(evaluation):
 
 
 def test_cross_dataset_drops_and_counts_contempt(evaluation):
-    assert evaluation.cross_pairs == [("sfew", "ckplus")]
+    assert evaluation.cross_pairs == [("sfew", "ckplus"), ("sfew", "jaffe")]
     el = evaluation.score("sfew", "ckplus", "EL")
     assert el.dropped_labels == {"contempt": 3}
     assert el.n_samples == 9 and el.classes == SFEW_CLASSES
@@ -63,6 +63,10 @@ def test_cross_dataset_drops_and_counts_contempt(evaluation):
     assert el.confusion.shape == (3, 3) and el.confusion.sum() == 9
     assert evaluation.score("sfew", "ckplus", "Baseline").mean_accuracy == 1.0
     assert evaluation.score("sfew", "ckplus", "Mouth").mean_accuracy == pytest.approx(5 / 9)
+    # JAFFE: "fear" is not an SFEW class of this test run; AACDBC -> 4 of 6 right.
+    jaffe = evaluation.score("sfew", "jaffe", "EL")
+    assert jaffe.dropped_labels == {"fear": 1} and jaffe.n_samples == 6
+    assert jaffe.mean_accuracy == pytest.approx(4 / 6)
 
 
 def _relabel(path, old, new):

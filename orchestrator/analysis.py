@@ -1,0 +1,98 @@
+"""Analyses that need the trained networks themselves (results/ works from files alone):
+Grad-CAM maps of chosen test faces for every system (paper Section IV-C, Fig. 11).
+
+Writes `runs/<id>/analysis/gradcam_<dataset>.npz`: images (K,S,S) uint8, sample_ids, labels,
+classes, and per system ("baseline", "ftl", "el-<part>") `map_<system>` (K,S,S) in [0,1] and
+`pred_<system>` (K,) class index. Baseline/FTL maps are the union (elementwise max) of their
+members' maps for the ensemble's predicted class, as in the paper.
+"""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from orchestrator.records import RunPlan
+from orchestrator.store import atomic_write_bytes
+
+
+def choose_faces(plan: RunPlan, dataset: str, storage: Path, per_class: int = 1,
+                 limit: int = 7) -> list[tuple[str, int]]:
+    """(sample_id, fold) of test faces to explain: the first test sample of each class, in order."""
+    classes = plan.datasets[dataset].classes
+    seen: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for rec in sorted((r for r in plan.models if r.dataset == dataset and r.network == "el"),
+                      key=lambda r: (r.fold, r.member)):
+        path = storage / rec.dir / "predictions.parquet"
+        if not path.is_file():
+            continue
+        table = pq.read_table(path, columns=["sample_id", "label"]).to_pydict()
+        for sid, label in sorted(zip(table["sample_id"], table["label"])):
+            if len(seen[label]) < per_class and (sid, rec.fold) not in seen[label]:
+                seen[label].append((sid, rec.fold))
+    chosen = [item for c in classes for item in seen.get(c, [])]
+    return chosen[:limit]
+
+
+def _load(rec, storage: Path, n_classes: int, model_cfg: dict, device: str):
+    from models.subnet import SubNetwork
+    from orchestrator.train import _model_kwargs
+    state = torch.load(storage / rec.dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
+    net = SubNetwork(n_classes, n_landmarks, seed=0, **_model_kwargs(model_cfg))
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval()
+
+
+def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict, image_size: int,
+                    device: str = "cpu") -> Path | None:
+    """Compute and save the Grad-CAM maps of one data set's chosen test faces."""
+    from models.gradcam import gradcam, union
+    from orchestrator.augment import normalise_pixels
+    from orchestrator.tensors import device_data
+
+    storage = run_dir.parent.parent
+    faces = choose_faces(plan, dataset, storage)
+    if not faces:
+        return None
+    info = plan.datasets[dataset]
+    data = device_data(info.prepared, image_size, device, list(info.classes))
+    row_of = {sid: i for i, sid in enumerate(data.prepared.sample_ids)}
+    rows = [row_of[sid] for sid, _ in faces]
+    x_all = normalise_pixels(data.images[rows]).unsqueeze(1)
+    out: dict[str, np.ndarray] = {
+        "images": data.images[rows].cpu().numpy(), "sample_ids": np.array([s for s, _ in faces]),
+        "labels": np.array([data.prepared.labels[r] for r in rows]), "classes": np.array(info.classes),
+    }
+    systems: dict[str, list] = defaultdict(list)
+    for rec in plan.models:
+        if rec.dataset == dataset:
+            name = f"el-{rec.member}" if rec.network == "el" else rec.network
+            systems[name].append(rec)
+    n_classes = len(info.classes)
+    for name, recs in sorted(systems.items()):
+        maps = np.zeros((len(faces), image_size, image_size), np.float32)
+        preds = np.zeros(len(faces), np.int64)
+        for k, (_, fold) in enumerate(faces):
+            members = [r for r in recs if r.fold == fold]
+            if not members:
+                continue
+            nets = [_load(r, storage, n_classes, model_cfg, device) for r in members]
+            x = x_all[k:k + 1]
+            with torch.no_grad():
+                probs = sum(torch.softmax(n.classify(x), -1) for n in nets)
+            pred = int(probs.argmax(-1))
+            member_maps = [gradcam(n, x, torch.tensor([pred], device=x.device))[0] for n in nets]
+            maps[k] = union(member_maps, dim=0).cpu().numpy()
+            preds[k] = pred
+        out[f"map_{name}"] = maps
+        out[f"pred_{name}"] = preds
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **out)
+    path = run_dir / "analysis" / f"gradcam_{dataset}.npz"
+    atomic_write_bytes(path, buf.getvalue())
+    return path

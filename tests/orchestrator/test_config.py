@@ -1,0 +1,43 @@
+import pytest
+
+from orchestrator.config import ConfigError, epochs_for, load_config
+
+
+def test_demo_includes_paper_and_overrides_win():
+    cfg = load_config("demo", {"train.patience": 3, "image_size": 32})
+    assert cfg["name"] == "demo"
+    assert cfg["train"]["patience"] == 3 and cfg["image_size"] == 32
+    assert cfg["train"]["lr"]["finetune"] == 1e-4          # inherited from paper.yaml
+    assert cfg["prep"]["detector"] == "none"                # demo's own
+
+
+def test_paper_epochs_and_scaling():
+    cfg = load_config("paper")
+    assert [epochs_for(cfg, "ckplus", s) for s in ("baseline", "landmark")] == [400, 100]
+    assert epochs_for(cfg, "ckplus", "head") + epochs_for(cfg, "ckplus", "finetune") == 300
+    assert epochs_for(cfg, "sfew", "landmark") == 200
+    scaled = load_config("paper", {"epochs_scale": 0.001})
+    assert epochs_for(scaled, "jaffe", "baseline") == 1     # never below one epoch
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"networks": ["baseline", "vgg"]}, "unknown network"),
+    ({"parts": ["ears"]}, "unknown part"),
+    ({"epochs_scale": 0}, "epochs_scale"),
+    ({"image_size": 16}, "image_size"),
+])
+def test_bad_values_are_named(over, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("paper", over)
+
+
+def test_missing_config_file_is_clear(tmp_path):
+    with pytest.raises(ConfigError, match="config not found"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_include_cycle_detected(tmp_path):
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(str(tmp_path / "a.yaml"))

@@ -1,0 +1,73 @@
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from data_prep.prepared import load_prepared
+from orchestrator.config import load_config
+from orchestrator.plan import build_plan
+from orchestrator.train import run_pack
+
+TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth", "nose"],
+        "datasets.jaffe.epochs": {"baseline": 2, "landmark": 2, "head": 2, "finetune": 2}}
+
+
+def _chain(prepared_dir, storage, **over):
+    cfg = load_config("demo", {**TINY, **over})
+    plan = build_plan(cfg, {"jaffe": load_prepared(prepared_dir)}, str(storage), "cpu", "t", pack_size=2)
+    return plan.chains[0]
+
+
+def _ckpt(job, i=0):
+    return torch.load(f"{job.models[i].out_dir}/checkpoint.pt", weights_only=True)
+
+
+def test_head_stage_leaves_the_extractor_untouched_and_finetune_moves_it(tiny_prepared, tmp_path):
+    landmark, head, finetune = _chain(tiny_prepared, tmp_path)
+    for job in (landmark, head, finetune):
+        result = run_pack(job)
+        assert result.trained == 2
+    a, b, c = _ckpt(landmark), _ckpt(head), _ckpt(finetune)
+    # weights and BN running statistics; num_batches_tracked is a pack-wide counter that a fixed
+    # BN momentum never reads (models/packed.py), so it is not part of a model's state
+    ext = [k for k in a if k.startswith("extractor.") and not k.endswith("num_batches_tracked")]
+    assert ext and all(torch.equal(a[k], b[k]) for k in ext), "stage 2 changed the frozen extractor"
+    assert any(not torch.equal(b[k], c[k]) for k in ext if k.endswith("weight")), "fine-tuning moved nothing"
+    # the landmark head from stage 1 rides along unchanged (the before/after study needs it)
+    assert all(torch.equal(a[k], c[k]) for k in a if k.startswith("landmark_head."))
+    assert "classifier.fc3.weight" in b and "classifier.fc3.weight" not in a
+
+
+def test_outputs_follow_the_contract(tiny_prepared, tmp_path):
+    landmark, head, finetune = _chain(tiny_prepared, tmp_path)
+    for job in (landmark, head, finetune):
+        run_pack(job)
+    job = finetune.models[0]
+    preds = pq.read_table(f"{job.out_dir}/predictions.parquet").to_pandas()
+    assert len(preds) == len(job.test)
+    probs = preds["probs"].apply(lambda p: float(sum(p)))
+    assert ((probs - 1).abs() < 1e-4).all()
+    assert set(preds["fold"]) == {job.fold}
+    hist = pd.read_csv(f"{job.out_dir}/history.csv")
+    assert list(hist["epoch"]) == [1, 2]
+    lms = pq.read_table(f"{landmark.models[0].out_dir}/landmarks.parquet").to_pandas()
+    assert len(lms["pred"][0]) == len(lms["truth"][0]) == 40      # mouth: 20 points
+
+
+def test_finished_models_are_skipped(tiny_prepared, tmp_path):
+    landmark, _, _ = _chain(tiny_prepared, tmp_path)
+    assert run_pack(landmark).trained == 2
+    again = run_pack(landmark)
+    assert again.trained == 0 and again.images == 0
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_prepared, tmp_path):
+    # min_delta so large that only the first evaluation counts as an improvement
+    over = {"train.min_delta": 1e9, "train.patience": 2,
+            "datasets.jaffe.epochs": {"baseline": 10, "landmark": 10, "head": 10, "finetune": 10},
+            "networks": ["baseline"]}
+    (job,) = _chain(tiny_prepared, tmp_path, **over)
+    result = run_pack(job)
+    assert result.epochs == [3, 3]
+    for m in job.models:
+        hist = pd.read_csv(f"{m.out_dir}/history.csv")
+        assert list(hist["epoch"]) == [1, 2, 3] and bool(hist["stopped"].iloc[-1])
