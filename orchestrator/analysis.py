@@ -76,7 +76,7 @@ def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict,
     n_classes = len(info.classes)
     for name, recs in sorted(systems.items()):
         maps = np.zeros((len(faces), image_size, image_size), np.float32)
-        preds = np.zeros(len(faces), np.int64)
+        preds = np.full(len(faces), -1, np.int64)          # -1: no model of this fold
         for k, (_, fold) in enumerate(faces):
             members = [r for r in recs if r.fold == fold]
             if not members:

@@ -16,10 +16,11 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     """Whole-run problems a user can fix: reported in one line (PARTFER_DEBUG=1 shows the traceback)."""
     from data_prep.errors import (DatasetRootError, EmptyDatasetError, ModelFileError,
                                   PreparedDataError, UnknownNameError)
+    from data_prep.readers.fer2013 import CsvLayoutError
     from orchestrator.executors import PackFailure
     from orchestrator.folds import ProtocolError
     return (ConfigError, ProtocolError, DatasetRootError, EmptyDatasetError, ModelFileError,
-            PreparedDataError, UnknownNameError, PackFailure)
+            PreparedDataError, UnknownNameError, CsvLayoutError, PackFailure)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -67,7 +67,7 @@ def stage_settings(cfg: dict, dataset: str, stage: str) -> StageSettings:
         restore_best=bool(tr["restore_best"]), batch_size=int(tr["batch_size"]),
         class_balanced=bool(tr["class_balanced"]), augment=AugmentSettings.from_config(tr["augment"]),
         adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg.get("eval_every", 1)),
-        checkpoint_every=int(tr["checkpoint_every"]))
+        checkpoint_every=int(tr["checkpoint_every"]), recalibrate_bn=bool(tr.get("recalibrate_bn", False)))
 
 
 def unit_seed(cfg: dict, unit: Unit) -> int:

@@ -123,7 +123,7 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
     return reasons
 
 
-def write_complexity(cfg: dict, run_dir: Path) -> None:
+def write_complexity(cfg: dict, run_dir: Path, class_counts: tuple[int, ...] = ()) -> None:
     """Parameters, GFLOPs (paper's formulas 7-9) and storage of this run's architecture."""
     import json
 
@@ -131,7 +131,8 @@ def write_complexity(cfg: dict, run_dir: Path) -> None:
     arch = {k: cfg["model"][k] for k in ("widths", "pool_kernel", "pool_stride", "pool_padding",
                                          "bn_eps", "bn_momentum", "head_hidden", "head_activation")}
     arch["widths"] = tuple(arch["widths"])
-    info = describe(image_size=160, n_members=int(cfg["members"]), **arch)
+    counts = tuple(sorted({7, 8, *class_counts}))
+    info = describe(n_classes_list=counts, image_size=160, n_members=int(cfg["members"]), **arch)
     atomic_write_text(run_dir / "analysis" / "complexity.json", json.dumps(info, indent=2, default=str))
 
 
@@ -200,7 +201,7 @@ def run(req: RunRequest, log=None) -> str:
         "versions": versions(), "started": t_start, "status": "running",
     }
     atomic_write_text(run_dir / "config.yaml", dump(cfg))
-    write_complexity(cfg, run_dir)
+    write_complexity(cfg, run_dir, tuple(len(d.classes) for d in prepared.values()))
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
 
     progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start)

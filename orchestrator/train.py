@@ -50,6 +50,7 @@ class StageSettings:
     adam: dict
     eval_every: int = 1
     checkpoint_every: int = 10
+    recalibrate_bn: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,38 @@ class _PerModelState:
     def restore(self, which: torch.Tensor) -> None:
         if which.any():
             self.net.restore_models_(self.best, which.cpu())
+
+
+@torch.no_grad()
+def recalibrate_bn(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]],
+                   chunk: int = 256) -> None:
+    """Recompute the extractor's BN running statistics with the final weights, over each model's
+    own training rows (no augmentation).
+
+    The running averages otherwise remember the early, large activations of a short run and make
+    inference-mode features (the head stage's frozen extractor, validation, test) far off. At the
+    paper's epoch counts the averages have long forgotten them, so this matters for shrunk runs.
+    """
+    bns = [m for m in net.extractor.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    width = max(len(r) for r in rows)
+    cycled = torch.tensor([[r[i % len(r)] for i in range(width)] for r in rows], device=data.images.device)
+    saved = [(bn.momentum, bn.num_batches_tracked.clone()) for bn in bns]
+    modes = [(m, m.training) for m in net.modules()]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None                    # cumulative average over the passes below
+    net.extractor.train()
+    try:
+        for start in range(0, width, chunk):
+            idx = cycled[:, start:start + chunk]
+            with _autocast(job):
+                net.features(_as_input(normalise_pixels(data.images[idx]), job))
+    finally:
+        for bn, (momentum, tracked) in zip(bns, saved):
+            bn.momentum = momentum
+            bn.num_batches_tracked.copy_(tracked)
+        for module, training in modes:
+            module.training = training
 
 
 def _load_upstream(net: PackedNetwork, models: list[ModelJob]) -> None:
@@ -403,6 +436,8 @@ def run_pack(job: PackJob, log=print) -> PackResult:
                                "history": history, "epoch": epoch + 1, "gen": gen.get_state()}, state_path)
     if st.restore_best:
         per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
+    if st.recalibrate_bn and st.stage != "head":  # the head stage never changes the extractor
+        recalibrate_bn(job, net, data, [m.train for m in models])
     net.eval()
     test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
     _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist())

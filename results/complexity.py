@@ -78,6 +78,11 @@ def _millions(count) -> float:
     return round(count / 1e6, 3)
 
 
+def _breakdown_key(report: dict) -> str:
+    keys = report["by_n_classes"]
+    return str(COMPLEXITY_CLASSES) if str(COMPLEXITY_CLASSES) in keys else max(keys, key=int)
+
+
 def complexity_frame(report: dict) -> pd.DataFrame:
     """One row per quantity (and class count): ours in the paper's units, exact, and the paper's.
 
@@ -115,18 +120,22 @@ def complexity_frame(report: dict) -> pd.DataFrame:
              "", p("ensemble_storage_mb")],
             ["ensemble storage", key, "MiB", round(entry["ensemble_storage_mib"], 3), "", None],
         ]
-        for part in ("conv", "dense", "pool"):
+        # the per-layer-type split (formulas 7, 8, 9) for the worst case only: it barely moves with C
+        for part in ("conv", "dense", "pool") if key == _breakdown_key(report) else ():
             if part in flops:
                 rows.append([f"sub-network FLOPs: {part} layers", key, "GFLOPs",
                              round(flops[part] / 1e9, 6), int(round(flops[part])), None])
     return pd.DataFrame(rows, columns=COMPLEXITY_COLUMNS)
 
 
-def _cell(value) -> str:
+_UNIT_FORMAT = {"M": ".3f", "GFLOPs": ".4g", "%": ".2f", "MB": ".3f", "MiB": ".3f"}
+
+
+def _cell(value, spec: str = "g") -> str:
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:g}"
+        return format(value, spec)
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
@@ -143,8 +152,8 @@ def complexity_markdown(report: dict) -> str:
     if size != PAPER_IMAGE_SIZE:
         parts.append(f"**The FLOPs below are for {size}x{size} inputs, not the paper's "
                      f"{PAPER_IMAGE_SIZE}x{PAPER_IMAGE_SIZE}.**\n")
-    rows = [[r.quantity, r.n_classes or "-", r.unit, _cell(r.ours), _cell(r.ours_exact),
-             _cell(r.paper) or "-"] for r in frame.itertuples(index=False)]
+    rows = [[r.quantity, r.n_classes or "-", r.unit, _cell(r.ours, _UNIT_FORMAT.get(r.unit, "g")),
+             _cell(r.ours_exact), _cell(r.paper) or "-"] for r in frame.itertuples(index=False)]
     parts.append(markdown_table(["quantity", "outputs C", "unit", "ours", "ours (exact)", "paper"],
                                 rows))
     notes = report.get("notes") or []

@@ -4,7 +4,8 @@ The run writes `analysis/gradcam_<dataset>.npz` holding
   images (K, S, S) uint8 face crops; sample_ids (K,); labels (K,) true class names;
   classes (C,) the trained classes; and per system (baseline, ftl, el-<part>)
   map_<system> (K, S, S) float in [0, 1] (Baseline/FTL: the union, elementwise max, of their
-  5 members' maps, as in the paper) and pred_<system> (K,) int: the predicted class index.
+  5 members' maps, as in the paper) and pred_<system> (K,) int: the predicted class index, or
+  -1 where the system has no model for that face (its fold's models are missing).
 This module checks that contract and lays the faces out like Fig. 11: one row per face, the
 original, then each system's map over it with its prediction in the title.
 """
@@ -18,10 +19,10 @@ from matplotlib.figure import Figure  # pyplot-free: no global backend or figure
 import numpy as np
 
 from results import atomic
+from results.figures import FIGURES_DIR
 from results.analysis_files import analysis_dir, GRADCAM_PREFIX
 from results.paper import GRADCAM_SYSTEMS, display_name
 
-FIGURES_DIR = "figures"
 _RANGE_TOLERANCE = 1e-3
 
 
@@ -91,8 +92,9 @@ def read_gradcam(path: Path, dataset: str) -> GradcamSet:
         if pred.shape != (k,) or not np.issubdtype(pred.dtype, np.integer):
             raise GradcamFileError(f"{pred_key} must be (K={k},) integers, got {pred.shape} "
                                    f"{pred.dtype}")
-        if len(pred) and (pred.min() < 0 or pred.max() >= len(classes)):
-            raise GradcamFileError(f"{pred_key} holds a class index outside 0..{len(classes) - 1}")
+        if len(pred) and (pred.min() < -1 or pred.max() >= len(classes)):
+            raise GradcamFileError(f"{pred_key} holds a class index outside 0..{len(classes) - 1} "
+                                   "(or -1: no model)")
         maps[system], preds[system] = np.clip(heat, 0.0, 1.0), pred.astype(np.int64)
     if not maps:
         raise GradcamFileError("holds no map_<system> array of " + ", ".join(GRADCAM_SYSTEMS))
@@ -116,13 +118,17 @@ def plot_gradcam(gc: GradcamSet) -> Figure:
         for col, system in enumerate(systems, start=1):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            head = "" if row else system_title(system) + "\n"
+            index = int(gc.preds[system][row])
+            if index < 0:                       # no model of this system for this face's fold
+                ax.set_title(head + "no model", fontsize=7, color="grey")
+                continue
             # extent stretches a coarser map over the crop, as Grad-CAM's upsampling does
             ax.imshow(gc.maps[system][row], cmap="jet", alpha=0.5, vmin=0, vmax=1,
                       extent=(0, width, height, 0), interpolation="bilinear")
-            predicted = gc.classes[int(gc.preds[system][row])]
+            predicted = gc.classes[index]
             right = predicted == gc.labels[row]
-            ax.set_title(("" if row else system_title(system) + "\n") + predicted, fontsize=7,
-                         color="darkgreen" if right else "firebrick")
+            ax.set_title(head + predicted, fontsize=7, color="darkgreen" if right else "firebrick")
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])

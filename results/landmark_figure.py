@@ -16,11 +16,11 @@ import numpy as np
 from data_prep.ibug68 import PART_COLOURS, PART_ORDER
 from data_prep.prepared import PreparedData, load_prepared
 from results import atomic
+from results.figures import FIGURES_DIR
 from results.landmarks import LandmarkStudy, ModelLandmarks
 from results.load import RunResults, resolve_stored
 from results.paper import display_name
 
-FIGURES_DIR = "figures"
 N_FACES = 6
 
 
@@ -88,6 +88,7 @@ def plot_landmarks(dataset: str, choice: FaceChoice, crops: PreparedData,
                         top=1 - 0.75 / height, wspace=0.05, hspace=0.05)
     axes = fig.subplots(2, n, squeeze=False)
     row_of = {sid: i for i, sid in enumerate(crops.sample_ids)}
+    outside = {"before": 0, "after": 0}      # predicted points off the crop: not visible
     for col, sid in enumerate(choice.sample_ids):
         image = crops.images[row_of[sid]]
         height, width = image.shape
@@ -102,7 +103,9 @@ def plot_landmarks(dataset: str, choice: FaceChoice, crops: PreparedData,
                 if show_truth:
                     truth = _points(m, sid, "truth") * scale
                     ax.scatter(truth[:, 0], truth[:, 1], s=3, c="lightgrey", linewidths=0)
-                pts = _points(m, sid, which) * scale
+                unit = _points(m, sid, which)
+                outside[which] += int(((unit < 0) | (unit > 1)).any(axis=1).sum())
+                pts = unit * scale
                 ax.scatter(pts[:, 0], pts[:, 1], s=7, c=PART_COLOURS[part], linewidths=0)
             ax.set_xlim(0, width)
             ax.set_ylim(height, 0)
@@ -122,6 +125,9 @@ def plot_landmarks(dataset: str, choice: FaceChoice, crops: PreparedData,
              f"fold {choice.fold} test faces")
     if missing:
         title += f" (no usable {', '.join(missing)} model)"
+    if outside["before"] or outside["after"]:
+        title += (f"\npredicted points outside the crop, not shown: {outside['before']} before, "
+                  f"{outside['after']} after")
     fig.suptitle(title, fontsize=9, y=1 - 0.1 / height, va="top")
     return fig
 

@@ -20,7 +20,7 @@ from results.confusion import file_stem, write_confusions
 from results.evaluate import RunEvaluation, evaluate_run
 from results.figures import Histories, load_histories, write_figures
 from results.gradcam import write_gradcam_figures
-from results.html import HTML_FILE, write_html
+from results.html import write_html
 from results.landmark_figure import write_landmark_figures
 from results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
                                write_landmark_tables)
@@ -353,5 +353,3 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
     write_html(text, f"partfer run {ev.plan.run_id}", results.run_dir, embed=embed_images)
     return path
 
-
-__all__ = ["REPORT_FILE", "HTML_FILE", "build_report"]

@@ -15,12 +15,11 @@ from results import atomic
 from results.comparability import warning_line
 from results.complexity import ComplexityInput, write_complexity
 from results.evaluate import RunEvaluation, SystemScore
-from results.markdown import markdown_table, pct
+from results.markdown import markdown_table, pct  # noqa: F401  (pct: also imported from here)
 from results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, display_name,
                            split_name)
 
 TABLES_DIR = "tables"
-__all__ = ["markdown_table", "pct"]      # re-exported: older callers import them from here
 
 
 def _accuracy_cells(ev: RunEvaluation, train: str, test: str) -> list[float | None]:
@@ -263,6 +262,12 @@ def table2_markdown(ev: RunEvaluation, complexity: ComplexityInput | None = None
         why = "not recorded" if complexity is None else complexity.problem
         where = "" if complexity is None else f" (`{complexity.path.name}`: {why})"
         text += f"\nOur parameter counts are empty: the run left no usable complexity report{where}.\n"
+    else:
+        lacking = [f"{display_name(r.dataset)} ({len(ev.plan.datasets[r.dataset].classes)} "
+                   "classes)" for r in frame.itertuples(index=False) if r.el_params_ours is None]
+        if lacking:
+            text += (f"\n`{complexity.path.name}` has no counts for the class numbers of "
+                     f"{', '.join(lacking)}, so their parameter cells are empty.\n")
     return text
 
 

@@ -42,7 +42,12 @@ class SSDDetector:
         self.net.setInput(blob)
         found = self.net.forward().reshape(-1, 7)     # [_, class, score, x0, y0, x1, y1] normalised
         boxes = found[:, 3:7] * [width, height, width, height]
-        valid = (found[:, 2] >= self.confidence) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        # A face cut by the border may have a box reaching past it, but one whose centre lies
+        # outside the image is not a face in it (the res10 model reports such boxes now and then).
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+        valid = ((found[:, 2] >= self.confidence) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+                 & inside)
         order = [i for i in np.argsort(-found[:, 2], kind="stable") if valid[i]]
         faces = [Detection(tuple(float(v) for v in boxes[i]), float(found[i, 2])) for i in order]
         return non_max_suppression(faces, NMS_IOU)

@@ -43,24 +43,13 @@ def read_ckplus(root: Path) -> ReadResult:
         frames = list_frames(root, sequence_dir, rejects)
         where = rel(sequence_dir, root)
         found = emotion_files.get((subject, sequence), [])
-        if not found:
-            n_unlabelled += 1
-            rejects.append(Reject(where, f"{UNLABELLED} ({len(frames)} frames)"))
-            continue
-        if len(found) > 1:   # which label holds is unknowable
-            rejects.append(Reject(where, "more than one Emotion file: " + ", ".join(p.name for p in found)))
-            continue
-        emotion = found[0]
+        n_unlabelled += not found
         try:
-            label = parse_emotion(emotion)
+            label = sequence_label(found, len(frames), root)
         except RejectError as err:
-            rejects.append(Reject(where, f"{err}: {rel(emotion, root)}"))
+            rejects.append(Reject(where, str(err)))
             continue
-        if len(frames) < MIN_FRAMES:
-            rejects.append(Reject(where, f"labelled sequence has {len(frames)} usable frames; the "
-                                         f"protocol needs at least {MIN_FRAMES} (first + last {PEAK_FRAMES})"))
-            continue
-        if int(EMOTION_NAME.match(emotion.name)["frame"]) != frames[-1][0]:
+        if int(EMOTION_NAME.match(found[0].name)["frame"]) != frames[-1][0]:
             peak_mismatch.append(where)
         chosen = [(frames[0][1], "neutral")] + [(path, label) for _, path in frames[-PEAK_FRAMES:]]
         n_between += len(frames) - MIN_FRAMES
@@ -152,6 +141,23 @@ def list_frames(root: Path, sequence_dir: Path, rejects: list[Reject]) -> list[t
         else:
             frames[int(match["frame"])] = path
     return sorted(frames.items())
+
+
+def sequence_label(emotion_files: list[Path], n_frames: int, root: Path) -> str:
+    """The label of a sequence with these Emotion files and usable frames; RejectError(reason)
+    when the protocol cannot use it."""
+    if not emotion_files:
+        raise RejectError(f"{UNLABELLED} ({n_frames} frames)")
+    if len(emotion_files) > 1:     # which label holds is unknowable
+        raise RejectError("more than one Emotion file: " + ", ".join(p.name for p in emotion_files))
+    try:
+        label = parse_emotion(emotion_files[0])
+    except RejectError as err:
+        raise RejectError(f"{err}: {rel(emotion_files[0], root)}") from None
+    if n_frames < MIN_FRAMES:
+        raise RejectError(f"labelled sequence has {n_frames} usable frames; the protocol needs at "
+                          f"least {MIN_FRAMES} (first + last {PEAK_FRAMES})")
+    return label
 
 
 def parse_emotion(path: Path) -> str:

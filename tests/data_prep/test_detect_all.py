@@ -78,3 +78,21 @@ def test_an_image_without_a_face_gives_an_empty_list(name):
 def test_none_detector_returns_the_whole_image_as_one_face(four_faces):
     faces = load_detector("none").detect_all(four_faces[:300, :500])
     assert faces == [Detection((0.0, 0.0, 500.0, 300.0), 1.0)]
+
+
+def test_ssd_boxes_centred_outside_the_image_are_not_faces(tmp_path):
+    """The res10 model reports, now and then, a confident box beyond the image border (it did on
+    these drawn faces): such a box would crash the crop, and it is not a face of the image."""
+    from data_prep.synth import synthesize
+
+    synthesize("jaffe", str(tmp_path), subjects=3, per_class=2, seed=0, size=96)
+    ssd = load_detector("ssd")
+    n_faces = 0
+    for path in sorted(tmp_path.glob("*.tiff")):
+        gray = apply_clahe(load_grayscale(path))
+        height, width = gray.shape
+        for face in ssd.detect_all(gray):
+            cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+            assert 0 <= cx < width and 0 <= cy < height, (path.name, face)
+            n_faces += 1
+    assert n_faces > 0

@@ -238,13 +238,15 @@ def write_gradcam(path: Path, dataset: str, systems=GRADCAM_SYSTEMS, k: int = 3)
 
 def build_run(root: Path, *, settings: dict | None = None, datasets=("ckplus", "sfew"),
               cross=None, drop_models=(), drop_rows: dict | None = None, histories: bool = True,
-              landmarks: bool = False, drop_landmarks=(), prepared: bool = False,
+              landmarks: bool = False, drop_landmarks=(), stage_dirs: bool = True,
+              prepared: bool = False,
               complexity: dict | None = None, gradcam=(), run_id: str = "run1") -> Path:
     """Write a run under `root/store/runs/<run_id>/`; returns the run directory.
 
     cross: data sets the SFEW models are also tested on (default: CK+ when it is in the run),
     each in its own extra_predictions file. landmarks: both transfer stages' landmarks.parquet
-    (drop_landmarks: (key, stage) pairs left unwritten). prepared: real prepared crops.
+    (drop_landmarks: (key, stage) pairs left unwritten); stage_dirs=False: records without
+    stage_dirs, as plans written before the study existed. prepared: real prepared crops.
     complexity: written as analysis/complexity.json. gradcam: data sets given an npz.
     """
     storage = root / "store"
@@ -277,19 +279,19 @@ def build_run(root: Path, *, settings: dict | None = None, datasets=("ckplus", "
                 for fold in folds:
                     key = model_key(dataset, network, member, fold)
                     stage = "baseline" if network == "baseline" else "finetune"
-                    stage_dirs, extra = {}, []
-                    if network != "baseline":
-                        stage_dirs = {"landmark": f"models/{key}-landmark",
-                                      "head": f"models/{key}-head", "finetune": f"models/{key}"}
+                    dirs, extra = {}, []
+                    if network != "baseline" and stage_dirs:
+                        dirs = {"landmark": f"models/{key}-landmark",
+                                "head": f"models/{key}-head", "finetune": f"models/{key}"}
                     if dataset == "sfew":
                         extra = [f"models/{key}/cross_{name}.parquet" for name in cross]
                     records.append(ModelRecord(dataset, network, member, fold, stage, key,
-                                               f"models/{key}", stage_dirs=stage_dirs,
+                                               f"models/{key}", stage_dirs=dirs,
                                                extra_predictions=extra))
-                    if landmarks and network != "baseline":
+                    if landmarks and dirs:
                         for st in ("landmark", "finetune"):
                             if (key, st) not in drop_landmarks:
-                                write_landmarks(storage / stage_dirs[st] / "landmarks.parquet",
+                                write_landmarks(storage / dirs[st] / "landmarks.parquet",
                                                 dataset, fold, region_of(network, member), st)
                     if key in drop_models:
                         continue

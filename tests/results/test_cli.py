@@ -17,11 +17,15 @@ def _run(*args):
 
 
 def test_report_command_builds_and_prints_the_path(make_run):
-    run = make_run(datasets=("sfew",))
-    done = _run("report", str(run))
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    done = _run("report", "--embed-images", str(run))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(run / "report.md")
     assert (run / "report.md").is_file() and (run / "tables" / "table1.csv").is_file()
+    page = (run / "report.html").read_text()
+    # --embed-images: the page carries its figures; only data files stay linked.
+    assert 'src="data:image/png;base64,' in page and 'src="figures/' not in page
+    assert 'src="confusion/' not in page
 
 
 def test_missing_plan_is_one_line_error_and_exit_2(tmp_path):

@@ -2,6 +2,7 @@
 import pandas as pd
 import pytest
 
+from results.complexity import load_complexity
 from results.evaluate import evaluate_run
 from results.load import load_run
 from results.tables import table1_frame, write_tables
@@ -11,7 +12,7 @@ from run_builder import PAPER_SETTINGS, model_key
 @pytest.fixture(scope="module")
 def written(shrunk_run):
     ev = evaluate_run(load_run(shrunk_run))
-    return write_tables(ev, shrunk_run)
+    return write_tables(ev, shrunk_run, load_complexity(shrunk_run))
 
 
 def test_table1_csv_columns_and_values(written):
@@ -22,14 +23,81 @@ def test_table1_csv_columns_and_values(written):
         "sfew,16.67,50.00,50.00,50.00,50.00,50.00,50.00,66.67\n")
 
 
-def test_table3_csv_has_own_and_cross_rows(written):
-    assert written["table3.csv"].read_text() == (
-        "train_dataset,test_dataset,Baseline,FTL,Eyebrows,Eyes,Nose,Mouth,Jaw,EL\n"
-        "sfew,sfew,16.67,50.00,50.00,50.00,50.00,50.00,50.00,66.67\n"
-        "sfew,ckplus,100.00,0.00,44.44,44.44,44.44,55.56,55.56,66.67\n")
+def test_table3_csv_has_ours_paper_and_difference_rows(written):
+    lines = written["table3.csv"].read_text().splitlines()
+    assert lines[0] == ("train_dataset,test_dataset,train,test,source,Baseline,FTL,Eyebrows,Eyes,"
+                        "Nose,Mouth,Jaw,EL,n_dropped,dropped")
+    assert lines[1:] == [
+        "sfew,sfew,SFEW Train,SFEW Valid,ours,16.67,50.00,50.00,50.00,50.00,50.00,50.00,66.67,0,",
+        "sfew,sfew,SFEW Train,SFEW Valid,paper,36.47,42.20,40.60,41.30,36.70,41.74,40.82,44.50,,",
+        "sfew,sfew,SFEW Train,SFEW Valid,difference,-19.80,7.80,9.40,8.70,13.30,8.26,9.18,22.17,,",
+        # CK+ without its 3 contempt samples (SFEW has no contempt): 9 scored.
+        "sfew,ckplus,SFEW Train,CK+,ours,100.00,0.00,44.44,44.44,44.44,55.56,55.56,66.67,3,contempt 3",
+        "sfew,ckplus,SFEW Train,CK+,paper,32.85,41.31,33.33,35.49,22.97,37.72,32.62,47.53,,",
+        "sfew,ckplus,SFEW Train,CK+,difference,67.15,-41.31,11.11,8.95,21.47,17.84,22.94,19.14,,",
+        "sfew,jaffe,SFEW Train,JAFFE,ours,83.33,0.00,50.00,50.00,50.00,66.67,66.67,66.67,1,fear 1",
+        "sfew,jaffe,SFEW Train,JAFFE,paper,16.90,26.29,22.54,24.88,18.78,24.88,21.60,30.51,,",
+        "sfew,jaffe,SFEW Train,JAFFE,difference,66.43,-26.29,27.46,25.12,31.22,41.79,45.07,36.16,,",
+    ]
     md = written["table3.md"].read_text()
+    assert "## SFEW Train -> SFEW Valid" in md and "## SFEW Train -> JAFFE" in md
     assert "dropped 3 test samples whose class the model was not trained on (contempt 3)" in md
     assert "| paper | 32.85 | 41.31 | 33.33 | 35.49 | 22.97 | 37.72 | 32.62 | 47.53 |" in md
+    assert "| difference | +66.43 | -26.29 | +27.46 | +25.12 | +31.22 | +41.79 | +45.07 | +36.16 |" in md
+
+
+def _ensemble_params(n_classes: int) -> int:
+    # 5 x (extractor 295,440 + two 128-unit dense layers + the C-way output layer)
+    return 5 * (295440 + 2 * (128 * 128 + 128) + 129 * n_classes)
+
+
+def test_table2_has_our_accuracy_and_parameters_beside_the_benchmark(written):
+    frame = pd.read_csv(written["table2.csv"]).set_index("dataset")
+    ck = frame.loc["ckplus"]
+    assert ck["el_ours"] == pytest.approx(56.11) and ck["el_paper"] == 97.31
+    assert ck["el_difference"] == pytest.approx(-41.20) and ck["el_folds"] == "3/3"
+    assert ck["benchmark"] == 96.80 and ck["benchmark_references"] == "[22]"
+    assert ck["el_ours_minus_benchmark"] == pytest.approx(-40.69)
+    assert ck["el_params_ours"] == _ensemble_params(4) == 1644900
+    assert ck["el_params_paper_millions"] == 1.65 and ck["benchmark_params_millions"] == 11
+    assert frame.loc["sfew", "el_params_ours"] == _ensemble_params(3)
+    md = written["table2.md"].read_text()
+    assert "| CK+ | 56.11 | 97.31 | -41.20 | 3/3 | 96.80 [22] | -40.69 | 1.645 | 1.65 | 11 |" in md
+    assert "NOT comparable" in md
+
+
+def test_table2_without_complexity_says_why_parameters_are_empty(make_run):
+    run = make_run(datasets=("sfew",), cross=())
+    ev = evaluate_run(load_run(run))
+    (run / "analysis").mkdir()
+    (run / "analysis" / "complexity.json").write_text('{"by_n_classes": {}}')
+    written = write_tables(ev, run, load_complexity(run))
+    md = written["table2.md"].read_text()
+    assert ("the run left no usable complexity report (`complexity.json`: unusable (lacks "
+            "key(s) image_size") in md
+    assert pd.read_csv(written["table2.csv"])["el_params_ours"].isna().all()
+    assert "complexity.csv" not in written
+
+
+def test_complexity_table_sets_the_counts_beside_the_papers(written, complexity_report):
+    frame = pd.read_csv(written["complexity.csv"], dtype={"n_classes": str, "ours_exact": str})
+    row = lambda q, c, unit: frame[(frame["quantity"] == q) & (frame["n_classes"].fillna("") == c)  # noqa: E731
+                                   & (frame["unit"] == unit)].iloc[0]
+    assert row("extractor parameters", "", "M")["ours_exact"] == "295440"
+    assert row("extractor parameters", "", "M")["paper"] == 0.29
+    sub8 = row("sub-network parameters", "8", "M")
+    assert sub8["ours_exact"] == "329496" and sub8["paper"] == 0.33
+    assert row("ensemble parameters", "7", "M")["ours_exact"] == "1646835"
+    assert pd.isna(row("ensemble parameters", "7", "M")["paper"])       # paper: worst case only
+    flops = row("sub-network FLOPs", "8", "GFLOPs")
+    assert flops["ours"] == pytest.approx(complexity_report["by_n_classes"]["8"]["subnetwork_gflops"],
+                                          abs=1e-4)
+    assert flops["paper"] == 0.555
+    assert row("ensemble storage", "8", "MB")["paper"] == 31.5
+    assert row("sub-network storage", "8", "MB")["ours"] == pytest.approx(329496 * 4 / 1e6, abs=1e-3)
+    md = written["complexity.md"].read_text()
+    assert "| sub-network storage | 8 | MB | 1.318 |  | 6.3 |" in md
+    assert "counts the five models twice" in md and "inconsistent with its own architecture" in md
 
 
 def test_table1_md_sets_ours_beside_the_paper_with_a_warning(written):

@@ -1,0 +1,188 @@
+"""The exported model directory: one trained ensemble, self-contained, for prediction anywhere.
+
+  <model_dir>/model.json   ModelSpec: classes, members, preprocessing, image size, architecture, origin
+  <model_dir>/weights.pt   one plain state dict {"<member>.<SubNetwork key>": tensor}; it holds
+                           tensors only, so torch.load(..., weights_only=True) reads it safely
+
+`partfer export` writes it (orchestrator.export), `partfer predict` reads it (orchestrator.predict).
+The ensemble policy is the paper's: sum the members' softmax vectors, argmax; with every fold
+exported, the sum runs over all 5 x K members.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from models.config import ArchConfig, ArchitectureError
+from models.subnet import SubNetwork
+from orchestrator.store import atomic_write_bytes
+
+FORMAT = "partfer-model"
+FORMAT_VERSION = 1
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "weights.pt"
+ENSEMBLE_POLICY = ("sum of the members' softmax vectors, divided by the number of members; "
+                   "label = argmax")
+PIXEL_NORMALISATION = "(x / 255 - 0.5) * 2"
+RESIZE = "bilinear, antialiased when shrinking (orchestrator.tensors.resize_uint8)"
+
+
+class ModelDirError(FileNotFoundError):
+    """The model directory (or one of its files) does not exist."""
+
+
+class ModelFormatError(ValueError):
+    """The model directory exists but is not a readable partfer model."""
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One sub-network of the exported ensemble."""
+    name: str                   # unique in the ensemble; names columns p_<name>_<class>
+    member: str                 # EL: the part; Baseline/FTL: m0..m4
+    fold: int
+    region: str | None          # landmark region it was pre-trained on (None: Baseline)
+    stage: str                  # the stage its weights come from (baseline | finetune)
+    key: str                    # content key of that stage in the run's store
+    source: str                 # its directory, relative to the run's storage root
+    test_acc: float | None = None   # accuracy on its fold's held-out subjects (meta.json)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    dataset: str
+    network: str                # baseline | ftl | el
+    classes: list[str]
+    members: list[MemberSpec]
+    folds: list[int]
+    image_size: int             # network input side
+    architecture: dict          # ArchConfig.to_dict()
+    preprocessing: dict         # data_prep PrepSettings.to_dict() of the training data
+    model_config: dict = field(default_factory=dict)   # the run's config.yaml `model:` section
+    preprocessing_source: str = ""
+    run: dict = field(default_factory=dict)            # run id, directory, config name, shrunk ...
+    notes: list[str] = field(default_factory=list)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    weights: str = WEIGHTS_FILE
+    ensemble: str = ENSEMBLE_POLICY
+    pixel_normalisation: str = PIXEL_NORMALISATION
+    resize: str = RESIZE
+
+    @property
+    def arch(self) -> ArchConfig:
+        return ArchConfig(**self.architecture)
+
+    @property
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "model.json") -> "ModelSpec":
+        try:
+            raw = json.loads(text)
+        except ValueError as err:
+            raise ModelFormatError(f"{where}: not valid JSON ({err})") from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise ModelFormatError(f"{where}: not a partfer model description (format != {FORMAT!r})")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise ModelFormatError(f"{where}: format version {raw.get('format_version')} is not "
+                                   f"{FORMAT_VERSION}; export the model again with this partfer")
+        known = {f.name for f in fields(cls)}
+        try:
+            members = [MemberSpec(**m) for m in raw["members"]]
+            spec = cls(**{k: v for k, v in raw.items() if k in known and k != "members"}, members=members)
+            spec.arch                                        # validates the architecture
+        except (KeyError, TypeError, ArchitectureError) as err:
+            raise ModelFormatError(f"{where}: incomplete or invalid model description ({err})") from None
+        names = spec.member_names
+        if not names or len(set(names)) != len(names) or any("." in n or not n for n in names):
+            raise ModelFormatError(f"{where}: member names must be present, unique and free of dots")
+        return spec
+
+
+def build_member(spec: ModelSpec) -> SubNetwork:
+    """An (untrained) sub-network with the exported architecture and classifier, no landmark head."""
+    return SubNetwork.from_arch(len(spec.classes), None, spec.arch, seed=0)
+
+
+def write_model_dir(out: str | Path, spec: ModelSpec, states: dict[str, dict[str, torch.Tensor]]) -> Path:
+    """Write spec + weights into a fresh directory beside `out`, then move it into place.
+
+    An existing partfer model directory (or an empty folder) at `out` is replaced; anything
+    else there is left alone and refused.
+    """
+    out = Path(out)
+    if any("." in n for n in spec.member_names):
+        raise ValueError(f"member names must not contain dots: {spec.member_names}")
+    if set(states) != set(spec.member_names):
+        raise ValueError(f"weights for {sorted(states)} do not match members {spec.member_names}")
+    if out.exists() and not (out.is_dir() and ((out / SPEC_FILE).is_file() or not any(out.iterdir()))):
+        raise ModelFormatError(f"{out} exists and is not a partfer model directory; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    build.mkdir()
+    try:
+        flat = {f"{name}.{key}": t.detach().cpu().contiguous() for name in spec.member_names
+                for key, t in states[name].items()}
+        buf = io.BytesIO()
+        torch.save(flat, buf)
+        atomic_write_bytes(build / WEIGHTS_FILE, buf.getvalue())
+        atomic_write_bytes(build / SPEC_FILE, spec.to_json().encode())
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
+            os.replace(build, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return out
+
+
+def read_spec(model_dir: str | Path) -> ModelSpec:
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise ModelDirError(f"model directory {folder} does not exist; create one with `partfer export`")
+    path = folder / SPEC_FILE
+    if not path.is_file():
+        raise ModelDirError(f"{folder} is not a partfer model directory (no {SPEC_FILE}); "
+                            f"create one with `partfer export`")
+    return ModelSpec.from_json(path.read_text(), str(path))
+
+
+def load_model_dir(model_dir: str | Path) -> tuple[ModelSpec, list[SubNetwork]]:
+    """The spec and one loaded (eval-mode, CPU) SubNetwork per member, in the spec's order."""
+    spec = read_spec(model_dir)
+    path = Path(model_dir) / spec.weights
+    if not path.is_file():
+        raise ModelDirError(f"{path} is missing: the model directory is incomplete; export it again")
+    try:
+        flat = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:    # unpickling refuses anything but tensors; a damaged file raises many types
+        raise ModelFormatError(f"{path}: cannot read the weights ({type(err).__name__}: {err})") from None
+    nets = []
+    for name in spec.member_names:
+        prefix = f"{name}."
+        state = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+        net = build_member(spec)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise ModelFormatError(f"{path}: weights of member {name!r} do not fit the architecture "
+                                   f"in {SPEC_FILE} ({first})") from None
+        nets.append(net.eval())
+    return spec, nets
