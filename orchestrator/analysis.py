@@ -40,10 +40,10 @@ def choose_faces(plan: RunPlan, dataset: str, storage: Path, per_class: int = 1,
 
 def _load(rec, storage: Path, n_classes: int, model_cfg: dict, device: str):
     from models.subnet import SubNetwork
-    from orchestrator.train import _model_kwargs
+    from orchestrator.train import model_kwargs
     state = torch.load(storage / rec.dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
-    net = SubNetwork(n_classes, n_landmarks, seed=0, **_model_kwargs(model_cfg))
+    net = SubNetwork(n_classes, n_landmarks, seed=0, **model_kwargs(model_cfg))
     net.load_state_dict(state, strict=True)
     return net.to(device).eval()
 

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_prep_parser(sub)
     from results.cli import add_report_parser
     add_report_parser(sub)
+    from orchestrator.export import add_export_parser
+    from orchestrator.predict import add_predict_parser
+    add_export_parser(sub)
+    add_predict_parser(sub)
     return parser
 
 

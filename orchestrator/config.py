@@ -7,7 +7,6 @@ inside a run (unknown networks or parts, missing epoch caps).
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +131,3 @@ def epochs_for(cfg: dict, dataset: str, stage: str) -> int:
 
 def dump(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

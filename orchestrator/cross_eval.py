@@ -43,7 +43,7 @@ def run_cross_eval(job: CrossEvalJob, chunk: int = 256) -> int:
     """Predict every image of the evaluation set with each model; returns files written."""
     from models.subnet import SubNetwork
     from orchestrator.augment import normalise_pixels
-    from orchestrator.train import _model_kwargs
+    from orchestrator.train import model_kwargs
 
     todo = [i for i, p in enumerate(job.out_paths) if not Path(p).is_file()]
     if not todo:
@@ -56,7 +56,7 @@ def run_cross_eval(job: CrossEvalJob, chunk: int = 256) -> int:
     for i in todo:
         state = torch.load(Path(job.model_dirs[i]) / "checkpoint.pt", map_location="cpu", weights_only=True)
         n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
-        net = SubNetwork(len(job.classes), n_landmarks, seed=0, **_model_kwargs(job.model_cfg))
+        net = SubNetwork(len(job.classes), n_landmarks, seed=0, **model_kwargs(job.model_cfg))
         net.load_state_dict(state, strict=True)
         net.to(job.device).eval()
         probs = []

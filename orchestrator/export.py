@@ -26,7 +26,7 @@ from models.subnet import SubNetwork
 from orchestrator.model_dir import MemberSpec, ModelSpec, write_model_dir
 from orchestrator.records import NETWORKS, ModelRecord, RunPlan
 from orchestrator.store import DONE_FILE
-from orchestrator.train import _model_kwargs
+from orchestrator.train import model_kwargs
 
 EXIT_USAGE = 2
 
@@ -173,7 +173,7 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
     records, folds, notes = select_records(plan, dataset, network, fold, all_folds)
     storage = storage_root(run_dir, plan, records)
     try:
-        arch = ArchConfig(**_model_kwargs(cfg["model"]))
+        arch = ArchConfig(**model_kwargs(cfg["model"]))
     except (KeyError, TypeError, ArchitectureError) as err:
         raise ExportError(f"{run_dir / 'config.yaml'}: `model:` does not describe the network ({err})") from None
     classes = list(plan.datasets[dataset].classes)

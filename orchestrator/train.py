@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from models.losses import packed_cross_entropy, packed_l1_loss
 from models.packed import PackedNetwork
 from orchestrator.augment import AugmentSettings, apply_transforms, normalise_pixels, random_transforms
 from orchestrator.records import PREDICTION_SCHEMA
-from orchestrator.store import (DONE_FILE, atomic_write_text, build_dir_for, is_done, publish_dir,
+from orchestrator.store import (DONE_FILE, build_dir_for, is_done, publish_dir,
                                 torch_save_atomic)
 from orchestrator.tensors import DeviceData, device_data
 
@@ -94,7 +93,7 @@ class PackResult:
     setup_seconds: float = 0.0
 
 
-def _model_kwargs(cfg: dict) -> dict:
+def model_kwargs(cfg: dict) -> dict:
     return dict(widths=tuple(cfg["widths"]), pool_kernel=cfg["pool_kernel"],
                 pool_stride=cfg["pool_stride"], pool_padding=cfg["pool_padding"],
                 bn_eps=cfg["bn_eps"], bn_momentum=cfg["bn_momentum"], head_hidden=cfg["head_hidden"],
@@ -106,7 +105,7 @@ def build_network(job: PackJob, models: list[ModelJob]) -> PackedNetwork:
     landmark_outputs = [2 * len(region_indices(m.region)) for m in models] if transfer else None
     n_classes = None if job.stage.stage == "landmark" else len(job.classes)
     return PackedNetwork(len(models), n_classes=n_classes, landmark_outputs=landmark_outputs,
-                         seeds=[m.seed for m in models], **_model_kwargs(job.model_cfg))
+                         seeds=[m.seed for m in models], **model_kwargs(job.model_cfg))
 
 
 def _pad_rows(rows: list[tuple[int, ...]], device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,15 @@ PARTS = ["eyebrows", "eyes", "nose", "mouth", "jaw"]
 IMAGE_SIZE = 32
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread; two threads spin badly on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """A tiny EL run (3 subjects -> 3 folds, one epoch per stage) trained through the real code path."""
