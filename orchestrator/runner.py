@@ -83,20 +83,30 @@ def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
     return roots
 
 
-def _prep_settings(cfg: dict):
+def prep_config(cfg: dict, name: str, synthetic: bool) -> dict:
+    """The preprocessing settings of one data set: the global `prep`, then the data set's own
+    `datasets.<name>.prep`, then (for generated faces, which are drawn crops that ship their
+    landmarks) `synthetic_prep`."""
+    merged = dict(cfg["prep"])
+    merged.update(cfg["datasets"][name].get("prep") or {})
+    if synthetic:
+        merged.update(cfg.get("synthetic_prep") or {"detector": "none", "annotator": "dataset"})
+    return merged
+
+
+def _prep_settings(p: dict):
     from data_prep.pipeline import PrepSettings
-    p = cfg["prep"]
     return PrepSettings(detector=p["detector"], annotator=p["annotator"], crop_size=int(p["crop_size"]),
                         clahe_clip=float(p["clahe_clip"]), clahe_tile=int(p["clahe_tile"]),
                         ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]))
 
 
-def prepare(cfg: dict, datasets: dict[str, str], storage: str, log) -> dict[str, str]:
+def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = ()) -> dict[str, str]:
     """Raw roots -> prepared directories, all data sets in one Ray Data job."""
     from data_prep.pipeline import PrepRequest, prepare_datasets
-    settings = _prep_settings(cfg)
     requests = [PrepRequest(name=name, layout=cfg["datasets"][name]["layout"], root=root,
-                            settings=settings, options=dict(cfg["datasets"][name].get("options") or {}))
+                            settings=_prep_settings(prep_config(cfg, name, name in synthetic)),
+                            options=dict(cfg["datasets"][name].get("options") or {}))
                 for name, root in datasets.items()]
     infos = prepare_datasets(requests, storage)
     for name, info in infos.items():
@@ -169,14 +179,11 @@ def run(req: RunRequest, log=None) -> str:
     prepared_dirs = dict(req.prepared)
     if raw:
         ensure_ray()
-        prepared_dirs.update(prepare(cfg, raw, storage, log))
+        prepared_dirs.update(prepare(cfg, raw, storage, log, tuple(synthetic)))
 
     from data_prep.prepared import load_prepared
     from orchestrator.plan import build_plan, precision_for
     prepared = {name: load_prepared(path) for name, path in prepared_dirs.items()}
-    for name, data in prepared.items():
-        if data.manifest.get("synthetic"):
-            synthetic.append(name)
     pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
     identity = {"config": {k: v for k, v in cfg.items() if k not in ("storage", "executor", "device")},
                 "prepared": {k: Path(v).name for k, v in sorted(prepared_dirs.items())},
@@ -195,8 +202,10 @@ def run(req: RunRequest, log=None) -> str:
         "networks": list(cfg["networks"]), "parts": list(cfg["parts"]), "members": int(cfg["members"]),
         "epochs": {name: {s: epochs_for(cfg, name, s) for s in ("baseline", "landmark", "head", "finetune")}
                    for name in prepared},
-        "prep": dict(cfg["prep"]), "detector": cfg["prep"]["detector"],
-        "annotator": cfg["prep"]["annotator"], "synthetic": sorted(set(synthetic)),
+        "prep": {n: prep_config(cfg, n, n in synthetic) for n in prepared},
+        "detector": ", ".join(sorted({prep_config(cfg, n, n in synthetic)["detector"] for n in prepared})),
+        "annotator": ", ".join(sorted({prep_config(cfg, n, n in synthetic)["annotator"] for n in prepared})),
+        "synthetic": sorted(set(synthetic)),
         "shrunk": bool(shrunk_reasons), "shrunk_reasons": shrunk_reasons,
         "versions": versions(), "started": t_start, "status": "running",
     }
