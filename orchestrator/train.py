@@ -306,8 +306,12 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def run_pack(job: PackJob, log=print) -> PackResult:
-    """Train (or resume) every not-yet-finished model of the pack and write its outputs."""
+def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
+    """Train (or resume) every not-yet-finished model of the pack and write its outputs.
+
+    on_epoch(epoch, metrics) is called after each validation pass with per-model lists
+    (train_loss, val_loss, val_acc, active); a Tune trial reports through it.
+    """
     t0 = time.time()
     models = [m for m in job.models if not is_done(m.out_dir)]
     if not models:
@@ -418,6 +422,10 @@ def run_pack(job: PackJob, log=print) -> PackResult:
                                        "val_acc": float(ev["acc"][i]) if st.stage != "landmark" else "",
                                        "lr": st.lr, "stopped": bool(newly_stopped[i])})
                     last_epoch[i] = epoch + 1
+            if on_epoch is not None:
+                on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": ev["loss"].tolist(),
+                                     "val_acc": ev["acc"].tolist() if st.stage != "landmark" else None,
+                                     "active": (active & ~newly_stopped).tolist()})
             if newly_stopped.any():
                 if st.restore_best:
                     per_model.restore(newly_stopped.to(device))
