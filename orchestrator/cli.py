@@ -77,7 +77,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="partfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="partfer", description="Part-based, landmark-aware ensemble transfer learning for facial "
+        "expression recognition (Wadhawan & Gandhi), orchestrated on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="prepare data, train Baseline/FTL/EL on every fold, write the report")
     add_run_arguments(p)
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestrator.predict import add_predict_parser
     add_export_parser(sub)
     add_predict_parser(sub)
+    from orchestrator.tune import add_tune_parser
+    add_tune_parser(sub)
     return parser
 
 

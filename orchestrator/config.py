@@ -24,11 +24,18 @@ class ConfigError(ValueError):
     """A configuration that cannot describe a run."""
 
 
-def _merge(base: dict, over: dict) -> dict:
+# Sections a including config replaces whole instead of merging into: a config's generated data
+# sets are its own (demo.yaml's one small JAFFE set must not inherit paper.yaml's three big ones).
+REPLACED_SECTIONS = {"synthetic"}
+
+
+def _merge(base: dict, over: dict, top: bool = True) -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if top and key in REPLACED_SECTIONS:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, top=False)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -67,9 +74,15 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 def parse_value(text: str) -> Any:
     """A command-line value as YAML would read it (numbers, booleans, lists, null)."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value)          # YAML 1.1 reads "1e-5" (no dot) as a string
+        except ValueError:
+            pass
+    return value
 
 
 def set_dotted(cfg: dict, dotted: str, value: Any) -> None:

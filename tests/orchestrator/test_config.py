@@ -41,3 +41,15 @@ def test_include_cycle_detected(tmp_path):
     (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(str(tmp_path / "a.yaml"))
+
+
+def test_command_line_numbers_in_e_notation_are_numbers():
+    from orchestrator.config import parse_value
+    assert parse_value("1e-5") == 1e-5 and parse_value("3") == 3 and parse_value("[a, b]") == ["a", "b"]
+    assert parse_value("ssd") == "ssd"
+
+
+def test_an_including_config_replaces_the_synthetic_section():
+    paper, demo = load_config("paper"), load_config("demo")
+    assert set(paper["synthetic"]) == {"ckplus", "jaffe", "sfew"}
+    assert set(demo["synthetic"]) == {"jaffe"}

@@ -1,0 +1,115 @@
+"""Interrupted and failing runs: a killed driver resumes where it stopped and ends with the same
+tables as an uninterrupted run; a killed worker's pack is retried by Ray and resumes; two runs with
+different settings share a store without touching each other's outputs."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+SMALL = ["--config", str(TINY), "--set", "members=1", "--set", "parts=[mouth]",
+         "--set", "train.checkpoint_every=1"]
+
+
+def _env():
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=1200)
+
+
+def _start(*args, cwd, log):
+    return subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), start_new_session=True)
+
+
+def _wait_for(predicate, proc, timeout=600):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _report(stdout: str) -> Path:
+    return Path(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    inline = SMALL + ["--executor", "inline"]
+    whole = _run(*inline, "--out", str(tmp_path / "whole"), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    store = tmp_path / "killed"
+    proc = _start(*inline, "--out", str(store), cwd=tmp_path, log=tmp_path / "killed.log")
+    models = store / "models"
+    # kill once at least one stage is finished and a pack is mid-way (its resumable state saved)
+    caught = _wait_for(lambda: any(models.glob("*/*/*/*/meta.json")) and any(store.glob("packs/*/state.pt")),
+                       proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert caught, (tmp_path / "killed.log").read_text()[-3000:]
+    finished_before = {p.parent for p in models.glob("*/*/*/*/meta.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in finished_before}
+
+    again = _run(*inline, "--out", str(store), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already finished in the store: skipped" in again.stderr
+    assert "resumed" in again.stderr                       # the interrupted pack went on from its state
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()), "a finished stage was retrained"
+    assert not any(store.glob("packs/*/state.pt")), "resumable state left behind"
+    assert not list(store.rglob("*.tmp-*")), "a half-written file is visible"
+
+    a = _report(whole.stdout).parent / "tables" / "table1.csv"
+    b = _report(again.stdout).parent / "tables" / "table1.csv"
+    assert a.read_text() == b.read_text()
+
+
+@pytest.mark.slow
+def test_killed_worker_is_retried_and_the_run_completes(tmp_path):
+    store = tmp_path / "store"
+    log = tmp_path / "run.log"
+    proc = _start(*SMALL, "--executor", "ray", "--set", "train.max_retries=2", "--out", str(store),
+                  cwd=tmp_path, log=log)
+    assert _wait_for(lambda: any(store.glob("packs/*/state.pt")), proc), log.read_text()[-3000:]
+    # the Ray worker running a pack shows the task name in its process title
+    victims = subprocess.run(["pgrep", "-f", "ray::jaffe-"], capture_output=True, text=True).stdout.split()
+    assert victims, "no pack worker found"
+    os.kill(int(victims[0]), signal.SIGKILL)
+    assert proc.wait(timeout=1200) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "resumed" in text
+    assert (store / "runs").is_dir() and list(store.glob("runs/*/report.md"))
+
+
+@pytest.mark.slow
+def test_two_runs_in_one_store_keep_their_own_outputs(tmp_path):
+    store = tmp_path / "store"
+    first = _run(*SMALL, "--executor", "inline", "--out", str(store), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p: _digest(p) for p in store.rglob("*") if p.is_file() and "runs" not in p.parts}
+    second = _run(*SMALL, "--executor", "inline", "--seed", "7", "--out", str(store), cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _report(first.stdout).parent != _report(second.stdout).parent
+    assert all(_digest(p) == d for p, d in before.items()), "the second run changed the first's files"
+    assert (_report(first.stdout).parent / "tables" / "table1.csv").is_file()
