@@ -85,7 +85,7 @@ def ensure_ray(address: str | None = None) -> None:
         return
     os.environ["RAY_AUTH_MODE"] = "disabled"   # Ray 2.60 turns token auth on for local clusters
     python_path = os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False,
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": python_path}})
 
 

@@ -17,10 +17,11 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from data_prep.errors import (DatasetRootError, EmptyDatasetError, ModelFileError,
                                   PreparedDataError, UnknownNameError)
     from data_prep.readers.fer2013 import CsvLayoutError
+    from orchestrator.cluster import StorageNotSharedError
     from orchestrator.executors import PackFailure
     from orchestrator.folds import ProtocolError
     return (ConfigError, ProtocolError, DatasetRootError, EmptyDatasetError, ModelFileError,
-            PreparedDataError, UnknownNameError, CsvLayoutError, PackFailure)
+            PreparedDataError, UnknownNameError, CsvLayoutError, StorageNotSharedError, PackFailure)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="storage root for prepared data, models and runs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value by dotted key, e.g. train.patience=10 (repeatable)")
+    p.add_argument("--shared-storage", action="store_true",
+                   help="--out is a path every node of the cluster sees (NFS); required for a local path on several nodes")
     p.add_argument("--no-report", action="store_true", help="train only; build the report later")
 
 
@@ -48,6 +51,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         value = getattr(args, attr)
         if value is not None:
             over[key] = value
+    if getattr(args, "shared_storage", False):
+        over["storage_shared"] = True
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")

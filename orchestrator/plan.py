@@ -43,6 +43,7 @@ class Plan:
     n_model_stages: int
     n_done: int
     cross_evals: list[CrossEvalJob] = field(default_factory=list)   # after training
+    finished_state_dirs: list[str] = field(default_factory=list)    # resumable states of done packs
 
 
 def units_for(cfg: dict, dataset: str, folds: list[int]) -> list[Unit]:
@@ -93,6 +94,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     channels_last = cfg["train"].get("channels_last", "auto")
     channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
     chains: list[list[PackJob]] = []
+    stale_states: list[str] = []
     records: list[ModelRecord] = []
     infos: dict[str, DatasetInfo] = {}
     n_total = n_done = 0
@@ -150,7 +152,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         deterministic=bool(cfg["train"].get("deterministic", False))))
                 # finished packs are dropped from the chain's front: only the work left is scheduled
                 while chain and all(is_done(j.out_dir) for j in chain[0].models):
-                    chain.pop(0)
+                    stale_states.append(chain.pop(0).state_dir)
                 if chain:
                     chains.append(chain)
                 for u in chunk:
@@ -164,7 +166,8 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     for job in cross:
         infos[job.train_dataset].eval_on = sorted(set(infos[job.train_dataset].eval_on) | {job.eval_dataset})
     run_plan = RunPlan(run_id=run_id, storage=storage, settings={}, datasets=infos, models=records)
-    return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done, cross_evals=cross)
+    return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done, cross_evals=cross,
+                finished_state_dirs=stale_states)
 
 
 def _cross_evals(cfg: dict, prepared: dict[str, PreparedData], records: list[ModelRecord], storage: str,

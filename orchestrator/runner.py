@@ -57,10 +57,13 @@ def check_inputs(cfg: dict, datasets: dict[str, str], prepared: dict[str, str]) 
                                    f"(no _SUCCESS marker)")
 
 
-def ensure_ray() -> None:
-    """Connect to the cluster named by RAY_ADDRESS, else start a local Ray on this machine's CPUs."""
-    from data_prep.pipeline import ensure_ray as _ensure
-    _ensure(os.environ.get("RAY_ADDRESS"))
+def ensure_ray(storage: str, shared: bool = False):
+    """Join the cluster to use (RAY_ADDRESS, a `ray start` cluster on this machine, else a private
+    local Ray) and refuse a store that some of its nodes could not see."""
+    from orchestrator.cluster import check_storage, connect
+    info = connect(os.environ.get("RAY_ADDRESS"))
+    check_storage(storage, info.nodes, shared=shared, may_grow=info.autoscaling)
+    return info
 
 
 def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
@@ -172,24 +175,29 @@ def run(req: RunRequest, log=None) -> str:
     check_inputs(cfg, req.datasets, req.prepared)
     t_start = time.time()
 
+    if req.datasets or not req.prepared or executor == "ray":
+        info = ensure_ray(storage, bool(cfg.get("storage_shared", False)))
+        log(f"Ray at {info.address}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs")
     raw, synthetic = dict(req.datasets), []
     if not raw and not req.prepared:
         raw = synthesize_defaults(cfg, storage, log)
         synthetic = sorted(raw)
     prepared_dirs = dict(req.prepared)
     if raw:
-        ensure_ray()
         prepared_dirs.update(prepare(cfg, raw, storage, log, tuple(synthetic)))
 
     from data_prep.prepared import load_prepared
     from orchestrator.plan import build_plan, precision_for
     prepared = {name: load_prepared(path) for name, path in prepared_dirs.items()}
     pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
-    identity = {"config": {k: v for k, v in cfg.items() if k not in ("storage", "executor", "device")},
+    identity = {"config": {k: v for k, v in cfg.items()
+                           if k not in ("storage", "executor", "device", "storage_shared")},
                 "prepared": {k: Path(v).name for k, v in sorted(prepared_dirs.items())},
                 "precision": precision_for(cfg, device)}
     run_id = f"{cfg.get('name', 'run')}-{stable_hash(identity, 10)}"
     plan = build_plan(cfg, prepared, storage, device, run_id, pack_size)
+    for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
+        shutil.rmtree(state_dir, ignore_errors=True)
     run_dir = Path(storage) / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     shrunk_reasons = shrunk_against_paper(cfg, list(prepared))
@@ -223,7 +231,6 @@ def run(req: RunRequest, log=None) -> str:
         from orchestrator.executors import run_cross_evals_inline
         run_cross_evals_inline(plan.cross_evals, progress)
     else:
-        ensure_ray()
         from orchestrator.executors import run_ray
         tr = cfg["train"]
         results = run_ray(plan.chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -448,8 +449,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     net.eval()
     test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
     _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist())
-    if state_path.is_file():
-        state_path.unlink()
+    shutil.rmtree(job.state_dir, ignore_errors=True)
     seconds = time.time() - t0
     return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
                       images_seen, setup)

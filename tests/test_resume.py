@@ -31,8 +31,9 @@ def _run(*args, cwd):
 
 
 def _start(*args, cwd, log):
+    # Ray forwards its workers' prints to the driver's stdout: keep both
     return subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), start_new_session=True)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_for(predicate, proc, timeout=600):
@@ -63,9 +64,13 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     store = tmp_path / "killed"
     proc = _start(*inline, "--out", str(store), cwd=tmp_path, log=tmp_path / "killed.log")
     models = store / "models"
-    # kill once at least one stage is finished and a pack is mid-way (its resumable state saved)
-    caught = _wait_for(lambda: any(models.glob("*/*/*/*/meta.json")) and any(store.glob("packs/*/state.pt")),
-                       proc)
+    def mid_pack() -> bool:
+        """A stage is finished and a LATER pack is mid-way: its resumable state is newer than any output."""
+        done = [p.stat().st_mtime for p in models.glob("*/*/*/*/meta.json")]
+        states = [p.stat().st_mtime for p in store.glob("packs/*/state.pt")]
+        return bool(done) and bool(states) and max(states) > max(done)
+
+    caught = _wait_for(mid_pack, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert caught, (tmp_path / "killed.log").read_text()[-3000:]
