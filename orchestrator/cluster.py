@@ -116,5 +116,5 @@ def check_storage(storage: str, n_nodes: int, shared: bool = False, may_grow: bo
         return
     why = f"{n_nodes} nodes" if n_nodes > 1 else "an autoscaling cluster (nodes may join)"
     raise StorageNotSharedError(
-        f"store {storage} is a local path but the Ray cluster has {why}: use s3://... or gs://..., "
-        f"or a path mounted on every node with --shared-storage (config storage_shared: true)")
+        f"store {storage} is a local path but the Ray cluster has {why}: use a path mounted on "
+        f"every node with --shared-storage (config storage_shared: true)")

@@ -169,7 +169,10 @@ def run(req: RunRequest, log=None) -> str:
     if executor not in ("ray", "inline"):
         raise ConfigError(f"executor must be ray or inline, not {executor!r}")
     device = resolve_device(req.device or cfg["device"])
-    storage = str(Path(storage).resolve()) if "://" not in storage else storage
+    if "://" in storage:
+        raise ConfigError(f"storage {storage}: object-store URIs are not supported yet; use a path that "
+                          f"every node mounts (NFS) with --shared-storage")
+    storage = str(Path(storage).resolve())
     progress_log = Progress(0, 0, 0)
     log = log or progress_log.note
     check_inputs(cfg, req.datasets, req.prepared)
