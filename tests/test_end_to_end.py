@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_runner import REPO, report_path
+from cli_runner import run_all as _run
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 CHANCE = 100 / 7
-
-
-def _run(*args, cwd):
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1200)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +18,7 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
     first = _run("--config", str(TINY), "--out", str(out), cwd=out)
     assert first.returncode == 0, first.stderr[-4000:]
-    report = Path(first.stdout.strip().splitlines()[-1])
+    report = report_path(first.stdout)
     return out, report, first
 
 
@@ -78,4 +68,4 @@ def test_rerun_skips_finished_work(tiny_run):
     assert "175 model-stages already finished" not in first.stderr
     assert "model-stages already finished in the store: skipped" in again.stderr
     assert "done   jaffe" not in again.stderr                  # no pack was scheduled again
-    assert Path(again.stdout.strip().splitlines()[-1]) == report
+    assert report_path(again.stdout) == report

@@ -7,33 +7,17 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_runner import REPO, report_path
+from cli_runner import run_all as _run
+from cli_runner import start_run_all as _start
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SMALL = ["--config", str(TINY), "--set", "members=1", "--set", "parts=[mouth]",
          "--set", "train.checkpoint_every=1"]
-
-
-def _env():
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
-def _run(*args, cwd):
-    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=1200)
-
-
-def _start(*args, cwd, log):
-    # Ray forwards its workers' prints to the driver's stdout: keep both
-    return subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=_env(),
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_for(predicate, proc, timeout=600):
@@ -49,10 +33,6 @@ def _wait_for(predicate, proc, timeout=600):
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _report(stdout: str) -> Path:
-    return Path(stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -85,8 +65,8 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert not any(store.glob("packs/*/state.pt")), "resumable state left behind"
     assert not list(store.rglob("*.tmp-*")), "a half-written file is visible"
 
-    a = _report(whole.stdout).parent / "tables" / "table1.csv"
-    b = _report(again.stdout).parent / "tables" / "table1.csv"
+    a = report_path(whole.stdout).parent / "tables" / "table1.csv"
+    b = report_path(again.stdout).parent / "tables" / "table1.csv"
     assert a.read_text() == b.read_text()
 
 
@@ -118,6 +98,6 @@ def test_two_runs_in_one_store_keep_their_own_outputs(tmp_path):
     before = {p: _digest(p) for p in store.rglob("*") if p.is_file() and "runs" not in p.parts}
     second = _run(*SMALL, "--executor", "inline", "--seed", "7", "--out", str(store), cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert _report(first.stdout).parent != _report(second.stdout).parent
+    assert report_path(first.stdout).parent != report_path(second.stdout).parent
     assert all(_digest(p) == d for p, d in before.items()), "the second run changed the first's files"
-    assert (_report(first.stdout).parent / "tables" / "table1.csv").is_file()
+    assert (report_path(first.stdout).parent / "tables" / "table1.csv").is_file()

@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_runner import REPO, report_path
+from cli_runner import run_all as _run
 
-REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "tests" / "configs" / "tiny_paper.yaml"
-
-
-def _run(*args, cwd):
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1500)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +18,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     done = _run("--config", str(CONFIG), "--out", str(out), cwd=out)
     assert done.returncode == 0, done.stderr[-4000:]
-    return Path(done.stdout.strip().splitlines()[-1]).parent
+    return report_path(done.stdout).parent
 
 
 def _rows(path):
