@@ -29,5 +29,8 @@ def start_run_all(*args, cwd, log: Path) -> subprocess.Popen:
 
 
 def report_path(stdout: str) -> Path:
-    """run_all.py prints the report's path last."""
-    return Path(stdout.strip().splitlines()[-1])
+    """The report path run_all.py prints (Ray may forward a worker's late line after it)."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.strip().endswith("report.md"):
+            return Path(line.strip())
+    raise AssertionError(f"no report path in the output: {stdout[-2000:]}")
