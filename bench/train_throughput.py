@@ -1,33 +1,84 @@
 #!/usr/bin/env python
 """Training-step throughput: one model per task (the naive baseline) against the packed path.
 
-Runs the same step the trainer runs (class-balanced sampling from a device-resident uint8 data set,
+Runs the step the trainer runs (class-balanced sampling from a device-resident uint8 data set,
 on-device affine augmentation, forward, per-model loss, backward, Adam), on synthetic data, with no
 Ray import, so it runs on a bare GPU machine:
 
-    python bench/train_throughput.py                      # auto: cuda if available
+    python bench/train_throughput.py                      # naive vs packed, auto: cuda if available
+    python bench/train_throughput.py --variants all --check --profile --json out.json
     python bench/train_throughput.py --device cpu --image-size 48 --pack 5 --steps 10
 
-Prints images/s (summed over models), the ratio, peak GPU memory, and the projected wall time of
-the paper's full reproduction (~75 million image-steps at the paper's epoch caps).
+Variants (--variants, comma list or `all`):
+    naive               1 model, fp32, NCHW: one model per task, the issue's baseline
+    naive-bf16          1 model, bf16 autocast, channels-last
+    packed              --pack models as one grouped-convolution network, bf16, channels-last (the trainer's path)
+    packed-nchw         the same in NCHW
+    packed-nobench      the same with cudnn.benchmark off
+    packed-compile      torch.compile of the forward + loss (inductor, default mode)
+    packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
+    packed-x2           twice --pack models (does a bigger pack still help?)
+
+Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
+time of the paper's full reproduction; --check compares a pack with separate networks on the
+device; --profile prints the packed step's most expensive kernels. With --json every finished
+variant is written at once, so a run cut short by a time limit still leaves its results.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+import traceback
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare checkout
 
-from models.packed import PackedNetwork
-from orchestrator.augment import AugmentSettings, apply_transforms, normalise_pixels, random_transforms
-from orchestrator.train import _forward, _stage_loss
+import torch  # noqa: E402
 
+from models.packed import PackedNetwork  # noqa: E402
+from models.subnet import SubNetwork  # noqa: E402
+from orchestrator.augment import (AugmentSettings, apply_transforms, normalise_pixels,  # noqa: E402
+                                  random_transforms)
+from orchestrator.train import _forward, _stage_loss  # noqa: E402
+
+# ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
 PAPER_IMAGE_STEPS = 75e6
+# JAFFE alone: 10 LOSO folds, ~172 training images per fold (6 steps of 32), 50 models per network
+# over 300 epochs for each of Baseline, FTL and EL.
+JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
+
+ALL = ("naive", "naive-bf16", "packed", "packed-nchw", "packed-nobench", "packed-x2",
+       "packed-compile-ro", "packed-compile")
 
 
-def measure(n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
-            precision: str, channels_last: bool, n_images: int = 2048, n_classes: int = 7) -> dict:
+def variant_settings(name: str, pack: int, device: str) -> dict:
+    bf16 = "bf16" if device == "cuda" else "fp32"
+    table = {
+        "naive": dict(models=1, precision="fp32", channels_last=False),
+        "naive-bf16": dict(models=1, precision=bf16, channels_last=True),
+        "packed": dict(models=pack, precision=bf16, channels_last=True),
+        "packed-nchw": dict(models=pack, precision=bf16, channels_last=False),
+        "packed-nobench": dict(models=pack, precision=bf16, channels_last=True, cudnn_benchmark=False),
+        "packed-x2": dict(models=2 * pack, precision=bf16, channels_last=True),
+        "packed-compile": dict(models=pack, precision=bf16, channels_last=True, compile="default"),
+        "packed-compile-ro": dict(models=pack, precision=bf16, channels_last=True, compile="reduce-overhead"),
+    }
+    if name not in table:
+        raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL)}")
+    return table[name]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
+              channels_last: bool, compile: str | None = None, n_images: int = 2048, n_classes: int = 7):
+    """A closure doing one training step of an M-model pack, as orchestrator.train does it."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
@@ -39,37 +90,103 @@ def measure(n_models: int, device: str, image_size: int, batch: int, steps: int,
     opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7)
     weights = torch.ones(n_models, n_images, device=dev)
     aug = AugmentSettings()
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" and device == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    use_bf16 = precision == "bf16" and device == "cuda"
+
+    def forward_loss(x, labels_bm):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            _, logits = _forward(net, x, False, True)
+            return _stage_loss("baseline", net, None, logits, labels_bm, None, None)
+
+    if compile:
+        forward_loss = torch.compile(forward_loss, mode=compile)
 
     def step():
         idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
         flat = normalise_pixels(images[idx]).reshape(-1, 1, image_size, image_size)
         fwd, flipped = random_transforms(flat.shape[0], aug, gen, dev)
         flat, _ = apply_transforms(flat, None, fwd, flipped)
-        x = flat.view(n_models, batch, image_size, image_size).transpose(0, 1).unsqueeze(2).contiguous()
-        with autocast:
-            _, logits = _forward(net, x, False, True)
-            loss = _stage_loss("baseline", net, None, logits, labels[idx].t(), None, None)
+        x = flat.view(n_models, batch, image_size, image_size).transpose(0, 1).unsqueeze(2)
+        if channels_last:
+            x = x.contiguous()
+        loss = forward_loss(x, labels[idx].t())
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
 
+    return step
+
+
+def measure(name: str, n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
+            precision: str, channels_last: bool, compile: str | None = None,
+            cudnn_benchmark: bool = True) -> dict:
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    step = make_step(n_models, device, image_size, batch, precision, channels_last, compile)
+    t0 = time.perf_counter()
     for _ in range(warmup):
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    warmup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     seconds = time.perf_counter() - t0
     rate = n_models * batch * steps / seconds
-    return {"models": n_models, "precision": precision, "channels_last": channels_last,
+    return {"variant": name, "models": n_models, "precision": precision, "channels_last": channels_last,
+            "compile": compile, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
+            "warmup_s": round(warmup_s, 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None}
+
+
+def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: int = 8) -> dict:
+    """Largest relative difference between a pack and separate networks (fp32, TF32 off)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    nets = [SubNetwork(n_classes=7, n_landmark_outputs=None, seed=s).to(device) for s in range(n_models)]
+    packed = PackedNetwork.from_subnetworks(nets)
+    for net in nets:
+        net.train()
+    packed.train()
+    x = torch.randn(batch, n_models, 3, image_size, image_size, device=device)
+    y = torch.randint(0, 7, (batch, n_models), device=device)
+    logits = packed.classify(x)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").backward()
+    worst = {"logits": 0.0, "grad": 0.0}
+    for m, net in enumerate(nets):
+        ref = net.classify(x[:, m])
+        torch.nn.functional.cross_entropy(ref, y[:, m], reduction="sum").backward()
+        worst["logits"] = max(worst["logits"], float((logits[:, m] - ref).norm() / ref.norm()))
+        g_packed = packed.extractor.blocks[0].conv1.weight.grad.unflatten(0, (n_models, -1))[m]
+        g_ref = net.extractor.blocks[0].conv1.weight.grad
+        worst["grad"] = max(worst["grad"], float((g_packed - g_ref).norm() / g_ref.norm()))
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return {k: float(f"{v:.3g}") for k, v in worst.items()}
+
+
+def profile(device: str, image_size: int, batch: int, pack: int, rows: int = 25) -> str:
+    """The packed eager step's kernels by device time (what to attack next)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    step = make_step(pack, device, image_size, batch, "bf16" if device == "cuda" else "fp32", True)
+    for _ in range(3):
+        step()
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(5):
+            step()
+        _sync(device)
+    averages = prof.key_averages()
+    key = "self_cpu_time_total"
+    if device == "cuda":
+        key = next((k for k in ("self_device_time_total", "self_cuda_time_total")
+                    if averages and hasattr(averages[0], k)), "self_cpu_time_total")
+    return averages.table(sort_by=key, row_limit=rows, max_name_column_width=70)
 
 
 def main(argv=None) -> int:
@@ -77,34 +194,73 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--pack", type=int, default=50, help="models in the packed run")
+    p.add_argument("--pack", type=int, default=50, help="models in the packed variants")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--variants", default="naive,packed", help=f"comma list or 'all': {', '.join(ALL)}")
+    p.add_argument("--check", action="store_true", help="compare a pack with separate networks first")
+    p.add_argument("--profile", action="store_true", help="print the packed step's top kernels")
+    p.add_argument("--json", help="write the results here (after every variant)")
     args = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    names = list(ALL) if args.variants == "all" else [v.strip() for v in args.variants.split(",") if v.strip()]
+    for name in names:
+        variant_settings(name, args.pack, device)          # fail on a typo before measuring anything
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
-    common = dict(device=device, image_size=args.image_size, batch=args.batch, steps=args.steps,
-                  warmup=args.warmup)
-    naive = measure(1, precision="fp32", channels_last=False, **common)
-    packed = measure(args.pack, precision="bf16" if device == "cuda" else "fp32",
-                     channels_last=True, **common)
-    ratio = packed["images_per_s"] / naive["images_per_s"]
-    out = {"device": device, "gpu": gpu, "torch": torch.__version__, "image_size": args.image_size,
-           "batch_per_model": args.batch, "naive": naive, "packed": packed, "ratio": round(ratio, 2),
-           "projected_paper_hours_naive": round(PAPER_IMAGE_STEPS / naive["images_per_s"] / 3600, 2),
-           "projected_paper_hours_packed": round(PAPER_IMAGE_STEPS / packed["images_per_s"] / 3600, 2)}
-    print(f"device {device} {gpu or ''} image {args.image_size} batch {args.batch}/model")
-    for name in ("naive", "packed"):
-        r = out[name]
-        print(f"  {name:<7} M={r['models']:<3} {r['precision']:<4} channels_last={r['channels_last']!s:<5} "
-              f"{r['images_per_s']:>9.1f} img/s  {r['step_ms']:>8.2f} ms/step"
-              + (f"  peak {r['peak_gpu_mb']} MB" if r["peak_gpu_mb"] else ""))
-    print(f"  packed / naive = {ratio:.2f}x; full paper (~75M image-steps): "
-          f"{out['projected_paper_hours_naive']} h naive, {out['projected_paper_hours_packed']} h packed")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
+    out: dict = {"device": device, "gpu": gpu, "torch": torch.__version__,
+                 "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
+                 "image_size": args.image_size, "batch_per_model": args.batch, "steps": args.steps,
+                 "host_cpus": os.cpu_count(), "results": [], "errors": {}}
+
+    def save():
+        if args.json:
+            tmp = Path(args.json).with_suffix(".tmp")
+            tmp.write_text(json.dumps(out, indent=2))
+            os.replace(tmp, args.json)
+
+    print(f"device {device} {gpu or ''} torch {torch.__version__} image {args.image_size} "
+          f"batch {args.batch}/model", flush=True)
+    if args.check:
+        out["check"] = check_equivalence(device, min(args.image_size, 64))
+        print(f"  pack vs separate networks (fp32): relative difference {out['check']}", flush=True)
+        save()
+    for name in names:
+        settings = variant_settings(name, args.pack, device)
+        try:
+            r = measure(name, device=device, image_size=args.image_size, batch=args.batch, steps=args.steps,
+                        warmup=args.warmup, n_models=settings.pop("models"), **settings)
+        except Exception as exc:                 # one broken variant (e.g. a compiler) must not hide the rest
+            out["errors"][name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name}: FAILED {out['errors'][name]}", flush=True)
+            traceback.print_exc()
+            save()
+            continue
+        out["results"].append(r)
+        print(f"  {name:<18} M={r['models']:<4} {r['images_per_s']:>9.1f} img/s {r['step_ms']:>8.2f} ms/step "
+              f"(warm-up {r['warmup_s']} s)" + (f" peak {r['peak_gpu_mb']} MB" if r["peak_gpu_mb"] else ""),
+              flush=True)
+        if args.profile and name == "packed":    # before the slow compile variants, which a limit may cut
+            out["profile"] = profile(device, args.image_size, args.batch, args.pack)
+            print(out["profile"], flush=True)
+        save()
+    by_name = {r["variant"]: r for r in out["results"]}
+    if "naive" in by_name:
+        base = by_name["naive"]["images_per_s"]
+        for r in out["results"]:
+            r["ratio_to_naive"] = round(r["images_per_s"] / base, 2)
+            r["projected_paper_hours"] = round(PAPER_IMAGE_STEPS / r["images_per_s"] / 3600, 2)
+            r["projected_jaffe_minutes"] = round(JAFFE_IMAGE_STEPS / r["images_per_s"] / 60, 1)
+    if args.profile and "profile" not in out:
+        out["profile"] = profile(device, args.image_size, args.batch, args.pack)
+        print(out["profile"], flush=True)
+    save()
+    print(f"\n{'variant':<18} {'M':>4} {'img/s':>10} {'x naive':>8} {'paper h':>8} {'JAFFE min':>9} {'peak MB':>8}")
+    for r in out["results"]:
+        print(f"{r['variant']:<18} {r['models']:>4} {r['images_per_s']:>10.1f} {r.get('ratio_to_naive', '-'):>8} "
+              f"{r.get('projected_paper_hours', '-'):>8} {r.get('projected_jaffe_minutes', '-'):>9} "
+              f"{r['peak_gpu_mb'] or '-':>8}")
+    for name, err in out["errors"].items():
+        print(f"{name:<18} failed: {err}")
     return 0
 
 

@@ -52,11 +52,20 @@ def random_transforms(n: int, settings: AugmentSettings, generator: torch.Genera
     return torch.cat([linear, shift.unsqueeze(-1)], dim=-1), flipped
 
 
+def _inverse_2x2(m: torch.Tensor) -> torch.Tensor:
+    """Closed-form inverse of (n, 2, 2) matrices. torch.linalg.inv checks for singular input on the
+    host, a device synchronisation every training step; ours (rotation x shear x flip) have
+    determinant +-1 and never need that check."""
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
+    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]
+
+
 def apply_transforms(images: torch.Tensor, landmarks: torch.Tensor | None, forward: torch.Tensor,
                      flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Warp images (n, C, H, W) float and landmarks (n, 68, 2) in [0, 1] by the forward maps."""
     linear, shift = forward[:, :, :2], forward[:, :, 2:]
-    inverse = torch.linalg.inv(linear)
+    inverse = _inverse_2x2(linear)
     # affine_grid wants, for each OUTPUT pixel, where to read in the input: the inverse map.
     theta = torch.cat([inverse, -inverse @ shift], dim=-1)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)

@@ -68,7 +68,17 @@ def stage_settings(cfg: dict, dataset: str, stage: str) -> StageSettings:
         restore_best=bool(tr["restore_best"]), batch_size=int(tr["batch_size"]),
         class_balanced=bool(tr["class_balanced"]), augment=AugmentSettings.from_config(tr["augment"]),
         adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg.get("eval_every", 1)),
-        checkpoint_every=int(tr["checkpoint_every"]), recalibrate_bn=bool(tr.get("recalibrate_bn", False)))
+        checkpoint_every=int(tr["checkpoint_every"]),
+        checkpoint_seconds=float(tr.get("checkpoint_seconds", 0.0)), recalibrate_bn=bool(tr.get("recalibrate_bn", False)))
+
+
+# Resume bookkeeping: changing it changes no result, so it is not part of a model's key.
+_BOOKKEEPING = ("checkpoint_every", "checkpoint_seconds")
+
+
+def result_settings(settings: StageSettings) -> dict:
+    """The stage settings that can change what a model learns (its key's share of them)."""
+    return {k: v for k, v in asdict(settings).items() if k not in _BOOKKEEPING}
 
 
 def unit_seed(cfg: dict, unit: Unit) -> int:
@@ -123,7 +133,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         key_inputs = {
                             "prepared": prep_hash, "dataset": name, "network": u.network,
                             "member": u.member, "fold": u.fold, "region": u.region,
-                            "seed": unit_seed(cfg, u), "stage": asdict(settings),
+                            "seed": unit_seed(cfg, u), "stage": result_settings(settings),
                             "model": cfg["model"], "image_size": int(cfg["image_size"]),
                             "classes": list(data.classes), "protocol": [protocol, n_folds],
                             "val_fraction": cfg["train"]["val_subject_fraction"],

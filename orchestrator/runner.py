@@ -252,6 +252,10 @@ def run(req: RunRequest, log=None) -> str:
         "train_seconds": round(t_end - t_train, 1),
         "trained_model_stages": sum(r.trained for r in results),
         "train_images": sum(r.images for r in results),
+        # time inside packs (setup included) vs the training phase's wall time: the rest is
+        # scheduling, i.e. devices idle between packs
+        "pack_seconds": round(sum(r.seconds for r in results), 1),
+        "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
     })
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
     progress.note(f"training done in {t_end - t_train:.0f} s; run directory {run_dir}")

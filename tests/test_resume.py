@@ -17,7 +17,7 @@ from cli_runner import start_run_all as _start
 
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SMALL = ["--config", str(TINY), "--set", "members=1", "--set", "parts=[mouth]",
-         "--set", "train.checkpoint_every=1"]
+         "--set", "train.checkpoint_every=1", "--set", "train.checkpoint_seconds=0"]
 
 
 def _wait_for(predicate, proc, timeout=600):

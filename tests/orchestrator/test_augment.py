@@ -67,3 +67,11 @@ def test_identity_settings_change_nothing():
 def test_parts_cover_the_68_points_once():
     covered = sorted(i for a, b in PARTS.values() for i in range(a, b))
     assert covered == list(range(68))
+
+
+def test_closed_form_inverse_matches_linalg():
+    from orchestrator.augment import _inverse_2x2
+    gen = torch.Generator().manual_seed(3)
+    forward, _ = random_transforms(64, AugmentSettings(), gen, "cpu")
+    linear = forward[:, :, :2]
+    assert torch.allclose(_inverse_2x2(linear), torch.linalg.inv(linear), atol=1e-6)
