@@ -15,6 +15,7 @@ Variants (--variants, comma list or `all`):
     packed              --pack models as one grouped-convolution network, bf16, channels-last (the trainer's path)
     packed-nchw         the same in NCHW
     packed-nobench      the same with cudnn.benchmark off
+    packed-fold         the grey first conv as a folded 1-channel conv (PyTorch's depthwise kernels)
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare
 
 import torch  # noqa: E402
 
-from models.packed import PackedNetwork  # noqa: E402
+from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import (AugmentSettings, apply_transforms, normalise_pixels,  # noqa: E402
                                   random_transforms)
@@ -50,7 +51,7 @@ PAPER_IMAGE_STEPS = 75e6
 # over 300 epochs for each of Baseline, FTL and EL.
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
-ALL = ("naive", "naive-bf16", "packed", "packed-nchw", "packed-nobench", "packed-x2",
+ALL = ("naive", "naive-bf16", "packed", "packed-fold", "packed-nchw", "packed-nobench", "packed-x2",
        "packed-compile-ro", "packed-compile")
 
 
@@ -62,6 +63,7 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "packed": dict(models=pack, precision=bf16, channels_last=True),
         "packed-nchw": dict(models=pack, precision=bf16, channels_last=False),
         "packed-nobench": dict(models=pack, precision=bf16, channels_last=True, cudnn_benchmark=False),
+        "packed-fold": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fold"),
         "packed-x2": dict(models=2 * pack, precision=bf16, channels_last=True),
         "packed-compile": dict(models=pack, precision=bf16, channels_last=True, compile="default"),
         "packed-compile-ro": dict(models=pack, precision=bf16, channels_last=True, compile="reduce-overhead"),
@@ -77,13 +79,16 @@ def _sync(device: str) -> None:
 
 
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
-              channels_last: bool, compile: str | None = None, n_images: int = 2048, n_classes: int = 7):
+              channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
+              n_images: int = 2048, n_classes: int = 7):
     """A closure doing one training step of an M-model pack, as orchestrator.train does it."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
     labels = torch.randint(0, n_classes, (n_images,), device=dev)
     net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models))).to(dev)
+    for block in net.extractor.blocks:
+        block.grey_mode = grey_mode
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
@@ -118,12 +123,12 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
 
 def measure(name: str, n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
             precision: str, channels_last: bool, compile: str | None = None,
-            cudnn_benchmark: bool = True) -> dict:
+            cudnn_benchmark: bool = True, grey_mode: str = "auto") -> dict:
     if device == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    step = make_step(n_models, device, image_size, batch, precision, channels_last, compile)
+    step = make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode)
     t0 = time.perf_counter()
     for _ in range(warmup):
         step()
@@ -136,33 +141,46 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     seconds = time.perf_counter() - t0
     rate = n_models * batch * steps / seconds
     return {"variant": name, "models": n_models, "precision": precision, "channels_last": channels_last,
-            "compile": compile, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
+            "compile": compile, "grey_mode": grey_mode, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
             "warmup_s": round(warmup_s, 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None}
 
 
 def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: int = 8) -> dict:
-    """Largest relative difference between a pack and separate networks (fp32, TF32 off)."""
+    """Largest relative difference between a pack and separate networks (fp32, TF32 off):
+    in the logits, and in each model's whole gradient (all its parameters as one vector)."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    gen = torch.Generator().manual_seed(0)
     nets = [SubNetwork(n_classes=7, n_landmark_outputs=None, seed=s).to(device) for s in range(n_models)]
     packed = PackedNetwork.from_subnetworks(nets)
     for net in nets:
         net.train()
     packed.train()
-    x = torch.randn(batch, n_models, 3, image_size, image_size, device=device)
-    y = torch.randint(0, 7, (batch, n_models), device=device)
+    x = torch.randn(batch, n_models, 3, image_size, image_size, generator=gen).to(device)
+    y = torch.randint(0, 7, (batch, n_models), generator=gen).to(device)
     logits = packed.classify(x)
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").backward()
+    packed_params = dict(packed.named_parameters())
     worst = {"logits": 0.0, "grad": 0.0}
     for m, net in enumerate(nets):
         ref = net.classify(x[:, m])
         torch.nn.functional.cross_entropy(ref, y[:, m], reduction="sum").backward()
-        worst["logits"] = max(worst["logits"], float((logits[:, m] - ref).norm() / ref.norm()))
-        g_packed = packed.extractor.blocks[0].conv1.weight.grad.unflatten(0, (n_models, -1))[m]
-        g_ref = net.extractor.blocks[0].conv1.weight.grad
-        worst["grad"] = max(worst["grad"], float((g_packed - g_ref).norm() / g_ref.norm()))
+        worst["logits"] = max(worst["logits"], float((logits[:, m] - ref).detach().norm() / ref.detach().norm()))
+        ours, theirs = [], []
+        for name, p in net.named_parameters():
+            grad = packed_params[name].grad
+            if name.startswith("extractor."):
+                g = model_view(grad, n_models)[m]
+            elif name.endswith("weight"):             # heads: (M, in, out) packed, (out, in) plain
+                g = grad[m, :, : p.shape[0]].T
+            else:
+                g = grad[m, : p.shape[0]]
+            ours.append(g.reshape(-1))
+            theirs.append(p.grad.reshape(-1))
+        ours_v, theirs_v = torch.cat(ours), torch.cat(theirs)
+        worst["grad"] = max(worst["grad"], float((ours_v - theirs_v).norm() / theirs_v.norm()))
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     return {k: float(f"{v:.3g}") for k, v in worst.items()}

@@ -41,20 +41,57 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(m * out_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
         self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
         self.pool = nn.MaxPool2d(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
+        # How a 1-channel input meets a 3-channel first conv: fold | repeat | auto (repeat for
+        # several models on CUDA, fold otherwise). Execution only: every mode computes the same.
+        self.grey_mode = "auto"
 
-    def _first_conv(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv1
-        if self.in_channels > 1 and x.shape[1] == self.n_models:
-            # One grey channel per model standing for in_channels identical copies: fold the copies
-            # into the weight (sum over input channels), same result, in_channels-times less work.
-            weight = conv.weight.sum(dim=1, keepdim=True)
-            return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-        return conv(x)
+    def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
+        """The chosen models' rows of a model-major tensor (all of it when models is None)."""
+        return t if models is None else t.unflatten(0, (self.n_models, -1))[models].flatten(0, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The block's activation BEFORE pooling (what Grad-CAM reads); self.pool follows it."""
-        x = F.relu(self.bn1(self._first_conv(x)))
-        return F.relu(self.bn2(self.conv2(x)))
+    def _conv(self, conv: nn.Conv2d, x: torch.Tensor, models: torch.Tensor | None, first: bool) -> torch.Tensor:
+        groups = self.n_models if models is None else len(models)
+        weight, bias = self._weights(conv.weight, models), self._weights(conv.bias, models)
+        if first and self.in_channels > 1 and x.shape[1] == groups:
+            # One grey channel per model stands for in_channels identical copies.
+            mode = self.grey_mode
+            if mode == "auto":
+                mode = "repeat" if x.is_cuda and groups > 1 else "fold"
+            if mode == "fold":
+                # fold the copies into the weight: same result, in_channels-times fewer MACs, but
+                # with groups == channels PyTorch runs its slow native depthwise kernels on CUDA
+                weight = weight.sum(dim=1, keepdim=True)
+            else:
+                # "repeat": hand cuDNN the copies (a cheap 1-channel expand), keeping it on its
+                # grouped-convolution kernels; measured faster on an H200 (BENCHMARKS.md)
+                b, _, h, w = x.shape
+                x = x.unsqueeze(2).expand(b, groups, self.in_channels, h, w).reshape(
+                    b, groups * self.in_channels, h, w)
+        if weight is conv.weight:
+            return conv(x)         # the module itself, so forward hooks (FLOP counting) see it
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+
+    def _bn(self, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
+        if models is None:
+            return bn(x)
+        # A subset of the models: normalise with (and update) only their statistics.
+        mean, var = self._weights(bn.running_mean, models), self._weights(bn.running_var, models)
+        out = F.batch_norm(x, mean, var, self._weights(bn.weight, models), self._weights(bn.bias, models),
+                           bn.training, bn.momentum, bn.eps)
+        if bn.training:
+            with torch.no_grad():
+                bn.running_mean.unflatten(0, (self.n_models, -1))[models] = mean.view(len(models), -1)
+                bn.running_var.unflatten(0, (self.n_models, -1))[models] = var.view(len(models), -1)
+        return out
+
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
+        """The block's activation BEFORE pooling (what Grad-CAM reads); self.pool follows it.
+
+        models: indices of the models whose channels x holds (default: all n_models), so a pack
+        whose other models stopped computes only the ones still training.
+        """
+        x = F.relu(self._bn(self.bn1, self._conv(self.conv1, x, models, first=True), models))
+        return F.relu(self._bn(self.bn2, self._conv(self.conv2, x, models, first=False), models))
 
     @torch.no_grad()
     def reset_model_(self, m: int, generator: torch.Generator | None) -> None:
@@ -124,8 +161,8 @@ class FeatureExtractor(nn.Module):
     def feature_dim(self) -> int:
         return self.arch.feature_dim
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        m, c = self.n_models, self.arch.in_channels
+    def _check_input(self, x: torch.Tensor, n_models: int) -> None:
+        m, c = n_models, self.arch.in_channels
         if x.dim() != 4 or x.shape[1] not in (m * c, m):
             raise ValueError(f"extractor expects (B, {m * c} or {m}, H, W) input, got {tuple(x.shape)}")
         if min(feature_map_sizes(x.shape[2], x.shape[3], self.arch)[-1]) < 1:
@@ -133,20 +170,23 @@ class FeatureExtractor(nn.Module):
                 f"input {x.shape[2]}x{x.shape[3]} is too small for {len(self.arch.widths)} pooling stages; "
                 f"minimum is {min_input_size(self.arch)}x{min_input_size(self.arch)}")
 
-    def forward(self, x: torch.Tensor, return_maps: bool = False, model_axis: bool = False):
+    def forward(self, x: torch.Tensor, return_maps: bool = False, model_axis: bool = False,
+                models: torch.Tensor | None = None):
         """Features (B, n_models * F); with return_maps also the last block's activation.
 
         model_axis=True returns that activation as (B, n_models, F, h, w). Either way the returned
         tensor is the one the rest of the network is computed from, so autograd.grad of a score
-        with respect to it works (Grad-CAM).
+        with respect to it works (Grad-CAM). models: a 1-D index tensor of the models x is for
+        (x then holds len(models) models' channels); only their weights and BN statistics are used.
         """
-        self._check_input(x)
+        n = self.n_models if models is None else len(models)
+        self._check_input(x, n)
         for block in self.blocks[:-1]:
-            x = block.pool(block(x))
+            x = block.pool(block(x, models))
         last = self.blocks[-1]
-        maps = last(x)
+        maps = last(x, models)
         if model_axis:
-            maps = maps.unflatten(1, (self.n_models, self.feature_dim))
+            maps = maps.unflatten(1, (n, self.feature_dim))
             x = last.pool(maps.flatten(1, 2))
         else:
             x = last.pool(maps)

@@ -145,14 +145,18 @@ class PackedNetwork(nn.Module):
             raise ArchitectureError("this PackedNetwork has no landmark head")
         return self.landmark_head.out_mask
 
-    def _extract(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (M, B, F), last block activation (B, M, F, h, w))."""
-        m, c = self.n_models, self.arch.in_channels
+    def model_index(self, models: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """A checked 1-D index tensor (on the network's device) for `models=` arguments."""
+        return _model_index(models, self.n_models).to(next(self.parameters()).device)
+
+    def _extract(self, x: torch.Tensor, models: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (M, B, F), last block activation (B, M, F, h, w)); M = len(models) if given."""
+        m, c = (self.n_models if models is None else len(models)), self.arch.in_channels
         if x.dim() != 5 or x.shape[1] != m or x.shape[2] not in (c, 1):
             raise ValueError(f"packed input must be (B, {m}, {c} or 1, H, W), got {tuple(x.shape)}")
         b = x.shape[0]
         flat = x.reshape(b, m * x.shape[2], x.shape[3], x.shape[4])
-        feats, maps = self.extractor(flat, return_maps=True, model_axis=True)
+        feats, maps = self.extractor(flat, return_maps=True, model_axis=True, models=models)
         return feats.view(b, m, self.arch.feature_dim).transpose(0, 1), maps
 
     def _need(self, head: str) -> PackedDenseStack:
@@ -161,9 +165,14 @@ class PackedNetwork(nn.Module):
             raise ArchitectureError(f"this PackedNetwork has no {head}")
         return module
 
-    def features(self, x: torch.Tensor, return_maps: bool = False):
-        """(B, M, 128); with return_maps also (B, M, 128, h, w), the last block's activation."""
-        feats, maps = self._extract(x)
+    def features(self, x: torch.Tensor, return_maps: bool = False, models: torch.Tensor | None = None):
+        """(B, M, 128); with return_maps also (B, M, 128, h, w), the last block's activation.
+
+        models: a 1-D index tensor; x then holds only those models' batches, (B, len(models), ...),
+        and only their weights (and BN statistics, in training) are used -- a pack whose other
+        models stopped early computes the ones still training, nothing more.
+        """
+        feats, maps = self._extract(x, models)
         feats = feats.transpose(0, 1)
         return (feats, maps) if return_maps else feats
 

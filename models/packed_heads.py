@@ -35,10 +35,15 @@ class PackedLinear(nn.Module):
         self.register_buffer("out_mask", mask, persistent=False)
         self.ragged = len(set(self.out_sizes)) > 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
+        """x (M, B, in), or (len(models), B, in) for the models chosen by a 1-D index tensor."""
+        if models is None:
+            weight, bias, mask = self.weight, self.bias, self.out_mask
+        else:
+            weight, bias, mask = self.weight[models], self.bias[models], self.out_mask[models]
+        y = torch.baddbmm(bias.unsqueeze(1), x, weight)
         if self.ragged:
-            y = y * self.out_mask.unsqueeze(1).to(y.dtype)
+            y = y * mask.unsqueeze(1).to(y.dtype)
         return y
 
     def plain_weight(self, m: int) -> torch.Tensor:
@@ -72,11 +77,11 @@ class PackedDenseStack(nn.Module):
     def layers(self) -> list[PackedLinear]:
         return [getattr(self, f"fc{i}") for i in range(1, self.n_layers + 1)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
         layers = self.layers()
         for layer in layers[:-1]:
-            x = self.act(layer(x))
-        return layers[-1](x)
+            x = self.act(layer(x, models))
+        return layers[-1](x, models)
 
     @property
     def out_mask(self) -> torch.Tensor:

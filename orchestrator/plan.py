@@ -69,7 +69,8 @@ def stage_settings(cfg: dict, dataset: str, stage: str) -> StageSettings:
         class_balanced=bool(tr["class_balanced"]), augment=AugmentSettings.from_config(tr["augment"]),
         adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg.get("eval_every", 1)),
         checkpoint_every=int(tr["checkpoint_every"]),
-        checkpoint_seconds=float(tr.get("checkpoint_seconds", 0.0)), recalibrate_bn=bool(tr.get("recalibrate_bn", False)))
+        checkpoint_seconds=float(tr.get("checkpoint_seconds", 0.0)),
+        compact_stopped=bool(tr.get("compact_stopped", True)), recalibrate_bn=bool(tr.get("recalibrate_bn", False)))
 
 
 # Resume bookkeeping: changing it changes no result, so it is not part of a model's key.
@@ -159,7 +160,8 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         stage=settings, models=tuple(jobs), model_cfg=dict(cfg["model"]),
                         image_size=int(cfg["image_size"]), device=device, precision=precision,
                         channels_last=channels_last, state_dir=str(Path(storage) / "packs" / pack_key),
-                        deterministic=bool(cfg["train"].get("deterministic", False))))
+                        deterministic=bool(cfg["train"].get("deterministic", False)),
+                        cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False))))
                 # finished packs are dropped from the chain's front: only the work left is scheduled
                 while chain and all(is_done(j.out_dir) for j in chain[0].models):
                     stale_states.append(chain.pop(0).state_dir)

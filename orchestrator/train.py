@@ -52,6 +52,7 @@ class StageSettings:
     checkpoint_every: int = 10
     recalibrate_bn: bool = False
     checkpoint_seconds: float = 0.0   # and at least this long since the last one (a big pack's state is ~0.3 GB)
+    compact_stopped: bool = True      # stop computing stopped models once half the computed ones stopped
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class PackJob:
     channels_last: bool
     state_dir: str                # resumable pack state
     deterministic: bool = False
+    cudnn_benchmark: bool = False
 
 
 @dataclass
@@ -130,6 +132,14 @@ class _Targets:
             flat.append([2 * p + c for p in pts for c in (0, 1)])
         self.index, self.mask = _pad_rows([tuple(f) for f in flat], device)
 
+    def subset(self, models: torch.Tensor | None) -> "_Targets":
+        """The same targets for the chosen models only (all of them when models is None)."""
+        if models is None:
+            return self
+        out = object.__new__(_Targets)
+        out.index, out.mask = self.index[models], self.mask[models]
+        return out
+
     def gather(self, landmarks: torch.Tensor) -> torch.Tensor:
         """landmarks (M, B, 68, 2) -> (B, M, Lmax) targets (zeros where padded)."""
         flat = landmarks.reshape(*landmarks.shape[:2], -1)
@@ -137,18 +147,24 @@ class _Targets:
         return (flat.gather(2, idx) * self.mask[:, None, :]).transpose(0, 1)
 
 
-def _forward(net: PackedNetwork, x: torch.Tensor, landmarks: bool, classes: bool):
-    """One extractor pass feeding the heads the stage needs: (B, M, L) points, (B, M, C) logits."""
-    feats = net.features(x).transpose(0, 1)                                # (M, B, F)
-    pts = net.landmark_head(feats).transpose(0, 1) if landmarks else None
-    logits = net.classifier(feats).transpose(0, 1) if classes else None
+def _forward(net: PackedNetwork, x: torch.Tensor, landmarks: bool, classes: bool,
+             models: torch.Tensor | None = None):
+    """One extractor pass feeding the heads the stage needs: (B, M, L) points, (B, M, C) logits.
+
+    models: compute only these models (x holds their batches); see PackedNetwork.features.
+    """
+    feats = net.features(x, models=models).transpose(0, 1)                 # (M, B, F)
+    pts = net.landmark_head(feats, models).transpose(0, 1) if landmarks else None
+    logits = net.classifier(feats, models).transpose(0, 1) if classes else None
     return pts, logits
 
 
-def _stage_loss(stage: str, net: PackedNetwork, pts, logits, labels_bm, targets_bm, valid_bm):
+def _stage_loss(stage: str, net: PackedNetwork, pts, logits, labels_bm, targets_bm, valid_bm,
+                models: torch.Tensor | None = None):
     """Per-model loss (M,): L1 on the model's own landmark region, or cross-entropy."""
     if stage == "landmark":
-        return packed_l1_loss(pts, targets_bm, net.landmark_mask, valid_bm)
+        mask = net.landmark_mask if models is None else net.landmark_mask[models]
+        return packed_l1_loss(pts, targets_bm, mask, valid_bm)
     return packed_cross_entropy(logits, labels_bm.clamp(min=0), valid_bm)
 
 
@@ -166,11 +182,12 @@ def _as_input(images_mb: torch.Tensor, job: PackJob) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]],
-             targets: _Targets | None, chunk: int = 256) -> dict:
+             targets: _Targets | None, chunk: int = 256, models: torch.Tensor | None = None) -> dict:
     """Loss, accuracy, probabilities and landmark points of every model on its own rows.
 
     The loss is the stage's loss (L1 for the landmark stage, cross-entropy otherwise); points are
-    predicted whenever `targets` is given and the network has a landmark head.
+    predicted whenever `targets` is given and the network has a landmark head. With `models`
+    (an index tensor) only those models are evaluated: `rows` and `targets` are theirs.
     """
     index, mask = _pad_rows(rows, data.images.device)
     n_models, width = index.shape
@@ -184,12 +201,12 @@ def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tupl
         idx, valid = index[:, start:start + chunk], mask[:, start:start + chunk]
         x = _as_input(normalise_pixels(data.images[idx]), job)
         with _autocast(job):
-            pts, logits = _forward(net, x, want_points, want_logits)
+            pts, logits = _forward(net, x, want_points, want_logits, models)
         valid_bm = valid.t()
         labels_bm = data.labels[idx].t()
         targets_bm = targets.gather(data.landmarks[idx]) if targets is not None else None
         n_valid = valid.sum(1)
-        loss_sum += _stage_loss(stage, net, pts, logits, labels_bm, targets_bm, valid_bm) * n_valid
+        loss_sum += _stage_loss(stage, net, pts, logits, labels_bm, targets_bm, valid_bm, models) * n_valid
         if logits is not None:
             logits = logits.float()
             correct += ((logits.argmax(-1) == labels_bm) & valid_bm).sum(0)
@@ -322,8 +339,10 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
         torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device(job.device)
     if device.type == "cuda":
-        # a pack trains with fixed shapes for hours: let cuDNN pick its fastest kernels once
-        torch.backends.cudnn.benchmark = not job.deterministic
+        # Off by default: on an H200 it bought no speed (bench/train_throughput.py, packed vs
+        # packed-nobench) but cost ~9 s of tuning for every new shape, i.e. for every pack and
+        # every time stopped models leave the computation.
+        torch.backends.cudnn.benchmark = job.cudnn_benchmark and not job.deterministic
     data = device_data(job.prepared_dir, job.image_size, job.device, list(job.classes))
     st = job.stage
     n_models = len(models)
@@ -353,6 +372,11 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     monitor_rows = [m.val if m.val else m.train for m in models]   # no val subjects: monitor training loss
 
     active = torch.ones(n_models, dtype=torch.bool)
+    # The models the forward pass computes: always a superset of the active ones. A stopped model
+    # costs as much as a training one while it is computed, so the set is cut down to the active
+    # models whenever half of it has stopped (at most log2(M) different shapes for cuDNN to tune).
+    computed = torch.arange(n_models)
+    last_val = {"loss": torch.full((n_models,), float("nan")), "acc": torch.full((n_models,), float("nan"))}
     best_loss = torch.full((n_models,), float("inf"))
     best_epoch = torch.zeros(n_models, dtype=torch.int64)
     last_epoch = torch.zeros(n_models, dtype=torch.int64)
@@ -369,6 +393,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             active, best_loss, best_epoch, last_epoch = (saved["active"], saved["best_loss"],
                                                         saved["best_epoch"], saved["last_epoch"])
             history, start_epoch = saved["history"], saved["epoch"]
+            computed = saved.get("computed", computed)
+            last_val = saved.get("last_val", last_val)
             gen.set_state(saved["gen"])
             log(f"resumed {st.stage} pack of {n_models} at epoch {start_epoch}")
 
@@ -381,42 +407,59 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     for epoch in range(start_epoch, st.max_epochs):
         if not active.any():
             break
+        n_active = int(active.sum())
+        if st.compact_stopped and n_active <= len(computed) // 2:
+            computed = active.nonzero().flatten()
+            log(f"{job.dataset} {st.stage} pack of {n_models}: {n_active} still training, "
+                f"computing only those from epoch {epoch + 1}")
+        k = len(computed)
+        sub = None if k == n_models else net.model_index(computed)     # None: the full network
+        comp_dev = computed.to(device)
+        weights_c, train_idx_c = weights[comp_dev], train_idx[comp_dev]
+        targets_c = targets.subset(sub) if targets is not None else None
         net.set_stage_mode(st.stage)
-        act_dev = active.to(device)
+        act_c = active[computed].to(device)
         run_loss = torch.zeros(n_models, device=device)
         run_correct = torch.zeros(n_models, device=device)
         for _ in range(steps):
-            local = torch.multinomial(weights, st.batch_size, replacement=True, generator=gen)
-            idx = train_idx.gather(1, local)                                   # (M, B)
+            local = torch.multinomial(weights_c, st.batch_size, replacement=True, generator=gen)
+            idx = train_idx_c.gather(1, local)                                 # (k, B)
             flat_imgs = normalise_pixels(data.images[idx]).reshape(-1, 1, *data.images.shape[1:])
             lms = data.landmarks[idx].reshape(-1, 68, 2) if st.stage == "landmark" else None
             fwd, flipped = random_transforms(flat_imgs.shape[0], aug, gen, device)
             flat_imgs, lms = apply_transforms(flat_imgs, lms, fwd, flipped)
-            x = _as_input(flat_imgs.view(n_models, st.batch_size, *flat_imgs.shape[-2:]), job)
+            x = _as_input(flat_imgs.view(k, st.batch_size, *flat_imgs.shape[-2:]), job)
             if job.channels_last:
                 x = x.contiguous()
             labels_bm = data.labels[idx].t()
-            targets_bm = (targets.gather(lms.view(n_models, st.batch_size, 68, 2))
+            targets_bm = (targets_c.gather(lms.view(k, st.batch_size, 68, 2))
                           if lms is not None else None)
             with _autocast(job):
-                pts, logits = _forward(net, x, st.stage == "landmark", st.stage != "landmark")
-                loss_m = _stage_loss(st.stage, net, pts, logits, labels_bm, targets_bm, None)
+                pts, logits = _forward(net, x, st.stage == "landmark", st.stage != "landmark", sub)
+                loss_k = _stage_loss(st.stage, net, pts, logits, labels_bm, targets_bm, None, sub)
             correct = (((logits.argmax(-1) == labels_bm).sum(0)) if logits is not None else None)
             opt.zero_grad(set_to_none=True)
-            (loss_m * act_dev).sum().backward()
+            (loss_k * act_c).sum().backward()
             opt.step()
-            per_model.restore(~active)
-            run_loss += loss_m.detach()
+            per_model.restore(~active)     # Adam's momentum must not move stopped models
+            run_loss.index_add_(0, comp_dev, loss_k.detach().to(run_loss.dtype))
             if correct is not None:
-                run_correct += correct
-            images_seen += int(active.sum()) * st.batch_size
-        train_loss = (run_loss / steps).cpu()
-        train_acc = (run_correct / (steps * st.batch_size)).cpu()
+                run_correct.index_add_(0, comp_dev, correct.to(run_correct.dtype))
+            images_seen += n_active * st.batch_size
+        not_computed = torch.ones(n_models, dtype=torch.bool)
+        not_computed[computed] = False
+        train_loss = (run_loss / steps).cpu().masked_fill(not_computed, float("nan"))
+        train_acc = (run_correct / (steps * st.batch_size)).cpu().masked_fill(not_computed, float("nan"))
         if (epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs:
             net.eval()
-            ev = evaluate(job, net, data, monitor_rows, targets if st.stage == "landmark" else None)
-            improved = (ev["loss"] < best_loss - st.min_delta) & active
-            best_loss = torch.where(improved, ev["loss"], best_loss)
+            ev = evaluate(job, net, data, [monitor_rows[i] for i in computed.tolist()],
+                          targets_c if st.stage == "landmark" else None, models=sub)
+            # models no longer computed have all stopped: they keep their last validation figures
+            last_val = {name: last_val[name].index_put((computed,), ev[name].to(last_val[name].dtype))
+                        for name in ("loss", "acc")}
+            val_loss, val_acc = last_val["loss"], last_val["acc"]
+            improved = (val_loss < best_loss - st.min_delta) & active
+            best_loss = torch.where(improved, val_loss, best_loss)
             best_epoch = torch.where(improved, torch.tensor(epoch + 1), best_epoch)
             per_model.snapshot(improved.to(device))
             newly_stopped = active & ((epoch + 1 - best_epoch) >= st.patience)
@@ -424,13 +467,13 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
                 if active[i]:
                     history[i].append({"epoch": epoch + 1, "train_loss": float(train_loss[i]),
                                        "train_acc": float(train_acc[i]) if st.stage != "landmark" else "",
-                                       "val_loss": float(ev["loss"][i]),
-                                       "val_acc": float(ev["acc"][i]) if st.stage != "landmark" else "",
+                                       "val_loss": float(val_loss[i]),
+                                       "val_acc": float(val_acc[i]) if st.stage != "landmark" else "",
                                        "lr": st.lr, "stopped": bool(newly_stopped[i])})
                     last_epoch[i] = epoch + 1
             if on_epoch is not None:
-                on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": ev["loss"].tolist(),
-                                     "val_acc": ev["acc"].tolist() if st.stage != "landmark" else None,
+                on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
+                                     "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
                                      "active": (active & ~newly_stopped).tolist()})
             if newly_stopped.any():
                 if st.restore_best:
@@ -440,7 +483,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
                 active = active & ~newly_stopped
         if log_every and ((epoch + 1) % log_every == 0 or epoch + 1 == st.max_epochs):
             log(f"{job.dataset} {st.stage} pack of {n_models}: epoch {epoch + 1}/{st.max_epochs}, "
-                f"{int(active.sum())} still training, train loss {float(train_loss.mean()):.4f}, "
+                f"{int(active.sum())} still training, train loss {float(train_loss.nanmean()):.4f}, "
                 f"{time.time() - t0:.0f} s")
         if (st.checkpoint_every and (epoch + 1) % st.checkpoint_every == 0 and epoch + 1 < st.max_epochs
                 and time.time() - last_checkpoint >= st.checkpoint_seconds):
@@ -448,7 +491,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             torch_save_atomic({"keys": [m.key for m in models], "net": net.state_dict(),
                                "opt": opt.state_dict(), "best": per_model.best, "active": active,
                                "best_loss": best_loss, "best_epoch": best_epoch, "last_epoch": last_epoch,
-                               "history": history, "epoch": epoch + 1, "gen": gen.get_state()}, state_path)
+                               "history": history, "epoch": epoch + 1, "gen": gen.get_state(),
+                               "computed": computed, "last_val": last_val}, state_path)
     if st.restore_best:
         per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
     if st.recalibrate_bn and st.stage != "head":  # the head stage never changes the extractor

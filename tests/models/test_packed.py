@@ -337,3 +337,57 @@ def test_input_validation():
         PackedNetwork(2, N_CLASSES, [18])
     with pytest.raises(ValueError):
         model_view(torch.zeros(5), 2)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_model_subset_computes_exactly_those_models(train, channels):
+    # A pack whose other models stopped computes only the chosen ones (orchestrator/train.py):
+    # same outputs, same gradients on their slices, zero on the others, and BN statistics
+    # updated for them alone.
+    dtype = torch.float64
+    full = PackedNetwork.from_subnetworks(plain_nets(dtype))
+    part = PackedNetwork.from_subnetworks(plain_nets(dtype))
+    full.train(train)
+    part.train(train)
+    x, labels, coords = batch(3, channels, dtype)
+    chosen = part.model_index([0, 2])
+    feats_full = full.features(x)
+    pts_full = full.landmark_head(feats_full.transpose(0, 1)).transpose(0, 1)
+    logits_full = full.classifier(feats_full.transpose(0, 1)).transpose(0, 1)
+    feats = part.features(x[:, chosen], models=chosen)
+    pts = part.landmark_head(feats.transpose(0, 1), chosen).transpose(0, 1)
+    logits = part.classifier(feats.transpose(0, 1), chosen).transpose(0, 1)
+    torch.testing.assert_close(feats, feats_full[:, chosen], **TOL[dtype])
+    torch.testing.assert_close(pts, pts_full[:, chosen], **TOL[dtype])
+    torch.testing.assert_close(logits, logits_full[:, chosen], **TOL[dtype])
+
+    mask = full.landmark_mask
+    loss_full = (packed_l1_loss(pts_full, coords, mask) + packed_cross_entropy(logits_full, labels))[chosen]
+    loss_part = packed_l1_loss(pts, coords[:, chosen], mask[chosen]) + packed_cross_entropy(logits, labels[:, chosen])
+    loss_full.sum().backward()
+    loss_part.sum().backward()
+    full_p, part_p = dict(full.named_parameters()), dict(part.named_parameters())
+    for name, p in part_p.items():
+        g_full = model_view(full_p[name].grad, 3)
+        g_part = model_view(p.grad, 3)
+        torch.testing.assert_close(g_part[chosen], g_full[chosen], **TOL[dtype])
+        assert not g_part[1].any(), f"{name}: the model left out got a gradient"
+    fresh = PackedNetwork.from_subnetworks(plain_nets(dtype)).model_views()
+    part_views, full_views = part.model_views(), full.model_views()
+    for name in (n for n in part_views if "running_" in n):
+        torch.testing.assert_close(part_views[name][chosen], full_views[name][chosen], **TOL[dtype])
+        assert torch.equal(part_views[name][1], fresh[name][1]), f"{name}: the model left out was updated"
+
+
+def test_grey_input_modes_compute_the_same():
+    # "fold" sums the first conv's weight over its 3 input channels, "repeat" hands the conv 3
+    # copies of the grey channel (faster on CUDA): the same function either way.
+    net = PackedNetwork.from_subnetworks(plain_nets(torch.float64)).eval()
+    x, _, _ = batch(3, 1, torch.float64)
+    outs = {}
+    for mode in ("fold", "repeat"):
+        for block in net.extractor.blocks:
+            block.grey_mode = mode
+        outs[mode] = net.classify(x)
+    torch.testing.assert_close(outs["fold"], outs["repeat"], **TOL[torch.float64])

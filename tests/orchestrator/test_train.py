@@ -71,3 +71,61 @@ def test_early_stopping_keeps_the_best_epoch(tiny_prepared, tmp_path):
     for m in job.models:
         hist = pd.read_csv(f"{m.out_dir}/history.csv")
         assert list(hist["epoch"]) == [1, 2, 3] and bool(hist["stopped"].iloc[-1])
+
+
+def test_stopped_models_leave_the_computation_without_changing_anyone(tiny_prepared, tmp_path):
+    # Eight models that stop early at different epochs. Once half of the computed ones stopped,
+    # the pack computes only the rest; a model that stopped before that happened ends exactly
+    # as it does when the pack keeps computing every model.
+    over = {"networks": ["baseline"], "members": 2, "train.patience": 3, "train.lr.baseline": 1e-3,
+            "datasets.jaffe.epochs": {"baseline": 20, "landmark": 2, "head": 2, "finetune": 2}}
+    runs = {}
+    for compact in (True, False):
+        cfg = load_config("demo", {**TINY, **over, "train.compact_stopped": compact})
+        plan = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path / str(compact)), "cpu",
+                          "t", pack_size=8)
+        (job,), logs = plan.chains[0], []
+        runs[compact] = (job, run_pack(job, log=logs.append), logs)
+    job, result, logs = runs[True]
+    first_cut = [line for line in logs if "computing only those" in line]
+    assert first_cut, "no model left the computation"
+    cut_epoch = int(first_cut[0].rsplit(" ", 1)[1])
+    off_job, off_result, off_logs = runs[False]
+    assert not any("computing only those" in line for line in off_logs)
+    early = [i for i, e in enumerate(result.epochs) if e < cut_epoch]
+    assert early and len(early) < len(job.models)
+    for i in early:
+        assert off_result.epochs[i] == result.epochs[i]
+        a, b = _ckpt(job, i), _ckpt(off_job, i)
+        assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith("num_batches_tracked"))
+    for i, m in enumerate(job.models):          # every model, computed to the end or not, is written
+        hist = pd.read_csv(f"{m.out_dir}/history.csv")
+        assert len(hist) == result.epochs[i] and hist["val_loss"].notna().all()
+        assert len(pq.read_table(f"{m.out_dir}/predictions.parquet")) == len(m.test)
+
+
+def test_a_packed_run_learns_as_well_as_one_model_per_pack(tiny_prepared, tmp_path):
+    # The same eight Baseline models (2 members x 4 folds, same seeds) trained as one pack and as
+    # eight packs of one. Their batches differ (a pack draws them for all its models from one
+    # generator), so the accuracies agree within noise, not bit for bit; both must learn.
+    over = {"networks": ["baseline"], "members": 2, "train.lr.baseline": 1e-3, "train.patience": 50,
+            "datasets.jaffe.epochs": {"baseline": 15, "landmark": 2, "head": 2, "finetune": 2}}
+    cfg = load_config("demo", {**TINY, **over})
+    accuracy = {}
+    for pack_size in (8, 1):
+        plan = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path / str(pack_size)), "cpu",
+                          "t", pack_size=pack_size)
+        jobs = [job for chain in plan.chains for job in chain]
+        assert len(jobs) == 8 // pack_size
+        correct = total = 0
+        for job in jobs:
+            run_pack(job)
+            for m in job.models:
+                preds = pq.read_table(f"{m.out_dir}/predictions.parquet").to_pandas()
+                guess = preds["probs"].apply(lambda p: int(max(range(len(p)), key=p.__getitem__)))
+                correct += int((guess == preds["label"].map(job.classes.index)).sum())
+                total += len(preds)
+        accuracy[pack_size] = correct / total
+    chance = 1 / 7
+    assert min(accuracy.values()) > chance + 0.1, accuracy      # measured: 0.31 and 0.32
+    assert abs(accuracy[8] - accuracy[1]) < 0.12, accuracy
