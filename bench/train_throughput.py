@@ -43,7 +43,7 @@ from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import (AugmentSettings, apply_transforms, normalise_pixels,  # noqa: E402
                                   random_transforms)
-from orchestrator.train import _forward, _stage_loss  # noqa: E402
+from orchestrator.train import training_loss_fn  # noqa: E402
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
 PAPER_IMAGE_STEPS = 75e6
@@ -97,13 +97,11 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     aug = AugmentSettings()
     use_bf16 = precision == "bf16" and device == "cuda"
 
+    training_loss = training_loss_fn(compile or "off")      # the trainer's (compiled) step
+
     def forward_loss(x, labels_bm):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            _, logits = _forward(net, x, False, True)
-            return _stage_loss("baseline", net, None, logits, labels_bm, None, None)
-
-    if compile:
-        forward_loss = torch.compile(forward_loss, mode=compile)
+            return training_loss(net, "baseline", x, labels_bm, None, None)[0]
 
     def step():
         idx = torch.multinomial(weights, batch, replacement=True, generator=gen)

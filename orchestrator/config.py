@@ -104,6 +104,19 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> d
     return cfg
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
+def compile_mode_of(cfg: dict) -> str:
+    """train.compile as a mode name (YAML reads a bare `off` as false, `on` as true)."""
+    value = cfg.get("train", {}).get("compile", "off")
+    if value is False or value is None:
+        return "off"
+    if value is True:
+        return "default"
+    return str(value)
+
+
 def validate(cfg: dict) -> None:
     for key in ("networks", "members", "parts", "image_size", "epochs_scale", "train", "model",
                 "prep", "datasets"):
@@ -119,6 +132,9 @@ def validate(cfg: dict) -> None:
         raise ConfigError("epochs_scale must be > 0")
     if int(cfg["image_size"]) < 24:
         raise ConfigError("image_size must be at least 24 (four 3x3/2 poolings)")
+    compile_mode = compile_mode_of(cfg)
+    if compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
     for name, ds in cfg["datasets"].items():
         missing = [s for s in STAGES if s not in ds.get("epochs", {})]
         if missing:

@@ -28,6 +28,7 @@ from data_prep.ibug68 import region_indices
 from models.losses import packed_cross_entropy, packed_l1_loss
 from models.packed import PackedNetwork
 from orchestrator.augment import AugmentSettings, apply_transforms, normalise_pixels, random_transforms
+from orchestrator.config import COMPILE_MODES
 from orchestrator.records import PREDICTION_SCHEMA
 from orchestrator.store import (DONE_FILE, build_dir_for, is_done, publish_dir,
                                 torch_save_atomic)
@@ -84,6 +85,7 @@ class PackJob:
     state_dir: str                # resumable pack state
     deterministic: bool = False
     cudnn_benchmark: bool = False
+    compile: str = "off"          # off | a torch.compile mode for the training step's forward + loss
 
 
 @dataclass
@@ -166,6 +168,23 @@ def _stage_loss(stage: str, net: PackedNetwork, pts, logits, labels_bm, targets_
         mask = net.landmark_mask if models is None else net.landmark_mask[models]
         return packed_l1_loss(pts, targets_bm, mask, valid_bm)
     return packed_cross_entropy(logits, labels_bm.clamp(min=0), valid_bm)
+
+
+def _training_loss(net: PackedNetwork, stage: str, x: torch.Tensor, labels_bm: torch.Tensor,
+                   targets_bm: torch.Tensor | None, models: torch.Tensor | None):
+    """The training step's forward pass: per-model losses (M,) and logits (None when landmarks)."""
+    pts, logits = _forward(net, x, stage == "landmark", stage != "landmark", models)
+    return _stage_loss(stage, net, pts, logits, labels_bm, targets_bm, None, models), logits
+
+
+def training_loss_fn(mode: str):
+    """_training_loss, compiled when asked: on an H200 a 50-model step ran 24 % faster, but each new
+    shape (every pack, every cut of stopped models) costs 20-40 s of compilation (BENCHMARKS.md)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    if mode == "off":
+        return _training_loss
+    return torch.compile(_training_loss, mode=mode, dynamic=False)
 
 
 def _autocast(job: PackJob):
@@ -356,6 +375,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     params = net.trainable_parameters(st.stage)
     opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]), eps=st.adam["eps"])
     per_model = _PerModelState(net)
+    training_loss = training_loss_fn(job.compile)
 
     gen = torch.Generator(device=device)
     gen.manual_seed(int(models[0].seed) % (2**63))
@@ -435,8 +455,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             targets_bm = (targets_c.gather(lms.view(k, st.batch_size, 68, 2))
                           if lms is not None else None)
             with _autocast(job):
-                pts, logits = _forward(net, x, st.stage == "landmark", st.stage != "landmark", sub)
-                loss_k = _stage_loss(st.stage, net, pts, logits, labels_bm, targets_bm, None, sub)
+                loss_k, logits = training_loss(net, st.stage, x, labels_bm, targets_bm, sub)
             correct = (((logits.argmax(-1) == labels_bm).sum(0)) if logits is not None else None)
             opt.zero_grad(set_to_none=True)
             (loss_k * act_c).sum().backward()

@@ -53,3 +53,12 @@ def test_an_including_config_replaces_the_synthetic_section():
     paper, demo = load_config("paper"), load_config("demo")
     assert set(paper["synthetic"]) == {"ckplus", "jaffe", "sfew"}
     assert set(demo["synthetic"]) == {"jaffe"}
+
+
+def test_compile_mode_is_checked_and_yaml_booleans_read_as_modes():
+    from orchestrator.config import compile_mode_of
+    assert compile_mode_of(load_config("paper")) == "off"
+    assert compile_mode_of(load_config("paper", {"train.compile": False})) == "off"
+    assert compile_mode_of(load_config("paper", {"train.compile": True})) == "default"
+    with pytest.raises(ConfigError, match="train.compile must be one of"):
+        load_config("paper", {"train.compile": "fastest"})

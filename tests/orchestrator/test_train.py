@@ -1,3 +1,4 @@
+import pytest
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
@@ -129,3 +130,21 @@ def test_a_packed_run_learns_as_well_as_one_model_per_pack(tiny_prepared, tmp_pa
     chance = 1 / 7
     assert min(accuracy.values()) > chance + 0.1, accuracy      # measured: 0.31 and 0.32
     assert abs(accuracy[8] - accuracy[1]) < 0.12, accuracy
+
+
+def test_compiled_training_step_trains_the_same(tiny_prepared, tmp_path):
+    # train.compile hands the training step's forward + loss to torch.compile: the same losses
+    # (to float tolerance), the same outputs written.
+    over = {"networks": ["baseline"], "members": 1, "parts": ["mouth"],
+            "datasets.jaffe.epochs": {"baseline": 2, "landmark": 2, "head": 2, "finetune": 2}}
+    losses = {}
+    for mode in ("off", "default"):
+        cfg = load_config("demo", {**TINY, **over, "train.compile": mode})
+        plan = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path / mode), "cpu", "t",
+                          pack_size=2)
+        job = plan.chains[0][0]
+        assert job.compile == mode
+        run_pack(job)
+        losses[mode] = [pd.read_csv(f"{m.out_dir}/history.csv")["train_loss"].tolist() for m in job.models]
+    for eager, compiled in zip(losses["off"], losses["default"]):
+        assert compiled == pytest.approx(eager, rel=1e-3)
