@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.remote import CACHE_ENV
+
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 SHARED_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "az://", "hdfs://")
 
@@ -91,7 +93,10 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
         ray.init(address=address)
         return _describe(started_here=False)
     python_path = os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": python_path}}   # a same-machine path: valid on every node
+    env_vars = {"PYTHONPATH": python_path}                    # a same-machine path: valid on every node
+    if os.environ.get(CACHE_ENV):                             # the cache of URI stores, likewise
+        env_vars[CACHE_ENV] = os.environ[CACHE_ENV]
+    runtime_env = {"env_vars": env_vars}
     local = find_local_cluster(temp_dir)
     if local is not None:
         ray.init(address=local, runtime_env=runtime_env)
