@@ -29,7 +29,6 @@ from orchestrator import remote
 from orchestrator.remote import basename, is_uri, join, relative  # noqa: F401  (re-exported)
 
 DONE_FILE = "meta.json"
-RUNS_DIR = "runs"
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
