@@ -141,20 +141,11 @@ def resolve(uri: str):
     return fs, (base + path if path != "/" else base or "/")
 
 
-def _file_type(uri: str):
-    fs, path = resolve(uri)
-    return fs.get_file_info(path).type
-
-
 def exists(uri: str) -> bool:
+    """Whether a file is at the URI."""
     from pyarrow.fs import FileType
-    return _file_type(uri) == FileType.File
-
-
-def read_bytes(uri: str) -> bytes:
     fs, path = resolve(uri)
-    with fs.open_input_stream(path) as fh:
-        return fh.read()
+    return fs.get_file_info(path).type == FileType.File
 
 
 def _write_stream(fs, path: str, write) -> None:
@@ -206,11 +197,12 @@ def _download(fs, path: str, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _listing(uri: str, recursive: bool = True) -> dict[str, int]:
-    """Files under a URI directory: path relative to it -> size ({} when it does not exist)."""
+def _listing(uri: str) -> dict[str, int]:
+    """Files under a URI directory, at any depth: path relative to it -> size ({} when it does not
+    exist)."""
     from pyarrow.fs import FileSelector, FileType
     fs, path = resolve(uri)
-    infos = fs.get_file_info(FileSelector(path, allow_not_found=True, recursive=recursive))
+    infos = fs.get_file_info(FileSelector(path, allow_not_found=True, recursive=True))
     base = path.rstrip("/") + "/"
     return {info.path[len(base):]: info.size for info in infos
             if info.type == FileType.File and info.path.startswith(base)}
@@ -245,21 +237,15 @@ def upload_dir(local: str | os.PathLike, uri: str, marker: str | None = None) ->
         upload_file(local / marker, join(uri, marker))
 
 
-def download_dir(uri: str, dest: str | os.PathLike, marker: str | None = None,
-                 skip: tuple[str, ...] = ()) -> Path:
+def download_dir(uri: str, dest: str | os.PathLike, marker: str) -> Path:
     """Copy a finished directory (its marker present) to `dest`, which appears complete by rename.
     When `dest` already exists, it is kept (another process of this node fetched it first)."""
     dest = Path(dest)
-    files = {rel: size for rel, size in _listing(uri).items()
-             if not _is_temporary(rel) and posixpath.basename(rel) not in skip}
-    if marker is not None and marker not in files:
-        raise FileNotFoundError(f"{uri} is not a finished directory (no {marker})")
-    fs, path = resolve(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        run_parallel(lambda rel: _download(fs, f"{path.rstrip('/')}/{rel}", tmp / rel), files)
-        tmp.mkdir(exist_ok=True)
+        if not sync_down(uri, tmp, marker=marker, fresh=True):
+            raise FileNotFoundError(f"{uri} is not a finished directory (no {marker})")
         try:
             os.replace(tmp, dest)
         except OSError:
@@ -418,4 +404,5 @@ def check(uri: str, timeout: float | None = None, write: bool = True) -> None:
     if isinstance(err, StorageError):
         raise err
     if err is not None:
-        raise StorageError(f"storage {uri}: cannot {'write' if write else 'read'} there ({_one_line(err)})") from None
+        doing = "write" if write else "read"
+        raise StorageError(f"storage {uri}: cannot {doing} there ({_one_line(err)})") from None

@@ -127,12 +127,13 @@ def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: t
                             settings=_prep_settings(prep_config(cfg, name, name in synthetic)),
                             options=dict(cfg["datasets"][name].get("options") or {}))
                 for name, root in datasets.items()]
+
     def fetch(final: Path) -> bool:
         from data_prep.schema import SUCCESS_MARKER
-        target = join(remote_store, PREPARED_DIR, final.name)
-        if not exists(join(target, SUCCESS_MARKER)):
+        try:
+            remote.download_dir(join(remote_store, PREPARED_DIR, final.name), final, SUCCESS_MARKER)
+        except FileNotFoundError:              # not prepared there (yet)
             return False
-        remote.download_dir(target, final, marker=SUCCESS_MARKER)
         return True
     infos = prepare_datasets(requests, storage, this_node=this_node, fetch=fetch if remote_store else None)
     for name, info in infos.items():

@@ -155,7 +155,7 @@ def open_prepared(location: str):
     from data_prep.prepared import load_prepared
     from data_prep.schema import SUCCESS_MARKER
     data = load_prepared(local_dir(location, SUCCESS_MARKER))
-    return dataclasses.replace(data, path=location)
+    return dataclasses.replace(data, path=location) if is_uri(location) else data
 
 
 def push_run(run_dir: str | Path, run_uri: str) -> str:

@@ -233,7 +233,8 @@ def _prepare_data(req: SweepRequest, cfg: dict, storage: str, log) -> str:
         raise SweepError(f"data set {req.dataset!r} is not among those given ({', '.join(given) or 'none'})")
     ensure_ray(storage, bool(cfg.get("storage_shared", False)))
     dirs = prepare(cfg, {req.dataset: raw[req.dataset]}, work, log, synthetic,
-                   this_node=bool(synthetic) and is_uri(storage), remote_store=storage if is_uri(storage) else None)
+                   this_node=bool(synthetic) and is_uri(storage),
+                   remote_store=storage if is_uri(storage) else None)
     return store_prepared(str(Path(dirs[req.dataset]).resolve()), storage)
 
 

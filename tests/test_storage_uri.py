@@ -51,7 +51,8 @@ def test_a_run_at_a_uri_is_published_and_found_again_from_another_node(tmp_path,
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()), "a finished stage was retrained"
     other = report_path(again.stdout)
     assert other.is_relative_to(tmp_path / "node-b") and other.parent.name == run_id
-    assert (other.parent / "tables" / "table1.csv").read_text() == (local.parent / "tables" / "table1.csv").read_text()
+    table = "tables/table1.csv"
+    assert (other.parent / table).read_text() == (local.parent / table).read_text()
 
     # a third node rebuilds the report from the URI alone, and a sweep reuses the store's stages
     monkeypatch.setenv("PARTFER_CACHE", str(tmp_path / "node-c"))

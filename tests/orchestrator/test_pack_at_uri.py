@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.errors import DatasetRootError
 from orchestrator import remote
 from orchestrator.config import load_config
 from orchestrator.plan import build_plan
-from orchestrator.runner import store_prepared
+from orchestrator.runner import check_inputs, store_prepared
 from orchestrator.store import DONE_FILE, is_done, join, open_prepared
 from orchestrator.train import run_pack
 
@@ -33,11 +34,20 @@ def test_a_chain_moves_between_nodes_through_the_uri(tiny_prepared, tmp_path, mo
     monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "node-a"))
     prepared = store_prepared(tiny_prepared, uri)          # uploaded under <uri>/prepared/
     assert prepared == join(uri, "prepared", Path(tiny_prepared).name)
-    plan = build_plan(load_config("demo", TINY), {"jaffe": open_prepared(prepared)}, uri, "cpu", "t", 2)
+    cfg = load_config("demo", TINY)
+    plan = build_plan(cfg, {"jaffe": open_prepared(prepared)}, uri, "cpu", "t", 2)
     landmark, head, finetune = plan.chains[0]
     assert landmark.prepared_dir == prepared and landmark.state_dir.startswith(uri)
     assert all(m.out_dir.startswith(uri) for m in landmark.models)
     assert plan.run_plan.datasets["jaffe"].prepared == f"prepared/{Path(tiny_prepared).name}"
+    # `--prepared NAME=<URI>`: checked at the URI, and copied into another store that needs it
+    check_inputs(cfg, {}, {"jaffe": prepared})
+    with pytest.raises(DatasetRootError, match="not a finished prepared data set"):
+        check_inputs(cfg, {}, {"jaffe": join(uri, "prepared", "jaffe-000000000000")})
+    elsewhere = (tmp_path / "other-store").as_uri()
+    copy = store_prepared(prepared, elsewhere)
+    assert copy == join(elsewhere, "prepared", Path(tiny_prepared).name)
+    assert (_at_uri(copy) / "_SUCCESS").is_file() and (_at_uri(copy) / "manifest.json").is_file()
 
     def die_at_epoch_2(epoch, _metrics):
         if epoch == 2:
