@@ -89,6 +89,11 @@ def add_prep_parser(subparsers) -> argparse.ArgumentParser:
 def run_prep(args: argparse.Namespace) -> int:
     from data_prep.readers.base import known_layouts
 
+    if "://" in args.out:
+        return _fail("prep", ValueError(
+            f"--out {args.out}: prep writes a local folder; to put prepared data in an object "
+            f"store, run `partfer run --out {args.out}` (it prepares and uploads), or give the "
+            f"folder prep wrote to `partfer run --prepared NAME=DIR --out {args.out}`"))
     layout = args.layout or (args.dataset if args.dataset in known_layouts() else None)
     if layout is None:
         return _fail("prep", ValueError(f"--layout is needed for data set {args.dataset!r} "

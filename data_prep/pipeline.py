@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -153,15 +154,24 @@ def _items(plan: _Plan) -> list[dict]:
     return [{**asdict(r), "request": plan.request.name, "settings": settings_json} for r in plan.read.records]
 
 
-def _run_ray(plans: list[_Plan], builders: dict[str, PreparedBuilder], batch_size: int, progress: bool) -> None:
-    """One Ray Data job over all plans' records; results streamed into their builders."""
+def _run_ray(plans: list[_Plan], builders: dict[str, PreparedBuilder], batch_size: int, progress: bool,
+             this_node: bool = False) -> None:
+    """One Ray Data job over all plans' records; results streamed into their builders. With
+    `this_node`, every actor runs on the driver's node (inputs only this machine has)."""
     import ray
 
     items = [item for plan in plans for item in _items(plan)]
     n_batches = math.ceil(len(items) / batch_size)
-    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    resources = None
+    if this_node:
+        node = f"node:{ray.util.get_node_ip_address()}"       # every node has one such resource
+        resources = {node: 0.001}
+        n_cpus = max(1, int(next((n["Resources"].get("CPU", 1) for n in ray.nodes()
+                                  if n["Alive"] and node in n["Resources"]), 1)))
+    else:
+        n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     dataset = ray.data.from_items(items, override_num_blocks=n_batches).map_batches(
-        PrepareBatch, batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
+        PrepareBatch, batch_size=batch_size, batch_format="pyarrow", num_cpus=1, resources=resources,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(n_cpus, n_batches))),
     )
     context = ray.data.DataContext.get_current()
@@ -199,8 +209,16 @@ def _base_manifest(plan: _Plan) -> dict:
 
 
 def prepare_datasets(requests: list[PrepRequest], out_root: str | os.PathLike, ray_address: str | None = None,
-                     progress: bool = True, batch_size: int = BATCH_SIZE) -> dict[str, PreparedInfo]:
+                     progress: bool = True, batch_size: int = BATCH_SIZE,
+                     this_node: bool = False,
+                     fetch: Callable[[Path], bool] | None = None) -> dict[str, PreparedInfo]:
     """Prepare every requested data set (reusing finished ones); name -> PreparedInfo.
+
+    `this_node`: the raw files exist on this machine only (e.g. generated into a local cache), so
+    the per-image work runs on this node's CPUs; otherwise anywhere in the cluster, and the roots
+    must be readable at the same path on every node.
+    `fetch(final)`: asked for each data set not finished under out_root before preparing it; it
+    may put a finished copy of that directory there (from a remote store) and return True.
 
     Raises DatasetRootError / EmptyDatasetError / ModelFileError / ValueError for whole-run
     problems; per-file problems end up in each data set's rejects.csv.
@@ -210,7 +228,8 @@ def prepare_datasets(requests: list[PrepRequest], out_root: str | os.PathLike, r
         raise ValueError(f"data set names must be unique, got {names}")
     out_root = str(Path(out_root).expanduser().resolve())
     plans = [_plan(request, out_root) for request in requests]
-    infos = {p.request.name: _reused(p) for p in plans if (p.final / SUCCESS_MARKER).is_file()}
+    infos = {p.request.name: _reused(p) for p in plans
+             if (p.final / SUCCESS_MARKER).is_file() or (fetch is not None and fetch(p.final))}
     todo = [p for p in plans if p.request.name not in infos]
     if not todo:
         return infos
@@ -223,7 +242,7 @@ def prepare_datasets(requests: list[PrepRequest], out_root: str | os.PathLike, r
         for plan in todo:
             builders[plan.request.name] = PreparedBuilder(plan.final)
             builders[plan.request.name].add_rejects(plan.read.rejects)
-        _run_ray(todo, builders, batch_size, progress)
+        _run_ray(todo, builders, batch_size, progress, this_node)
         failed = []
         for plan in todo:
             builder = builders[plan.request.name]

@@ -17,18 +17,19 @@ import pyarrow.parquet as pq
 import torch
 
 from orchestrator.records import RunPlan
-from orchestrator.store import atomic_write_bytes
+from orchestrator.store import atomic_write_bytes, is_uri, join, local_file, stored
 
 
-def choose_faces(plan: RunPlan, dataset: str, storage: Path, per_class: int = 1,
+def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
                  limit: int = 7) -> list[tuple[str, int]]:
-    """(sample_id, fold) of test faces to explain: the first test sample of each class, in order."""
+    """(sample_id, fold) of test faces to explain: the first test sample of each class, in order.
+    `storage`: the storage root, a directory or a URI."""
     classes = plan.datasets[dataset].classes
     seen: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for rec in sorted((r for r in plan.models if r.dataset == dataset and r.network == "el"),
                       key=lambda r: (r.fold, r.member)):
-        path = storage / rec.dir / "predictions.parquet"
-        if not path.is_file():
+        path = local_file(join(storage, rec.dir, "predictions.parquet"), missing_ok=True)
+        if path is None:
             continue
         table = pq.read_table(path, columns=["sample_id", "label"]).to_pydict()
         for sid, label in sorted(zip(table["sample_id"], table["label"])):
@@ -38,10 +39,11 @@ def choose_faces(plan: RunPlan, dataset: str, storage: Path, per_class: int = 1,
     return chosen[:limit]
 
 
-def _load(rec, storage: Path, n_classes: int, model_cfg: dict, device: str):
+def _load(rec, storage: str, n_classes: int, model_cfg: dict, device: str):
     from models.subnet import SubNetwork
     from orchestrator.train import model_kwargs
-    state = torch.load(storage / rec.dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = torch.load(local_file(join(storage, rec.dir, "checkpoint.pt")), map_location="cpu",
+                       weights_only=True)
     n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
     net = SubNetwork(n_classes, n_landmarks, seed=0, **model_kwargs(model_cfg))
     net.load_state_dict(state, strict=True)
@@ -55,12 +57,13 @@ def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict,
     from orchestrator.augment import normalise_pixels
     from orchestrator.tensors import device_data
 
-    storage = run_dir.parent.parent
+    # the run's store: its URI, else the directory holding runs/ (a moved store still works)
+    storage = plan.storage if is_uri(plan.storage) else str(Path(run_dir).parent.parent)
     faces = choose_faces(plan, dataset, storage)
     if not faces:
         return None
     info = plan.datasets[dataset]
-    data = device_data(info.prepared, image_size, device, list(info.classes))
+    data = device_data(stored(storage, info.prepared), image_size, device, list(info.classes))
     row_of = {sid: i for i, sid in enumerate(data.prepared.sample_ids)}
     rows = [row_of[sid] for sid, _ in faces]
     x_all = normalise_pixels(data.images[rows]).unsqueeze(1)

@@ -9,6 +9,7 @@ import os
 import sys
 
 from orchestrator.config import ConfigError, load_config, parse_value
+from orchestrator.remote import basename, is_uri, join
 
 
 
@@ -20,8 +21,10 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from orchestrator.cluster import StorageNotSharedError
     from orchestrator.executors import PackFailure
     from orchestrator.folds import ProtocolError
+    from orchestrator.remote import StorageError
     return (ConfigError, ProtocolError, DatasetRootError, EmptyDatasetError, ModelFileError,
-            PreparedDataError, UnknownNameError, CsvLayoutError, StorageNotSharedError, PackFailure)
+            PreparedDataError, UnknownNameError, CsvLayoutError, StorageNotSharedError, PackFailure,
+            StorageError)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +37,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--executor", choices=["ray", "inline"])
     p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="storage root for prepared data, models and runs")
+    p.add_argument("--out", help="storage root for prepared data, models and runs: a path, or an "
+                   "object-store URI (s3://bucket/prefix, gs://..., file:///...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value by dotted key, e.g. train.patience=10 (repeatable)")
     p.add_argument("--shared-storage", action="store_true",
@@ -67,12 +71,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     req = RunRequest(config=cfg, datasets=parse_assignments(args.datasets, "--datasets"),
                      prepared=parse_assignments(args.prepared, "--prepared"))
     run_dir = run(req)
+    report = None
     if not args.no_report:
         from results.report import build_report
-        print(build_report(run_dir))
-    else:
-        print(run_dir)
+        report = build_report(run_dir)
+    if is_uri(cfg["storage"]):         # the report goes up too: print where, then this node's copy
+        from orchestrator.store import push_run
+        run_uri = push_run(run_dir, join(cfg["storage"], "runs", basename(run_dir)))
+        print(join(run_uri, report.name) if report else run_uri)
+    print(report or run_dir)
     return 0
+
+
+def report_at_uri(report_command):
+    """`partfer report` of a run directory given as a URI: results/ reads local files only, so
+    the run and what its report reads are copied into this machine's cache first, and the
+    rebuilt report is uploaded beside the run."""
+    def command(args: argparse.Namespace) -> int:
+        uri = args.run_dir
+        if not is_uri(uri):
+            return report_command(args)
+        from orchestrator.remote import check
+        from orchestrator.store import pull_run, push_run
+        check(uri, write=False)
+        try:
+            local = pull_run(uri)
+        except FileNotFoundError as exc:
+            print(f"partfer report: error: {exc}", file=sys.stderr)
+            return 2
+        code = report_command(argparse.Namespace(**{**vars(args), "run_dir": str(local)}))
+        if code == 0:
+            from results.report import REPORT_FILE
+            push_run(local, uri)
+            print(join(uri, REPORT_FILE))
+        return code
+    return command
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -96,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     add_prep_parser(sub)
     from results.cli import add_report_parser
-    add_report_parser(sub)
+    report = add_report_parser(sub)
+    report.set_defaults(func=report_at_uri(report.get_default("func")))
     from orchestrator.export import add_export_parser
     from orchestrator.predict import add_predict_parser
     add_export_parser(sub)

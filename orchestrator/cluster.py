@@ -16,8 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.remote import CACHE_ENV, is_uri
+
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-SHARED_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "az://", "hdfs://")
 
 
 class StorageNotSharedError(ValueError):
@@ -91,7 +92,10 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
         ray.init(address=address)
         return _describe(started_here=False)
     python_path = os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": python_path}}   # a same-machine path: valid on every node
+    env_vars = {"PYTHONPATH": python_path}                    # a same-machine path: valid on every node
+    if os.environ.get(CACHE_ENV):                             # the cache of URI stores, likewise
+        env_vars[CACHE_ENV] = os.environ[CACHE_ENV]
+    runtime_env = {"env_vars": env_vars}
     local = find_local_cluster(temp_dir)
     if local is not None:
         ray.init(address=local, runtime_env=runtime_env)
@@ -102,7 +106,9 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
 
 
 def is_shared_uri(storage: str) -> bool:
-    return storage.startswith(SHARED_SCHEMES)
+    """An object-store URI (s3://, gs://, abfs://, hdfs://...): every node reaches the same store.
+    file:// names this machine's disk (shared only as NFS is, with --shared-storage)."""
+    return is_uri(storage) and not storage.startswith("file:")
 
 
 def check_storage(storage: str, n_nodes: int, shared: bool = False, may_grow: bool = False) -> None:
@@ -116,5 +122,5 @@ def check_storage(storage: str, n_nodes: int, shared: bool = False, may_grow: bo
         return
     why = f"{n_nodes} nodes" if n_nodes > 1 else "an autoscaling cluster (nodes may join)"
     raise StorageNotSharedError(
-        f"store {storage} is a local path but the Ray cluster has {why}: use a path mounted on "
-        f"every node with --shared-storage (config storage_shared: true)")
+        f"store {storage} is a local path but the Ray cluster has {why}: use an object-store URI "
+        f"(s3://, gs://) or a path mounted on every node with --shared-storage (config storage_shared: true)")

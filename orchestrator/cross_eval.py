@@ -6,7 +6,6 @@ results can drop and count it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +13,7 @@ import pyarrow.parquet as pq
 import torch
 
 from orchestrator.records import PREDICTION_SCHEMA
-from orchestrator.store import atomic_write_bytes
+from orchestrator.store import atomic_write_bytes, exists, join, local_file
 from orchestrator.tensors import device_data
 
 
@@ -45,7 +44,7 @@ def run_cross_eval(job: CrossEvalJob, chunk: int = 256) -> int:
     from orchestrator.augment import normalise_pixels
     from orchestrator.train import model_kwargs
 
-    todo = [i for i, p in enumerate(job.out_paths) if not Path(p).is_file()]
+    todo = [i for i, p in enumerate(job.out_paths) if not exists(p)]
     if not todo:
         return 0
     data = device_data(job.eval_prepared, job.image_size, job.device, list(job.classes))
@@ -54,7 +53,8 @@ def run_cross_eval(job: CrossEvalJob, chunk: int = 256) -> int:
                 if job.precision == "bf16" and job.device.startswith("cuda")
                 else torch.autocast("cpu", enabled=False))
     for i in todo:
-        state = torch.load(Path(job.model_dirs[i]) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        state = torch.load(local_file(join(job.model_dirs[i], "checkpoint.pt")), map_location="cpu",
+                           weights_only=True)
         n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
         net = SubNetwork(len(job.classes), n_landmarks, seed=0, **model_kwargs(job.model_cfg))
         net.load_state_dict(state, strict=True)

@@ -3,7 +3,8 @@
 A run directory `<storage>/runs/<run_id>/` holds plan.json (orchestrator.records.RunPlan) and
 config.yaml; each final model's outputs lie under the storage root at ModelRecord.dir. The storage
 root is taken to be the run directory's grandparent when that holds the models (so a store that
-was moved or copied still exports), else the root recorded in plan.json.
+was moved or copied still exports), else the root recorded in plan.json. A run directory given as
+a URI (a store at an object store) is read from this machine's copy (orchestrator.store.pull_run).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from models.config import ArchConfig, ArchitectureError
 from models.subnet import SubNetwork
 from orchestrator.model_dir import MemberSpec, ModelSpec, write_model_dir
 from orchestrator.records import NETWORKS, ModelRecord, RunPlan
-from orchestrator.store import DONE_FILE
+from orchestrator.remote import check, parent
+from orchestrator.store import DONE_FILE, is_uri, join, local_file, pull_run
 from orchestrator.train import model_kwargs
 
 EXIT_USAGE = 2
@@ -168,9 +170,19 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
                  all_folds: bool = False, log=None) -> ExportResult:
     """Write the ensemble of (dataset, network) on one fold, or on every fold, to `out`."""
     log = log or (lambda text: print(f"partfer export: note: {text}", file=sys.stderr))
+    uri = str(run_dir) if is_uri(str(run_dir)) else None
+    if uri:
+        check(uri, write=False)
+        try:
+            run_dir = pull_run(uri)
+        except FileNotFoundError as err:
+            raise RunDirError(str(err)) from None
     run_dir = Path(run_dir)
     plan, cfg = _read_plan(run_dir)
     records, folds, notes = select_records(plan, dataset, network, fold, all_folds)
+    if uri:                       # pull_run leaves checkpoints out: fetch the chosen models' ones
+        for r in records:
+            local_file(join(parent(parent(uri)), r.dir, "checkpoint.pt"), missing_ok=True)
     storage = storage_root(run_dir, plan, records)
     try:
         arch = ArchConfig(**model_kwargs(cfg["model"]))
@@ -189,7 +201,8 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
     image_size = int(plan.settings.get("image_size") or cfg.get("image_size"))
     run_info = {k: plan.settings.get(k) for k in ("config_name", "shrunk", "shrunk_reasons", "synthetic",
                                                    "seed", "status", "epochs_scale")}
-    run_info.update(run_id=plan.run_id, run_dir=str(run_dir.resolve()), storage=str(storage),
+    run_info.update(run_id=plan.run_id, run_dir=uri or str(run_dir.resolve()),
+                    storage=plan.storage if uri else str(storage),
                     exported=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     spec = ModelSpec(dataset=dataset, network=network, classes=classes, members=members, folds=folds,
                      image_size=image_size, architecture=arch.to_dict(), preprocessing=preprocessing,

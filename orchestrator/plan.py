@@ -19,7 +19,8 @@ from orchestrator.config import TRANSFER_STAGES, compile_mode_of, epochs_for
 from orchestrator.cross_eval import CrossEvalJob
 from orchestrator.folds import make_split, fold_ids
 from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
-from orchestrator.store import is_done, model_dir, stable_hash
+from orchestrator.store import (basename, is_done, is_uri, join, model_dir, relative, scan_done,
+                                stable_hash)
 from orchestrator.train import ModelJob, PackJob, StageSettings
 
 
@@ -93,14 +94,22 @@ def precision_for(cfg: dict, device: str) -> str:
     return want
 
 
-def _relative(path: str, storage: str) -> str:
-    return str(Path(path).relative_to(storage)) if "://" not in storage else path
+def _recorded(prepared: str, storage: str) -> str:
+    """How plan.json names a prepared data set: a URI inside the store relative to its root (as
+    models are: results/ reads it from a local copy of the store), anything else as it is."""
+    if is_uri(prepared):
+        try:
+            return relative(prepared, storage)
+        except ValueError:
+            pass
+    return str(prepared)
 
 
 def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str,
                run_id: str, pack_size: int) -> Plan:
     """Every unit's stage jobs, with their keys, inputs and output directories."""
-    storage = str(Path(storage).resolve()) if "://" not in storage else storage
+    storage = storage if is_uri(storage) else str(Path(storage).resolve())
+    scan_done(storage)
     precision = precision_for(cfg, device)
     channels_last = cfg["train"].get("channels_last", "auto")
     channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
@@ -116,9 +125,9 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
         splits = {f: make_split(data.subjects, data.splits, protocol, n_folds, f,
                                 float(cfg["train"]["val_subject_fraction"]), int(cfg["seed"]))
                   for f in folds}
-        prep_hash = Path(data.path).name
+        prep_hash = basename(data.path)
         infos[name] = DatasetInfo(name=name, classes=list(data.classes), protocol=protocol, folds=folds,
-                                  prepared=str(data.path), n_samples=len(data.sample_ids))
+                                  prepared=_recorded(data.path, storage), n_samples=len(data.sample_ids))
         units = units_for(cfg, name, folds)
         for seq in (("baseline",), TRANSFER_STAGES):
             group = [u for u in units if u.stages == seq]
@@ -151,7 +160,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                             meta={"dataset": name, "network": u.network, "member": u.member,
                                   "fold": u.fold, "region": u.region, "inputs": key_inputs}))
                         upstream[u] = (key, out)
-                        stage_dirs[u][stage] = _relative(out, storage)
+                        stage_dirs[u][stage] = relative(out, storage)
                         n_total += 1
                         n_done += is_done(out)
                     pack_key = stable_hash([j.key for j in jobs], 24)
@@ -159,7 +168,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes),
                         stage=settings, models=tuple(jobs), model_cfg=dict(cfg["model"]),
                         image_size=int(cfg["image_size"]), device=device, precision=precision,
-                        channels_last=channels_last, state_dir=str(Path(storage) / "packs" / pack_key),
+                        channels_last=channels_last, state_dir=join(storage, "packs", pack_key),
                         deterministic=bool(cfg["train"].get("deterministic", False)),
                         cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)),
                         compile=compile_mode_of(cfg)))
@@ -172,7 +181,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                     key, out = upstream[u]
                     records.append(ModelRecord(dataset=name, network=u.network, member=u.member,
                                                fold=u.fold, stage=seq[-1], key=key,
-                                               dir=_relative(out, storage), stage_dirs=stage_dirs[u]))
+                                               dir=relative(out, storage), stage_dirs=stage_dirs[u]))
     # longest chains first: the three-stage transfer chains are the critical path of a run
     chains.sort(key=len, reverse=True)
     cross = _cross_evals(cfg, prepared, records, storage, device, precision, pack_size)
@@ -192,7 +201,7 @@ def _cross_evals(cfg: dict, prepared: dict[str, PreparedData], records: list[Mod
         for eval_name in cfg["datasets"][train_name].get("eval_on") or []:
             if eval_name not in prepared or eval_name == train_name:
                 continue
-            eval_hash = Path(prepared[eval_name].path).name
+            eval_hash = basename(prepared[eval_name].path)
             mine = [r for r in records if r.dataset == train_name]
             for start in range(0, len(mine), chunk):
                 group = mine[start:start + chunk]
@@ -201,11 +210,11 @@ def _cross_evals(cfg: dict, prepared: dict[str, PreparedData], records: list[Mod
                     rel = str(Path("cross") / train_name / f"{r.network}-{r.member}" / f"fold{r.fold}" /
                               f"{eval_hash}-{r.key[:12]}.parquet")
                     r.extra_predictions.append(rel)
-                    outs.append(str(Path(storage) / rel))
+                    outs.append(join(storage, rel))
                 jobs.append(CrossEvalJob(
                     train_dataset=train_name, eval_dataset=eval_name, eval_prepared=str(prepared[eval_name].path),
                     classes=tuple(prepared[train_name].classes),
-                    model_dirs=tuple(str(Path(storage) / r.dir) for r in group), out_paths=tuple(outs),
+                    model_dirs=tuple(join(storage, r.dir) for r in group), out_paths=tuple(outs),
                     model_cfg=dict(cfg["model"]), image_size=int(cfg["image_size"]), device=device,
                     precision=precision))
     return jobs

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.errors import DatasetRootError
+from data_prep.prepared import PREPARED_DIR
+from orchestrator import remote
 from orchestrator.config import ConfigError, dump, epochs_for, resolve_device
 from orchestrator.progress import Progress
-from orchestrator.store import atomic_write_text, stable_hash
+from orchestrator.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
+                                pull_outputs, push_run, remove_dir, stable_hash, work_root)
 
 
 @dataclass
@@ -52,7 +55,9 @@ def check_inputs(cfg: dict, datasets: dict[str, str], prepared: dict[str, str]) 
         if not any(path.iterdir()):
             raise DatasetRootError(f"{name}: data set root {root} is empty")
     for name, directory in prepared.items():
-        if not (Path(directory) / "_SUCCESS").is_file():
+        if is_uri(directory):
+            remote.check(directory, write=False)
+        if not exists(join(directory, "_SUCCESS")):
             raise DatasetRootError(f"{name}: {directory} is not a finished prepared data set "
                                    f"(no _SUCCESS marker)")
 
@@ -64,6 +69,9 @@ def ensure_ray(storage: str, shared: bool = False):
     info = connect(os.environ.get("RAY_ADDRESS"))
     check_storage(storage, info.nodes, shared=shared, may_grow=info.autoscaling)
     return info
+
+
+SYNTHETIC_MTIME = 946684800           # 2000-01-01T00:00:00Z
 
 
 def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
@@ -79,6 +87,10 @@ def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
             if root.exists():
                 shutil.rmtree(root)                          # an unfinished earlier attempt
             synthesize(layout, str(root), **spec)
+            for path in root.rglob("*"):
+                # the files' times enter the prepared data's hash: fixed times make a regenerated
+                # set (another node's cache of a URI store) hash, and so reuse, the same
+                os.utime(path, (SYNTHETIC_MTIME, SYNTHETIC_MTIME), follow_symlinks=False)
             marker.write_text("ok\n")
         roots[name] = str(root)
     if not roots:
@@ -104,18 +116,43 @@ def _prep_settings(p: dict):
                         ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]))
 
 
-def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = ()) -> dict[str, str]:
-    """Raw roots -> prepared directories, all data sets in one Ray Data job."""
+def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = (),
+            this_node: bool = False, remote_store: str | None = None) -> dict[str, str]:
+    """Raw roots -> prepared directories under `storage`, all data sets in one Ray Data job
+    (`this_node`: on this machine's CPUs only, for inputs no other node sees). With
+    `remote_store` (a URI whose cache is `storage`), a data set already prepared there is
+    downloaded instead of prepared again."""
     from data_prep.pipeline import PrepRequest, prepare_datasets
     requests = [PrepRequest(name=name, layout=cfg["datasets"][name]["layout"], root=root,
                             settings=_prep_settings(prep_config(cfg, name, name in synthetic)),
                             options=dict(cfg["datasets"][name].get("options") or {}))
                 for name, root in datasets.items()]
-    infos = prepare_datasets(requests, storage)
+
+    def fetch(final: Path) -> bool:
+        from data_prep.schema import SUCCESS_MARKER
+        try:
+            remote.download_dir(join(remote_store, PREPARED_DIR, final.name), final, SUCCESS_MARKER)
+        except FileNotFoundError:              # not prepared there (yet)
+            return False
+        return True
+    infos = prepare_datasets(requests, storage, this_node=this_node, fetch=fetch if remote_store else None)
     for name, info in infos.items():
         log(f"prepared {name}: {info.n_ok} images, {info.n_rejected} rejected"
             f"{' (reused)' if info.reused else ''} -> {info.path}")
     return {name: info.path for name, info in infos.items()}
+
+
+def store_prepared(path: str, storage: str) -> str:
+    """Where a run's plan reads a prepared data set from: the directory itself when the store is
+    local; for a store at a URI, its copy under `<storage>/prepared/` (uploaded with _SUCCESS last
+    when not there yet), which every node can read. `path` is a directory or a URI."""
+    from data_prep.schema import SUCCESS_MARKER
+    if not is_uri(storage):
+        return path
+    target = join(storage, PREPARED_DIR, basename(path))
+    if path != target and not exists(join(target, SUCCESS_MARKER)):
+        remote.upload_dir(local_dir(path, SUCCESS_MARKER), target, marker=SUCCESS_MARKER)
+    return target
 
 
 def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
@@ -162,17 +199,19 @@ def versions() -> dict:
 
 
 def run(req: RunRequest, log=None) -> str:
-    """Execute a run; returns its directory (`<storage>/runs/<run_id>`)."""
+    """Execute a run; returns its directory (`<storage>/runs/<run_id>`; for a store at a URI, this
+    node's copy of it, already published to `<URI>/runs/<run_id>`)."""
     cfg = req.config
     storage = req.storage or cfg["storage"]
     executor = req.executor or cfg["executor"]
     if executor not in ("ray", "inline"):
         raise ConfigError(f"executor must be ray or inline, not {executor!r}")
     device = resolve_device(req.device or cfg["device"])
-    if "://" in storage:
-        raise ConfigError(f"storage {storage}: object-store URIs are not supported yet; use a path that "
-                          f"every node mounts (NFS) with --shared-storage")
-    storage = str(Path(storage).resolve())
+    if is_uri(storage):
+        remote.check(storage)        # unusable (scheme, credentials, network): stop now, in one line
+    else:
+        storage = str(Path(storage).resolve())
+    work = work_root(storage)        # files made here first: the store, or this node's cache of a URI
     progress_log = Progress(0, 0, 0)
     log = log or progress_log.note
     check_inputs(cfg, req.datasets, req.prepared)
@@ -183,25 +222,29 @@ def run(req: RunRequest, log=None) -> str:
         log(f"Ray at {info.address}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs")
     raw, synthetic = dict(req.datasets), []
     if not raw and not req.prepared:
-        raw = synthesize_defaults(cfg, storage, log)
+        raw = synthesize_defaults(cfg, str(work), log)
         synthetic = sorted(raw)
     prepared_dirs = dict(req.prepared)
     if raw:
-        prepared_dirs.update(prepare(cfg, raw, storage, log, tuple(synthetic)))
+        # synthetic faces generated into this node's cache of a URI store: no other node has them
+        prepared_dirs.update(prepare(cfg, raw, str(work), log, tuple(synthetic),
+                                     this_node=bool(synthetic) and is_uri(storage),
+                                     remote_store=storage if is_uri(storage) else None))
+    prepared_dirs = {name: store_prepared(path, storage) for name, path in prepared_dirs.items()}
 
-    from data_prep.prepared import load_prepared
     from orchestrator.plan import build_plan, precision_for
-    prepared = {name: load_prepared(path) for name, path in prepared_dirs.items()}
+    prepared = {name: open_prepared(path) for name, path in prepared_dirs.items()}
     pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
     identity = {"config": {k: v for k, v in cfg.items()
                            if k not in ("storage", "executor", "device", "storage_shared")},
-                "prepared": {k: Path(v).name for k, v in sorted(prepared_dirs.items())},
+                "prepared": {k: basename(v) for k, v in sorted(prepared_dirs.items())},
                 "precision": precision_for(cfg, device)}
     run_id = f"{cfg.get('name', 'run')}-{stable_hash(identity, 10)}"
     plan = build_plan(cfg, prepared, storage, device, run_id, pack_size)
     for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
-        shutil.rmtree(state_dir, ignore_errors=True)
-    run_dir = Path(storage) / "runs" / run_id
+        remove_dir(state_dir)
+    run_dir = work / "runs" / run_id
+    run_uri = join(storage, "runs", run_id) if is_uri(storage) else None
     run_dir.mkdir(parents=True, exist_ok=True)
     shrunk_reasons = shrunk_against_paper(cfg, list(prepared))
     if synthetic:
@@ -223,6 +266,8 @@ def run(req: RunRequest, log=None) -> str:
     atomic_write_text(run_dir / "config.yaml", dump(cfg))
     write_complexity(cfg, run_dir, tuple(len(d.classes) for d in prepared.values()))
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
+    if run_uri:
+        push_run(run_dir, run_uri)                  # a crashed run is visible at the URI too
 
     progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start)
     progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
@@ -240,6 +285,9 @@ def run(req: RunRequest, log=None) -> str:
                           gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
         from orchestrator.executors import run_cross_evals_ray
         run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(tr["gpus_per_pack"])))
+    if run_uri:
+        copied = pull_outputs(plan.run_plan, storage)   # what the analysis and the report read
+        progress.note(f"{copied} output files copied from {storage} to {work}")
     from orchestrator.analysis import gradcam_dataset
     for name in prepared:
         # on the driver, which may have no GPU: a few faces, cheap on a CPU
@@ -258,5 +306,8 @@ def run(req: RunRequest, log=None) -> str:
         "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
     })
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
-    progress.note(f"training done in {t_end - t_train:.0f} s; run directory {run_dir}")
+    if run_uri:
+        push_run(run_dir, run_uri)
+    progress.note(f"training done in {t_end - t_train:.0f} s; run directory {run_dir}"
+                  + (f" (published to {run_uri})" if run_uri else ""))
     return str(run_dir)

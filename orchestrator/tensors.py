@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from data_prep.prepared import PreparedData, load_prepared
+from data_prep.schema import SUCCESS_MARKER
+from orchestrator.store import local_dir
 
 
 @dataclass
@@ -44,10 +46,11 @@ def resize_uint8(images: np.ndarray, size: int, chunk: int = 512) -> torch.Tenso
 
 
 def device_data(path: str, image_size: int, device: str, classes: list[str] | None = None) -> DeviceData:
-    """The prepared data set at `path` on `device`, labels indexed by `classes` (default: its own)."""
+    """The prepared data set at `path` (a directory or a URI: read from this node's copy) on
+    `device`, labels indexed by `classes` (default: its own)."""
     key = (path, image_size, device, tuple(classes) if classes else None)
     if key not in _CACHE:
-        prepared = load_prepared(path)
+        prepared = load_prepared(local_dir(path, SUCCESS_MARKER))
         classes = list(classes or prepared.classes)
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index.get(lbl, -1) for lbl in prepared.labels], dtype=torch.int64)

@@ -13,10 +13,8 @@ import csv
 import io
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +28,8 @@ from models.packed import PackedNetwork
 from orchestrator.augment import AugmentSettings, apply_transforms, normalise_pixels, random_transforms
 from orchestrator.config import COMPILE_MODES
 from orchestrator.records import PREDICTION_SCHEMA
-from orchestrator.store import (DONE_FILE, build_dir_for, is_done, publish_dir,
-                                torch_save_atomic)
+from orchestrator.store import (DONE_FILE, build_dir_for, is_done, join, local_file, publish_dir,
+                                remove_dir, torch_save_atomic)
 from orchestrator.tensors import DeviceData, device_data
 
 CLASSIFY_STAGES = ("baseline", "head", "finetune")
@@ -293,7 +291,8 @@ def recalibrate_bn(job: PackJob, net: PackedNetwork, data: DeviceData, rows: lis
 def _load_upstream(net: PackedNetwork, models: list[ModelJob]) -> None:
     for i, m in enumerate(models):
         if m.upstream_dir:
-            state = torch.load(Path(m.upstream_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)
+            state = torch.load(local_file(join(m.upstream_dir, "checkpoint.pt")), map_location="cpu",
+                               weights_only=True)
             net.load_model_state(i, state, strict_heads=False)
 
 
@@ -402,9 +401,10 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     last_epoch = torch.zeros(n_models, dtype=torch.int64)
     history: list[list[dict]] = [[] for _ in models]
     start_epoch = 0
-    state_path = Path(job.state_dir) / "state.pt"
-    if state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+    state_path = join(job.state_dir, "state.pt")
+    saved_file = local_file(state_path, fresh=True, missing_ok=True)     # a URI: this node's copy
+    if saved_file is not None:
+        saved = torch.load(saved_file, map_location="cpu", weights_only=False)
         if saved.get("keys") == [m.key for m in models]:
             net.load_state_dict(saved["net"])
             opt.load_state_dict(saved["opt"])
@@ -519,7 +519,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     net.eval()
     test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
     _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist())
-    shutil.rmtree(job.state_dir, ignore_errors=True)
+    remove_dir(job.state_dir)
     seconds = time.time() - t0
     return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
                       images_seen, setup)

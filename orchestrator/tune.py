@@ -20,7 +20,7 @@ from pathlib import Path
 from orchestrator.config import (NETWORKS, STAGES, TRANSFER_STAGES, ConfigError, epochs_for,
                                  find_config, load_config, parse_value, resolve_device)
 from orchestrator.search_space import Space, numeric_space, parse_space, sample_points
-from orchestrator.store import is_done, stable_hash
+from orchestrator.store import basename, is_done, is_uri, join, local_file, stable_hash, work_root
 
 WHOLE_PACK = 1_000_000          # pack size that holds every model of a network in one pack
 
@@ -52,8 +52,8 @@ class SweepSetup:
     """What a trial needs to build its pack (small and picklable: it travels to every trial)."""
     config: dict
     dataset: str
-    prepared_dir: str
-    storage: str
+    prepared_dir: str             # a directory, or a URI under a store at one
+    storage: str                  # storage root: a path or a URI
     device: str
     network: str
     stage: str
@@ -109,11 +109,11 @@ def point_config(setup: SweepSetup, point: dict) -> dict:
 
 def point_plan(setup: SweepSetup, point: dict):
     """(plan, the stage's PackJob or None when all its models are finished, their output dirs)."""
-    from data_prep.prepared import load_prepared
     from orchestrator.plan import build_plan
-    plan = build_plan(point_config(setup, point), {setup.dataset: load_prepared(setup.prepared_dir)},
+    from orchestrator.store import open_prepared
+    plan = build_plan(point_config(setup, point), {setup.dataset: open_prepared(setup.prepared_dir)},
                       setup.storage, setup.device, "tune", WHOLE_PACK)
-    out_dirs = [str(Path(setup.storage) / r.stage_dirs[setup.stage]) for r in plan.run_plan.models
+    out_dirs = [join(setup.storage, r.stage_dirs[setup.stage]) for r in plan.run_plan.models
                 if r.network == setup.network]
     job = next((j for chain in plan.chains for j in chain if j.stage.stage == setup.stage), None)
     return plan, job, out_dirs
@@ -150,7 +150,7 @@ def pretrain_earlier_stages(setup: SweepSetup, points: list[dict], tr: dict, log
 
 
 def read_history(out_dir: str) -> list[dict]:
-    with open(Path(out_dir) / "history.csv", newline="") as fh:
+    with open(local_file(join(out_dir, "history.csv")), newline="") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -216,21 +216,26 @@ def trial(config: dict, setup: SweepSetup) -> None:
 
 
 def _prepare_data(req: SweepRequest, cfg: dict, storage: str, log) -> str:
-    """The chosen data set's prepared directory, made exactly as `partfer run` makes it."""
-    from orchestrator.runner import check_inputs, ensure_ray, prepare, synthesize_defaults
+    """The chosen data set's prepared directory (a URI in a store at one), made exactly as
+    `partfer run` makes it."""
+    from orchestrator.runner import check_inputs, ensure_ray, prepare, store_prepared, synthesize_defaults
     check_inputs(cfg, req.datasets, req.prepared)
     if req.dataset in req.prepared:
-        return str(Path(req.prepared[req.dataset]).resolve())
+        given = req.prepared[req.dataset]
+        return store_prepared(given if is_uri(given) else str(Path(given).resolve()), storage)
+    work = str(work_root(storage))
     raw, synthetic = dict(req.datasets), ()
     if not raw and not req.prepared:
-        raw = synthesize_defaults(cfg, storage, log)
+        raw = synthesize_defaults(cfg, work, log)
         synthetic = tuple(sorted(raw))
     if req.dataset not in raw:
         given = sorted(set(req.datasets) | set(req.prepared) | set(raw))
         raise SweepError(f"data set {req.dataset!r} is not among those given ({', '.join(given) or 'none'})")
     ensure_ray(storage, bool(cfg.get("storage_shared", False)))
-    dirs = prepare(cfg, {req.dataset: raw[req.dataset]}, storage, log, synthetic)
-    return str(Path(dirs[req.dataset]).resolve())
+    dirs = prepare(cfg, {req.dataset: raw[req.dataset]}, work, log, synthetic,
+                   this_node=bool(synthetic) and is_uri(storage),
+                   remote_store=storage if is_uri(storage) else None)
+    return store_prepared(str(Path(dirs[req.dataset]).resolve()), storage)
 
 
 def _resources(cluster: dict, device: str, gpus_per_trial: float, max_concurrent: int | None):
@@ -252,7 +257,12 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     cfg = load_config(req.config, req.overrides)
     check_request(req, cfg)
     spaces = parse_spaces(req)
-    storage = str(Path(cfg["storage"]).resolve())
+    storage = cfg["storage"]
+    if is_uri(storage):
+        from orchestrator.remote import check
+        check(storage)
+    else:
+        storage = str(Path(storage).resolve())
     device = resolve_device(cfg["device"])
     prepared_dir = _prepare_data(req, cfg, storage, log)
     from orchestrator.runner import ensure_ray
@@ -261,8 +271,8 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
                        device=device, network=req.network, stage=req.stage)
     points = sample_points(spaces, req.samples, int(cfg["seed"]))
     sweep_id = (f"{req.dataset}-{req.network}-{req.stage}-"
-                f"{stable_hash([cfg, Path(prepared_dir).name, device, points, req.scheduler], 10)}")
-    sweep_dir = Path(storage) / "tune" / sweep_id
+                f"{stable_hash([cfg, basename(prepared_dir), device, points, req.scheduler], 10)}")
+    sweep_dir = work_root(storage) / "tune" / sweep_id       # the summary: published below for a URI
     log(f"sweep {sweep_id}: {len(points)} trials of {req.network} {req.stage} on {req.dataset} ({device})")
     pretrained = pretrain_earlier_stages(setup, points, cfg["train"], log)
 
@@ -279,7 +289,7 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
         param_space={"point": tune.grid_search(points)},
         tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler,
                                     num_samples=1, max_concurrent_trials=concurrent),
-        run_config=tune.RunConfig(storage_path=str(Path(storage) / "tune"), name=sweep_id, verbose=1),
+        run_config=tune.RunConfig(storage_path=join(storage, "tune"), name=sweep_id, verbose=1),
     )
     t0 = time.time()
     grid = tuner.fit()
@@ -287,6 +297,10 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     rows = collect_rows(grid, lambda point: point_plan(setup, point)[2], max_t)
     best = pick_best(rows)
     files = write_outputs(sweep_dir, rows, best, req, find_config(req.config).resolve(), storage)
+    if is_uri(storage):
+        from orchestrator.remote import upload_dir
+        upload_dir(sweep_dir, join(storage, "tune", sweep_id))
+        log(f"sweep summary published to {join(storage, 'tune', sweep_id)}")
     return SweepResult(sweep_dir=str(sweep_dir), rows=rows, best=best, pretrained=pretrained, files=files)
 
 

@@ -25,7 +25,8 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
         "report", help="rebuild tables, confusion matrices, figures, report.md and report.html",
         description="Rebuild every table, confusion matrix, figure, report.md and report.html of "
                     "a run directory from plan.json and the files it points to.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds plan.json)")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds plan.json); "
+                        "through `partfer`, also its URI when the store is an object store")
     parser.add_argument("--embed-images", action="store_true",
                         help="put the figures into report.html as base64 data (one file to send "
                              "around) instead of linking them relatively")

@@ -72,6 +72,10 @@ def test_check_storage():
         check_storage("/data/store", 3)
     with pytest.raises(StorageNotSharedError, match="autoscaling"):
         check_storage("/data/store", 1, may_grow=True)
+    with pytest.raises(StorageNotSharedError, match="file:///data/store is a local path"):
+        check_storage("file:///data/store", 2)                         # a URI of this machine's disk
+    check_storage("file:///nfs/partfer", 5, shared=True)
+    check_storage("abfs://container@account.dfs.core.windows.net/partfer", 5)
     assert issubclass(StorageNotSharedError, ValueError)
 
 
