@@ -10,7 +10,11 @@ The state-dict keys are therefore the same for both (only the channel counts dif
 
 Grayscale input: the paper repeats the grey channel 3 times, and a conv over 3 identical channels
 equals a conv over 1 channel whose weight is summed over the input channels. A 1-channel input
-(per model) takes that path; weights stay stored with 3 input channels so checkpoints match.
+(per model) takes that path on a CPU ("fold"); packs on CUDA hand cuDNN the 3 copies instead
+("repeat", see ConvBlock.grey_mode). Weights stay stored with 3 input channels so checkpoints match.
+
+Every forward takes an optional `models` index: the input then holds only those models' channels
+and only their weights and BN statistics are used (a pack computing only its unstopped models).
 """
 from __future__ import annotations
 

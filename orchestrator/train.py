@@ -122,23 +122,25 @@ def _pad_rows(rows: list[tuple[int, ...]], device) -> tuple[torch.Tensor, torch.
     return index.to(device), mask.to(device)
 
 
+@dataclass(frozen=True)
 class _Targets:
-    """Per-model landmark target gathering: model m regresses the flat coordinates of its region."""
+    """Per-model landmark target gathering: model m regresses the flat coordinates of its region.
 
-    def __init__(self, models: list[ModelJob], device):
+    index, mask: (M, Lmax) flat coordinate indices of each model's region, and which are real."""
+    index: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def for_models(cls, models: list[ModelJob], device) -> "_Targets":
         flat = []
         for m in models:
             pts = region_indices(m.region) if m.region else []
             flat.append([2 * p + c for p in pts for c in (0, 1)])
-        self.index, self.mask = _pad_rows([tuple(f) for f in flat], device)
+        return cls(*_pad_rows([tuple(f) for f in flat], device))
 
     def subset(self, models: torch.Tensor | None) -> "_Targets":
         """The same targets for the chosen models only (all of them when models is None)."""
-        if models is None:
-            return self
-        out = object.__new__(_Targets)
-        out.index, out.mask = self.index[models], self.mask[models]
-        return out
+        return self if models is None else _Targets(self.index[models], self.mask[models])
 
     def gather(self, landmarks: torch.Tensor) -> torch.Tensor:
         """landmarks (M, B, 68, 2) -> (B, M, Lmax) targets (zeros where padded)."""
@@ -364,7 +366,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     data = device_data(job.prepared_dir, job.image_size, job.device, list(job.classes))
     st = job.stage
     n_models = len(models)
-    targets = _Targets(models, device) if st.stage != "baseline" else None
+    targets = _Targets.for_models(models, device) if st.stage != "baseline" else None
 
     net = build_network(job, models)
     _load_upstream(net, models)
