@@ -395,7 +395,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     active = torch.ones(n_models, dtype=torch.bool)
     # The models the forward pass computes: always a superset of the active ones. A stopped model
     # costs as much as a training one while it is computed, so the set is cut down to the active
-    # models whenever half of it has stopped (at most log2(M) different shapes for cuDNN to tune).
+    # models whenever half of it has stopped: at most log2(M) shapes, each of which costs time
+    # under train.compile or cuDNN autotuning.
     computed = torch.arange(n_models)
     last_val = {"loss": torch.full((n_models,), float("nan")), "acc": torch.full((n_models,), float("nan"))}
     best_loss = torch.full((n_models,), float("inf"))
