@@ -19,6 +19,9 @@ Variants (--variants, comma list or `all`):
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
+    small               a tenth of --pack: what is left of a pack once early-stopped models left it
+    small-x3            three such packs at once, in threads on their own CUDA streams (the inline
+                        executor with train.gpus_per_pack 0.33)
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
@@ -52,7 +55,7 @@ PAPER_IMAGE_STEPS = 75e6
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
 ALL = ("naive", "naive-bf16", "packed", "packed-fold", "packed-nchw", "packed-nobench", "packed-x2",
-       "packed-compile-ro", "packed-compile")
+       "packed-compile-ro", "packed-compile", "small", "small-x3")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
@@ -67,6 +70,8 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "packed-x2": dict(models=2 * pack, precision=bf16, channels_last=True),
         "packed-compile": dict(models=pack, precision=bf16, channels_last=True, compile="default"),
         "packed-compile-ro": dict(models=pack, precision=bf16, channels_last=True, compile="reduce-overhead"),
+        "small": dict(models=max(1, pack // 10), precision=bf16, channels_last=True),
+        "small-x3": dict(models=max(1, pack // 10), precision=bf16, channels_last=True, concurrent=3),
     }
     if name not in table:
         raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL)}")
@@ -121,24 +126,45 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
 
 def measure(name: str, n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
             precision: str, channels_last: bool, compile: str | None = None,
-            cudnn_benchmark: bool = True, grey_mode: str = "auto") -> dict:
+            cudnn_benchmark: bool = True, grey_mode: str = "auto", concurrent: int = 1) -> dict:
+    """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream."""
+    import threading
     if device == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    step = make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode)
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    warmup_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    rate = n_models * batch * steps / seconds
-    return {"variant": name, "models": n_models, "precision": precision, "channels_last": channels_last,
+    steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode)
+                for _ in range(concurrent)]
+
+    def run(step, n: int) -> None:
+        if device != "cuda":
+            for _ in range(n):
+                step()
+            return
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            for _ in range(n):
+                step()
+        stream.synchronize()
+
+    def timed(n: int) -> float:
+        t0 = time.perf_counter()
+        if concurrent == 1:
+            run(steppers[0], n)
+        else:
+            threads = [threading.Thread(target=run, args=(step, n)) for step in steppers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    warmup_s = timed(warmup)
+    seconds = timed(steps)
+    rate = concurrent * n_models * batch * steps / seconds
+    return {"variant": name, "models": n_models, "concurrent": concurrent, "precision": precision,
+            "channels_last": channels_last,
             "compile": compile, "grey_mode": grey_mode, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
             "warmup_s": round(warmup_s, 1),
@@ -169,6 +195,9 @@ def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: in
         ours, theirs = [], []
         for name, p in net.named_parameters():
             grad = packed_params[name].grad
+            if grad is None:         # a conv bias in front of training-mode BN: no gradient
+                assert p.grad is None, name
+                continue
             if name.startswith("extractor."):
                 g = model_view(grad, n_models)[m]
             elif name.endswith("weight"):             # heads: (M, in, out) packed, (out, in) plain
@@ -193,16 +222,28 @@ def profile(device: str, image_size: int, batch: int, pack: int, rows: int = 25)
         step()
     _sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with torch_profile(activities=activities) as prof:
+    with torch_profile(activities=activities, record_shapes=True) as prof:
         for _ in range(5):
             step()
         _sync(device)
     averages = prof.key_averages()
     key = "self_cpu_time_total"
+    total_key = "cpu_time_total"
     if device == "cuda":
         key = next((k for k in ("self_device_time_total", "self_cuda_time_total")
                     if averages and hasattr(averages[0], k)), "self_cpu_time_total")
-    return averages.table(sort_by=key, row_limit=rows, max_name_column_width=70)
+        total_key = key.replace("self_", "")
+    kernels = averages.table(sort_by=key, row_limit=rows, max_name_column_width=70)
+    # each convolution by its input shapes: which layer pays for the layout transforms
+    by_shape = [e for e in prof.key_averages(group_by_input_shape=True)
+                if e.key in ("aten::cudnn_convolution", "aten::convolution_backward", "aten::_convolution",
+                             "aten::mkldnn_convolution", "aten::max_pool2d_with_indices_backward",
+                             "aten::native_batch_norm", "aten::native_batch_norm_backward")]
+    by_shape.sort(key=lambda e: -getattr(e, total_key, 0.0))
+    lines = [f"{'op':<42} {'total ms (5 steps)':>18} {'calls':>6}  input shapes"]
+    for e in by_shape[:24]:
+        lines.append(f"{e.key:<42} {getattr(e, total_key, 0.0) / 1000:>18.2f} {e.count:>6}  {str(e.input_shapes)[:150]}")
+    return kernels + "\n" + "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -252,7 +293,7 @@ def main(argv=None) -> int:
             save()
             continue
         out["results"].append(r)
-        print(f"  {name:<18} M={r['models']:<4} {r['images_per_s']:>9.1f} img/s {r['step_ms']:>8.2f} ms/step "
+        print(f"  {name:<18} M={r['models']:<4}x{r['concurrent']} {r['images_per_s']:>9.1f} img/s {r['step_ms']:>8.2f} ms/step "
               f"(warm-up {r['warmup_s']} s)" + (f" peak {r['peak_gpu_mb']} MB" if r["peak_gpu_mb"] else ""),
               flush=True)
         if args.profile and name == "packed":    # before the slow compile variants, which a limit may cut

@@ -53,9 +53,15 @@ class ConvBlock(nn.Module):
         """The chosen models' rows of a model-major tensor (all of it when models is None)."""
         return t if models is None else t.unflatten(0, (self.n_models, -1))[models].flatten(0, 1)
 
-    def _conv(self, conv: nn.Conv2d, x: torch.Tensor, models: torch.Tensor | None, first: bool) -> torch.Tensor:
+    def _all(self, models: torch.Tensor | None):
+        """An index over the model axis: the chosen models, or all of them."""
+        return slice(None) if models is None else models
+
+    def _conv(self, conv: nn.Conv2d, x: torch.Tensor, models: torch.Tensor | None, first: bool,
+              bias: bool = True) -> torch.Tensor:
         groups = self.n_models if models is None else len(models)
-        weight, bias = self._weights(conv.weight, models), self._weights(conv.bias, models)
+        weight = self._weights(conv.weight, models)
+        bias_t = self._weights(conv.bias, models) if bias and conv.bias is not None else None
         if first and self.in_channels > 1 and x.shape[1] == groups:
             # One grey channel per model stands for in_channels identical copies.
             mode = self.grey_mode
@@ -71,31 +77,71 @@ class ConvBlock(nn.Module):
                 b, _, h, w = x.shape
                 x = x.unsqueeze(2).expand(b, groups, self.in_channels, h, w).reshape(
                     b, groups * self.in_channels, h, w)
-        if weight is conv.weight:
+        if weight is conv.weight and bias_t is conv.bias:
             return conv(x)         # the module itself, so forward hooks (FLOP counting) see it
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+        return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
 
-    def _bn(self, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
-        if models is None:
-            return bn(x)
-        # A subset of the models: normalise with (and update) only their statistics.
-        mean, var = self._weights(bn.running_mean, models), self._weights(bn.running_var, models)
+    def _conv_bn(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
+                 first: bool) -> torch.Tensor:
+        """conv -> BN. In training mode the conv bias is not added to the activation: BN subtracts
+        the batch mean, which cancels a per-channel constant exactly (same output, and the bias
+        gets no gradient either way), so the full-size add and its backward are skipped. The bias
+        still enters the running mean, updated as if it had been added, so eval mode and the
+        checkpoints are those of the plain network."""
+        if not (bn.training and bn.track_running_stats):
+            return self._bn(bn, self._conv(conv, x, models, first), models, None)
+        return self._bn(bn, self._conv(conv, x, models, first, bias=False), models,
+                        self._weights(conv.bias, models) if conv.bias is not None else None)
+
+    def _bn(self, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
+            shift: torch.Tensor | None) -> torch.Tensor:
+        """BatchNorm over the chosen models' channels. shift: a per-channel constant left out of x
+        that the running mean must still see (the conv bias, see _conv_bn)."""
+        if not (bn.training and bn.track_running_stats):
+            if models is None:
+                return bn(x)
+            return F.batch_norm(x, self._weights(bn.running_mean, models), self._weights(bn.running_var, models),
+                                self._weights(bn.weight, models), self._weights(bn.bias, models),
+                                False, 0.0, bn.eps)
+        # the factor nn.BatchNorm2d would use (a cumulative average when momentum is None)
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        if models is None and shift is None:
+            mean, var = bn.running_mean, bn.running_var        # updated in place by F.batch_norm
+        else:
+            # fresh tensors, updated by F.batch_norm, then written back; autograd may keep them,
+            # so they are not changed after the call
+            mean, var = self._weights(bn.running_mean, models), self._weights(bn.running_var, models)
+            if shift is not None:
+                # the running mean of (x + shift) is the running mean of x, plus shift
+                mean = mean - shift.detach().to(mean.dtype)
+            if mean is bn.running_mean:
+                mean = mean.clone()
+            if var is bn.running_var:
+                var = var.clone()
         out = F.batch_norm(x, mean, var, self._weights(bn.weight, models), self._weights(bn.bias, models),
-                           bn.training, bn.momentum, bn.eps)
-        if bn.training:
+                           True, factor, bn.eps)
+        if mean is not bn.running_mean:
             with torch.no_grad():
-                bn.running_mean.unflatten(0, (self.n_models, -1))[models] = mean.view(len(models), -1)
-                bn.running_var.unflatten(0, (self.n_models, -1))[models] = var.view(len(models), -1)
+                new_mean = mean + shift.detach().to(mean.dtype) if shift is not None else mean
+                bn.running_mean.unflatten(0, (self.n_models, -1))[self._all(models)] = new_mean.view(-1, self.out_channels)
+                bn.running_var.unflatten(0, (self.n_models, -1))[self._all(models)] = var.view(-1, self.out_channels)
         return out
 
-    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None, pooled: bool = False) -> torch.Tensor:
         """The block's activation BEFORE pooling (what Grad-CAM reads); self.pool follows it.
 
         models: indices of the models whose channels x holds (default: all n_models), so a pack
         whose other models stopped computes only the ones still training.
+        pooled: return the pooled activation instead. The last ReLU then runs after the pool, on a
+        quarter of the pixels: max-pool and ReLU commute (both monotone), ties and gradients
+        included, so the result is the same as pooling the returned activation.
         """
-        x = F.relu(self._bn(self.bn1, self._conv(self.conv1, x, models, first=True), models))
-        return F.relu(self._bn(self.bn2, self._conv(self.conv2, x, models, first=False), models))
+        x = F.relu(self._conv_bn(self.conv1, self.bn1, x, models, first=True), inplace=True)
+        x = self._conv_bn(self.conv2, self.bn2, x, models, first=False)
+        if pooled:
+            return F.relu(self.pool(x), inplace=True)
+        return F.relu(x, inplace=True)
 
     @torch.no_grad()
     def reset_model_(self, m: int, generator: torch.Generator | None) -> None:
@@ -186,7 +232,7 @@ class FeatureExtractor(nn.Module):
         n = self.n_models if models is None else len(models)
         self._check_input(x, n)
         for block in self.blocks[:-1]:
-            x = block.pool(block(x, models))
+            x = block(x, models, pooled=True)
         last = self.blocks[-1]
         maps = last(x, models)
         if model_axis:

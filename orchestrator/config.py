@@ -135,12 +135,24 @@ def validate(cfg: dict) -> None:
     compile_mode = compile_mode_of(cfg)
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
+    gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
+    if not 0 < gpus <= 1:
+        raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
     for name, ds in cfg["datasets"].items():
         missing = [s for s in STAGES if s not in ds.get("epochs", {})]
         if missing:
             raise ConfigError(f"datasets.{name}.epochs lacks {missing}")
         if ds.get("protocol") not in ("loso", "kfold", "holdout"):
             raise ConfigError(f"datasets.{name}.protocol must be loso, kfold or holdout")
+
+
+def packs_per_gpu(cfg: dict) -> int:
+    """How many packs share one GPU: 1 / train.gpus_per_pack, rounded down.
+
+    Ray reads the fraction itself (num_gpus per task); the inline executor runs this many pack
+    chains at once in threads, each on its own CUDA stream, so a pack whose early-stopped models
+    left the computation does not leave the GPU idle."""
+    return max(1, int(1.0 / float(cfg["train"].get("gpus_per_pack", 1.0)) + 1e-6))
 
 
 def resolve_device(requested: str) -> str:

@@ -13,17 +13,70 @@ from orchestrator.progress import Progress
 from orchestrator.train import PackJob, PackResult, run_pack
 
 
-def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | None = None) -> list[PackResult]:
+def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | None = None,
+               concurrent: int = 1) -> list[PackResult]:
+    """Run every chain in this process; `concurrent` chains at a time (threads).
+
+    One pack rarely fills a GPU for its whole life: early-stopped models leave the computation and
+    its last epochs run a few models. Concurrent chains fill those gaps; each thread issues its
+    packs on its own CUDA stream, so their kernels overlap instead of queueing on one. A pack's
+    randomness is its own generator's, so results do not depend on `concurrent`. A failed pack
+    stops its chain and starts no new chain; the packs running finish, then its error is raised.
+    """
     import torch
     if threads:
         torch.set_num_threads(threads)
+    if concurrent <= 1 or len(chains) <= 1:
+        results = []
+        for chain in chains:
+            results.extend(_run_chain(chain, progress))
+        return results
+
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    failed = threading.Event()
+
+    def worker(chain: list[PackJob]) -> list[PackResult]:
+        if failed.is_set():
+            return []
+        device = torch.device(chain[0].device)
+        if device.type != "cuda":
+            return _run_chain(chain, progress, failed)
+        stream = torch.cuda.Stream(device)
+        try:
+            with torch.cuda.stream(stream):
+                return _run_chain(chain, progress, failed)
+        finally:
+            stream.synchronize()
+
+    with ThreadPoolExecutor(max_workers=min(concurrent, len(chains)), thread_name_prefix="pack") as pool:
+        futures = [pool.submit(worker, chain) for chain in chains]   # longest chains first (plan)
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.extend(future.result())
+            except BaseException as exc:     # noqa: BLE001 - re-raised below, after the others end
+                failed.set()
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _run_chain(chain: list[PackJob], progress: Progress, failed=None) -> list[PackResult]:
     results = []
-    for chain in chains:
-        for job in chain:
+    for job in chain:
+        if failed is not None and failed.is_set():
+            break                              # another chain failed: finish no more packs
+        try:
             progress.started(job)
             result = run_pack(job, log=progress.note)
-            progress.finished(job, result)
-            results.append(result)
+        except BaseException:
+            if failed is not None:
+                failed.set()
+            raise
+        progress.finished(job, result)
+        results.append(result)
     return results
 
 

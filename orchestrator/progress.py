@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -20,17 +21,23 @@ class Progress:
         self.start = start or time.time()
         self.stream = stream or sys.stderr
         self.images = 0
+        self._lock = threading.RLock()      # packs may finish in several threads (inline executor)
         if already_done:
             self._print(f"{already_done} model-stages already finished in the store: skipped")
 
     def _print(self, text: str) -> None:
-        print(f"[partfer {_clock(time.time() - self.start)}] {text}", file=self.stream, flush=True)
+        with self._lock:
+            print(f"[partfer {_clock(time.time() - self.start)}] {text}", file=self.stream, flush=True)
 
     def started(self, job) -> None:
         self._print(f"start  {job.dataset:<8} {job.stage.stage:<8} pack of {len(job.models)} models "
                     f"({job.stage.max_epochs} epochs max)")
 
     def finished(self, job, result) -> None:
+        with self._lock:
+            self._finished(job, result)
+
+    def _finished(self, job, result) -> None:
         self.packs_done += 1
         self.done += result.trained
         self.images += result.images

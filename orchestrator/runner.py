@@ -15,7 +15,7 @@ from pathlib import Path
 from data_prep.errors import DatasetRootError
 from data_prep.prepared import PREPARED_DIR
 from orchestrator import remote
-from orchestrator.config import ConfigError, dump, epochs_for, resolve_device
+from orchestrator.config import ConfigError, dump, epochs_for, packs_per_gpu, resolve_device
 from orchestrator.progress import Progress
 from orchestrator.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
                                 pull_outputs, push_run, remove_dir, stable_hash, work_root)
@@ -29,6 +29,16 @@ class RunRequest:
     storage: str | None = None
     executor: str | None = None
     device: str | None = None
+
+
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def parse_assignments(text: str | None, flag: str) -> dict[str, str]:
@@ -224,7 +234,8 @@ def run(req: RunRequest, log=None) -> str:
     if not raw and not req.prepared:
         raw = synthesize_defaults(cfg, str(work), log)
         synthetic = sorted(raw)
-    prepared_dirs = dict(req.prepared)
+    # a relative local path would later be read against the store's root (plan.json, results/)
+    prepared_dirs = {name: path if is_uri(path) else os.path.abspath(path) for name, path in req.prepared.items()}
     if raw:
         # synthetic faces generated into this node's cache of a URI store: no other node has them
         prepared_dirs.update(prepare(cfg, raw, str(work), log, tuple(synthetic),
@@ -275,7 +286,8 @@ def run(req: RunRequest, log=None) -> str:
     t_train = time.time()
     if executor == "inline":
         from orchestrator.executors import run_inline
-        results = run_inline(plan.chains, progress)
+        results = run_inline(plan.chains, progress,
+                             concurrent=packs_per_gpu(cfg) if device.startswith("cuda") else 1)
         from orchestrator.executors import run_cross_evals_inline
         run_cross_evals_inline(plan.cross_evals, progress)
     else:
@@ -300,10 +312,13 @@ def run(req: RunRequest, log=None) -> str:
         "train_seconds": round(t_end - t_train, 1),
         "trained_model_stages": sum(r.trained for r in results),
         "train_images": sum(r.images for r in results),
-        # time inside packs (setup included) vs the training phase's wall time: the rest is
-        # scheduling, i.e. devices idle between packs
+        # time inside packs (setup included), summed, and the wall time during which at least
+        # one pack ran (packs may overlap): the rest of the training phase is scheduling, i.e.
+        # devices idle between packs, plus the cross-data-set tests and Grad-CAM
         "pack_seconds": round(sum(r.seconds for r in results), 1),
+        "pack_busy_seconds": round(busy_seconds([(r.started, r.started + r.seconds) for r in results]), 1),
         "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
+        "packs_per_gpu": packs_per_gpu(cfg) if device.startswith("cuda") else 1,
     })
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
     if run_uri:

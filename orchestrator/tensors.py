@@ -5,6 +5,7 @@ so training never waits on a data loader.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ class DeviceData:
 
 
 _CACHE: dict[tuple, DeviceData] = {}
+_CACHE_LOCK = threading.Lock()      # packs of one process may run in threads (inline executor)
 
 
 def resize_uint8(images: np.ndarray, size: int, chunk: int = 512) -> torch.Tensor:
@@ -49,19 +51,28 @@ def device_data(path: str, image_size: int, device: str, classes: list[str] | No
     """The prepared data set at `path` (a directory or a URI: read from this node's copy) on
     `device`, labels indexed by `classes` (default: its own)."""
     key = (path, image_size, device, tuple(classes) if classes else None)
-    if key not in _CACHE:
-        prepared = load_prepared(local_dir(path, SUCCESS_MARKER))
-        classes = list(classes or prepared.classes)
-        index = {c: i for i, c in enumerate(classes)}
-        labels = torch.tensor([index.get(lbl, -1) for lbl in prepared.labels], dtype=torch.int64)
-        _CACHE[key] = DeviceData(
-            prepared=prepared,
-            images=resize_uint8(prepared.images, image_size).to(device),
-            landmarks=torch.from_numpy(np.ascontiguousarray(prepared.landmarks, dtype=np.float32)).to(device),
-            labels=labels.to(device),
-            classes=classes,
-        )
-    return _CACHE[key]
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load(path, image_size, device, classes)
+        return _CACHE[key]
+
+
+def _load(path: str, image_size: int, device: str, classes: list[str] | None) -> DeviceData:
+    prepared = load_prepared(local_dir(path, SUCCESS_MARKER))
+    classes = list(classes or prepared.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = torch.tensor([index.get(lbl, -1) for lbl in prepared.labels], dtype=torch.int64)
+    data = DeviceData(
+        prepared=prepared,
+        images=resize_uint8(prepared.images, image_size).to(device),
+        landmarks=torch.from_numpy(np.ascontiguousarray(prepared.landmarks, dtype=np.float32)).to(device),
+        labels=labels.to(device),
+        classes=classes,
+    )
+    if data.images.is_cuda:
+        # the copies ran on this thread's stream; packs on other streams read them next
+        torch.cuda.current_stream(data.images.device).synchronize()
+    return data
 
 
 def clear_cache() -> None:

@@ -95,6 +95,7 @@ class PackResult:
     seconds: float
     images: int                   # training images processed, summed over models
     setup_seconds: float = 0.0
+    started: float = 0.0          # wall clock (time.time()) when the pack began
 
 
 def model_kwargs(cfg: dict) -> dict:
@@ -354,7 +355,7 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     t0 = time.time()
     models = [m for m in job.models if not is_done(m.out_dir)]
     if not models:
-        return PackResult(job.stage.stage, [m.key for m in job.models], 0, [], 0.0, 0)
+        return PackResult(job.stage.stage, [m.key for m in job.models], 0, [], 0.0, 0, started=t0)
     if job.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device(job.device)
@@ -525,4 +526,4 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     remove_dir(job.state_dir)
     seconds = time.time() - t0
     return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
-                      images_seen, setup)
+                      images_seen, setup, started=t0)
