@@ -16,6 +16,8 @@ Variants (--variants, comma list or `all`):
     packed-nchw         the same in NCHW
     packed-nobench      the same with cudnn.benchmark off
     packed-fold         the grey first conv as a folded 1-channel conv (PyTorch's depthwise kernels)
+    packed-nosplit      widening grouped convs (16 -> 32 per model) as one conv, not split into square ones
+    packed-greypad      the grey first conv fed zero-padded to 16 channels per model (a square conv)
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -54,7 +56,7 @@ PAPER_IMAGE_STEPS = 75e6
 # over 300 epochs for each of Baseline, FTL and EL.
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
-ALL = ("naive", "naive-bf16", "packed", "packed-fold", "packed-nchw", "packed-nobench", "packed-x2",
+ALL = ("naive", "naive-bf16", "packed", "packed-nosplit", "packed-greypad", "packed-fold", "packed-nchw", "packed-nobench", "packed-x2",
        "packed-compile-ro", "packed-compile", "small", "small-x3")
 
 
@@ -67,6 +69,8 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "packed-nchw": dict(models=pack, precision=bf16, channels_last=False),
         "packed-nobench": dict(models=pack, precision=bf16, channels_last=True, cudnn_benchmark=False),
         "packed-fold": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fold"),
+        "packed-nosplit": dict(models=pack, precision=bf16, channels_last=True, split_mode="off"),
+        "packed-greypad": dict(models=pack, precision=bf16, channels_last=True, grey_mode="pad"),
         "packed-x2": dict(models=2 * pack, precision=bf16, channels_last=True),
         "packed-compile": dict(models=pack, precision=bf16, channels_last=True, compile="default"),
         "packed-compile-ro": dict(models=pack, precision=bf16, channels_last=True, compile="reduce-overhead"),
@@ -85,7 +89,7 @@ def _sync(device: str) -> None:
 
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
-              n_images: int = 2048, n_classes: int = 7):
+              split_mode: str = "auto", n_images: int = 2048, n_classes: int = 7):
     """A closure doing one training step of an M-model pack, as orchestrator.train does it."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -93,7 +97,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     labels = torch.randint(0, n_classes, (n_images,), device=dev)
     net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models))).to(dev)
     for block in net.extractor.blocks:
-        block.grey_mode = grey_mode
+        block.grey_mode, block.split_mode = grey_mode, split_mode
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
@@ -126,15 +130,16 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
 
 def measure(name: str, n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
             precision: str, channels_last: bool, compile: str | None = None,
-            cudnn_benchmark: bool = True, grey_mode: str = "auto", concurrent: int = 1) -> dict:
+            cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
+            concurrent: int = 1) -> dict:
     """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream."""
     import threading
     if device == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode)
-                for _ in range(concurrent)]
+    steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
+                          split_mode) for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
         if device != "cuda":
@@ -165,7 +170,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     rate = concurrent * n_models * batch * steps / seconds
     return {"variant": name, "models": n_models, "concurrent": concurrent, "precision": precision,
             "channels_last": channels_last,
-            "compile": compile, "grey_mode": grey_mode, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
+            "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
             "warmup_s": round(warmup_s, 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None}

@@ -10,8 +10,15 @@ The state-dict keys are therefore the same for both (only the channel counts dif
 
 Grayscale input: the paper repeats the grey channel 3 times, and a conv over 3 identical channels
 equals a conv over 1 channel whose weight is summed over the input channels. A 1-channel input
-(per model) takes that path on a CPU ("fold"); packs on CUDA hand cuDNN the 3 copies instead
-("repeat", see ConvBlock.grey_mode). Weights stay stored with 3 input channels so checkpoints match.
+(per model) takes that path on a CPU ("fold"); packs on CUDA put the grey channel first in 16
+zero-padded ones ("pad", see ConvBlock.grey_mode), so the first conv is square per model like the
+rest. Weights stay stored with 3 input channels so checkpoints match.
+
+Speed on CUDA (H200 measurements in BENCHMARKS.md): cuDNN runs grouped convs with as many outputs
+as inputs per group on fast kernels and widening ones (16 -> 32 per model) group by group, so the
+widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
+in front of BN is not added (BN cancels it; the running mean still receives it) and blocks 1-3
+apply their last ReLU after the max-pool (they commute). All of these compute the same function.
 
 Every forward takes an optional `models` index: the input then holds only those models' channels
 and only their weights and BN statistics are used (a pack computing only its unstopped models).
@@ -45,9 +52,12 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(m * out_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
         self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
         self.pool = nn.MaxPool2d(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
-        # How a 1-channel input meets a 3-channel first conv: fold | repeat | auto (repeat for
+        # How a 1-channel input meets a 3-channel first conv: fold | repeat | pad | auto (pad for
         # several models on CUDA, fold otherwise). Execution only: every mode computes the same.
         self.grey_mode = "auto"
+        # A grouped conv that widens each group (16 -> 32 channels per model) as several convs
+        # that do not (split_conv): auto = on CUDA with several models, on | off. Execution only.
+        self.split_mode = "auto"
 
     def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
         """The chosen models' rows of a model-major tensor (all of it when models is None)."""
@@ -66,17 +76,26 @@ class ConvBlock(nn.Module):
             # One grey channel per model stands for in_channels identical copies.
             mode = self.grey_mode
             if mode == "auto":
-                mode = "repeat" if x.is_cuda and groups > 1 else "fold"
+                mode = "pad" if x.is_cuda and groups > 1 else "fold"
             if mode == "fold":
                 # fold the copies into the weight: same result, in_channels-times fewer MACs, but
                 # with groups == channels PyTorch runs its slow native depthwise kernels on CUDA
                 weight = weight.sum(dim=1, keepdim=True)
+            elif mode == "pad":
+                # the folded weight in channel 0 of as many input channels as outputs: a square
+                # grouped conv (see split_mode), paid for with a zero-filled input; measured
+                # +5 % per training step over "repeat" on an H200 (BENCHMARKS.md)
+                x, weight = _pad_grey(x, weight.sum(dim=1, keepdim=True), weight.shape[0] // groups)
             else:
                 # "repeat": hand cuDNN the copies (a cheap 1-channel expand), keeping it on its
-                # grouped-convolution kernels; measured faster on an H200 (BENCHMARKS.md)
+                # grouped-convolution kernels; +21 % over "fold" on an H200 (BENCHMARKS.md)
                 b, _, h, w = x.shape
                 x = x.unsqueeze(2).expand(b, groups, self.in_channels, h, w).reshape(
                     b, groups * self.in_channels, h, w)
+        ratio = _widening(x.shape[1], weight.shape[0], groups)
+        split = self.split_mode == "on" or (self.split_mode == "auto" and x.is_cuda and groups > 1)
+        if split and ratio > 1:
+            return split_conv(x, weight, bias_t, conv, groups, ratio)
         if weight is conv.weight and bias_t is conv.bias:
             return conv(x)         # the module itself, so forward hooks (FLOP counting) see it
         return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
@@ -158,6 +177,50 @@ class ConvBlock(nn.Module):
             constant_(bn.bias[rows], 0.0)
             constant_(bn.running_mean[rows], 0.0)
             constant_(bn.running_var[rows], 1.0)
+
+
+def _widening(in_channels: int, out_channels: int, groups: int) -> int:
+    """r when every group maps c input channels to r*c outputs (r an integer), else 1."""
+    cin, cout = in_channels // groups, out_channels // groups
+    return cout // cin if cout > cin and cout % cin == 0 else 1
+
+
+def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
+               groups: int, ratio: int) -> torch.Tensor:
+    """A grouped conv whose groups widen c channels to ratio*c, computed as `ratio` grouped convs
+    of c -> c channels per group, the outputs interleaved back per group.
+
+    The same function, but cuDNN runs grouped convs with as many outputs as inputs per group on
+    its fast grouped kernels and widening ones group by group (H200 profile: 8x the time at half
+    the FLOPs, BENCHMARKS.md). The interleave is one copy of the output (and of its gradient).
+    """
+    c = x.shape[1] // groups
+    w = weight.unflatten(0, (groups, ratio, c))
+    outs = [F.conv2d(x, w[:, j].flatten(0, 1), None, conv.stride, conv.padding, conv.dilation, groups)
+            for j in range(ratio)]
+    if outs[0].is_contiguous(memory_format=torch.channels_last) and not outs[0].is_contiguous():
+        # channels-last memory: interleave along the channel axis of the physical (B, H, W, C) layout
+        y = torch.stack([o.permute(0, 2, 3, 1).unflatten(3, (groups, c)) for o in outs], dim=4)
+        y = y.flatten(3, 5).permute(0, 3, 1, 2)
+    else:
+        y = torch.stack([o.unflatten(1, (groups, c)) for o in outs], dim=2).flatten(1, 3)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def _pad_grey(x: torch.Tensor, weight: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, G, H, W) grey input and its (G*O, 1, k, k) folded weight -> `width` input channels per
+    group, the grey one first and zeros after, in x's memory format; the weight likewise."""
+    b, g, h, w = x.shape
+    cl = x.is_cuda or x.is_contiguous(memory_format=torch.channels_last)
+    if cl:
+        padded = x.new_zeros(b, h, w, g, width)
+        padded[..., 0] = x.permute(0, 2, 3, 1)
+        padded = padded.flatten(3, 4).permute(0, 3, 1, 2)
+    else:
+        padded = x.new_zeros(b, g, width, h, w)
+        padded[:, :, 0] = x
+        padded = padded.flatten(1, 2)
+    return padded, F.pad(weight, (0, 0, 0, 0, 0, width - 1))
 
 
 def feature_map_sizes(height: int, width: int, arch: ArchConfig) -> list[tuple[int, int]]:

@@ -96,7 +96,10 @@ def test_two_runs_in_one_store_keep_their_own_outputs(tmp_path):
     first = _run(*SMALL, "--executor", "inline", "--out", str(store), cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     before = {p: _digest(p) for p in store.rglob("*") if p.is_file() and "runs" not in p.parts}
-    second = _run(*SMALL, "--executor", "inline", "--seed", "7", "--out", str(store), cwd=tmp_path)
+    # the second trains on the first's prepared data, named by a path relative to its cwd
+    prepared = next((store / "prepared").glob("jaffe-*")).relative_to(tmp_path)
+    second = _run(*SMALL, "--executor", "inline", "--seed", "7", "--out", str(store),
+                  "--prepared", f"jaffe={prepared}", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert report_path(first.stdout).parent != report_path(second.stdout).parent
     assert all(_digest(p) == d for p, d in before.items()), "the second run changed the first's files"

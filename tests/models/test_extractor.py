@@ -1,15 +1,18 @@
 """The extractor's execution shortcuts against the textbook layer sequence built from torch modules.
 
 Training mode skips the conv bias (BN cancels it; the running mean still gets it) and runs the
-last ReLU of blocks 1-3 after the max-pool. Neither may change outputs, gradients or BN statistics.
+last ReLU of blocks 1-3 after the max-pool; on CUDA, widening grouped convs are split into square
+ones and the grey input may be zero-padded. None may change outputs, gradients or BN statistics.
 """
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from models.extractor import FeatureExtractor
+from models.extractor import FeatureExtractor, split_conv
 
-WIDTHS = (4, 6, 8, 10)
+WIDTHS = (4, 8, 16, 32)        # each block doubles its channels, as the paper's (16, 32, 64, 128)
 SIZE = 40
 
 
@@ -67,3 +70,50 @@ def test_pooled_block_equals_pool_of_block():
     block = ext.blocks[0]
     x = torch.randn(2, 3, SIZE, SIZE, dtype=torch.float64)
     torch.testing.assert_close(block(x, pooled=True), block.pool(block(x)), atol=0, rtol=0)
+
+
+def _run(ext: FeatureExtractor, x: torch.Tensor, grey: str, split: str, channels_last: bool):
+    ext = copy.deepcopy(ext)
+    for block in ext.blocks:
+        block.grey_mode, block.split_mode = grey, split
+    if channels_last:
+        ext = ext.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = ext(x)
+    grads = torch.autograd.grad(out.square().sum(), list(ext.parameters()), allow_unused=True)
+    stats = [b.clone() for name, b in ext.named_buffers() if "running" in name]
+    return out, grads, stats
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("grey,split", [("repeat", "off"), ("pad", "off"), ("fold", "on"), ("pad", "on")])
+def test_execution_modes_compute_the_same(grey, split, channels_last):
+    # widening grouped convs split into square ones (split_mode) and the grey first conv fed as
+    # folded / repeated / zero-padded channels (grey_mode): CUDA speed-ups, one function
+    torch.manual_seed(2)
+    ext = FeatureExtractor(WIDTHS, n_models=3).double().train()
+    for m in ext.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.uniform_(m.bias, -1.0, 1.0)
+    x = torch.rand(4, 3, SIZE, SIZE, dtype=torch.float64)          # one grey channel per model
+    want = _run(ext, x, "fold", "off", False)
+    got = _run(ext, x, grey, split, channels_last)
+    torch.testing.assert_close(got[0], want[0], atol=1e-10, rtol=1e-9)
+    for a, b in zip(got[1], want[1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+    for a, b in zip(got[2], want[2]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_split_conv_is_the_widening_grouped_conv():
+    torch.manual_seed(3)
+    groups, c, ratio = 3, 4, 2
+    conv = nn.Conv2d(groups * c, groups * c * ratio, 3, padding=1, groups=groups).double()
+    x = torch.randn(2, groups * c, 9, 9, dtype=torch.float64)
+    for cl in (False, True):
+        xi = x.contiguous(memory_format=torch.channels_last) if cl else x
+        got = split_conv(xi, conv.weight, conv.bias, conv, groups, ratio)
+        torch.testing.assert_close(got, conv(x), atol=1e-12, rtol=1e-10)
+        assert got.is_contiguous(memory_format=torch.channels_last) == cl

@@ -395,8 +395,9 @@ def test_grey_input_modes_compute_the_same():
     net = PackedNetwork.from_subnetworks(plain_nets(torch.float64)).eval()
     x, _, _ = batch(3, 1, torch.float64)
     outs = {}
-    for mode in ("fold", "repeat"):
+    for mode in ("fold", "repeat", "pad"):
         for block in net.extractor.blocks:
             block.grey_mode = mode
         outs[mode] = net.classify(x)
     torch.testing.assert_close(outs["fold"], outs["repeat"], **TOL[torch.float64])
+    torch.testing.assert_close(outs["fold"], outs["pad"], **TOL[torch.float64])
