@@ -17,7 +17,7 @@ Variants (--variants, comma list or `all`):
     packed-nobench      the same with cudnn.benchmark off
     packed-fold         the grey first conv as a folded 1-channel conv (PyTorch's depthwise kernels)
     packed-nosplit      widening grouped convs (16 -> 32 per model) as one conv, not split into square ones
-    packed-greypad      the grey first conv fed zero-padded to 16 channels per model (a square conv)
+    packed-repeat       the grey first conv fed 3 repeated channels, not 16 zero-padded ones
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -56,8 +56,8 @@ PAPER_IMAGE_STEPS = 75e6
 # over 300 epochs for each of Baseline, FTL and EL.
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
-ALL = ("naive", "naive-bf16", "packed", "packed-nosplit", "packed-greypad", "packed-fold", "packed-nchw", "packed-nobench", "packed-x2",
-       "packed-compile-ro", "packed-compile", "small", "small-x3")
+ALL = ("naive", "naive-bf16", "packed", "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
+       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
@@ -70,7 +70,7 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "packed-nobench": dict(models=pack, precision=bf16, channels_last=True, cudnn_benchmark=False),
         "packed-fold": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fold"),
         "packed-nosplit": dict(models=pack, precision=bf16, channels_last=True, split_mode="off"),
-        "packed-greypad": dict(models=pack, precision=bf16, channels_last=True, grey_mode="pad"),
+        "packed-repeat": dict(models=pack, precision=bf16, channels_last=True, grey_mode="repeat"),
         "packed-x2": dict(models=2 * pack, precision=bf16, channels_last=True),
         "packed-compile": dict(models=pack, precision=bf16, channels_last=True, compile="default"),
         "packed-compile-ro": dict(models=pack, precision=bf16, channels_last=True, compile="reduce-overhead"),
@@ -170,7 +170,8 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     rate = concurrent * n_models * batch * steps / seconds
     return {"variant": name, "models": n_models, "concurrent": concurrent, "precision": precision,
             "channels_last": channels_last,
-            "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
+            "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode,
+            "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
             "warmup_s": round(warmup_s, 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None}

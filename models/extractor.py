@@ -128,16 +128,13 @@ class ConvBlock(nn.Module):
         if models is None and shift is None:
             mean, var = bn.running_mean, bn.running_var        # updated in place by F.batch_norm
         else:
-            # fresh tensors, updated by F.batch_norm, then written back; autograd may keep them,
-            # so they are not changed after the call
-            mean, var = self._weights(bn.running_mean, models), self._weights(bn.running_var, models)
+            # copies, updated by F.batch_norm, then written back; autograd may keep them, so they
+            # are not changed after the call
+            mean = self._weights(bn.running_mean, models).clone()
+            var = self._weights(bn.running_var, models).clone()
             if shift is not None:
                 # the running mean of (x + shift) is the running mean of x, plus shift
-                mean = mean - shift.detach().to(mean.dtype)
-            if mean is bn.running_mean:
-                mean = mean.clone()
-            if var is bn.running_var:
-                var = var.clone()
+                mean -= shift.detach().to(mean.dtype)
         out = F.batch_norm(x, mean, var, self._weights(bn.weight, models), self._weights(bn.bias, models),
                            True, factor, bn.eps)
         if mean is not bn.running_mean:
@@ -180,9 +177,10 @@ class ConvBlock(nn.Module):
 
 
 def _widening(in_channels: int, out_channels: int, groups: int) -> int:
-    """r when every group maps c input channels to r*c outputs (r an integer), else 1."""
+    """r when every group maps c >= 8 input channels to r*c outputs (r an integer), else 1 (fewer
+    than 8 channels per group would make the square convs depthwise-like, which is no faster)."""
     cin, cout = in_channels // groups, out_channels // groups
-    return cout // cin if cout > cin and cout % cin == 0 else 1
+    return cout // cin if cin >= 8 and cout > cin and cout % cin == 0 else 1
 
 
 def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,

@@ -12,6 +12,35 @@ import os
 from orchestrator.progress import Progress
 from orchestrator.train import PackJob, PackResult, run_pack
 
+# Peak GPU memory of a training pack per pixel of its batch (models x batch x side^2), measured on
+# an H200: 14,440 MB for 50 models x 32 images at 160 px, bf16 (BENCHMARKS.md, session 3, run 5).
+PACK_BYTES_PER_PIXEL = 14_440 * 2**20 / (50 * 32 * 160 * 160)
+
+
+def pack_memory_bytes(job: PackJob) -> int:
+    """Estimated peak GPU memory of a pack's training step."""
+    return int(len(job.models) * job.stage.batch_size * job.image_size ** 2 * PACK_BYTES_PER_PIXEL)
+
+
+def packs_that_fit(chains: list[list[PackJob]], wanted: int) -> int:
+    """`wanted` concurrent packs, fewer if the biggest pack that many times overfills the GPU."""
+    jobs = [job for chain in chains for job in chain]
+    if wanted <= 1 or not jobs or not jobs[0].device.startswith("cuda"):
+        return max(1, wanted)
+    import torch
+    total = torch.cuda.get_device_properties(torch.device(jobs[0].device)).total_memory
+    need = max(pack_memory_bytes(job) for job in jobs)
+    return max(1, min(wanted, int(0.9 * total // max(1, need))))
+
+
+def explain_oom(job: PackJob, exc: BaseException) -> RuntimeError:
+    """A GPU out-of-memory error restated with the pack's estimated need and what to change."""
+    return RuntimeError(
+        f"{job.dataset} {job.stage.stage} pack of {len(job.models)} models at {job.image_size} px ran out of "
+        f"GPU memory (it needs about {pack_memory_bytes(job) / 2**30:.1f} GiB); packs sharing the GPU "
+        f"(train.gpus_per_pack < 1) take the rest: set train.gpus_per_pack=1 or a smaller "
+        f"train.pack_size. ({str(exc).splitlines()[0]})")
+
 
 def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | None = None,
                concurrent: int = 1) -> list[PackResult]:
@@ -26,6 +55,10 @@ def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | N
     import torch
     if threads:
         torch.set_num_threads(threads)
+    fit = packs_that_fit(chains, concurrent)
+    if fit < concurrent:
+        progress.note(f"{fit} pack chain(s) at a time, not {concurrent}: more do not fit in the GPU's memory")
+    concurrent = fit
     if concurrent <= 1 or len(chains) <= 1:
         results = []
         for chain in chains:
@@ -37,8 +70,6 @@ def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | N
     failed = threading.Event()
 
     def worker(chain: list[PackJob]) -> list[PackResult]:
-        if failed.is_set():
-            return []
         device = torch.device(chain[0].device)
         if device.type != "cuda":
             return _run_chain(chain, progress, failed)
@@ -70,7 +101,7 @@ def _run_chain(chain: list[PackJob], progress: Progress, failed=None) -> list[Pa
             break                              # another chain failed: finish no more packs
         try:
             progress.started(job)
-            result = run_pack(job, log=progress.note)
+            result = _run_pack(job, progress.note)
         except BaseException:
             if failed is not None:
                 failed.set()
@@ -78,6 +109,14 @@ def _run_chain(chain: list[PackJob], progress: Progress, failed=None) -> list[Pa
         progress.finished(job, result)
         results.append(result)
     return results
+
+
+def _run_pack(job: PackJob, log) -> PackResult:
+    import torch
+    try:
+        return run_pack(job, log=log)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise explain_oom(job, exc) from exc
 
 
 def run_cross_evals_inline(jobs: list, progress: Progress) -> int:
@@ -109,7 +148,7 @@ def _remote_pack(job: PackJob, *_upstream: PackResult) -> PackResult:
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
         torch.set_num_threads(threads)
-    return run_pack(job, log=lambda text: print(text, flush=True))
+    return _run_pack(job, lambda text: print(text, flush=True))
 
 
 def run_ray(chains: list[list[PackJob]], progress: Progress, cpus_per_pack: float,

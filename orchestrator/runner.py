@@ -284,10 +284,10 @@ def run(req: RunRequest, log=None) -> str:
     progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
                   f"in {sum(len(c) for c in plan.chains)} packs on {device} ({executor} executor)")
     t_train = time.time()
+    sharing = packs_per_gpu(cfg) if device.startswith("cuda") else 1     # packs at once on a GPU
     if executor == "inline":
         from orchestrator.executors import run_inline
-        results = run_inline(plan.chains, progress,
-                             concurrent=packs_per_gpu(cfg) if device.startswith("cuda") else 1)
+        results = run_inline(plan.chains, progress, concurrent=sharing)
         from orchestrator.executors import run_cross_evals_inline
         run_cross_evals_inline(plan.cross_evals, progress)
     else:
@@ -318,7 +318,7 @@ def run(req: RunRequest, log=None) -> str:
         "pack_seconds": round(sum(r.seconds for r in results), 1),
         "pack_busy_seconds": round(busy_seconds([(r.started, r.started + r.seconds) for r in results]), 1),
         "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
-        "packs_per_gpu": packs_per_gpu(cfg) if device.startswith("cuda") else 1,
+        "packs_per_gpu": sharing,
     })
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
     if run_uri:
