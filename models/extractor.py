@@ -209,13 +209,16 @@ def _pad_grey(x: torch.Tensor, weight: torch.Tensor, width: int) -> tuple[torch.
     """(B, G, H, W) grey input and its (G*O, 1, k, k) folded weight -> `width` input channels per
     group, the grey one first and zeros after, in x's memory format; the weight likewise."""
     b, g, h, w = x.shape
+    # built in the dtype autocast would cast it to: half the bytes, and no separate cast pass
+    kind = x.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
     cl = x.is_cuda or x.is_contiguous(memory_format=torch.channels_last)
     if cl:
-        padded = x.new_zeros(b, h, w, g, width)
+        padded = x.new_zeros(b, h, w, g, width, dtype=dtype)
         padded[..., 0] = x.permute(0, 2, 3, 1)
         padded = padded.flatten(3, 4).permute(0, 3, 1, 2)
     else:
-        padded = x.new_zeros(b, g, width, h, w)
+        padded = x.new_zeros(b, g, width, h, w, dtype=dtype)
         padded[:, :, 0] = x
         padded = padded.flatten(1, 2)
     return padded, F.pad(weight, (0, 0, 0, 0, 0, width - 1))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.extractor import FeatureExtractor, split_conv
+from models.extractor import FeatureExtractor, _pad_grey, split_conv
 
 WIDTHS = (4, 8, 16, 32)        # each block doubles its channels, as the paper's (16, 32, 64, 128)
 SIZE = 40
@@ -117,3 +117,21 @@ def test_split_conv_is_the_widening_grouped_conv():
         got = split_conv(xi, conv.weight, conv.bias, conv, groups, ratio)
         torch.testing.assert_close(got, conv(x), atol=1e-12, rtol=1e-10)
         assert got.is_contiguous(memory_format=torch.channels_last) == cl
+
+
+def test_grey_padding_under_autocast_is_built_in_the_autocast_dtype():
+    torch.manual_seed(4)
+    ext = FeatureExtractor(WIDTHS, n_models=3).train()
+    x = torch.rand(4, 3, SIZE, SIZE)
+    outs = {}
+    for grey in ("fold", "pad"):
+        for block in ext.blocks:
+            block.grey_mode = grey
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outs[grey] = ext(x).float()
+    torch.testing.assert_close(outs["pad"], outs["fold"], atol=0.1, rtol=0.05)   # bf16: close
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded, weight = _pad_grey(x, torch.ones(3 * 4, 1, 3, 3), 4)
+    assert padded.dtype == torch.bfloat16 and padded.shape == (4, 12, SIZE, SIZE)
+    assert torch.equal(padded[:, 0::4], x.to(torch.bfloat16)) and not padded[:, 1::4].any()
+    assert weight.shape == (12, 4, 3, 3) and not weight[:, 1:].any()
