@@ -72,7 +72,7 @@ EOF
 fi
 
 # shellcheck disable=SC2086
-# Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, compile-ro) are
-# left out by default; BENCH_ARGS="--variants all" brings them back.
-timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants naive,packed,small,small-x3,packed-compile \
+# Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, compile-ro, small,
+# small-x3) are left out by default; BENCH_ARGS="--variants all" brings them back.
+timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants naive,packed,packed-nosplit,packed-repeat,packed-compile \
   --check --profile --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
