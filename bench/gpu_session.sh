@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One device call that builds nothing and measures everything issue 6 asks for, in order of value:
-#   1. the machine (GPU, driver, torch, cuDNN);
-#   2. the full JAFFE protocol (Baseline, FTL, EL at the paper's epochs, all 10 folds) trained by the
+# One device call that builds nothing and measures everything issue 6 asks for:
+#   1. the machine (GPU, driver, torch, cuDNN, Triton);
+#   2. bench/train_throughput.py: pack-vs-separate and fused-vs-PyTorch-kernels checks, throughput
+#      variants, kernel profile (short: it also picks the JAFFE run's grey-conv setting, see GREY);
+#   3. the full JAFFE protocol (Baseline, FTL, EL at the paper's epochs, all 10 folds) trained by the
 #      inline executor from Parquet prepared on a CPU machine, with Ray, dlib and face-alignment
-#      made unimportable (the GPU machine has none of them); its wall time and report;
-#   3. bench/train_throughput.py: pack-vs-separate check, throughput variants, kernel profile.
+#      made unimportable (the GPU machine has none of them); its wall time and report.
 # Each part runs under its own time limit, so a slow part cannot take the others' results with it.
 #
 #   bench/gpu_session.sh PREPARED_DIR [OUT_DIR]
-# env: PYTHON (python3), BENCH_LIMIT / RUN_LIMIT (seconds), BENCH_ARGS / RUN_ARGS (extra arguments;
+# env: PYTHON (python3), BENCH_LIMIT / RUN_LIMIT (seconds; RUN_LIMIT=0 skips the JAFFE run),
+# BENCH_VARIANTS (comma list), GREY (auto | on | off), BENCH_ARGS / RUN_ARGS (extra arguments;
 # e.g. a CPU dry run: BENCH_ARGS="--device cpu --image-size 32 --pack 3 --steps 2 --warmup 1"
 # RUN_ARGS="--device cpu --image-size 32 --epochs-scale 0.02").
 set -u
@@ -23,6 +25,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RAY_AUTH_
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
   $py -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'gpu', torch.cuda.is_available())"
+  $py -c "import triton; print('triton', triton.__version__)" || echo "no triton: the fused BN kernels stay off"
   echo "cpus $(nproc)"
 } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
@@ -40,21 +43,48 @@ sys.exit(main(sys.argv[1:]))
     ${RUN_ARGS:-} "$@" 2>&1 | tee -a "$out/jaffe.log"
   return "${PIPESTATUS[0]}"
 }
+# shellcheck disable=SC2086
+# Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, repeat, nosplit,
+# compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
+timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-fusegrey,packed-nofuse}" \
+  --check --profile --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+
+# The grey first conv fused into the BN kernels (train.fused_grey_conv) is used for the JAFFE run
+# when the bench just measured it at least 3 % faster than the default pack (GREY=auto; on | off).
+grey_args=""
+case "${GREY:-auto}" in
+  on) grey_args="--set train.fused_grey_conv=true" ;;
+  auto) if $py -c "
+import json, sys
+try:
+    rates = {r['variant']: r['images_per_s'] for r in json.load(open(sys.argv[1]))['results']}
+except (OSError, ValueError, KeyError):
+    sys.exit(1)
+sys.exit(0 if rates.get('packed-fusegrey', 0) >= 1.03 * rates.get('packed', float('inf')) else 1)
+" "$out/bench.json"; then grey_args="--set train.fused_grey_conv=true"; fi ;;
+esac
+echo "JAFFE run settings: ${grey_args:-defaults}" | tee -a "$out/jaffe.log"
+
 t0=$(date +%s)
-run_jaffe "${RUN_LIMIT:-400}"
+rc=0
+if [ "${RUN_LIMIT:-400}" -gt 0 ]; then     # RUN_LIMIT=0: the bench only
+# shellcheck disable=SC2086
+run_jaffe "${RUN_LIMIT:-400}" $grey_args
 rc=$?
+fi
 elapsed=$(( $(date +%s) - t0 ))
 echo "JAFFE run: exit $rc, wall $elapsed s" | tee -a "$out/jaffe.log"
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 90 ]; then
+if [ "${RUN_LIMIT:-400}" -gt 0 ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 90 ]; then
   # a quick failure of concurrent packs must not cost the session its measurement: one pack at a time
   echo "retrying with train.gpus_per_pack=1 (one pack at a time)" | tee -a "$out/jaffe.log"
   t0=$(date +%s)
-  run_jaffe $(( ${RUN_LIMIT:-400} - elapsed )) --set train.gpus_per_pack=1
+  # shellcheck disable=SC2086
+  run_jaffe $(( ${RUN_LIMIT:-400} - elapsed )) --set train.gpus_per_pack=1 $grey_args
   echo "JAFFE run (one pack at a time): exit $?, wall $(( $(date +%s) - t0 )) s" | tee -a "$out/jaffe.log"
 fi
 
 run_dir=$(ls -dt "$store"/runs/*/ 2>/dev/null | head -1)
-if [ -n "$run_dir" ]; then
+if [ "${RUN_LIMIT:-400}" -gt 0 ] && [ -n "$run_dir" ]; then
   tar -czf "$out/jaffe_run.tar.gz" --exclude='*.pt' --exclude='*.npz' -C "$run_dir" .
   $py - "$run_dir" <<'EOF' | tee -a "$out/jaffe.log"
 import json, sys
@@ -71,8 +101,3 @@ if s.get("train_images") and busy:
 EOF
 fi
 
-# shellcheck disable=SC2086
-# Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, compile-ro, small,
-# small-x3) are left out by default; BENCH_ARGS="--variants all" brings them back.
-timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants naive,packed,packed-nosplit,packed-repeat,packed-compile \
-  --check --profile --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"

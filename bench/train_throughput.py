@@ -18,6 +18,8 @@ Variants (--variants, comma list or `all`):
     packed-fold         the grey first conv as a folded 1-channel conv (PyTorch's depthwise kernels)
     packed-nosplit      widening grouped convs (16 -> 32 per model) as one conv, not split into square ones
     packed-repeat       the grey first conv fed 3 repeated channels, not 16 zero-padded ones
+    packed-nofuse       BN, ReLU and max-pool as PyTorch's kernels, not the fused Triton ones
+    packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/fused_grey.py)
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -27,8 +29,10 @@ Variants (--variants, comma list or `all`):
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
-device; --profile prints the packed step's most expensive kernels. With --json every finished
-variant is written at once, so a run cut short by a time limit still leaves its results.
+device; --profile prints the packed step's most expensive kernels; --tiles times the fused
+BatchNorm kernels (models/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
+at the first block's shapes. With --json every finished variant is written at once, so a run cut
+short by a time limit still leaves its results.
 """
 from __future__ import annotations
 
@@ -56,7 +60,7 @@ PAPER_IMAGE_STEPS = 75e6
 # over 300 epochs for each of Baseline, FTL and EL.
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
-ALL = ("naive", "naive-bf16", "packed", "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
+ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
        "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3")
 
 
@@ -66,6 +70,8 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "naive": dict(models=1, precision="fp32", channels_last=False),
         "naive-bf16": dict(models=1, precision=bf16, channels_last=True),
         "packed": dict(models=pack, precision=bf16, channels_last=True),
+        "packed-nofuse": dict(models=pack, precision=bf16, channels_last=True, fuse_mode="off"),
+        "packed-fusegrey": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fused"),
         "packed-nchw": dict(models=pack, precision=bf16, channels_last=False),
         "packed-nobench": dict(models=pack, precision=bf16, channels_last=True, cudnn_benchmark=False),
         "packed-fold": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fold"),
@@ -89,7 +95,7 @@ def _sync(device: str) -> None:
 
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
-              split_mode: str = "auto", n_images: int = 2048, n_classes: int = 7):
+              split_mode: str = "auto", fuse_mode: str = "auto", n_images: int = 2048, n_classes: int = 7):
     """A closure doing one training step of an M-model pack, as orchestrator.train does it."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -97,7 +103,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     labels = torch.randint(0, n_classes, (n_images,), device=dev)
     net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models))).to(dev)
     for block in net.extractor.blocks:
-        block.grey_mode, block.split_mode = grey_mode, split_mode
+        block.grey_mode, block.split_mode, block.fuse_mode = grey_mode, split_mode, fuse_mode
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
@@ -131,7 +137,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
 def measure(name: str, n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
             precision: str, channels_last: bool, compile: str | None = None,
             cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
-            concurrent: int = 1) -> dict:
+            fuse_mode: str = "auto", concurrent: int = 1) -> dict:
     """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream."""
     import threading
     if device == "cuda":
@@ -139,7 +145,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
-                          split_mode) for _ in range(concurrent)]
+                          split_mode, fuse_mode) for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
         if device != "cuda":
@@ -170,7 +176,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     rate = concurrent * n_models * batch * steps / seconds
     return {"variant": name, "models": n_models, "concurrent": concurrent, "precision": precision,
             "channels_last": channels_last,
-            "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode,
+            "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "fuse_mode": fuse_mode,
             "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
             "warmup_s": round(warmup_s, 1),
@@ -219,6 +225,61 @@ def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: in
     return {k: float(f"{v:.3g}") for k, v in worst.items()}
 
 
+def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: int = 6, steps: int = 3,
+                   fuse: str = "auto") -> dict:
+    """Train copies of one pack for a few SGD steps on the same grey batches (fp32, TF32 off):
+    PyTorch's kernels (fuse_mode off) against the fused BN kernels with the grey input padded
+    ("pad") and with the first conv fused too ("fused"). Relative differences (norm of the
+    difference over norm) of all parameters as one vector, of all BN running statistics, and of
+    eval-mode logits afterwards, and the largest parameter difference: the fused kernels must
+    train the same network."""
+    import copy
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    gen = torch.Generator().manual_seed(1)
+    base = PackedNetwork(n_models, 7, None, seeds=list(range(n_models))).train()
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            if name.endswith("bias") and ".conv" in name:
+                p.uniform_(-0.5, 0.5, generator=gen)    # biases a mistake in the running mean would show
+    base.to(device)
+    batches = [(torch.rand(batch, n_models, 1, image_size, image_size, generator=gen).to(device),
+                torch.randint(0, 7, (batch, n_models), generator=gen).to(device)) for _ in range(steps)]
+    probe = torch.rand(batch, n_models, 1, image_size, image_size, generator=gen).to(device)
+
+    def train(fuse_mode: str, grey_mode: str) -> tuple[list, list, torch.Tensor]:
+        net = copy.deepcopy(base)
+        for block in net.extractor.blocks:
+            block.fuse_mode, block.grey_mode = fuse_mode, grey_mode
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)      # small steps: a smooth path to compare
+        for x, y in batches:
+            loss = torch.nn.functional.cross_entropy(net.classify(x).flatten(0, 1), y.flatten())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        params = [p.detach().clone() for p in net.parameters()]
+        stats = [b.clone() for n, b in net.named_buffers() if "running" in n]
+        with torch.no_grad():
+            logits = net.eval().classify(probe)
+        return params, stats, logits
+
+    def rel(a, b) -> float:
+        return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+    ref = train("off", "auto")
+    out = {}
+    for grey in ("pad", "fused"):
+        got = train(fuse, grey)
+        flat = [torch.cat([t.flatten() for t in ts]) for ts in (got[0], ref[0], got[1], ref[1])]
+        out[grey] = {"params": rel(flat[0], flat[1]), "running_stats": rel(flat[2], flat[3]),
+                     "eval_logits": rel(got[2], ref[2]),
+                     "params_max_abs": float((flat[0] - flat[1]).abs().max())}
+        out[grey] = {k: float(f"{v:.3g}") for k, v in out[grey].items()}
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return out
+
+
 def profile(device: str, image_size: int, batch: int, pack: int, rows: int = 25) -> str:
     """The packed eager step's kernels by device time (what to attack next)."""
     from torch.profiler import ProfilerActivity
@@ -252,6 +313,69 @@ def profile(device: str, image_size: int, batch: int, pack: int, rows: int = 25)
     return kernels + "\n" + "\n".join(lines)
 
 
+def _time_cuda(fn, reps: int) -> float:
+    """Mean milliseconds of fn() on the device (after one untimed call)."""
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10) -> list[dict]:
+    """Forward + backward of BN -> ReLU [-> 3x3/2 max-pool] on the first block's activation
+    (batch, 16 * pack channels, image_size^2, bf16, channels-last): PyTorch's kernels, then the
+    fused ones for each tile setting. Milliseconds per call; a sweep, not a training step."""
+    import itertools
+
+    import torch.nn.functional as F
+
+    from models import fused_bn
+    dev = torch.device("cuda")
+    c = 16 * pack
+    y = torch.randn(batch, c, image_size, image_size, device=dev, dtype=torch.bfloat16)
+    y = y.contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.ones(c, device=dev, requires_grad=True)
+    bias = torch.zeros(c, device=dev, requires_grad=True)
+    rows = []
+    for pool in (None, (3, 2, 0)):
+        def eager():
+            z = F.batch_norm(y, None, None, weight, bias, True, 0.0, 1e-3)
+            z = F.max_pool2d(z, *pool) if pool else z
+            out = F.relu(z)
+            out.backward(torch.ones_like(out))
+        ms = _time_cuda(eager, reps)
+        rows.append({"kernels": "pytorch", "pool": bool(pool), "ms": round(ms, 3)})
+        print(f"  tiles: pytorch pool={bool(pool)} {ms:.3f} ms", flush=True)
+    saved = dict(fused_bn.TILES)
+    grid = itertools.product((32, 64, 128), (16, 32), (4, 8))
+    extra = [(64, 32, 4, 128, 1024), (64, 32, 4, 1024, 1024), (64, 32, 4, 256, 512), (64, 32, 4, 256, 2048)]
+    settings = [(r, ch, w, 256, 1024) for r, ch, w in grid] + extra
+    try:
+        for r, ch, w, per, progs in settings:
+            fused_bn.TILES.update(rows=r, channels=ch, warps=w, rows_per_program=per, stat_programs=progs)
+            for pool in (None, (3, 2, 0)) if (r, ch, w, per, progs) == (64, 32, 4, 256, 1024) else ((3, 2, 0),):
+                def fused():
+                    out = fused_bn.bn_relu(y, weight, bias, 1e-3, pool)[0]
+                    out.backward(torch.ones_like(out))
+                try:
+                    ms = _time_cuda(fused, reps)
+                except Exception as exc:        # a tile the compiler rejects: noted, sweep goes on
+                    rows.append({"kernels": "fused", "tiles": dict(fused_bn.TILES), "pool": bool(pool),
+                                 "error": f"{type(exc).__name__}: {exc}"[:300]})
+                    continue
+                rows.append({"kernels": "fused", "tiles": dict(fused_bn.TILES), "pool": bool(pool),
+                             "ms": round(ms, 3)})
+                print(f"  tiles: {fused_bn.TILES} pool={bool(pool)} {ms:.3f} ms", flush=True)
+    finally:
+        fused_bn.TILES.update(saved)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -263,6 +387,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="naive,packed", help=f"comma list or 'all': {', '.join(ALL)}")
     p.add_argument("--check", action="store_true", help="compare a pack with separate networks first")
     p.add_argument("--profile", action="store_true", help="print the packed step's top kernels")
+    p.add_argument("--tiles", action="store_true", help="time the fused BN kernels' tile sizes (CUDA)")
     p.add_argument("--json", help="write the results here (after every variant)")
     args = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -286,6 +411,17 @@ def main(argv=None) -> int:
     if args.check:
         out["check"] = check_equivalence(device, min(args.image_size, 64))
         print(f"  pack vs separate networks (fp32): relative difference {out['check']}", flush=True)
+        if device == "cuda":
+            out["check_training"] = check_training(device)
+            print(f"  fused kernels vs PyTorch's, 3 SGD steps (fp32): relative difference {out['check_training']}",
+                  flush=True)
+        save()
+    if args.tiles and device == "cuda":
+        try:
+            out["tiles"] = tile_sweep(args.pack, args.batch, args.image_size)
+        except Exception as exc:
+            out["errors"]["tiles"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
         save()
     for name in names:
         settings = variant_settings(name, args.pack, device)

@@ -17,8 +17,11 @@ rest. Weights stay stored with 3 input channels so checkpoints match.
 Speed on CUDA (H200 measurements in BENCHMARKS.md): cuDNN runs grouped convs with as many outputs
 as inputs per group on fast kernels and widening ones (16 -> 32 per model) group by group, so the
 widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
-in front of BN is not added (BN cancels it; the running mean still receives it) and blocks 1-3
-apply their last ReLU after the max-pool (they commute). All of these compute the same function.
+in front of BN is not added (BN cancels it; the running mean still receives it) and every block
+applies its last ReLU after the max-pool (they commute; only Grad-CAM reads the unpooled maps).
+In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.fused_bn, fuse_mode):
+two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels.
+All of these compute the same function.
 
 Every forward takes an optional `models` index: the input then holds only those models' channels
 and only their weights and BN statistics are used (a pack computing only its unstopped models).
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import fused_bn, fused_grey
 from models.config import ArchConfig, ArchitectureError
 from models.init import conv_fans, constant_, he_uniform_
 
@@ -52,12 +56,17 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(m * out_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
         self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
         self.pool = nn.MaxPool2d(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
-        # How a 1-channel input meets a 3-channel first conv: fold | repeat | pad | auto (pad for
+        # How a 1-channel input meets a 3-channel first conv: fold | repeat | pad | fused (the conv
+        # computed inside the fused BN kernels, models.fused_grey, when those run) | auto (pad for
         # several models on CUDA, fold otherwise). Execution only: every mode computes the same.
         self.grey_mode = "auto"
         # A grouped conv that widens each group (16 -> 32 channels per model) as several convs
         # that do not (split_conv): auto = on CUDA with several models, on | off. Execution only.
         self.split_mode = "auto"
+        # Training-mode BN -> ReLU [-> max-pool] as fused Triton kernels (models.fused_bn): auto =
+        # on CUDA with several models when Triton is installed | on (any device Triton can run
+        # on: CPUs through its interpreter) | off. Execution only.
+        self.fuse_mode = "auto"
 
     def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
         """The chosen models' rows of a model-major tensor (all of it when models is None)."""
@@ -77,6 +86,8 @@ class ConvBlock(nn.Module):
             mode = self.grey_mode
             if mode == "auto":
                 mode = "pad" if x.is_cuda and groups > 1 else "fold"
+            if mode == "fused":
+                mode = "pad" if x.is_cuda and groups > 1 else "fold"    # the fused kernels are not running
             if mode == "fold":
                 # fold the copies into the weight: same result, in_channels-times fewer MACs, but
                 # with groups == channels PyTorch runs its slow native depthwise kernels on CUDA
@@ -144,6 +155,54 @@ class ConvBlock(nn.Module):
                 bn.running_var.unflatten(0, (self.n_models, -1))[self._all(models)] = var.view(-1, self.out_channels)
         return out
 
+    def _fuse(self, x: torch.Tensor, models: torch.Tensor | None) -> bool:
+        """Whether this forward takes the fused BN kernels (see fuse_mode)."""
+        bn = self.bn1
+        if self.fuse_mode == "off" or not (bn.training and bn.track_running_stats):
+            return False
+        if torch.compiler.is_compiling():      # inductor fuses these itself
+            return False
+        if self.fuse_mode == "on":
+            return True
+        groups = self.n_models if models is None else len(models)
+        return x.is_cuda and groups > 1 and fused_bn.available(x)
+
+    def _pool_args(self) -> tuple[int, int, int]:
+        p = self.pool
+        if p.dilation not in (1, (1, 1)) or p.ceil_mode:
+            raise ArchitectureError("the fused kernels pool with dilation 1 and floor rounding only")
+        return tuple(v if isinstance(v, int) else v[0] for v in (p.kernel_size, p.stride, p.padding))
+
+    def _fused(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
+               first: bool, pooled: bool) -> torch.Tensor:
+        """conv -> BN (training) -> ReLU [-> max-pool] with the fused kernels: the conv bias is left
+        out (BN cancels it) and only enters the running mean, as in _conv_bn."""
+        groups = self.n_models if models is None else len(models)
+        weight, bias = self._weights(bn.weight, models), self._weights(bn.bias, models)
+        if (first and self.grey_mode == "fused" and x.shape[1] == groups and not x.requires_grad and not pooled
+                and fused_grey.supported(x, self.out_channels, conv.kernel_size[0])):
+            # one grey channel per model: the conv is recomputed inside the BN kernels
+            kind = x.device.type
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+            wfold = self._weights(conv.weight, models).sum(dim=1, keepdim=True)
+            out, mean, var = fused_grey.grey_conv_bn_relu(x, wfold, weight, bias, bn.eps, dtype)
+            n = x.shape[0] * x.shape[2] * x.shape[3]       # values per channel in the batch
+        else:
+            y = self._conv(conv, x, models, first, bias=False)
+            out, mean, var = fused_bn.bn_relu(y, weight, bias, bn.eps, self._pool_args() if pooled else None)
+            n = y.numel() // y.shape[1]
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            if conv.bias is not None:
+                mean = mean + self._weights(conv.bias, models).detach().float()
+            var = var * (n / (n - 1))          # running variance: unbiased, as nn.BatchNorm2d keeps it
+            co, sel = self.out_channels, self._all(models)
+            for running, batch in ((bn.running_mean, mean), (bn.running_var, var)):
+                rows = running.unflatten(0, (self.n_models, co))
+                rows[sel] = rows[sel] * (1 - factor) + batch.view(-1, co).to(running.dtype) * factor
+        return out
+
     def forward(self, x: torch.Tensor, models: torch.Tensor | None = None, pooled: bool = False) -> torch.Tensor:
         """The block's activation BEFORE pooling (what Grad-CAM reads); self.pool follows it.
 
@@ -153,6 +212,9 @@ class ConvBlock(nn.Module):
         quarter of the pixels: max-pool and ReLU commute (both monotone), ties and gradients
         included, so the result is the same as pooling the returned activation.
         """
+        if self._fuse(x, models):
+            x = self._fused(self.conv1, self.bn1, x, models, first=True, pooled=False)
+            return self._fused(self.conv2, self.bn2, x, models, first=False, pooled=pooled)
         x = F.relu(self._conv_bn(self.conv1, self.bn1, x, models, first=True), inplace=True)
         x = self._conv_bn(self.conv2, self.bn2, x, models, first=False)
         if pooled:
@@ -298,14 +360,15 @@ class FeatureExtractor(nn.Module):
         for block in self.blocks[:-1]:
             x = block(x, models, pooled=True)
         last = self.blocks[-1]
+        if not return_maps:
+            return last(x, models, pooled=True).mean(dim=(2, 3))   # global average pooling
         maps = last(x, models)
         if model_axis:
             maps = maps.unflatten(1, (n, self.feature_dim))
             x = last.pool(maps.flatten(1, 2))
         else:
             x = last.pool(maps)
-        features = x.mean(dim=(2, 3))   # global average pooling
-        return (features, maps) if return_maps else features
+        return x.mean(dim=(2, 3)), maps
 
     @torch.no_grad()
     def reset_model_(self, m: int, generator: torch.Generator | None) -> None:

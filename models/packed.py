@@ -149,14 +149,19 @@ class PackedNetwork(nn.Module):
         """A checked 1-D index tensor (on the network's device) for `models=` arguments."""
         return _model_index(models, self.n_models).to(next(self.parameters()).device)
 
-    def _extract(self, x: torch.Tensor, models: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (M, B, F), last block activation (B, M, F, h, w)); M = len(models) if given."""
+    def _extract(self, x: torch.Tensor, models: torch.Tensor | None = None,
+                 return_maps: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(features (M, B, F), last block activation (B, M, F, h, w) or None unless return_maps);
+        M = len(models) if given. Without maps the last block pools before its ReLU (cheaper)."""
         m, c = (self.n_models if models is None else len(models)), self.arch.in_channels
         if x.dim() != 5 or x.shape[1] != m or x.shape[2] not in (c, 1):
             raise ValueError(f"packed input must be (B, {m}, {c} or 1, H, W), got {tuple(x.shape)}")
         b = x.shape[0]
         flat = x.reshape(b, m * x.shape[2], x.shape[3], x.shape[4])
-        feats, maps = self.extractor(flat, return_maps=True, model_axis=True, models=models)
+        if return_maps:
+            feats, maps = self.extractor(flat, return_maps=True, model_axis=True, models=models)
+        else:
+            feats, maps = self.extractor(flat, models=models), None
         return feats.view(b, m, self.arch.feature_dim).transpose(0, 1), maps
 
     def _need(self, head: str) -> PackedDenseStack:
@@ -172,21 +177,21 @@ class PackedNetwork(nn.Module):
         and only their weights (and BN statistics, in training) are used -- a pack whose other
         models stopped early computes the ones still training, nothing more.
         """
-        feats, maps = self._extract(x, models)
+        feats, maps = self._extract(x, models, return_maps)
         feats = feats.transpose(0, 1)
         return (feats, maps) if return_maps else feats
 
     def classify(self, x: torch.Tensor, return_maps: bool = False):
         """(B, M, C) logits (softmax belongs to the loss / to inference)."""
         head = self._need("classifier")
-        feats, maps = self._extract(x)
+        feats, maps = self._extract(x, return_maps=return_maps)
         logits = head(feats).transpose(0, 1)
         return (logits, maps) if return_maps else logits
 
     def landmarks(self, x: torch.Tensor, return_maps: bool = False):
         """(B, M, Lmax) coordinates; entries where landmark_mask is False are exactly 0."""
         head = self._need("landmark_head")
-        feats, maps = self._extract(x)
+        feats, maps = self._extract(x, return_maps=return_maps)
         coords = head(feats).transpose(0, 1)
         return (coords, maps) if return_maps else coords
 

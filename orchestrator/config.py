@@ -135,6 +135,9 @@ def validate(cfg: dict) -> None:
     compile_mode = compile_mode_of(cfg)
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
+    for key in ("fused_bn", "fused_grey_conv"):
+        if not isinstance(cfg["train"].get(key, key == "fused_bn"), bool):
+            raise ConfigError(f"train.{key} must be true or false, not {cfg['train'][key]!r}")
     gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")

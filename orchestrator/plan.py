@@ -171,7 +171,8 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         channels_last=channels_last, state_dir=join(storage, "packs", pack_key),
                         deterministic=bool(cfg["train"].get("deterministic", False)),
                         cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)),
-                        compile=compile_mode_of(cfg)))
+                        compile=compile_mode_of(cfg), fused_bn=bool(cfg["train"].get("fused_bn", True)),
+                        fused_grey_conv=bool(cfg["train"].get("fused_grey_conv", False))))
                 # finished packs are dropped from the chain's front: only the work left is scheduled
                 while chain and all(is_done(j.out_dir) for j in chain[0].models):
                     stale_states.append(chain.pop(0).state_dir)

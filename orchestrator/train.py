@@ -84,6 +84,8 @@ class PackJob:
     deterministic: bool = False
     cudnn_benchmark: bool = False
     compile: str = "off"          # off | a torch.compile mode for the training step's forward + loss
+    fused_bn: bool = True         # BN -> ReLU [-> max-pool] as Triton kernels on CUDA packs (models.fused_bn)
+    fused_grey_conv: bool = False  # ... with the grey first conv computed inside them (models.fused_grey)
 
 
 @dataclass
@@ -372,6 +374,9 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     net = build_network(job, models)
     _load_upstream(net, models)
     net.to(device)
+    for block in net.extractor.blocks:
+        block.fuse_mode = "auto" if job.fused_bn else "off"
+        block.grey_mode = "fused" if job.fused_grey_conv else "auto"
     if job.channels_last:
         net.to(memory_format=torch.channels_last)
     params = net.trainable_parameters(st.stage)

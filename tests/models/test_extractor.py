@@ -2,7 +2,9 @@
 
 Training mode skips the conv bias (BN cancels it; the running mean still gets it) and runs the
 last ReLU of blocks 1-3 after the max-pool; on CUDA, widening grouped convs are split into square
-ones and the grey input may be zero-padded. None may change outputs, gradients or BN statistics.
+ones and the grey input may be zero-padded, and BN -> ReLU [-> max-pool] may run as fused Triton
+kernels (here in Triton's interpreter, computing in float32). None may change outputs, gradients or
+BN statistics.
 """
 import copy
 
@@ -10,7 +12,20 @@ import pytest
 import torch
 from torch import nn
 
+from models import fused_bn
 from models.extractor import FeatureExtractor, _pad_grey, split_conv
+
+needs_triton = pytest.mark.skipif(not fused_bn.available(torch.zeros(1)),
+                                  reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+# float32 kernels against float64 layers
+FUSED_TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def assert_close_to_scale(got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
+    """|got - want| within rel of want's largest magnitude (float32 sums over many pixels lose
+    digits on small entries, not on the tensor's scale)."""
+    err, scale = (got - want).abs().max().item(), want.abs().max().item()
+    assert err <= rel * max(scale, 1e-12), f"max error {err:.3g} vs scale {scale:.3g}"
 
 WIDTHS = (4, 8, 16, 32)        # each block doubles its channels, as the paper's (16, 32, 64, 128)
 SIZE = 40
@@ -30,10 +45,22 @@ def textbook(ext: FeatureExtractor) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_training_forward_equals_conv_bias_bn_relu_pool(momentum):
+@pytest.fixture
+def big_tiles(monkeypatch):
+    """Large tiles: few programs, so Triton's interpreter runs them fast (the kernels' own tests
+    cover small tiles, loops and masks)."""
+    monkeypatch.setitem(fused_bn.TILES, "rows", 512)
+    monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
+    monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
+
+
+@pytest.mark.parametrize("momentum,fuse", [(0.1, "off"), (None, "off"), pytest.param(None, "on", marks=needs_triton)])
+def test_training_forward_equals_conv_bias_bn_relu_pool(momentum, fuse, big_tiles):
     torch.manual_seed(0)
     ext = FeatureExtractor(WIDTHS, bn_momentum=0.1).double()
+    for block in ext.blocks:
+        block.fuse_mode = fuse
+    tol = dict(atol=1e-10, rtol=1e-10) if fuse == "off" else FUSED_TOL
     for m in ext.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.uniform_(m.bias, -1.0, 1.0)     # biases that matter if they were mishandled
@@ -44,24 +71,26 @@ def test_training_forward_equals_conv_bias_bn_relu_pool(momentum):
     for step in range(3):
         x = torch.randn(5, 3, SIZE, SIZE, dtype=torch.float64, requires_grad=True)
         got, want = ext(x), ref(x)
-        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(got, want, **tol)
         g_got = torch.autograd.grad(got.square().sum(), [x] + list(ext.parameters()), allow_unused=True)
         g_want = torch.autograd.grad(want.square().sum(), [x] + list(ext.parameters()))
         for a, b in zip(g_got, g_want):
             if a is None:       # a conv bias: its true gradient is zero
                 assert b.abs().max() < 1e-9
-            else:
+            elif fuse == "off":
                 torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+            else:
+                assert_close_to_scale(a, b, 3e-5)
     ref_bns = [m for m in ref if isinstance(m, nn.BatchNorm2d)]
     ext_bns = [m for m in ext.modules() if isinstance(m, nn.BatchNorm2d)]
     for ours, theirs in zip(ext_bns, ref_bns):
         # the running mean includes the conv bias, as with the bias added to the activation
-        torch.testing.assert_close(ours.running_mean, theirs.running_mean, atol=1e-12, rtol=1e-10)
-        torch.testing.assert_close(ours.running_var, theirs.running_var, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(ours.running_mean, theirs.running_mean, **tol)
+        torch.testing.assert_close(ours.running_var, theirs.running_var, **tol)
         assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
     ext.eval(), ref.eval()
     x = torch.randn(2, 3, SIZE, SIZE, dtype=torch.float64)
-    torch.testing.assert_close(ext(x), ref(x), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(ext(x), ref(x), **tol)
 
 
 def test_pooled_block_equals_pool_of_block():
@@ -72,14 +101,15 @@ def test_pooled_block_equals_pool_of_block():
     torch.testing.assert_close(block(x, pooled=True), block.pool(block(x)), atol=0, rtol=0)
 
 
-def _run(ext: FeatureExtractor, x: torch.Tensor, grey: str, split: str, channels_last: bool):
+def _run(ext: FeatureExtractor, x: torch.Tensor, grey: str, split: str, channels_last: bool,
+         fuse: str = "off", models: torch.Tensor | None = None):
     ext = copy.deepcopy(ext)
     for block in ext.blocks:
-        block.grey_mode, block.split_mode = grey, split
+        block.grey_mode, block.split_mode, block.fuse_mode = grey, split, fuse
     if channels_last:
         ext = ext.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    out = ext(x)
+    out = ext(x, models=models)
     grads = torch.autograd.grad(out.square().sum(), list(ext.parameters()), allow_unused=True)
     stats = [b.clone() for name, b in ext.named_buffers() if "running" in name]
     return out, grads, stats
@@ -105,6 +135,36 @@ def test_execution_modes_compute_the_same(grey, split, channels_last):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
     for a, b in zip(got[2], want[2]):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+@needs_triton
+@pytest.mark.parametrize("grey", ["pad", "fused"])
+@pytest.mark.parametrize("subset", [False, True])
+def test_fused_kernels_compute_the_same(subset, grey, big_tiles):
+    # the CUDA default (split convs, padded grey, fused BN kernels) and the first conv fused too,
+    # with and without a model subset (a compacted pack): same features, gradients and running
+    # statistics of every model
+    torch.manual_seed(5)
+    ext = FeatureExtractor(WIDTHS, n_models=3).double().train()
+    for m in ext.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.uniform_(m.bias, -1.0, 1.0)
+    models = torch.tensor([0, 2]) if subset else None
+    x = torch.rand(4, 2 if subset else 3, SIZE, SIZE, dtype=torch.float64)
+    want = _run(ext, x, "fold", "off", False, models=models)
+    got = _run(ext, x, grey, "on", True, fuse="on", models=models)
+    torch.testing.assert_close(got[0], want[0], **FUSED_TOL)
+    for a, b in zip(got[1], want[1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert_close_to_scale(a, b, 3e-5)
+    for a, b in zip(got[2], want[2]):
+        torch.testing.assert_close(a, b, **FUSED_TOL)
+    if subset:      # the skipped model's statistics were not touched
+        fresh = [b for name, b in ext.named_buffers() if "running" in name]
+        for a, b in zip(got[2], fresh):
+            torch.testing.assert_close(a[a.numel() // 3:2 * a.numel() // 3], b[b.numel() // 3:2 * b.numel() // 3],
+                                       atol=0, rtol=0)
 
 
 def test_split_conv_is_the_widening_grouped_conv():

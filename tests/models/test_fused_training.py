@@ -1,0 +1,25 @@
+"""A pack trained with the fused kernels (Triton's interpreter here) against PyTorch's kernels:
+the same parameters, running statistics and eval-mode outputs after a few SGD steps. The same
+check runs on a GPU in `bench/train_throughput.py --check`."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import fused_bn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.train_throughput import check_training  # noqa: E402
+
+
+@pytest.mark.skipif(not fused_bn.available(torch.zeros(1)),
+                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+def test_fused_pack_trains_like_pytorch_kernels(monkeypatch):
+    monkeypatch.setitem(fused_bn.TILES, "rows", 512)          # few programs: a fast interpreter
+    monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
+    monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
+    result = check_training("cpu", image_size=32, n_models=2, batch=4, steps=3, fuse="on")
+    for grey, diffs in result.items():
+        for what, value in diffs.items():
+            assert value < 1e-4, (grey, what, value)     # float32 rounding: ~1e-6
