@@ -115,16 +115,23 @@ def _run(ext: FeatureExtractor, x: torch.Tensor, grey: str, split: str, channels
     return out, grads, stats
 
 
+def _pack_with_biases() -> FeatureExtractor:
+    """A 3-model float64 extractor in training mode whose conv biases are not zero (a mistake in
+    how the bias enters the running mean would show)."""
+    ext = FeatureExtractor(WIDTHS, n_models=3).double().train()
+    for m in ext.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.uniform_(m.bias, -1.0, 1.0)
+    return ext
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("grey,split", [("repeat", "off"), ("pad", "off"), ("fold", "on"), ("pad", "on")])
 def test_execution_modes_compute_the_same(grey, split, channels_last):
     # widening grouped convs split into square ones (split_mode) and the grey first conv fed as
     # folded / repeated / zero-padded channels (grey_mode): CUDA speed-ups, one function
     torch.manual_seed(2)
-    ext = FeatureExtractor(WIDTHS, n_models=3).double().train()
-    for m in ext.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.uniform_(m.bias, -1.0, 1.0)
+    ext = _pack_with_biases()
     x = torch.rand(4, 3, SIZE, SIZE, dtype=torch.float64)          # one grey channel per model
     want = _run(ext, x, "fold", "off", False)
     got = _run(ext, x, grey, split, channels_last)
@@ -145,10 +152,7 @@ def test_fused_kernels_compute_the_same(subset, grey, big_tiles):
     # with and without a model subset (a compacted pack): same features, gradients and running
     # statistics of every model
     torch.manual_seed(5)
-    ext = FeatureExtractor(WIDTHS, n_models=3).double().train()
-    for m in ext.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.uniform_(m.bias, -1.0, 1.0)
+    ext = _pack_with_biases()
     models = torch.tensor([0, 2]) if subset else None
     x = torch.rand(4, 2 if subset else 3, SIZE, SIZE, dtype=torch.float64)
     want = _run(ext, x, "fold", "off", False, models=models)

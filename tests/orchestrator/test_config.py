@@ -25,6 +25,8 @@ def test_paper_epochs_and_scaling():
     ({"parts": ["ears"]}, "unknown part"),
     ({"epochs_scale": 0}, "epochs_scale"),
     ({"image_size": 16}, "image_size"),
+    ({"train.fused_bn": "yes"}, "train.fused_bn must be true or false"),
+    ({"train.fused_grey_conv": 1}, "train.fused_grey_conv must be true or false"),
 ])
 def test_bad_values_are_named(over, message):
     with pytest.raises(ConfigError, match=message):

@@ -53,3 +53,12 @@ def test_changing_finetune_lr_keeps_earlier_stage_keys(tiny_prepared, tmp_path):
     for k in a:
         same = a[k].key == b[k].key
         assert same == (k[3] != "finetune"), k
+
+
+def test_kernel_settings_reach_every_pack_and_leave_keys_alone(tiny_prepared, tmp_path):
+    # execution-only settings: they change how a pack computes, not what, so not the stage keys
+    a = _plan(tiny_prepared, tmp_path)
+    b = _plan(tiny_prepared, tmp_path, **{"train.fused_bn": False, "train.fused_grey_conv": True})
+    for plan, want in ((a, (True, False)), (b, (False, True))):
+        assert {(p.fused_bn, p.fused_grey_conv) for chain in plan.chains for p in chain} == {want}
+    assert {j.key for j in _jobs(a).values()} == {j.key for j in _jobs(b).values()}
