@@ -43,10 +43,51 @@ def _env_interpret() -> bool:
 
 def available(x: torch.Tensor) -> bool:
     """Whether the fused kernels can run on x: compiled on CUDA, or on a CPU in Triton's
-    interpreter (tests: TRITON_INTERPRET=1 set before Triton is imported)."""
+    interpreter (tests: TRITON_INTERPRET=1 set before Triton is imported), and they passed their
+    self-test on that device (see self_test)."""
     if triton is None:
         return False
-    return x.is_cuda if not _env_interpret() else x.device.type == "cpu"
+    if not (x.is_cuda if not _env_interpret() else x.device.type == "cpu"):
+        return False
+    return self_test(str(x.device)) is None
+
+
+@functools.lru_cache(maxsize=None)
+def self_test(device: str, compare=None, name: str = "fused BatchNorm") -> str | None:
+    """None when the kernels compile, run and match PyTorch's BN + ReLU [+ max-pool] on `device`
+    (a few values, forward and backward); otherwise why not, warned once. A GPU Triton cannot
+    compile for, or a machine without the C compiler Triton's launcher needs, then trains with
+    PyTorch's kernels instead of failing in the middle of a run. compare / name: another module's
+    check (models.fused_grey's) and what to call its kernels; default this module's."""
+    import warnings
+    try:
+        with torch.enable_grad(), torch.autocast(torch.device(device).type, enabled=False):
+            (compare or _compare_with_pytorch)(device)
+        return None
+    except Exception as exc:  # any failure means: do not use the kernels here
+        reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+        warnings.warn(f"{name} kernels unavailable on {device} ({reason}); "
+                      "training with PyTorch's kernels", RuntimeWarning, stacklevel=2)
+        return reason
+
+
+def _compare_with_pytorch(device: str) -> None:
+    """Raise unless bn_relu matches F.batch_norm -> [max_pool2d ->] relu on a small input."""
+    import torch.nn.functional as F
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 16, 7, 7, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.rand(16, generator=gen).to(device) + 0.5, torch.randn(16, generator=gen).to(device)
+    for pool in (None, (3, 2, 0)):
+        ours, theirs = y.clone().requires_grad_(), y.clone().requires_grad_()
+        out = bn_relu(ours, weight, bias, 1e-3, pool)[0]
+        ref = F.batch_norm(theirs, None, None, weight, bias, True, 0.0, 1e-3)
+        ref = F.relu(F.max_pool2d(ref, *pool) if pool else ref)
+        g = torch.randn(out.shape, generator=gen).to(device)
+        out.backward(g)
+        ref.backward(g)
+        err = max(float((out - ref).detach().abs().max()), float((ours.grad - theirs.grad).abs().max()))
+        if not err < 1e-3:
+            raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}")
 
 
 if triton is not None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.fused_bn import TILES, _launch, affine, available, backward_coefficients, moments, triton
+from models.fused_bn import (TILES, _launch, affine, available, backward_coefficients, moments, self_test,
+                             triton)
 
 if triton is not None:
     import triton.language as tl
@@ -144,7 +145,24 @@ def supported(x: torch.Tensor, out_channels: int, kernel: int) -> bool:
     number of output channels per model from 16 to 128 (one model per program, a matrix
     product's side), an odd kernel."""
     return (available(x) and 16 <= out_channels <= 128 and out_channels & (out_channels - 1) == 0
-            and kernel % 2 == 1)
+            and kernel % 2 == 1 and self_test(str(x.device), _compare_with_pytorch, "fused grey conv") is None)
+
+
+def _compare_with_pytorch(device: str) -> None:
+    """Raise unless grey_conv_bn_relu matches conv2d -> batch_norm -> relu on a small input."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 2, 7, 7, generator=gen).to(device)
+    wfold = torch.randn(32, 1, 3, 3, generator=gen).to(device)
+    weight, bias = torch.rand(32, generator=gen).to(device) + 0.5, torch.randn(32, generator=gen).to(device)
+    ours, theirs = wfold.clone().requires_grad_(), wfold.clone().requires_grad_()
+    out = grey_conv_bn_relu(x, ours, weight, bias, 1e-3)[0]
+    ref = F.relu(F.batch_norm(F.conv2d(x, theirs, padding=1, groups=2), None, None, weight, bias, True, 0.0, 1e-3))
+    g = torch.randn(out.shape, generator=gen).to(device)
+    out.backward(g)
+    ref.backward(g)
+    err = max(float((out - ref).detach().abs().max()), float((ours.grad - theirs.grad).abs().max()))
+    if not err < 1e-2:
+        raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}")
 
 
 def _taps(ks: int) -> int:

@@ -68,3 +68,8 @@ def test_supported_shapes():
     assert not fused_grey.supported(x, 12, 3)       # not a power of two (a matrix product side)
     assert not fused_grey.supported(x, 8, 3)        # below the 16 of a matrix product
     assert not fused_grey.supported(x, 16, 4)       # even kernel: no 'same' padding
+
+
+def test_self_test_passes_where_the_kernels_run():
+    from models.fused_bn import self_test
+    assert self_test("cpu", fused_grey._compare_with_pytorch, "fused grey conv") is None
