@@ -48,6 +48,7 @@ sys.exit(main(sys.argv[1:]))
 # compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
 timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-fusegrey,packed-nofuse}" \
   --check --profile --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+timeout 60 $py bench/augment_grid.py --device cuda --images 1600 2>&1 | tee -a "$out/bench.log"
 
 # The grey first conv fused into the BN kernels (train.fused_grey_conv) is used for the JAFFE run
 # when the bench just measured it at least 3 % faster than the default pack (GREY=auto; on | off).

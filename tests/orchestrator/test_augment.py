@@ -75,3 +75,16 @@ def test_closed_form_inverse_matches_linalg():
     forward, _ = random_transforms(64, AugmentSettings(), gen, "cpu")
     linear = forward[:, :, :2]
     assert torch.allclose(_inverse_2x2(linear), torch.linalg.inv(linear), atol=1e-6)
+
+
+def test_affine_grid_matches_torch():
+    import torch.nn.functional as F
+
+    from orchestrator.augment import affine_grid
+    gen = torch.Generator().manual_seed(3)
+    theta = torch.randn(5, 2, 3, generator=gen)
+    for h, w in ((7, 9), (1, 4), (160, 160)):
+        want = F.affine_grid(theta, [5, 1, h, w], align_corners=False)
+        got = affine_grid(theta, h, w)
+        assert got.shape == want.shape == (5, h, w, 2)
+        torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-6)
