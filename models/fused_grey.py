@@ -52,31 +52,6 @@ if triton is not None:
         t = rows // W
         return t // H, t % H, rows % W
 
-    def _grey_stats(X, WT, SHIFT, PSUM, PSQ, R, C, H, W, sxb, sxm, sxh, sxw, rows_per_program,
-                    KS: tl.constexpr, TAPS: tl.constexpr, CO: tl.constexpr, BLOCK_R: tl.constexpr):
-        """Per-channel partial sums of (y - shift) and its square for model program_id(1), y
-        computed on the fly as im2col(x) @ w."""
-        pr = tl.program_id(0)
-        m = tl.program_id(1)
-        cols = m * CO + tl.arange(0, CO)
-        wt = _weights(WT, m, KS, TAPS, CO)
-        shift = tl.load(SHIFT + cols)
-        acc = tl.zeros([BLOCK_R, CO], dtype=tl.float32)
-        acc2 = tl.zeros([BLOCK_R, CO], dtype=tl.float32)
-        r0 = pr * rows_per_program
-        r1 = tl.minimum(r0 + rows_per_program, R)
-        for start in range(r0, r1, BLOCK_R):
-            rows = start + tl.arange(0, BLOCK_R)
-            rmask = rows < r1
-            b, h, w = _pixels(rows, H, W)
-            y = tl.dot(_im2col(X, b, h, w, rmask, m, sxb, sxm, sxh, sxw, H, W, KS, TAPS), wt,
-                       input_precision="ieee")
-            v = tl.where(rmask[:, None], y - shift[None, :], 0.0)
-            acc += v
-            acc2 += v * v
-        tl.store(PSUM + pr * C + cols, tl.sum(acc, axis=0))
-        tl.store(PSQ + pr * C + cols, tl.sum(acc2, axis=0))
-
     def _grey_apply(X, WT, OUT, SCALE, BIAS, R, C, H, W, sxb, sxm, sxh, sxw,
                     KS: tl.constexpr, TAPS: tl.constexpr, CO: tl.constexpr, BLOCK_R: tl.constexpr):
         """out = relu(conv(x) * scale + bias) for model program_id(1), channels-last."""
@@ -93,21 +68,23 @@ if triton is not None:
         tl.store(OUT + rows.to(tl.int64)[:, None] * C + cols[None, :], out.to(OUT.dtype.element_ty),
                  mask=rmask[:, None])
 
-    def _grey_backward(X, WT, G, MEAN, SCALE, BIAS, K1, K2, K3, PSUM, PSUMX, PW,
-                       R, C, H, W, sxb, sxm, sxh, sxw, rows_per_program,
-                       APPLY: tl.constexpr, KS: tl.constexpr, TAPS: tl.constexpr, CO: tl.constexpr,
-                       BLOCK_R: tl.constexpr):
-        """For model program_id(1): APPLY=False: per-channel partial sums of dz and
-        dz * (y - mean); APPLY=True: dy = k1 * dz - k2 - k3 * (y - mean), reduced at once into
-        the conv weight's gradient, im2col(x)^T @ dy, [TAPS, CO] per program."""
+    def _grey_sums(X, WT, G, MEAN, SCALE, BIAS, K1, K2, K3, PSUM, PSUMX, PW,
+                   R, C, H, W, sxb, sxm, sxh, sxw, rows_per_program,
+                   MODE: tl.constexpr, KS: tl.constexpr, TAPS: tl.constexpr, CO: tl.constexpr,
+                   BLOCK_R: tl.constexpr):
+        """Per-program sums over a run of pixels for model program_id(1), y = im2col(x) @ w
+        computed on the fly. MODE 0 (forward statistics): per-channel sums of y - shift and of
+        its square, the shift in MEAN; MODE 1: of dz and dz * (y - mean); MODE 2: of the conv
+        weight's gradient, im2col(x)^T @ dy with dy = k1 * dz - k2 - k3 * (y - mean), [TAPS, CO]."""
         pr = tl.program_id(0)
         m = tl.program_id(1)
         cols = m * CO + tl.arange(0, CO)
         wt = _weights(WT, m, KS, TAPS, CO)
         mean = tl.load(MEAN + cols)
-        scale = tl.load(SCALE + cols)
-        bias = tl.load(BIAS + cols)
-        if APPLY:
+        if MODE > 0:
+            scale = tl.load(SCALE + cols)
+            bias = tl.load(BIAS + cols)
+        if MODE == 2:
             k1 = tl.load(K1 + cols)
             k2 = tl.load(K2 + cols)
             k3 = tl.load(K3 + cols)
@@ -122,17 +99,21 @@ if triton is not None:
             b, h, w = _pixels(rows, H, W)
             xcol = _im2col(X, b, h, w, rmask, m, sxb, sxm, sxh, sxw, H, W, KS, TAPS)
             y = tl.dot(xcol, wt, input_precision="ieee")
-            g = tl.load(G + rows.to(tl.int64)[:, None] * C + cols[None, :], mask=rmask[:, None],
-                        other=0.0).to(tl.float32)
-            dz = tl.where(rmask[:, None] & (y * scale[None, :] + bias[None, :] > 0.0), g, 0.0)
-            xc = y - mean[None, :]
-            if APPLY:
-                dy = tl.where(rmask[:, None], k1[None, :] * dz - k2[None, :] - k3[None, :] * xc, 0.0)
-                accw += tl.dot(tl.trans(xcol), dy, input_precision="ieee")
+            xc = tl.where(rmask[:, None], y - mean[None, :], 0.0)
+            if MODE == 0:
+                acc += xc
+                accx += xc * xc
             else:
-                acc += dz
-                accx += dz * xc
-        if APPLY:
+                g = tl.load(G + rows.to(tl.int64)[:, None] * C + cols[None, :], mask=rmask[:, None],
+                            other=0.0).to(tl.float32)
+                dz = tl.where(rmask[:, None] & (y * scale[None, :] + bias[None, :] > 0.0), g, 0.0)
+                if MODE == 1:
+                    acc += dz
+                    accx += dz * xc
+                else:
+                    dy = tl.where(rmask[:, None], k1[None, :] * dz - k2[None, :] - k3[None, :] * xc, 0.0)
+                    accw += tl.dot(tl.trans(xcol), dy, input_precision="ieee")
+        if MODE == 2:
             t = tl.arange(0, TAPS)
             tl.store(PW + (pr * C + cols).to(tl.int64)[None, :] * TAPS + t[:, None], accw)
         else:
@@ -198,7 +179,9 @@ class _FusedGreyConvBN(torch.autograd.Function):
                              groups=m)[0, :, 0, 0].float().contiguous()
         psum = x.new_empty((parts, c), dtype=torch.float32)
         psq = torch.empty_like(psum)
-        _launch(_grey_stats, x, (parts, m), x, wt, shift, psum, psq, r, c, h, w, *strides, per, **meta)
+        unused = psum
+        _launch(_grey_sums, x, (parts, m), x, wt, unused, shift, unused, unused, unused, unused, unused,
+                psum, psq, unused, r, c, h, w, *strides, per, MODE=0, **meta)
         mean, var, invstd = moments(psum, psq, shift, r, eps)
         scale, shift_b = affine(weight, bias, mean, invstd)
         out = torch.empty((b, c, h, w), dtype=out_dtype, device=x.device, memory_format=torch.channels_last)
@@ -224,14 +207,14 @@ class _FusedGreyConvBN(torch.autograd.Function):
         psum = x.new_empty((parts, c), dtype=torch.float32)
         psumx = torch.empty_like(psum)
         unused = psum
-        _launch(_grey_backward, x, (parts, m), x, wt, g, mean, scale, shift_b, unused, unused, unused,
-                psum, psumx, unused, r, c, h, w, *strides, per, APPLY=False, **meta)
+        _launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, unused, unused, unused,
+                psum, psumx, unused, r, c, h, w, *strides, per, MODE=1, **meta)
         grad_weight, grad_bias, (k1, k2, k3) = backward_coefficients(psum, psumx, weight, invstd, r)
         grad_wfold = None
         if ctx.needs_input_grad[1]:
             pw = x.new_empty((parts, c, taps), dtype=torch.float32)
-            _launch(_grey_backward, x, (parts, m), x, wt, g, mean, scale, shift_b, k1, k2, k3,
-                    unused, unused, pw, r, c, h, w, *strides, per, APPLY=True, **meta)
+            _launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, k1, k2, k3,
+                    unused, unused, pw, r, c, h, w, *strides, per, MODE=2, **meta)
             grad_wfold = pw.sum(0)[:, :taps2].reshape(c, 1, ks, ks)
         return None, grad_wfold, grad_weight, grad_bias, None, None
 
