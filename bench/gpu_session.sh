@@ -2,19 +2,25 @@
 # One device call that builds nothing and measures everything issue 6 asks for:
 #   1. the machine (GPU, driver, torch, cuDNN, Triton);
 #   2. bench/train_throughput.py: pack-vs-separate and fused-vs-PyTorch-kernels checks, throughput
-#      variants, kernel profile (short: it also picks the JAFFE run's grey-conv setting, see GREY);
-#   3. the full JAFFE protocol (Baseline, FTL, EL at the paper's epochs, all 10 folds) trained by the
-#      inline executor from Parquet prepared on a CPU machine, with Ray, dlib and face-alignment
-#      made unimportable (the GPU machine has none of them); its wall time and report.
+#      variants, kernel profile (short: it also picks the run's grey-conv setting, see GREY);
+#   3. the full protocol of the prepared data set (Baseline, FTL, EL at the paper's epochs, all 10
+#      folds; JAFFE so far) trained by the inline executor from Parquet prepared on a CPU machine
+#      (bench/prepare_gpu_data.sh), with Ray, dlib and face-alignment made unimportable (the GPU
+#      machine has none of them); its wall time and report.
 # Each part runs under its own time limit, so a slow part cannot take the others' results with it.
 #
-#   bench/gpu_session.sh PREPARED_DIR [OUT_DIR]
-# env: PYTHON (python3), BENCH_LIMIT / RUN_LIMIT (seconds; RUN_LIMIT=0 skips the JAFFE run),
+#   bench/gpu_session.sh PREPARED_DIR [OUT_DIR]     (PREPARED_DIR: .../<dataset>-<hash>)
+# e.g. a CK+-sized run at a tenth of the epochs after a first call measured the rest:
+#   BENCH_LIMIT=0 RUN_ARGS="--epochs-scale 0.1 --set train.recalibrate_bn=true" \
+#     bash bench/gpu_session.sh .gpu/prepared/ckplus-<hash> $OUT
+# env: PYTHON (python3), BENCH_LIMIT / RUN_LIMIT (seconds; 0 skips the bench / the run),
 # BENCH_VARIANTS (comma list), GREY (auto | on | off), BENCH_ARGS / RUN_ARGS (extra arguments;
 # e.g. a CPU dry run: BENCH_ARGS="--device cpu --image-size 32 --pack 3 --steps 2 --warmup 1"
 # RUN_ARGS="--device cpu --image-size 32 --epochs-scale 0.02").
 set -u
 prep=${1:?usage: bench/gpu_session.sh PREPARED_DIR [OUT_DIR]}
+name=$(basename "$prep")
+name=${name%-*}                 # jaffe-<hash> -> jaffe
 out=${2:-${OUT:-/tmp/gpu_session}}
 store=${STORE:-/tmp/partfer_gpu_store}
 py=${PYTHON:-python3}
@@ -30,7 +36,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RAY_AUTH_
 } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
 
-run_jaffe() {   # run_jaffe LIMIT [extra arguments]
+run_protocol() {   # run_protocol LIMIT [extra arguments]
   local limit=$1; shift
   # shellcheck disable=SC2086
   timeout "$limit" $py -c "
@@ -39,18 +45,20 @@ for name in ('ray', 'dlib', 'face_alignment'):
     sys.modules[name] = None          # import fails: proves the inline path needs none of them
 from orchestrator.cli import main
 sys.exit(main(sys.argv[1:]))
-" run --config configs/paper.yaml --prepared "jaffe=$prep" --executor inline --out "$store" \
-    ${RUN_ARGS:-} "$@" 2>&1 | tee -a "$out/jaffe.log"
+" run --config configs/paper.yaml --prepared "$name=$prep" --executor inline --out "$store" \
+    ${RUN_ARGS:-} "$@" 2>&1 | tee -a "$out/$name.log"
   return "${PIPESTATUS[0]}"
 }
 # shellcheck disable=SC2086
 # Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, repeat, nosplit,
 # compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
-timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-fusegrey,packed-nofuse}" \
-  --check --profile --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
-timeout 60 $py bench/augment_grid.py --device cuda --images 1600 2>&1 | tee -a "$out/bench.log"
+if [ "${BENCH_LIMIT:-150}" -gt 0 ]; then     # (timeout 0 would mean no limit)
+timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
+  --check --profile --count-ops --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+timeout 60 $py bench/augment_batch.py --device cuda --models 50 --batch 32 2>&1 | tee -a "$out/bench.log"
+fi
 
-# The grey first conv fused into the BN kernels (train.fused_grey_conv) is used for the JAFFE run
+# The grey first conv fused into the BN kernels (train.fused_grey_conv) is used for the run
 # when the bench just measured it at least 3 % faster than the default pack (GREY=auto; on | off).
 grey_args=""
 case "${GREY:-auto}" in
@@ -64,30 +72,30 @@ except (OSError, ValueError, KeyError):
 sys.exit(0 if rates.get('packed-fusegrey', 0) >= 1.03 * rates.get('packed', float('inf')) else 1)
 " "$out/bench.json"; then grey_args="--set train.fused_grey_conv=true"; fi ;;
 esac
-echo "JAFFE run settings: ${grey_args:-defaults}" | tee -a "$out/jaffe.log"
+echo "$name run settings: ${grey_args:-defaults} ${RUN_ARGS:-}" | tee -a "$out/$name.log"
 
 t0=$(date +%s)
 rc=0
 if [ "${RUN_LIMIT:-400}" -gt 0 ]; then     # RUN_LIMIT=0: the bench only
 # shellcheck disable=SC2086
-run_jaffe "${RUN_LIMIT:-400}" $grey_args
+run_protocol "${RUN_LIMIT:-400}" $grey_args
 rc=$?
 fi
 elapsed=$(( $(date +%s) - t0 ))
-echo "JAFFE run: exit $rc, wall $elapsed s" | tee -a "$out/jaffe.log"
+echo "$name run: exit $rc, wall $elapsed s" | tee -a "$out/$name.log"
 if [ "${RUN_LIMIT:-400}" -gt 0 ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 90 ]; then
   # a quick failure of concurrent packs must not cost the session its measurement: one pack at a time
-  echo "retrying with train.gpus_per_pack=1 (one pack at a time)" | tee -a "$out/jaffe.log"
+  echo "retrying with train.gpus_per_pack=1 (one pack at a time)" | tee -a "$out/$name.log"
   t0=$(date +%s)
   # shellcheck disable=SC2086
-  run_jaffe $(( ${RUN_LIMIT:-400} - elapsed )) --set train.gpus_per_pack=1 $grey_args
-  echo "JAFFE run (one pack at a time): exit $?, wall $(( $(date +%s) - t0 )) s" | tee -a "$out/jaffe.log"
+  run_protocol $(( ${RUN_LIMIT:-400} - elapsed )) --set train.gpus_per_pack=1 $grey_args
+  echo "$name run (one pack at a time): exit $?, wall $(( $(date +%s) - t0 )) s" | tee -a "$out/$name.log"
 fi
 
 run_dir=$(ls -dt "$store"/runs/*/ 2>/dev/null | head -1)
 if [ "${RUN_LIMIT:-400}" -gt 0 ] && [ -n "$run_dir" ]; then
-  tar -czf "$out/jaffe_run.tar.gz" --exclude='*.pt' --exclude='*.npz' -C "$run_dir" .
-  $py - "$run_dir" <<'EOF' | tee -a "$out/jaffe.log"
+  tar -czf "$out/${name}_run.tar.gz" --exclude='*.pt' --exclude='*.npz' -C "$run_dir" .
+  $py - "$run_dir" <<'EOF' | tee -a "$out/$name.log"
 import json, sys
 s = json.load(open(f"{sys.argv[1]}/plan.json"))["settings"]
 keys = ("status", "wall_seconds", "train_seconds", "pack_seconds", "pack_busy_seconds", "pack_setup_seconds",

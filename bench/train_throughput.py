@@ -6,11 +6,12 @@ on-device affine augmentation, forward, per-model loss, backward, Adam), on synt
 Ray import, so it runs on a bare GPU machine:
 
     python bench/train_throughput.py                      # naive vs packed, auto: cuda if available
-    python bench/train_throughput.py --variants all --check --profile --json out.json
+    python bench/train_throughput.py --variants all --check --profile --count-ops --json out.json
     python bench/train_throughput.py --device cpu --image-size 48 --pack 5 --steps 10
 
 Variants (--variants, comma list or `all`):
-    naive               1 model, fp32, NCHW: one model per task, the issue's baseline
+    naive               1 model, fp32, NCHW: one model per task, the issue's baseline (augmentation by
+                        PyTorch's ops, as in every session's naive figure)
     naive-bf16          1 model, bf16 autocast, channels-last
     packed              --pack models as one grouped-convolution network, bf16, channels-last (the trainer's path)
     packed-nchw         the same in NCHW
@@ -20,6 +21,8 @@ Variants (--variants, comma list or `all`):
     packed-repeat       the grey first conv fed 3 repeated channels, not 16 zero-padded ones
     packed-nofuse       BN, ReLU and max-pool as PyTorch's kernels, not the fused Triton ones
     packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/fused_grey.py)
+    packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel orchestrator/fused_augment.py
+    packed-splitcopy    split convs' outputs interleaved by a copy before the fused BN kernels (not read in place)
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -29,7 +32,8 @@ Variants (--variants, comma list or `all`):
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
-device; --profile prints the packed step's most expensive kernels; --tiles times the fused
+device; --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
+ops and Triton launches of one packed step (PyTorch's kernels vs the fused ones); --tiles times the fused
 BatchNorm kernels (models/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
 at the first block's shapes. With --json every finished variant is written at once, so a run cut
 short by a time limit still leaves its results.
@@ -50,8 +54,8 @@ import torch  # noqa: E402
 
 from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
-from orchestrator.augment import (AugmentSettings, apply_transforms, normalise_pixels,  # noqa: E402
-                                  random_transforms)
+from orchestrator.augment import AugmentSettings  # noqa: E402
+from orchestrator.batches import augmented_batch, fused_available  # noqa: E402
 from orchestrator.train import training_loss_fn  # noqa: E402
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
@@ -60,18 +64,21 @@ PAPER_IMAGE_STEPS = 75e6
 # over 300 epochs for each of Baseline, FTL and EL.
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
-ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
+ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-torchaug", "packed-splitcopy",
+       "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
        "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
     bf16 = "bf16" if device == "cuda" else "fp32"
     table = {
-        "naive": dict(models=1, precision="fp32", channels_last=False),
+        "naive": dict(models=1, precision="fp32", channels_last=False, augment="torch"),
         "naive-bf16": dict(models=1, precision=bf16, channels_last=True),
         "packed": dict(models=pack, precision=bf16, channels_last=True),
         "packed-nofuse": dict(models=pack, precision=bf16, channels_last=True, fuse_mode="off"),
         "packed-fusegrey": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fused"),
+        "packed-torchaug": dict(models=pack, precision=bf16, channels_last=True, augment="torch"),
+        "packed-splitcopy": dict(models=pack, precision=bf16, channels_last=True, interleave_mode="copy"),
         "packed-nchw": dict(models=pack, precision=bf16, channels_last=False),
         "packed-nobench": dict(models=pack, precision=bf16, channels_last=True, cudnn_benchmark=False),
         "packed-fold": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fold"),
@@ -95,8 +102,10 @@ def _sync(device: str) -> None:
 
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
-              split_mode: str = "auto", fuse_mode: str = "auto", n_images: int = 2048, n_classes: int = 7):
-    """A closure doing one training step of an M-model pack, as orchestrator.train does it."""
+              split_mode: str = "auto", fuse_mode: str = "auto", augment: str = "auto",
+              interleave_mode: str = "auto", n_images: int = 2048, n_classes: int = 7):
+    """A closure doing one training step of an M-model pack, as orchestrator.train does it.
+    augment: auto (the fused kernel where it runs, as the trainer) | torch (PyTorch's ops)."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
@@ -104,6 +113,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models))).to(dev)
     for block in net.extractor.blocks:
         block.grey_mode, block.split_mode, block.fuse_mode = grey_mode, split_mode, fuse_mode
+        block.interleave_mode = interleave_mode
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
@@ -111,6 +121,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     weights = torch.ones(n_models, n_images, device=dev)
     aug = AugmentSettings()
     use_bf16 = precision == "bf16" and device == "cuda"
+    fused_aug = augment == "auto" and fused_available(images, True)
+    input_dtype = torch.bfloat16 if use_bf16 else torch.float32
 
     training_loss = training_loss_fn(compile or "off")      # the trainer's (compiled) step
 
@@ -120,12 +132,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
 
     def step():
         idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
-        flat = normalise_pixels(images[idx]).reshape(-1, 1, image_size, image_size)
-        fwd, flipped = random_transforms(flat.shape[0], aug, gen, dev)
-        flat, _ = apply_transforms(flat, None, fwd, flipped)
-        x = flat.view(n_models, batch, image_size, image_size).transpose(0, 1).unsqueeze(2)
-        if channels_last:
-            x = x.contiguous()
+        x, _ = augmented_batch(images, idx, aug, gen, fused=fused_aug, dtype=input_dtype,
+                               channels_last=channels_last)
         loss = forward_loss(x, labels[idx].t())
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
@@ -137,7 +145,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
 def measure(name: str, n_models: int, device: str, image_size: int, batch: int, steps: int, warmup: int,
             precision: str, channels_last: bool, compile: str | None = None,
             cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
-            fuse_mode: str = "auto", concurrent: int = 1) -> dict:
+            fuse_mode: str = "auto", augment: str = "auto", interleave_mode: str = "auto",
+            concurrent: int = 1) -> dict:
     """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream."""
     import threading
     if device == "cuda":
@@ -145,7 +154,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
-                          split_mode, fuse_mode) for _ in range(concurrent)]
+                          split_mode, fuse_mode, augment, interleave_mode) for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
         if device != "cuda":
@@ -177,6 +186,9 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     return {"variant": name, "models": n_models, "concurrent": concurrent, "precision": precision,
             "channels_last": channels_last,
             "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "fuse_mode": fuse_mode,
+            "interleave_mode": interleave_mode,
+            "augment": "fused" if augment == "auto" and device == "cuda" and fused_available(
+                torch.zeros(1, dtype=torch.uint8, device=device), True) else "torch",
             "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
             "images_per_s": round(rate, 1), "step_ms": round(1000 * seconds / steps, 2),
             "warmup_s": round(warmup_s, 1),
@@ -228,8 +240,8 @@ def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: in
 def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: int = 6, steps: int = 3,
                    fuse: str = "auto") -> dict:
     """Train copies of one pack for a few SGD steps on the same grey batches (fp32, TF32 off):
-    PyTorch's kernels (fuse_mode off) against the fused BN kernels with the grey input padded
-    ("pad") and with the first conv fused too ("fused"). Relative differences (norm of the
+    PyTorch's kernels (fuse_mode off) against the fused BN kernels (reading split convs' outputs
+    in place) with the grey input padded ("pad") and with the first conv fused too ("fused"). Relative differences (norm of the
     difference over norm) of all parameters as one vector, of all BN running statistics, and of
     eval-mode logits afterwards, and the largest parameter difference: the fused kernels must
     train the same network."""
@@ -251,6 +263,8 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
         net = copy.deepcopy(base)
         for block in net.extractor.blocks:
             block.fuse_mode, block.grey_mode = fuse_mode, grey_mode
+            if fuse_mode != "off":
+                block.split_mode = "on"     # as on CUDA: widening convs split, read in place by the kernels
         opt = torch.optim.SGD(net.parameters(), lr=0.01)      # small steps: a smooth path to compare
         for x, y in batches:
             loss = torch.nn.functional.cross_entropy(net.classify(x).flatten(0, 1), y.flatten())
@@ -277,6 +291,65 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
         out[grey] = {k: float(f"{v:.3g}") for k, v in out[grey].items()}
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    return out
+
+
+def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: int = 4) -> dict:
+    """Host-side work of one packed training step, by kernel path: aten ops dispatched (views
+    left out: they launch nothing) and Triton kernel launches. Each costs the host a few
+    microseconds whatever the pack's size, so they bound the step rate of small packs (a
+    compacted pack's tail) and of packs sharing a GPU from threads of one process. The counts
+    do not depend on the pack's size; on a CPU the fused path needs TRITON_INTERPRET=1."""
+    import collections
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from models import fused_bn, fused_grey
+    from orchestrator import fused_augment
+    modules = (fused_bn, fused_grey, fused_augment)       # each calls launch by its own name
+    views = {"view", "select", "slice", "detach", "transpose", "unsqueeze", "unflatten", "permute", "expand",
+             "as_strided", "alias", "t", "_unsafe_view", "squeeze", "reshape", "flatten", "split", "unbind"}
+    launches = {"n": 0, "counting": True}
+    original = fused_bn.launch
+
+    def counted_launch(*args, **kwargs):
+        # the interpreter (CPU) runs a kernel through torch ops of its own: not the step's
+        launches["n"] += 1
+        launches["counting"] = False
+        try:
+            return original(*args, **kwargs)
+        finally:
+            launches["counting"] = True
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if launches["counting"]:
+                self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    out = {}
+    for module in modules:
+        module.launch = counted_launch
+    try:
+        for name, fuse in (("pytorch_kernels", "off"), ("fused_kernels", "on" if device == "cpu" else "auto")):
+            step = make_step(n_models, device, image_size, batch, "bf16" if device == "cuda" else "fp32", True,
+                             fuse_mode=fuse, split_mode="on")
+            step()
+            step()
+            launches["n"] = 0
+            with Count() as counter:
+                step()
+            _sync(device)
+            ops = sum(n for op, n in counter.ops.items() if op not in views)
+            out[name] = {"aten_ops": ops, "triton_launches": launches["n"],
+                         "by_op": dict(counter.ops.most_common())}
+    finally:
+        for module in modules:
+            module.launch = original
     return out
 
 
@@ -388,6 +461,8 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="compare a pack with separate networks first")
     p.add_argument("--profile", action="store_true", help="print the packed step's top kernels")
     p.add_argument("--tiles", action="store_true", help="time the fused BN kernels' tile sizes (CUDA)")
+    p.add_argument("--count-ops", action="store_true",
+                   help="count the host-side ops and kernel launches of one packed step, by kernel path")
     p.add_argument("--json", help="write the results here (after every variant)")
     args = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -415,6 +490,12 @@ def main(argv=None) -> int:
             out["check_training"] = check_training(device)
             print(f"  fused kernels vs PyTorch's, 3 SGD steps (fp32): relative difference {out['check_training']}",
                   flush=True)
+        save()
+    if args.count_ops:
+        out["host_ops"] = count_host_ops(device)
+        for path, counts in out["host_ops"].items():
+            print(f"  host work per packed step, {path}: {counts['aten_ops']} aten ops, "
+                  f"{counts['triton_launches']} Triton launches", flush=True)
         save()
     if args.tiles and device == "cuda":
         try:

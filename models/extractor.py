@@ -20,7 +20,8 @@ widening convs of a pack are split into square ones (split_conv). In training mo
 in front of BN is not added (BN cancels it; the running mean still receives it) and every block
 applies its last ReLU after the max-pool (they commute; only Grad-CAM reads the unpooled maps).
 In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.fused_bn, fuse_mode):
-two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels.
+two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels; they
+read a split conv's two outputs where they lie (interleave_mode), so its interleaving copy goes.
 All of these compute the same function.
 
 Every forward takes an optional `models` index: the input then holds only those models' channels
@@ -67,6 +68,9 @@ class ConvBlock(nn.Module):
         # on CUDA with several models when Triton is installed | on (any device Triton can run
         # on: CPUs through its interpreter) | off. Execution only.
         self.fuse_mode = "auto"
+        # Where the fused kernels take a split conv's output from: auto = its two parts where they
+        # lie (fused_bn.bn_relu reads both) | copy = interleaved into one tensor first. Execution only.
+        self.interleave_mode = "auto"
 
     def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
         """The chosen models' rows of a model-major tensor (all of it when models is None)."""
@@ -77,7 +81,9 @@ class ConvBlock(nn.Module):
         return slice(None) if models is None else models
 
     def _conv(self, conv: nn.Conv2d, x: torch.Tensor, models: torch.Tensor | None, first: bool,
-              bias: bool = True) -> torch.Tensor:
+              bias: bool = True, parts: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """The conv's output; with parts=True a split widening conv (see split_mode) with ratio 2
+        returns its two square convs' outputs as they are, for the fused kernels to interleave."""
         groups = self.n_models if models is None else len(models)
         weight = self._weights(conv.weight, models)
         bias_t = self._weights(conv.bias, models) if bias and conv.bias is not None else None
@@ -106,7 +112,8 @@ class ConvBlock(nn.Module):
         ratio = _widening(x.shape[1], weight.shape[0], groups)
         split = self.split_mode == "on" or (self.split_mode == "auto" and x.is_cuda and groups > 1)
         if split and ratio > 1:
-            return split_conv(x, weight, bias_t, conv, groups, ratio)
+            return split_conv(x, weight, bias_t, conv, groups, ratio,
+                              interleave=not (parts and ratio == 2 and bias_t is None))
         if weight is conv.weight and bias_t is conv.bias:
             return conv(x)         # the module itself, so forward hooks (FLOP counting) see it
         return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
@@ -176,32 +183,30 @@ class ConvBlock(nn.Module):
     def _fused(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
                first: bool, pooled: bool) -> torch.Tensor:
         """conv -> BN (training) -> ReLU [-> max-pool] with the fused kernels: the conv bias is left
-        out (BN cancels it) and only enters the running mean, as in _conv_bn."""
+        out (BN cancels it) and only enters the running mean, as in _conv_bn; the kernels update
+        the running statistics."""
         groups = self.n_models if models is None else len(models)
         weight, bias = self._weights(bn.weight, models), self._weights(bn.bias, models)
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        co = self.out_channels
+        index = None if models is None else (models.to(bn.running_mean.device)[:, None] * co
+                                             + torch.arange(co, device=bn.running_mean.device)).flatten()
+        running = fused_bn.Running(bn.running_mean, bn.running_var, factor, index,
+                                   self._weights(conv.bias, models) if conv.bias is not None else None)
         if (first and self.grey_mode == "fused" and x.shape[1] == groups and not x.requires_grad and not pooled
                 and fused_grey.supported(x, self.out_channels, conv.kernel_size[0])):
             # one grey channel per model: the conv is recomputed inside the BN kernels
             kind = x.device.type
             dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
             wfold = self._weights(conv.weight, models).sum(dim=1, keepdim=True)
-            out, mean, var = fused_grey.grey_conv_bn_relu(x, wfold, weight, bias, bn.eps, dtype)
-            n = x.shape[0] * x.shape[2] * x.shape[3]       # values per channel in the batch
-        else:
-            y = self._conv(conv, x, models, first, bias=False)
-            out, mean, var = fused_bn.bn_relu(y, weight, bias, bn.eps, self._pool_args() if pooled else None)
-            n = y.numel() // y.shape[1]
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(1)
-            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-            if conv.bias is not None:
-                mean = mean + self._weights(conv.bias, models).detach().float()
-            var = var * (n / (n - 1))          # running variance: unbiased, as nn.BatchNorm2d keeps it
-            co, sel = self.out_channels, self._all(models)
-            for running, batch in ((bn.running_mean, mean), (bn.running_var, var)):
-                rows = running.unflatten(0, (self.n_models, co))
-                rows[sel] = rows[sel] * (1 - factor) + batch.view(-1, co).to(running.dtype) * factor
-        return out
+            return fused_grey.grey_conv_bn_relu(x, wfold, weight, bias, bn.eps, dtype, running)[0]
+        y = self._conv(conv, x, models, first, bias=False, parts=self.interleave_mode != "copy")
+        pool = self._pool_args() if pooled else None
+        if isinstance(y, list):     # a split conv's two parts, read where they lie
+            return fused_bn.bn_relu(y, weight, bias, bn.eps, pool, group_channels=y[0].shape[1] // groups,
+                                    running=running)[0]
+        return fused_bn.bn_relu(y, weight, bias, bn.eps, pool, running=running)[0]
 
     def forward(self, x: torch.Tensor, models: torch.Tensor | None = None, pooled: bool = False) -> torch.Tensor:
         """The block's activation BEFORE pooling (what Grad-CAM reads); self.pool follows it.
@@ -246,9 +251,10 @@ def _widening(in_channels: int, out_channels: int, groups: int) -> int:
 
 
 def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
-               groups: int, ratio: int) -> torch.Tensor:
+               groups: int, ratio: int, interleave: bool = True) -> torch.Tensor | list[torch.Tensor]:
     """A grouped conv whose groups widen c channels to ratio*c, computed as `ratio` grouped convs
-    of c -> c channels per group, the outputs interleaved back per group.
+    of c -> c channels per group, the outputs interleaved back per group (interleave=False: the
+    `ratio` outputs as a list, output j holding channel g * ratio*c + j*c + i as g*c + i; no bias).
 
     The same function, but cuDNN runs grouped convs with as many outputs as inputs per group on
     its fast grouped kernels and widening ones group by group (H200 profile: 8x the time at half
@@ -258,6 +264,10 @@ def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     w = weight.unflatten(0, (groups, ratio, c))
     outs = [F.conv2d(x, w[:, j].flatten(0, 1), None, conv.stride, conv.padding, conv.dilation, groups)
             for j in range(ratio)]
+    if not interleave:
+        if bias is not None:
+            raise ValueError("split_conv returns its parts without a bias only")
+        return outs
     if outs[0].is_contiguous(memory_format=torch.channels_last) and not outs[0].is_contiguous():
         # channels-last memory: interleave along the channel axis of the physical (B, H, W, C) layout
         y = torch.stack([o.permute(0, 2, 3, 1).unflatten(3, (groups, c)) for o in outs], dim=4)

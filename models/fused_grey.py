@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.fused_bn import (TILES, _launch, affine, available, backward_coefficients, moments, self_test,
+from models.fused_bn import (TILES, Running, available, finalize_backward, finalize_forward, launch, self_test,
                              triton)
 
 if triton is not None:
@@ -161,7 +161,7 @@ class _FusedGreyConvBN(torch.autograd.Function):
     """(x, folded conv weight, BN weight, BN bias) -> (out, batch mean, biased batch variance)."""
 
     @staticmethod
-    def forward(ctx, x, wfold, weight, bias, eps: float, out_dtype):
+    def forward(ctx, x, wfold, weight, bias, eps: float, out_dtype, running):
         b, m, h, w = x.shape
         c, ks = wfold.shape[0], wfold.shape[-1]
         co = c // m
@@ -180,12 +180,11 @@ class _FusedGreyConvBN(torch.autograd.Function):
         psum = x.new_empty((parts, c), dtype=torch.float32)
         psq = torch.empty_like(psum)
         unused = psum
-        _launch(_grey_sums, x, (parts, m), x, wt, unused, shift, unused, unused, unused, unused, unused,
+        launch(_grey_sums, x, (parts, m), x, wt, unused, shift, unused, unused, unused, unused, unused,
                 psum, psq, unused, r, c, h, w, *strides, per, MODE=0, **meta)
-        mean, var, invstd = moments(psum, psq, shift, r, eps)
-        scale, shift_b = affine(weight, bias, mean, invstd)
+        mean, var, invstd, scale, shift_b = finalize_forward(psum, psq, shift, weight, bias, r, eps, running)
         out = torch.empty((b, c, h, w), dtype=out_dtype, device=x.device, memory_format=torch.channels_last)
-        _launch(_grey_apply, x, (triton.cdiv(r, TILES["rows"]), m), x, wt, out, scale, shift_b,
+        launch(_grey_apply, x, (triton.cdiv(r, TILES["rows"]), m), x, wt, out, scale, shift_b,
                 r, c, h, w, *strides, **meta)
         ctx.save_for_backward(x, wt, weight, mean, invstd, scale, shift_b)
         ctx.mark_non_differentiable(mean, var)
@@ -207,32 +206,33 @@ class _FusedGreyConvBN(torch.autograd.Function):
         psum = x.new_empty((parts, c), dtype=torch.float32)
         psumx = torch.empty_like(psum)
         unused = psum
-        _launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, unused, unused, unused,
+        launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, unused, unused, unused,
                 psum, psumx, unused, r, c, h, w, *strides, per, MODE=1, **meta)
-        grad_weight, grad_bias, (k1, k2, k3) = backward_coefficients(psum, psumx, weight, invstd, r)
+        grad_weight, grad_bias, (k1, k2, k3) = finalize_backward(psum, psumx, weight, invstd, r)
         grad_wfold = None
         if ctx.needs_input_grad[1]:
             pw = x.new_empty((parts, c, taps), dtype=torch.float32)
-            _launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, k1, k2, k3,
+            launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, k1, k2, k3,
                     unused, unused, pw, r, c, h, w, *strides, per, MODE=2, **meta)
             grad_wfold = pw.sum(0)[:, :taps2].reshape(c, 1, ks, ks)
-        return None, grad_wfold, grad_weight, grad_bias, None, None
+        return None, grad_wfold, grad_weight, grad_bias, None, None, None
 
 
 def grey_conv_bn_relu(x: torch.Tensor, wfold: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                      eps: float, out_dtype: torch.dtype | None = None):
+                      eps: float, out_dtype: torch.dtype | None = None, running: Running | None = None):
     """relu(batch_norm(conv2d(x, wfold, groups=M, 'same' padding))) in training mode.
 
     x: (B, M, H, W) grey images, one channel per model, any layout; no gradient flows to it.
     wfold: (M * CO, 1, k, k), each model's first-conv weight summed over its input channels.
+    running: the BN's running statistics, updated in place (models.fused_bn.Running).
     Returns (output (B, M * CO, H, W) channels-last in out_dtype (default x's), batch mean,
-    biased batch variance); the caller updates the running statistics.
+    biased batch variance).
     """
     if x.requires_grad:
         raise ValueError("the fused first conv gives its input no gradient; x must not require one")
     if wfold.dim() != 4 or wfold.shape[1] != 1 or wfold.shape[0] % x.shape[1]:
         raise ValueError(f"expected a (M*CO, 1, k, k) folded weight for {x.shape[1]} models, got {tuple(wfold.shape)}")
-    return _FusedGreyConvBN.apply(x, wfold, weight, bias, float(eps), out_dtype or x.dtype)
+    return _FusedGreyConvBN.apply(x, wfold, weight, bias, float(eps), out_dtype or x.dtype, running)
 
 
 __all__ = ["grey_conv_bn_relu", "supported"]

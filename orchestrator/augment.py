@@ -73,22 +73,35 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return grid.permute(0, 2, 3, 1)
 
 
-def apply_transforms(images: torch.Tensor, landmarks: torch.Tensor | None, forward: torch.Tensor,
-                     flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Warp images (n, C, H, W) float and landmarks (n, 68, 2) in [0, 1] by the forward maps."""
+def sampling_maps(forward: torch.Tensor) -> torch.Tensor:
+    """The (n, 2, 3) maps grid_sample needs: for each OUTPUT pixel, where to read in the input
+    (the inverse of each forward map)."""
     linear, shift = forward[:, :, :2], forward[:, :, 2:]
     inverse = _inverse_2x2(linear)
-    # affine_grid wants, for each OUTPUT pixel, where to read in the input: the inverse map.
-    theta = torch.cat([inverse, -inverse @ shift], dim=-1)
-    grid = affine_grid(theta.to(images.dtype), images.shape[2], images.shape[3])
-    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    if landmarks is None:
-        return warped, None
+    return torch.cat([inverse, -inverse @ shift], dim=-1)
+
+
+def warp_images(images: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """Images (n, C, H, W) float warped by the forward maps: bilinear, border padding."""
+    grid = affine_grid(sampling_maps(forward).to(images.dtype), images.shape[2], images.shape[3])
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def move_landmarks(landmarks: torch.Tensor, forward: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """Landmarks (n, 68, 2) in [0, 1] moved by the forward maps; a flipped sample's points are
+    re-indexed so that index i still names the same facial point."""
+    linear, shift = forward[:, :, :2], forward[:, :, 2:]
     pts = landmarks * 2 - 1
     moved = (pts @ linear.transpose(1, 2) + shift.transpose(1, 2) + 1) / 2
     perm = torch.as_tensor(FLIP_PERMUTATION, device=moved.device)
-    moved = torch.where(flipped[:, None, None], moved[:, perm], moved)
-    return warped, moved
+    return torch.where(flipped[:, None, None], moved[:, perm], moved)
+
+
+def apply_transforms(images: torch.Tensor, landmarks: torch.Tensor | None, forward: torch.Tensor,
+                     flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Warp images (n, C, H, W) float and landmarks (n, 68, 2) in [0, 1] by the forward maps."""
+    warped = warp_images(images, forward)
+    return warped, (None if landmarks is None else move_landmarks(landmarks, forward, flipped))
 
 
 def normalise_pixels(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,9 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> d
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
+# train.* switches of the custom kernels on CUDA, and their defaults when a config leaves them out
+KERNEL_SWITCHES = {"fused_bn": True, "fused_grey_conv": False, "fused_augment": True}
+
 
 def compile_mode_of(cfg: dict) -> str:
     """train.compile as a mode name (YAML reads a bare `off` as false, `on` as true)."""
@@ -135,8 +138,8 @@ def validate(cfg: dict) -> None:
     compile_mode = compile_mode_of(cfg)
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
-    for key in ("fused_bn", "fused_grey_conv"):
-        if not isinstance(cfg["train"].get(key, key == "fused_bn"), bool):
+    for key, default in KERNEL_SWITCHES.items():
+        if not isinstance(cfg["train"].get(key, default), bool):
             raise ConfigError(f"train.{key} must be true or false, not {cfg['train'][key]!r}")
     gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
     if not 0 < gpus <= 1:

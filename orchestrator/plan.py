@@ -15,7 +15,7 @@ from pathlib import Path
 from data_prep.ibug68 import FULL_FACE
 from data_prep.prepared import PreparedData
 from orchestrator.augment import AugmentSettings
-from orchestrator.config import TRANSFER_STAGES, compile_mode_of, epochs_for
+from orchestrator.config import KERNEL_SWITCHES, TRANSFER_STAGES, compile_mode_of, epochs_for
 from orchestrator.cross_eval import CrossEvalJob
 from orchestrator.folds import make_split, fold_ids
 from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
@@ -171,8 +171,8 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         channels_last=channels_last, state_dir=join(storage, "packs", pack_key),
                         deterministic=bool(cfg["train"].get("deterministic", False)),
                         cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)),
-                        compile=compile_mode_of(cfg), fused_bn=bool(cfg["train"].get("fused_bn", True)),
-                        fused_grey_conv=bool(cfg["train"].get("fused_grey_conv", False))))
+                        compile=compile_mode_of(cfg),
+                        **{key: bool(cfg["train"].get(key, default)) for key, default in KERNEL_SWITCHES.items()}))
                 # finished packs are dropped from the chain's front: only the work left is scheduled
                 while chain and all(is_done(j.out_dir) for j in chain[0].models):
                     stale_states.append(chain.pop(0).state_dir)

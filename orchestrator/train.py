@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from data_prep.ibug68 import region_indices
 from models.losses import packed_cross_entropy, packed_l1_loss
 from models.packed import PackedNetwork
-from orchestrator.augment import AugmentSettings, apply_transforms, normalise_pixels, random_transforms
+from orchestrator.augment import AugmentSettings, normalise_pixels
+from orchestrator.batches import augmented_batch, fused_available
 from orchestrator.config import COMPILE_MODES
 from orchestrator.records import PREDICTION_SCHEMA
 from orchestrator.store import (DONE_FILE, build_dir_for, is_done, join, local_file, publish_dir,
@@ -86,6 +87,7 @@ class PackJob:
     compile: str = "off"          # off | a torch.compile mode for the training step's forward + loss
     fused_bn: bool = True         # BN -> ReLU [-> max-pool] as Triton kernels on CUDA packs (models.fused_bn)
     fused_grey_conv: bool = False  # ... with the grey first conv computed inside them (models.fused_grey)
+    fused_augment: bool = True    # gather + augment + normalise a batch in one kernel on CUDA (orchestrator.fused_augment)
 
 
 @dataclass
@@ -388,6 +390,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
 
     gen = torch.Generator(device=device)
     gen.manual_seed(int(models[0].seed) % (2**63))
+    fused_aug = fused_available(data.images, job.fused_augment)
+    input_dtype = torch.bfloat16 if job.precision == "bf16" and device.type == "cuda" else torch.float32
     train_idx, train_mask = _pad_rows([m.train for m in models], device)
     labels_train = data.labels[train_idx]
     if st.class_balanced and st.stage != "landmark":
@@ -455,13 +459,9 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
         for _ in range(steps):
             local = torch.multinomial(weights_c, st.batch_size, replacement=True, generator=gen)
             idx = train_idx_c.gather(1, local)                                 # (k, B)
-            flat_imgs = normalise_pixels(data.images[idx]).reshape(-1, 1, *data.images.shape[1:])
-            lms = data.landmarks[idx].reshape(-1, 68, 2) if st.stage == "landmark" else None
-            fwd, flipped = random_transforms(flat_imgs.shape[0], aug, gen, device)
-            flat_imgs, lms = apply_transforms(flat_imgs, lms, fwd, flipped)
-            x = _as_input(flat_imgs.view(k, st.batch_size, *flat_imgs.shape[-2:]), job)
-            if job.channels_last:
-                x = x.contiguous()
+            x, lms = augmented_batch(data.images, idx, aug, gen, fused=fused_aug, dtype=input_dtype,
+                                     channels_last=job.channels_last,
+                                     landmarks=data.landmarks if st.stage == "landmark" else None)
             labels_bm = data.labels[idx].t()
             targets_bm = (targets_c.gather(lms.view(k, st.batch_size, 68, 2))
                           if lms is not None else None)

@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,3 +31,19 @@ def test_bench_rejects_unknown_variant():
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "train_throughput.py"), "--device", "cpu",
                            "--variants", "naive,warp-speed"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "unknown variant 'warp-speed'" in proc.stderr
+
+
+def test_host_ops_of_the_fused_path_stay_near_pytorchs():
+    # per-step host work (aten ops dispatched, Triton launches) bounds the rate of small packs;
+    # the fused kernels' bookkeeping runs as one kernel per layer and pass, not as ~30 tiny ops
+    sys.path.insert(0, str(REPO))
+    from bench.train_throughput import count_host_ops
+    from models import fused_bn
+
+    if not fused_bn.available(torch.zeros(1)):
+        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+    counts = count_host_ops("cpu", image_size=32, n_models=2, batch=2)
+    plain, fused = counts["pytorch_kernels"], counts["fused_kernels"]
+    assert plain["triton_launches"] == 0 and fused["triton_launches"] >= 4 * 8     # 8 BN layers
+    assert 0 < fused["aten_ops"] <= 1.2 * plain["aten_ops"], counts
+    assert "native_batch_norm" in plain["by_op"] and "native_batch_norm" not in fused["by_op"]

@@ -102,10 +102,11 @@ def test_pooled_block_equals_pool_of_block():
 
 
 def _run(ext: FeatureExtractor, x: torch.Tensor, grey: str, split: str, channels_last: bool,
-         fuse: str = "off", models: torch.Tensor | None = None):
+         fuse: str = "off", models: torch.Tensor | None = None, interleave: str = "auto"):
     ext = copy.deepcopy(ext)
     for block in ext.blocks:
         block.grey_mode, block.split_mode, block.fuse_mode = grey, split, fuse
+        block.interleave_mode = interleave
     if channels_last:
         ext = ext.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -145,18 +146,18 @@ def test_execution_modes_compute_the_same(grey, split, channels_last):
 
 
 @needs_triton
-@pytest.mark.parametrize("grey", ["pad", "fused"])
+@pytest.mark.parametrize("grey,interleave", [("pad", "auto"), ("pad", "copy"), ("fused", "auto")])
 @pytest.mark.parametrize("subset", [False, True])
-def test_fused_kernels_compute_the_same(subset, grey, big_tiles):
-    # the CUDA default (split convs, padded grey, fused BN kernels) and the first conv fused too,
-    # with and without a model subset (a compacted pack): same features, gradients and running
-    # statistics of every model
+def test_fused_kernels_compute_the_same(subset, grey, interleave, big_tiles):
+    # the CUDA default (split convs read in place, padded grey, fused BN kernels), the split
+    # convs' outputs interleaved first, and the first conv fused too, with and without a model
+    # subset (a compacted pack): same features, gradients and running statistics of every model
     torch.manual_seed(5)
     ext = _pack_with_biases()
     models = torch.tensor([0, 2]) if subset else None
     x = torch.rand(4, 2 if subset else 3, SIZE, SIZE, dtype=torch.float64)
     want = _run(ext, x, "fold", "off", False, models=models)
-    got = _run(ext, x, grey, "on", True, fuse="on", models=models)
+    got = _run(ext, x, grey, "on", True, fuse="on", models=models, interleave=interleave)
     torch.testing.assert_close(got[0], want[0], **FUSED_TOL)
     for a, b in zip(got[1], want[1]):
         assert (a is None) == (b is None)

@@ -99,3 +99,77 @@ def test_self_test_passes_where_the_kernels_run():
     # what available() relies on before a pack picks the fused kernels
     assert fused_bn.self_test("cpu") is None
     assert fused_bn.available(torch.zeros(1))
+
+
+def _halves(y, groups):
+    """y's channels as the two parts a split widening conv gives: part j holds channel
+    g * 2c + j * c + i as its channel g * c + i."""
+    b, ch, h, w = y.shape
+    c = ch // (2 * groups)
+    v = y.detach().view(b, groups, 2, c, h, w)
+    return [v[:, :, j].reshape(b, groups * c, h, w).contiguous(memory_format=torch.channels_last).requires_grad_()
+            for j in (0, 1)], c
+
+
+@pytest.mark.parametrize("pool", [None, (3, 2, 0)])
+@pytest.mark.parametrize("groups,c", [(3, 8), (2, 16), (5, 4)])
+def test_reads_the_two_parts_of_a_split_conv_in_place(pool, groups, c, monkeypatch):
+    # tiles of 16 channels: with c = 8 a tile spans two groups, with c = 16 one group's two parts,
+    # with c = 4 (40 channels) several groups and a masked tail
+    monkeypatch.setitem(fused_bn.TILES, "rows", 16)
+    monkeypatch.setitem(fused_bn.TILES, "channels", 16)
+    monkeypatch.setitem(fused_bn.TILES, "stat_programs", 6)
+    monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 48)
+    y, weight, bias = _inputs((2, 2 * groups * c, 11, 10), seed=groups * c)
+    parts, cp = _halves(y, groups)
+    out, mean, var = fused_bn.bn_relu(parts, weight, bias, 1e-3, pool, group_channels=cp)
+    want = reference(y, weight, bias, 1e-3, pool)
+    torch.testing.assert_close(out, want, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(mean.double(), y.detach().mean((0, 2, 3)), atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(var.double(), y.detach().var((0, 2, 3), unbiased=False), atol=2e-5, rtol=2e-5)
+    g = torch.randn_like(want)
+    got = torch.autograd.grad(out, (*parts, weight, bias), g)
+    exp_y, exp_w, exp_b = torch.autograd.grad(want, (y, weight, bias), g)
+    exp_parts, _ = _halves(exp_y, groups)
+    for a, e in zip(got, (*exp_parts, exp_w, exp_b)):
+        torch.testing.assert_close(a, e.detach(), atol=2e-4, rtol=2e-4)
+
+
+def test_parts_must_fit_together():
+    y, weight, bias = _inputs((2, 16, 6, 6), seed=5)
+    parts, cp = _halves(y, 2)
+    with pytest.raises(ValueError, match="group_channels"):
+        fused_bn.bn_relu(parts, weight, bias, 1e-3, group_channels=3)
+    with pytest.raises(ValueError, match="parts of y differ"):
+        fused_bn.bn_relu([parts[0], parts[1][:, :2]], weight, bias, 1e-3, group_channels=cp)
+    with pytest.raises(ValueError, match="2 parts"):
+        fused_bn.bn_relu([parts[0]] * 3, weight, bias, 1e-3, group_channels=cp)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_running_statistics_are_updated_in_place(dtype):
+    # channels 0..15 of y are buffer rows index[c] (a pack computing some of its models); the
+    # running mean must include the shift (a conv bias left out of y), the variance is unbiased
+    y, weight, bias = _inputs((3, 16, 7, 6), seed=6)
+    gen = torch.Generator().manual_seed(6)
+    rmean, rvar = torch.randn(40, generator=gen, dtype=dtype), torch.rand(40, generator=gen, dtype=dtype) + 0.5
+    index = torch.cat([torch.arange(8, 16), torch.arange(24, 32)])
+    shift = torch.randn(16, generator=gen, dtype=torch.float64)
+    before = rmean.clone(), rvar.clone()
+    running = fused_bn.Running(rmean, rvar, 0.1, index, shift)
+    fused_bn.bn_relu(y, weight, bias, 1e-3, running=running)
+    v = y.detach()
+    want_mean = before[0].clone()
+    want_var = before[1].clone()
+    want_mean[index] = before[0][index] * 0.9 + (v.mean((0, 2, 3)) + shift).to(dtype) * 0.1
+    want_var[index] = before[1][index] * 0.9 + v.var((0, 2, 3), unbiased=True).to(dtype) * 0.1
+    torch.testing.assert_close(rmean, want_mean, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(rvar, want_var, atol=1e-6, rtol=1e-6)
+    untouched = torch.ones(40, dtype=torch.bool)
+    untouched[index] = False
+    assert torch.equal(rmean[untouched], before[0][untouched]) and torch.equal(rvar[untouched], before[1][untouched])
+    # without an index or shift: channel c is row c, the batch mean as it is
+    rmean2, rvar2 = torch.zeros(16, dtype=dtype), torch.ones(16, dtype=dtype)
+    fused_bn.bn_relu(y, weight, bias, 1e-3, running=fused_bn.Running(rmean2, rvar2, 0.5))
+    torch.testing.assert_close(rmean2, (v.mean((0, 2, 3)) * 0.5).to(dtype), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(rvar2, (0.5 + v.var((0, 2, 3)) * 0.5).to(dtype), atol=1e-6, rtol=1e-6)

@@ -27,6 +27,7 @@ def test_paper_epochs_and_scaling():
     ({"image_size": 16}, "image_size"),
     ({"train.fused_bn": "yes"}, "train.fused_bn must be true or false"),
     ({"train.fused_grey_conv": 1}, "train.fused_grey_conv must be true or false"),
+    ({"train.fused_augment": "auto"}, "train.fused_augment must be true or false"),
 ])
 def test_bad_values_are_named(over, message):
     with pytest.raises(ConfigError, match=message):

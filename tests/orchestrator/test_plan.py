@@ -58,7 +58,8 @@ def test_changing_finetune_lr_keeps_earlier_stage_keys(tiny_prepared, tmp_path):
 def test_kernel_settings_reach_every_pack_and_leave_keys_alone(tiny_prepared, tmp_path):
     # execution-only settings: they change how a pack computes, not what, so not the stage keys
     a = _plan(tiny_prepared, tmp_path)
-    b = _plan(tiny_prepared, tmp_path, **{"train.fused_bn": False, "train.fused_grey_conv": True})
-    for plan, want in ((a, (True, False)), (b, (False, True))):
-        assert {(p.fused_bn, p.fused_grey_conv) for chain in plan.chains for p in chain} == {want}
+    b = _plan(tiny_prepared, tmp_path, **{"train.fused_bn": False, "train.fused_grey_conv": True,
+                                          "train.fused_augment": False})
+    for plan, want in ((a, (True, False, True)), (b, (False, True, False))):
+        assert {(p.fused_bn, p.fused_grey_conv, p.fused_augment) for chain in plan.chains for p in chain} == {want}
     assert {j.key for j in _jobs(a).values()} == {j.key for j in _jobs(b).values()}
