@@ -85,22 +85,35 @@ def self_test(device: str, compare=None, name: str = "fused BatchNorm") -> str |
 
 
 def _compare_with_pytorch(device: str) -> None:
-    """Raise unless bn_relu matches F.batch_norm -> [max_pool2d ->] relu on a small input."""
+    """Raise unless bn_relu matches F.batch_norm -> [max_pool2d ->] relu on a small input, given
+    as one tensor and as the two parts of a split conv (2 groups of 2 x 4 channels), and updates
+    running statistics as F.batch_norm does."""
     import torch.nn.functional as F
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(2, 16, 7, 7, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
     weight, bias = torch.rand(16, generator=gen).to(device) + 0.5, torch.randn(16, generator=gen).to(device)
     for pool in (None, (3, 2, 0)):
-        ours, theirs = y.clone().requires_grad_(), y.clone().requires_grad_()
-        out = bn_relu(ours, weight, bias, 1e-3, pool)[0]
-        ref = F.batch_norm(theirs, None, None, weight, bias, True, 0.0, 1e-3)
-        ref = F.relu(F.max_pool2d(ref, *pool) if pool else ref)
-        g = torch.randn(out.shape, generator=gen).to(device)
-        out.backward(g)
-        ref.backward(g)
-        err = max(float((out - ref).detach().abs().max()), float((ours.grad - theirs.grad).abs().max()))
-        if not err < 1e-3:
-            raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}")
+        for split in (False, True):
+            ours, theirs = y.clone().requires_grad_(), y.clone().requires_grad_()
+            stats = [torch.zeros(16, device=device), torch.ones(16, device=device)]
+            ref_stats = [t.clone() for t in stats]
+            running = Running(stats[0], stats[1], 0.1)
+            if split:   # part j holds channel g * 8 + j * 4 + i as g * 4 + i
+                halves = ours.view(2, 2, 2, 4, 7, 7)
+                parts = [halves[:, :, j].reshape(2, 8, 7, 7) for j in (0, 1)]
+                out = bn_relu(parts, weight, bias, 1e-3, pool, group_channels=4, running=running)[0]
+            else:
+                out = bn_relu(ours, weight, bias, 1e-3, pool, running=running)[0]
+            ref = F.batch_norm(theirs, ref_stats[0], ref_stats[1], weight, bias, True, 0.1, 1e-3)
+            ref = F.relu(F.max_pool2d(ref, *pool) if pool else ref)
+            g = torch.randn(out.shape, generator=gen).to(device)
+            out.backward(g)
+            ref.backward(g)
+            err = max(float((out - ref).detach().abs().max()), float((ours.grad - theirs.grad).abs().max()),
+                      *(float((a - b).abs().max()) for a, b in zip(stats, ref_stats)))
+            if not err < 1e-3:
+                raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}"
+                                      + (" (split conv parts)" if split else ""))
 
 
 if triton is not None:
