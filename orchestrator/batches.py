@@ -33,10 +33,20 @@ def augmented_batch(images: torch.Tensor, idx: torch.Tensor, aug: AugmentSetting
     return (x.contiguous() if channels_last else x), lms
 
 
-def fused_available(images: torch.Tensor, wanted: bool) -> bool:
-    """Whether a pack takes the fused route: asked for (train.fused_augment), on CUDA, and the
-    kernel passed its self-test there."""
-    return wanted and images.is_cuda and fused_augment.available(images)
+def fused_available(images: torch.Tensor, mode: str) -> bool:
+    """Whether a pack takes the fused route. mode: auto = on CUDA where the kernel passed its
+    self-test (train.fused_augment: true); on = wherever Triton runs the kernel, CPUs included
+    through its interpreter (tests); off."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"fused augmentation mode must be auto, on or off, not {mode!r}")
+    if mode == "off" or (mode == "auto" and not images.is_cuda):
+        return False
+    if fused_augment.available(images):
+        return True
+    if mode == "on":
+        raise RuntimeError(f"the fused augmentation kernel cannot run on {images.device} (Triton missing, "
+                           "its self-test failed, or a CPU without TRITON_INTERPRET=1)")
+    return False
 
 
 __all__ = ["augmented_batch", "fused_available"]

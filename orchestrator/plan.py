@@ -113,6 +113,10 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     precision = precision_for(cfg, device)
     channels_last = cfg["train"].get("channels_last", "auto")
     channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
+    # the custom kernels' switches (execution only: not part of any key); the augmentation's
+    # kernel runs where the pack does, so true means "on CUDA"
+    switches = {key: bool(cfg["train"].get(key, default)) for key, default in KERNEL_SWITCHES.items()}
+    switches["fused_augment"] = "auto" if switches["fused_augment"] else "off"
     chains: list[list[PackJob]] = []
     stale_states: list[str] = []
     records: list[ModelRecord] = []
@@ -171,8 +175,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         channels_last=channels_last, state_dir=join(storage, "packs", pack_key),
                         deterministic=bool(cfg["train"].get("deterministic", False)),
                         cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)),
-                        compile=compile_mode_of(cfg),
-                        **{key: bool(cfg["train"].get(key, default)) for key, default in KERNEL_SWITCHES.items()}))
+                        compile=compile_mode_of(cfg), **switches))
                 # finished packs are dropped from the chain's front: only the work left is scheduled
                 while chain and all(is_done(j.out_dir) for j in chain[0].models):
                     stale_states.append(chain.pop(0).state_dir)

@@ -87,7 +87,8 @@ class PackJob:
     compile: str = "off"          # off | a torch.compile mode for the training step's forward + loss
     fused_bn: bool = True         # BN -> ReLU [-> max-pool] as Triton kernels on CUDA packs (models.fused_bn)
     fused_grey_conv: bool = False  # ... with the grey first conv computed inside them (models.fused_grey)
-    fused_augment: bool = True    # gather + augment + normalise a batch in one kernel on CUDA (orchestrator.fused_augment)
+    fused_augment: str = "auto"   # a batch gathered + augmented + normalised by one kernel (orchestrator.batches):
+                                  # auto = on CUDA | on = wherever Triton runs (its interpreter on a CPU) | off
 
 
 @dataclass

@@ -40,7 +40,7 @@ def test_host_ops_of_the_fused_path_stay_near_pytorchs():
     from bench.train_throughput import count_host_ops
     from models import fused_bn
 
-    if not fused_bn.available(torch.zeros(1)):
+    if not fused_bn.runs_on(torch.zeros(1)):
         pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
     counts = count_host_ops("cpu", image_size=32, n_models=2, batch=2)
     plain, fused = counts["pytorch_kernels"], counts["fused_kernels"]

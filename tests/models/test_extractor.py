@@ -15,7 +15,7 @@ from torch import nn
 from models import fused_bn
 from models.extractor import FeatureExtractor, _pad_grey, split_conv
 
-needs_triton = pytest.mark.skipif(not fused_bn.available(torch.zeros(1)),
+needs_triton = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                                   reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 # float32 kernels against float64 layers
 FUSED_TOL = dict(atol=1e-5, rtol=1e-5)

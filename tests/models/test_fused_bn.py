@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from models import fused_bn
 
-pytestmark = pytest.mark.skipif(fused_bn.triton is None or not fused_bn.available(torch.zeros(1)),
+# skipped only where Triton cannot run at all: kernels failing their self-test must fail here
+pytestmark = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                                 reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 
 POOLS = [None, (3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1)]

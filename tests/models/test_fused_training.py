@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.train_throughput import check_training  # noqa: E402
 
 
-@pytest.mark.skipif(not fused_bn.available(torch.zeros(1)),
+@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                     reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 def test_fused_pack_trains_like_pytorch_kernels(monkeypatch):
     monkeypatch.setitem(fused_bn.TILES, "rows", 512)          # few programs: a fast interpreter

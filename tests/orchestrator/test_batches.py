@@ -3,7 +3,7 @@ on a CPU) draw the same transforms and give the same images and landmarks."""
 import pytest
 import torch
 
-from orchestrator import fused_augment
+from models import fused_bn
 from orchestrator.augment import AugmentSettings
 from orchestrator.batches import augmented_batch, fused_available
 
@@ -31,13 +31,15 @@ def test_pytorch_route_layout_and_repeatability():
     torch.testing.assert_close(lms.view(3, 4, 68, 2)[1, 2], landmarks[idx[1, 2]], atol=1e-6, rtol=0)
 
 
-def test_only_cuda_packs_take_the_fused_route():
+def test_auto_takes_the_fused_route_on_cuda_only():
     images, _, _ = _data()
-    assert not fused_available(images, wanted=True)        # a CPU tensor: PyTorch's route
-    assert not fused_available(images, wanted=False)
+    assert not fused_available(images, "auto")        # a CPU tensor: PyTorch's route
+    assert not fused_available(images, "off")
+    with pytest.raises(ValueError, match="auto, on or off"):
+        fused_available(images, True)
 
 
-@pytest.mark.skipif(not fused_augment.available(torch.zeros(1, dtype=torch.uint8)),
+@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                     reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 def test_fused_route_gives_the_same_batch():
     images, landmarks, idx = _data(seed=2)

@@ -60,6 +60,6 @@ def test_kernel_settings_reach_every_pack_and_leave_keys_alone(tiny_prepared, tm
     a = _plan(tiny_prepared, tmp_path)
     b = _plan(tiny_prepared, tmp_path, **{"train.fused_bn": False, "train.fused_grey_conv": True,
                                           "train.fused_augment": False})
-    for plan, want in ((a, (True, False, True)), (b, (False, True, False))):
+    for plan, want in ((a, (True, False, "auto")), (b, (False, True, "off"))):
         assert {(p.fused_bn, p.fused_grey_conv, p.fused_augment) for chain in plan.chains for p in chain} == {want}
     assert {j.key for j in _jobs(a).values()} == {j.key for j in _jobs(b).values()}
