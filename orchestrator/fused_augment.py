@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from models.fused_bn import launch, runs_on, self_test, triton
-from orchestrator.augment import AugmentSettings, normalise_pixels, random_transforms, sampling_maps, warp_images
+from orchestrator.augment import AugmentSettings, sampling_maps
 
 # Output pixels x models per program: rows of the channels-last output are models, so a tile
 # writes BLOCK_M contiguous values per pixel.
@@ -84,25 +84,19 @@ def available(images: torch.Tensor) -> bool:
 
 
 def _compare_with_pytorch(device: str) -> None:
-    """Raise unless warp_batch matches warp_images on a small batch (flips, the border included)."""
+    """Raise unless the fused route gives the batch PyTorch's route gives (orchestrator.batches)
+    on a small pack, with strong but well-conditioned maps as training draws them (flips, and
+    far past the borders)."""
+    from orchestrator.batches import augmented_batch     # (it imports this module)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (5, 9, 11), generator=gen, dtype=torch.uint8).to(device)
     idx = torch.tensor([[0, 3, 4], [2, 2, 1]], device=device)
-    # strong but well-conditioned maps, as training draws them (far past the borders too)
     strong = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear=0.3)
-    forward = random_transforms(6, strong, gen, "cpu")[0].to(device)
-    got = warp_batch(images, idx, forward, torch.float32)
-    want = _reference(images, idx, forward)
+    got, want = (augmented_batch(images, idx, strong, torch.Generator(device=device).manual_seed(1), fused=fused,
+                                 channels_last=True)[0] for fused in (True, False))
     err = float((got - want).abs().max())
     if not err < 1e-4:
         raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}")
-
-
-def _reference(images: torch.Tensor, idx: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
-    """The PyTorch path, in warp_batch's output shape (B, M, 1, H, W)."""
-    k, b = idx.shape
-    warped = warp_images(normalise_pixels(images[idx]).reshape(-1, 1, *images.shape[1:]), forward)
-    return warped.view(k, b, *images.shape[1:]).transpose(0, 1).unsqueeze(2)
 
 
 def warp_batch(images: torch.Tensor, idx: torch.Tensor, forward: torch.Tensor, dtype: torch.dtype,
