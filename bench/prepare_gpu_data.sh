@@ -2,9 +2,9 @@
 # Prepare, on this CPU machine, the synthetic data sets a lent GPU trains on (bench/gpu_session.sh):
 # the GPU machine has no Ray, dlib or face-alignment, so it takes Parquet prepared here. Writes
 # .gpu/prepared/<dataset>-<hash> (ignored by git; give the device tool carry [".gpu"]) and prints
-# each folder. Sizes: JAFFE's (10 subjects, 7 classes, 210 images) and CK+'s (327 labelled
-# sequences: 47 subjects x 7 expressions, each giving its last 3 frames and a neutral first), at
-# 256 px, through the real pipeline (SSD detector, dlib landmarks) like a raw data set.
+# each folder. Sizes: JAFFE's (10 subjects, 7 classes, 210 images) and CK+'s (47 subjects x 7
+# expressions = 329 labelled sequences, CK+ has 327, each giving its last 3 frames and a neutral
+# first: 1,316 images), at 256 px, through the real pipeline (SSD detector, dlib landmarks).
 #
 #   bash bench/prepare_gpu_data.sh [DATASETS]      (default: "jaffe ckplus")
 set -euo pipefail
