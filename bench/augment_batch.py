@@ -16,20 +16,21 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare checkout
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from orchestrator import augment, fused_augment  # noqa: E402
-from orchestrator.augment import AugmentSettings  # noqa: E402
-from orchestrator.batches import augmented_batch  # noqa: E402
+from orchestrator import fused_augment  # noqa: E402
+from orchestrator.augment import (AugmentSettings, normalise_pixels, random_transforms,  # noqa: E402
+                                  sampling_maps, warp_images)
 
 
-def _torch_affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    return F.affine_grid(theta, [theta.shape[0], 1, height, width], align_corners=False)
+def _pack_layout(flat: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(M * B, 1, H, W) warped images -> the pack's (B, M, 1, H, W) input, as the PyTorch route lays it out."""
+    m, b = idx.shape
+    return flat.view(m, b, *flat.shape[-2:]).transpose(0, 1).unsqueeze(2).contiguous()
 
 
 def main(argv=None) -> int:
@@ -46,31 +47,33 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.stored, args.size, args.size), generator=gen, dtype=torch.uint8).to(dev)
     idx = torch.randint(0, args.stored, (args.models, args.batch), generator=gen).to(dev)
+    forward = random_transforms(idx.numel(), AugmentSettings(), gen, "cpu")[0].to(dev)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    aug = AugmentSettings()
-    routes = {"torch, F.affine_grid": dict(fused=False), "torch": dict(fused=False)}
+    s = args.size
+
+    def torch_affine_grid():
+        flat = normalise_pixels(images[idx]).reshape(-1, 1, s, s)
+        grid = F.affine_grid(sampling_maps(forward), [flat.shape[0], 1, s, s], align_corners=False)
+        return _pack_layout(F.grid_sample(flat, grid, mode="bilinear", padding_mode="border",
+                                          align_corners=False), idx)
+
+    routes = {"torch, F.affine_grid": torch_affine_grid,
+              "torch": lambda: _pack_layout(warp_images(normalise_pixels(images[idx]).reshape(-1, 1, s, s), forward),
+                                            idx)}
     if fused_augment.available(images):
-        routes["fused"] = dict(fused=True, dtype=dtype)
+        routes["fused"] = lambda: fused_augment.warp_batch(images, idx, forward, dtype)
     else:
         print(f"fused: not run (no Triton kernel on {args.device}; CPUs need TRITON_INTERPRET=1)")
-
-    def batch(name: str) -> torch.Tensor:
-        rng = torch.Generator(device=dev).manual_seed(1)      # the same transforms on every route
-        with mock.patch.object(augment, "affine_grid", _torch_affine_grid) if "F.affine" in name \
-                else mock.patch.object(augment, "affine_grid", augment.affine_grid):
-            return augmented_batch(images, idx, aug, rng, channels_last=True, **routes[name])[0]
-
-    ref = batch("torch").float()
-    n = args.models * args.batch
-    print(f"{n} images ({args.models} models x {args.batch}) {args.size}x{args.size} from {args.stored} "
-          f"stored, {args.device}")
-    for name in routes:
+    ref = routes["torch"]().float()
+    print(f"{idx.numel()} images ({args.models} models x {args.batch}) {s}x{s} from {args.stored} stored, "
+          f"{args.device}")
+    for name, route in routes.items():
         best = float("inf")
         for _ in range(args.repeat):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            out = batch(name)
+            out = route()
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t0)

@@ -97,13 +97,6 @@ def move_landmarks(landmarks: torch.Tensor, forward: torch.Tensor, flipped: torc
     return torch.where(flipped[:, None, None], moved[:, perm], moved)
 
 
-def apply_transforms(images: torch.Tensor, landmarks: torch.Tensor | None, forward: torch.Tensor,
-                     flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Warp images (n, C, H, W) float and landmarks (n, 68, 2) in [0, 1] by the forward maps."""
-    warped = warp_images(images, forward)
-    return warped, (None if landmarks is None else move_landmarks(landmarks, forward, flipped))
-
-
 def normalise_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 -> float in [-1, 1], as (x / 255 - 0.5) * 2."""
     return images_uint8.float() * (2.0 / 255.0) - 1.0
