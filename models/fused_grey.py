@@ -181,11 +181,11 @@ class _FusedGreyConvBN(torch.autograd.Function):
         psq = torch.empty_like(psum)
         unused = psum
         launch(_grey_sums, x, (parts, m), x, wt, unused, shift, unused, unused, unused, unused, unused,
-                psum, psq, unused, r, c, h, w, *strides, per, MODE=0, **meta)
+               psum, psq, unused, r, c, h, w, *strides, per, MODE=0, **meta)
         mean, var, invstd, scale, shift_b = finalize_forward(psum, psq, shift, weight, bias, r, eps, running)
         out = torch.empty((b, c, h, w), dtype=out_dtype, device=x.device, memory_format=torch.channels_last)
         launch(_grey_apply, x, (triton.cdiv(r, TILES["rows"]), m), x, wt, out, scale, shift_b,
-                r, c, h, w, *strides, **meta)
+               r, c, h, w, *strides, **meta)
         ctx.save_for_backward(x, wt, weight, mean, invstd, scale, shift_b)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
@@ -207,13 +207,13 @@ class _FusedGreyConvBN(torch.autograd.Function):
         psumx = torch.empty_like(psum)
         unused = psum
         launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, unused, unused, unused,
-                psum, psumx, unused, r, c, h, w, *strides, per, MODE=1, **meta)
+               psum, psumx, unused, r, c, h, w, *strides, per, MODE=1, **meta)
         grad_weight, grad_bias, (k1, k2, k3) = finalize_backward(psum, psumx, weight, invstd, r)
         grad_wfold = None
         if ctx.needs_input_grad[1]:
             pw = x.new_empty((parts, c, taps), dtype=torch.float32)
             launch(_grey_sums, x, (parts, m), x, wt, g, mean, scale, shift_b, k1, k2, k3,
-                    unused, unused, pw, r, c, h, w, *strides, per, MODE=2, **meta)
+                   unused, unused, pw, r, c, h, w, *strides, per, MODE=2, **meta)
             grad_wfold = pw.sum(0)[:, :taps2].reshape(c, 1, ks, ks)
         return None, grad_wfold, grad_weight, grad_bias, None, None, None
 

@@ -21,7 +21,8 @@ def augmented_batch(images: torch.Tensor, idx: torch.Tensor, aug: AugmentSetting
     data set's landmarks (N, 68, 2), the batch's moved ones ((M * B, 68, 2)).
 
     dtype: what the fused kernel writes (the network's compute dtype); PyTorch's route gives
-    float32, which autocast casts. channels_last: each pixel's M values adjacent in memory.
+    float32, which autocast casts. channels_last: the fused kernel writes each pixel's M values
+    adjacent; PyTorch's route makes its transposed view contiguous (as the trainer always did).
     """
     n = idx.numel()
     fwd, flipped = random_transforms(n, aug, gen, idx.device)
