@@ -53,7 +53,7 @@ sys.exit(main(sys.argv[1:]))
 # Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, repeat, nosplit,
 # compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
 if [ "${BENCH_LIMIT:-150}" -gt 0 ]; then     # (timeout 0 would mean no limit)
-timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
+timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-stopped,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
   --check --profile --count-ops --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
 timeout 60 $py bench/augment_batch.py --device cuda --models 50 --batch 32 2>&1 | tee -a "$out/bench.log"
 fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Training-step throughput: one model per task (the naive baseline) against the packed path.
 
-Runs the step the trainer runs (class-balanced sampling from a device-resident uint8 data set,
-on-device affine augmentation, forward, per-model loss, backward, Adam), on synthetic data, with no
-Ray import, so it runs on a bare GPU machine:
+Runs the trainer's own step (orchestrator.train.train_step: class-balanced sampling from a
+device-resident uint8 data set, on-device affine augmentation, forward, per-model loss, backward,
+Adam), on synthetic data, with no Ray import, so it runs on a bare GPU machine:
 
     python bench/train_throughput.py                      # naive vs packed, auto: cuda if available
     python bench/train_throughput.py --variants all --check --profile --count-ops --json out.json
@@ -29,6 +29,8 @@ Variants (--variants, comma list or `all`):
     small               a tenth of --pack: what is left of a pack once early-stopped models left it
     small-x3            three such packs at once, in threads on their own CUDA streams (the inline
                         executor with train.gpus_per_pack 0.33)
+    packed-stopped      half of the pack's models stopped but still computed, their saved slices
+                        written back after every step (a pack between a stop and its compaction)
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
@@ -56,7 +58,7 @@ from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import AugmentSettings  # noqa: E402
 from orchestrator.batches import augmented_batch, fused_available  # noqa: E402
-from orchestrator.train import training_loss_fn  # noqa: E402
+from orchestrator.train import StepPlan, train_step, training_loss_fn  # noqa: E402
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
 PAPER_IMAGE_STEPS = 75e6
@@ -66,7 +68,7 @@ JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
 ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-torchaug", "packed-splitcopy",
        "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
-       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3")
+       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3", "packed-stopped")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
@@ -89,6 +91,7 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "packed-compile-ro": dict(models=pack, precision=bf16, channels_last=True, compile="reduce-overhead"),
         "small": dict(models=max(1, pack // 10), precision=bf16, channels_last=True),
         "small-x3": dict(models=max(1, pack // 10), precision=bf16, channels_last=True, concurrent=3),
+        "packed-stopped": dict(models=pack, precision=bf16, channels_last=True, stopped=0.5),
     }
     if name not in table:
         raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL)}")
@@ -103,9 +106,11 @@ def _sync(device: str) -> None:
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
               split_mode: str = "auto", fuse_mode: str = "auto", augment: str = "auto",
-              interleave_mode: str = "auto", n_images: int = 2048, n_classes: int = 7):
-    """A closure doing one training step of an M-model pack, as orchestrator.train does it.
-    augment: auto (the fused kernel where it runs, as the trainer) | torch (PyTorch's ops)."""
+              interleave_mode: str = "auto", stopped: float = 0.0, n_images: int = 2048, n_classes: int = 7):
+    """A closure doing one step of the trainer (orchestrator.train.train_step) for an M-model pack.
+    augment: auto (the fused kernel where it runs, as the trainer) | torch (PyTorch's ops).
+    stopped: the fraction of the models that stopped early but are still computed (their saved
+    slices written back after each step, as between a stop and the pack's compaction)."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
@@ -118,26 +123,22 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
     opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7)
-    weights = torch.ones(n_models, n_images, device=dev)
-    aug = AugmentSettings()
     use_bf16 = precision == "bf16" and device == "cuda"
-    fused_aug = augment == "auto" and fused_available(images, "auto")
-    input_dtype = torch.bfloat16 if use_bf16 else torch.float32
-
+    active = torch.arange(n_models) >= int(stopped * n_models)
+    plan = StepPlan(
+        stage="baseline", batch_size=batch, augment=AugmentSettings(), images=images, labels=labels,
+        landmarks=None, fused_augment=augment == "auto" and fused_available(images, "auto"),
+        input_dtype=torch.bfloat16 if use_bf16 else torch.float32, channels_last=channels_last, bf16=use_bf16,
+        computed=torch.arange(n_models, device=dev), sub=None,
+        weights=torch.ones(n_models, n_images, device=dev),
+        train_idx=torch.arange(n_images, device=dev).expand(n_models, -1).contiguous(), targets=None,
+        active=active.to(dev), frozen=net.frozen_slices(net.snapshot(), ~active))
     training_loss = training_loss_fn(compile or "off")      # the trainer's (compiled) step
-
-    def forward_loss(x, labels_bm):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            return training_loss(net, "baseline", x, labels_bm, None, None)[0]
+    run_loss = torch.zeros(n_models, device=dev)
+    run_correct = torch.zeros(n_models, device=dev)
 
     def step():
-        idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
-        x, _ = augmented_batch(images, idx, aug, gen, fused=fused_aug, dtype=input_dtype,
-                               channels_last=channels_last)
-        loss = forward_loss(x, labels[idx].t())
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
+        train_step(net, opt, training_loss, plan, gen, run_loss, run_correct)
 
     return step
 
@@ -146,15 +147,16 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
             precision: str, channels_last: bool, compile: str | None = None,
             cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
             fuse_mode: str = "auto", augment: str = "auto", interleave_mode: str = "auto",
-            concurrent: int = 1) -> dict:
-    """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream."""
+            concurrent: int = 1, stopped: float = 0.0) -> dict:
+    """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream
+    (images of every computed model, stopped ones included: the rate of the step)."""
     import threading
     if device == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
-                          split_mode, fuse_mode, augment, interleave_mode) for _ in range(concurrent)]
+                          split_mode, fuse_mode, augment, interleave_mode, stopped) for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
         if device != "cuda":
@@ -183,7 +185,8 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     warmup_s = timed(warmup)
     seconds = timed(steps)
     rate = concurrent * n_models * batch * steps / seconds
-    return {"variant": name, "models": n_models, "concurrent": concurrent, "precision": precision,
+    return {"variant": name, "models": n_models, "concurrent": concurrent, "stopped": stopped,
+            "precision": precision,
             "channels_last": channels_last,
             "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "fuse_mode": fuse_mode,
             "interleave_mode": interleave_mode,

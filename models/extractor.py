@@ -190,8 +190,8 @@ class ConvBlock(nn.Module):
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
         co = self.out_channels
-        index = None if models is None else (models.to(bn.running_mean.device)[:, None] * co
-                                             + torch.arange(co, device=bn.running_mean.device)).flatten()
+        index = None if models is None else (models[:, None] * co   # models: on the device, as _weights needs
+                                             + torch.arange(co, device=models.device)).flatten()
         running = fused_bn.Running(bn.running_mean, bn.running_var, factor, index,
                                    self._weights(conv.bias, models) if conv.bias is not None else None)
         if (first and self.grey_mode == "fused" and x.shape[1] == groups and not x.requires_grad and not pooled

@@ -19,6 +19,7 @@ shapes differ: conv/BN tensors are M times larger along dim 0, head weights are 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -56,6 +57,38 @@ def _model_index(models: Sequence[int] | torch.Tensor, n_models: int) -> torch.T
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_models):
         raise IndexError(f"model indices {idx.tolist()} out of range for {n_models} models")
     return idx
+
+
+def _index_on(idx: torch.Tensor):
+    """device -> idx there, copied once per device (not once per tensor: a copy to a GPU waits
+    for its queue to drain)."""
+    copies: dict[torch.device, torch.Tensor] = {}
+
+    def on(device: torch.device) -> torch.Tensor:
+        if device not in copies:
+            copies[device] = idx.to(device)
+        return copies[device]
+    return on
+
+
+@dataclass(frozen=True)
+class FrozenSlices:
+    """Fixed values for some models' slices of a network's tensors (see PackedNetwork.frozen_slices).
+
+    Why: a stopped model must not move while the rest of its pack trains, but Adam's momentum and
+    BN's running statistics move it at every step. Writing its saved slices back after each step
+    took a host-to-device copy of the model indices per tensor, and each such copy waits for the
+    GPU to drain its queue; here everything already lies on the device, and apply_ is one
+    index_copy_ per tensor, which waits for nothing.
+    """
+    targets: tuple[torch.Tensor, ...]     # (M, ...) views into the network's tensors
+    index: torch.Tensor                   # the models, on the network's device
+    values: tuple[torch.Tensor, ...]      # (len(index), ...) their slices
+
+    @torch.no_grad()
+    def apply_(self) -> None:
+        for target, value in zip(self.targets, self.values):
+            target.index_copy_(0, self.index, value)
 
 
 class PackedNetwork(nn.Module):
@@ -156,6 +189,10 @@ class PackedNetwork(nn.Module):
         m, c = (self.n_models if models is None else len(models)), self.arch.in_channels
         if x.dim() != 5 or x.shape[1] != m or x.shape[2] not in (c, 1):
             raise ValueError(f"packed input must be (B, {m}, {c} or 1, H, W), got {tuple(x.shape)}")
+        if models is not None and models.device != x.device:
+            # (moving it here would copy it at every step, and each such copy waits for the GPU)
+            raise ValueError(f"models= must be an index on the input's device ({x.device}), not {models.device}: "
+                             f"PackedNetwork.model_index gives one")
         b = x.shape[0]
         flat = x.reshape(b, m * x.shape[2], x.shape[3], x.shape[4])
         if return_maps:
@@ -229,14 +266,25 @@ class PackedNetwork(nn.Module):
 
     @torch.no_grad()
     def restore_models_(self, snapshot: dict[str, torch.Tensor], models: Sequence[int] | torch.Tensor) -> None:
-        """Write the chosen models' slices of `snapshot` back (e.g. stopped models after a step)."""
-        views = self.model_views()
+        """Write the chosen models' slices of `snapshot` back (e.g. the best epoch's weights of a
+        model that just stopped). A training step uses frozen_slices instead."""
+        frozen = self.frozen_slices(snapshot, models)
+        if frozen is not None:
+            frozen.apply_()
+
+    @torch.no_grad()
+    def frozen_slices(self, snapshot: dict[str, torch.Tensor],
+                      models: Sequence[int] | torch.Tensor) -> "FrozenSlices | None":
+        """The chosen models' slices of `snapshot`, copied now onto the network's device, ready
+        to be written back after every optimizer step (None when no model is chosen)."""
         idx = _model_index(models, self.n_models)
         if not idx.numel():
-            return
-        for name, view in views.items():
-            i = idx.to(view.device)
-            view[i] = snapshot[name][i.to(snapshot[name].device)].to(view.device)
+            return None
+        views = self.model_views()
+        on = _index_on(idx)
+        values = tuple(snapshot[name].index_select(0, on(snapshot[name].device)).to(view.device)
+                       for name, view in views.items())
+        return FrozenSlices(tuple(views.values()), on(next(iter(views.values())).device), values)
 
     @torch.no_grad()
     def capture_models_(self, snapshot: dict[str, torch.Tensor], models: Sequence[int] | torch.Tensor) -> None:
@@ -245,10 +293,10 @@ class PackedNetwork(nn.Module):
         idx = _model_index(models, self.n_models)
         if not idx.numel():
             return
+        on = _index_on(idx)
         for name, view in views.items():
             dst = snapshot[name]
-            i = idx.to(dst.device)
-            dst[i] = view[idx.to(view.device)].to(dst.device)
+            dst.index_copy_(0, on(dst.device), view.index_select(0, on(view.device)).to(dst.device))
 
     # ---- pack / unpack ------------------------------------------------------------------------
 

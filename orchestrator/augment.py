@@ -7,6 +7,7 @@ Coordinates are normalised to [-1, 1] as affine_grid uses them.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -93,8 +94,14 @@ def move_landmarks(landmarks: torch.Tensor, forward: torch.Tensor, flipped: torc
     linear, shift = forward[:, :, :2], forward[:, :, 2:]
     pts = landmarks * 2 - 1
     moved = (pts @ linear.transpose(1, 2) + shift.transpose(1, 2) + 1) / 2
-    perm = torch.as_tensor(FLIP_PERMUTATION, device=moved.device)
-    return torch.where(flipped[:, None, None], moved[:, perm], moved)
+    return torch.where(flipped[:, None, None], moved[:, _flip_permutation(moved.device)], moved)
+
+
+@functools.lru_cache(maxsize=None)
+def _flip_permutation(device: torch.device) -> torch.Tensor:
+    """FLIP_PERMUTATION on a device, copied there once: a copy from host memory at every step
+    waits for the GPU's queue to drain."""
+    return torch.as_tensor(FLIP_PERMUTATION, device=device)
 
 
 def normalise_pixels(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ packed weights is restored after every optimizer step, so it no longer changes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from data_prep.ibug68 import region_indices
 from models.losses import packed_cross_entropy, packed_l1_loss
-from models.packed import PackedNetwork
+from models.packed import FrozenSlices, PackedNetwork
 from orchestrator.augment import AugmentSettings, normalise_pixels
 from orchestrator.batches import augmented_batch, fused_available
 from orchestrator.config import COMPILE_MODES
@@ -265,6 +266,61 @@ class _PerModelState:
         if which.any():
             self.net.restore_models_(self.best, which.cpu())
 
+    def frozen(self, stopped: torch.Tensor) -> FrozenSlices | None:
+        """The stopped models' best slices, to write back after every step. Valid while the set
+        of stopped models is: their best slices no longer change."""
+        return self.net.frozen_slices(self.best, stopped.cpu()) if stopped.any() else None
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Everything a training step needs, already on the device. The pack's constants, and what
+    changes only when models stop (rebuilt then, at an epoch's end): so a step issues GPU work
+    without ever waiting for it. A wait drains the GPU's queue, and a compacted pack's small
+    steps are then bound by the host."""
+    stage: str                        # baseline | landmark | head | finetune
+    batch_size: int
+    augment: AugmentSettings
+    images: torch.Tensor              # (N, S, S) uint8, the data set
+    labels: torch.Tensor              # (N,) class indices (-1: none)
+    landmarks: torch.Tensor | None    # (N, 68, 2): given for the landmark stage only
+    fused_augment: bool               # the batch by one kernel (orchestrator.batches)
+    input_dtype: torch.dtype          # what the fused kernel writes: the network's compute dtype
+    channels_last: bool
+    bf16: bool                        # autocast to bfloat16 (CUDA packs in bf16)
+    computed: torch.Tensor            # (k,) the models the forward pass computes
+    sub: torch.Tensor | None          # the same for the network's models= arguments; None: all
+    weights: torch.Tensor             # (k, Tmax) sampling weight of each training row
+    train_idx: torch.Tensor           # (k, Tmax) the rows
+    targets: _Targets | None          # landmark targets of the computed models
+    active: torch.Tensor              # (k,) bool: still training (the others' losses are dropped)
+    frozen: FrozenSlices | None       # stopped models' slices, written back after each step
+
+
+def train_step(net: PackedNetwork, opt: torch.optim.Optimizer, training_loss, plan: StepPlan,
+               gen: torch.Generator, run_loss: torch.Tensor, run_correct: torch.Tensor) -> None:
+    """One optimizer step of the computed models, each on a fresh augmented batch of its own rows;
+    adds each model's loss (and correct count) to run_loss / run_correct, (M,) tensors. Reads
+    nothing back from the device (tests/orchestrator/test_train_step.py holds it to that).
+    training_loss: training_loss_fn(mode). bench/train_throughput.py times this very step."""
+    k, b = plan.computed.numel(), plan.batch_size
+    local = torch.multinomial(plan.weights, b, replacement=True, generator=gen)
+    idx = plan.train_idx.gather(1, local)                                   # (k, B)
+    x, lms = augmented_batch(plan.images, idx, plan.augment, gen, fused=plan.fused_augment,
+                             dtype=plan.input_dtype, channels_last=plan.channels_last, landmarks=plan.landmarks)
+    labels_bm = plan.labels[idx].t()
+    targets_bm = plan.targets.gather(lms.view(k, b, 68, 2)) if lms is not None else None
+    with torch.autocast(plan.images.device.type, dtype=torch.bfloat16, enabled=plan.bf16):
+        loss_k, logits = training_loss(net, plan.stage, x, labels_bm, targets_bm, plan.sub)
+    opt.zero_grad(set_to_none=True)
+    (loss_k * plan.active).sum().backward()
+    opt.step()
+    if plan.frozen is not None:
+        plan.frozen.apply_()          # Adam's momentum and BN's statistics must not move stopped models
+    run_loss.index_add_(0, plan.computed, loss_k.detach().to(run_loss.dtype))
+    if logits is not None:
+        run_correct.index_add_(0, plan.computed, (logits.argmax(-1) == labels_bm).sum(0).to(run_correct.dtype))
+
 
 @torch.no_grad()
 def recalibrate_bn(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]],
@@ -435,7 +491,12 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             log(f"resumed {st.stage} pack of {n_models} at epoch {start_epoch}")
 
     steps = max(1, math.ceil(float(np.mean([len(m.train) for m in models])) / st.batch_size))
-    aug = st.augment
+    # the pack's constants; the rest of the step's plan follows the models still training
+    pack_plan = StepPlan(st.stage, st.batch_size, st.augment, data.images, data.labels,
+                         data.landmarks if st.stage == "landmark" else None, fused_aug, input_dtype,
+                         job.channels_last, job.precision == "bf16" and device.type == "cuda",
+                         computed, None, weights, train_idx, targets, active, None)
+    plan, plan_for = pack_plan, None
     log_every = max(1, st.max_epochs // 5)
     setup = time.time() - t0
     images_seen = 0
@@ -448,35 +509,21 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             computed = active.nonzero().flatten()
             log(f"{job.dataset} {st.stage} pack of {n_models}: {n_active} still training, "
                 f"computing only those from epoch {epoch + 1}")
-        k = len(computed)
-        sub = None if k == n_models else net.model_index(computed)     # None: the full network
-        comp_dev = computed.to(device)
-        weights_c, train_idx_c = weights[comp_dev], train_idx[comp_dev]
-        targets_c = targets.subset(sub) if targets is not None else None
+        if plan_for != (active.tolist(), computed.tolist()):
+            sub = None if len(computed) == n_models else net.model_index(computed)   # None: the full network
+            comp_dev = computed.to(device)
+            plan = dataclasses.replace(
+                pack_plan, computed=comp_dev, sub=sub, weights=weights[comp_dev], train_idx=train_idx[comp_dev],
+                targets=targets.subset(sub) if targets is not None else None,
+                active=active[computed].to(device), frozen=per_model.frozen(~active))
+            plan_for = (active.tolist(), computed.tolist())
+        sub, targets_c = plan.sub, plan.targets
         net.set_stage_mode(st.stage)
-        act_c = active[computed].to(device)
         run_loss = torch.zeros(n_models, device=device)
         run_correct = torch.zeros(n_models, device=device)
         for _ in range(steps):
-            local = torch.multinomial(weights_c, st.batch_size, replacement=True, generator=gen)
-            idx = train_idx_c.gather(1, local)                                 # (k, B)
-            x, lms = augmented_batch(data.images, idx, aug, gen, fused=fused_aug, dtype=input_dtype,
-                                     channels_last=job.channels_last,
-                                     landmarks=data.landmarks if st.stage == "landmark" else None)
-            labels_bm = data.labels[idx].t()
-            targets_bm = (targets_c.gather(lms.view(k, st.batch_size, 68, 2))
-                          if lms is not None else None)
-            with _autocast(job):
-                loss_k, logits = training_loss(net, st.stage, x, labels_bm, targets_bm, sub)
-            correct = (((logits.argmax(-1) == labels_bm).sum(0)) if logits is not None else None)
-            opt.zero_grad(set_to_none=True)
-            (loss_k * act_c).sum().backward()
-            opt.step()
-            per_model.restore(~active)     # Adam's momentum must not move stopped models
-            run_loss.index_add_(0, comp_dev, loss_k.detach().to(run_loss.dtype))
-            if correct is not None:
-                run_correct.index_add_(0, comp_dev, correct.to(run_correct.dtype))
-            images_seen += n_active * st.batch_size
+            train_step(net, opt, training_loss, plan, gen, run_loss, run_correct)
+        images_seen += steps * n_active * st.batch_size
         not_computed = torch.ones(n_models, dtype=torch.bool)
         not_computed[computed] = False
         train_loss = (run_loss / steps).cpu().masked_fill(not_computed, float("nan"))

@@ -23,3 +23,32 @@ def test_fused_pack_trains_like_pytorch_kernels(monkeypatch):
     for grey, diffs in result.items():
         for what, value in diffs.items():
             assert value < 1e-4, (grey, what, value)     # float32 rounding: ~1e-6
+
+
+@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
+                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("grey", ["pad", "fused"])
+def test_fused_kernels_read_nothing_back(monkeypatch, grey):
+    # The host code around the kernels (tiles, partial sums, finalize, running statistics, model
+    # subsets, split parts) must queue GPU work without waiting for it, as a training step does
+    # (tests/orchestrator/test_train_step.py); Triton's interpreter itself is not watched.
+    from host_reads import HostReads
+    from models.packed import PackedNetwork
+    monkeypatch.setitem(fused_bn.TILES, "rows", 512)
+    monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
+    monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
+    net = PackedNetwork(3, 7, None, seeds=[1, 2, 3]).train()
+    for block in net.extractor.blocks:
+        block.fuse_mode, block.grey_mode, block.split_mode = "on", grey, "on"
+    gen = torch.Generator().manual_seed(0)
+    subset = net.model_index([0, 2])
+
+    def _step(models):
+        k = 3 if models is None else len(models)
+        x = torch.rand(4, k, 1, 32, 32, generator=gen)
+        net.classifier(net.features(x, models=models).transpose(0, 1), models).sum().backward()
+
+    with HostReads("_step") as reads:
+        for models in (None, None, subset):
+            _step(models)
+    assert reads.calls == 3 and not reads.found_after_first, reads.found

@@ -258,6 +258,43 @@ def test_stopped_model_is_bit_identical_after_adam_step():
             assert not torch.equal(after[name][0], before[name][0]), name
 
 
+def test_frozen_slices_hold_stopped_models_through_many_steps():
+    # What a training step applies after every optimizer step (orchestrator/train.py): the slices
+    # are taken once, then written back by index_copy_ alone, step after step.
+    packed = PackedNetwork(3, N_CLASSES, None, seeds=SEEDS)
+    opt = torch.optim.Adam(packed.trainable_parameters("baseline"), lr=1e-2, eps=1e-7)
+    packed.set_stage_mode("baseline")
+    active = torch.tensor([1.0, 0.0, 0.0])
+    x, labels, _ = batch(3, 3, torch.float32, seed=1)
+    opt.zero_grad()
+    packed_cross_entropy(packed.classify(x), labels).sum().backward()
+    opt.step()                                          # momentum for every model
+    best = packed.snapshot()
+    frozen = packed.frozen_slices(best, active == 0)
+    for name in best:                                   # the slices are copies, not views of `best`
+        best[name].add_(1)
+    first = {name: v.clone() for name, v in packed.model_views().items()}
+    for seed in (2, 3, 4):
+        x, labels, _ = batch(3, 3, torch.float32, seed=seed)
+        opt.zero_grad()
+        (packed_cross_entropy(packed.classify(x), labels) * active).sum().backward()
+        opt.step()
+        frozen.apply_()
+    after = packed.model_views()
+    for name in first:
+        assert torch.equal(after[name][1:], first[name][1:]), name
+    assert not torch.equal(after["extractor.blocks.0.conv1.weight"][0], first["extractor.blocks.0.conv1.weight"][0])
+    assert frozen.index.tolist() == [1, 2]
+    assert packed.frozen_slices(best, torch.zeros(3, dtype=torch.bool)) is None
+
+
+def test_a_model_subset_index_must_be_on_the_inputs_device():
+    packed = PackedNetwork(3, N_CLASSES, None, seeds=SEEDS)
+    x, _, _ = batch(3, 3, torch.float32)
+    with pytest.raises(ValueError, match="models= must be an index on the input's device"):
+        packed.features(x[:, :2].to("meta"), models=packed.model_index([0, 1]))
+
+
 def test_capture_models_keeps_best_weights():
     packed = PackedNetwork(2, N_CLASSES, None, seeds=[1, 2])
     best = packed.snapshot()
