@@ -57,7 +57,7 @@ import torch  # noqa: E402
 from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import AugmentSettings  # noqa: E402
-from orchestrator.batches import augmented_batch, fused_available  # noqa: E402
+from orchestrator.batches import fused_available  # noqa: E402
 from orchestrator.train import StepPlan, train_step, training_loss_fn  # noqa: E402
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
