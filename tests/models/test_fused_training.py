@@ -13,12 +13,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.train_throughput import check_training  # noqa: E402
 
 
-@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
-def test_fused_pack_trains_like_pytorch_kernels(monkeypatch):
-    monkeypatch.setitem(fused_bn.TILES, "rows", 512)          # few programs: a fast interpreter
+@pytest.fixture
+def few_programs(monkeypatch):
+    """Few, large tiles: the interpreter runs a kernel program by program."""
+    monkeypatch.setitem(fused_bn.TILES, "rows", 512)
     monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
     monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
+
+
+@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
+                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+def test_fused_pack_trains_like_pytorch_kernels(few_programs):
     result = check_training("cpu", image_size=32, n_models=2, batch=4, steps=3, fuse="on")
     for grey, diffs in result.items():
         for what, value in diffs.items():
@@ -28,15 +33,12 @@ def test_fused_pack_trains_like_pytorch_kernels(monkeypatch):
 @pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                     reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 @pytest.mark.parametrize("grey", ["pad", "fused"])
-def test_fused_kernels_read_nothing_back(monkeypatch, grey):
+def test_fused_kernels_read_nothing_back(few_programs, grey):
     # The host code around the kernels (tiles, partial sums, finalize, running statistics, model
     # subsets, split parts) must queue GPU work without waiting for it, as a training step does
     # (tests/orchestrator/test_train_step.py); Triton's interpreter itself is not watched.
     from host_reads import HostReads
     from models.packed import PackedNetwork
-    monkeypatch.setitem(fused_bn.TILES, "rows", 512)
-    monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
-    monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
     net = PackedNetwork(3, 7, None, seeds=[1, 2, 3]).train()
     for block in net.extractor.blocks:
         block.fuse_mode, block.grey_mode, block.split_mode = "on", grey, "on"
