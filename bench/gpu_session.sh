@@ -14,7 +14,7 @@
 #   BENCH_LIMIT=0 RUN_ARGS="--epochs-scale 0.1 --set train.recalibrate_bn=true" \
 #     bash bench/gpu_session.sh .gpu/prepared/ckplus-<hash> $OUT
 # env: PYTHON (python3), BENCH_LIMIT / RUN_LIMIT (seconds; 0 skips the bench / the run),
-# BENCH_VARIANTS (comma list), GREY (auto | on | off), BENCH_ARGS / RUN_ARGS (extra arguments;
+# BENCH_VARIANTS (comma list), GREY and GRAPHS (auto | on | off), BENCH_ARGS / RUN_ARGS (extra arguments;
 # e.g. a CPU dry run: BENCH_ARGS="--device cpu --image-size 32 --pack 3 --steps 2 --warmup 1"
 # RUN_ARGS="--device cpu --image-size 32 --epochs-scale 0.02").
 set -u
@@ -53,7 +53,7 @@ sys.exit(main(sys.argv[1:]))
 # Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, repeat, nosplit,
 # compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
 if [ "${BENCH_LIMIT:-150}" -gt 0 ]; then     # (timeout 0 would mean no limit)
-timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-stopped,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
+timeout "${BENCH_LIMIT:-150}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-graph,small,small-graph,small-x3,small-x3-graph,packed-stopped,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
   --check --profile --count-ops --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
 timeout 60 $py bench/augment_batch.py --device cuda --models 50 --batch 32 2>&1 | tee -a "$out/bench.log"
 fi
@@ -71,6 +71,24 @@ except (OSError, ValueError, KeyError):
     sys.exit(1)
 sys.exit(0 if rates.get('packed-fusegrey', 0) >= 1.03 * rates.get('packed', float('inf')) else 1)
 " "$out/bench.json"; then grey_args="--set train.fused_grey_conv=true"; fi ;;
+esac
+# CUDA graphs (train.cuda_graphs) for the run when the bench's graphed steps equalled the eager ones
+# (check_graphs) and the host-bound small packs (a compacted pack's tail) stepped >= 3 % faster
+# graphed (GRAPHS=auto; on | off).
+case "${GRAPHS:-auto}" in
+  on) grey_args="$grey_args --set train.cuda_graphs=true" ;;
+  auto) if $py -c "
+import json, sys
+try:
+    out = json.load(open(sys.argv[1]))
+    rates = {r['variant']: r['images_per_s'] for r in out['results']}
+    check = out['check_graphs']
+except (OSError, ValueError, KeyError):
+    sys.exit(1)
+noise = check['eager_vs_eager']['params_rel']
+same = check['graph_replays'] > 0 and check['graph_vs_eager']['params_rel'] <= max(3 * noise, 1e-4)
+sys.exit(0 if same and rates.get('small-graph', 0) >= 1.03 * rates.get('small', float('inf')) else 1)
+" "$out/bench.json"; then grey_args="$grey_args --set train.cuda_graphs=true"; fi ;;
 esac
 echo "$name run settings: ${grey_args:-defaults} ${RUN_ARGS:-}" | tee -a "$out/$name.log"
 

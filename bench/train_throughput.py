@@ -31,10 +31,13 @@ Variants (--variants, comma list or `all`):
                         executor with train.gpus_per_pack 0.33)
     packed-stopped      half of the pack's models stopped but still computed, their saved slices
                         written back after every step (a pack between a stop and its compaction)
+    packed-graph, small-graph, small-x3-graph, packed-stopped-graph
+                        the same with each step replayed as a captured CUDA graph (train.cuda_graphs,
+                        orchestrator/step_graph.py; Adam capturable): one launch instead of ~600
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
-device; --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
+device (on CUDA also the fused kernels with PyTorch's, and graphed steps with eager ones); --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
 ops and Triton launches of one packed step (PyTorch's kernels vs the fused ones); --tiles times the fused
 BatchNorm kernels (models/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
 at the first block's shapes. With --json every finished variant is written at once, so a run cut
@@ -58,6 +61,7 @@ from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import AugmentSettings  # noqa: E402
 from orchestrator.batches import fused_available  # noqa: E402
+from orchestrator.step_graph import PackStepper  # noqa: E402
 from orchestrator.train import StepPlan, train_step, training_loss_fn  # noqa: E402
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
@@ -68,7 +72,8 @@ JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
 ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-torchaug", "packed-splitcopy",
        "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
-       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3", "packed-stopped")
+       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3", "packed-stopped",
+       "packed-graph", "small-graph", "small-x3-graph", "packed-stopped-graph")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
@@ -93,6 +98,8 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "small-x3": dict(models=max(1, pack // 10), precision=bf16, channels_last=True, concurrent=3),
         "packed-stopped": dict(models=pack, precision=bf16, channels_last=True, stopped=0.5),
     }
+    for base in ("packed", "small", "small-x3", "packed-stopped"):
+        table[f"{base}-graph"] = dict(table[base], graphs=True)
     if name not in table:
         raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL)}")
     return table[name]
@@ -106,11 +113,16 @@ def _sync(device: str) -> None:
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
               split_mode: str = "auto", fuse_mode: str = "auto", augment: str = "auto",
-              interleave_mode: str = "auto", stopped: float = 0.0, n_images: int = 2048, n_classes: int = 7):
-    """A closure doing one step of the trainer (orchestrator.train.train_step) for an M-model pack.
+              interleave_mode: str = "auto", stopped: float = 0.0, graphs: bool = False,
+              capturable: bool | None = None, n_images: int = 2048, n_classes: int = 7):
+    """A closure doing one step of the trainer (orchestrator.train.train_step) for an M-model pack,
+    through the trainer's stepper (orchestrator.step_graph.PackStepper).
     augment: auto (the fused kernel where it runs, as the trainer) | torch (PyTorch's ops).
     stopped: the fraction of the models that stopped early but are still computed (their saved
-    slices written back after each step, as between a stop and the pack's compaction)."""
+    slices written back after each step, as between a stop and the pack's compaction).
+    graphs: steps replayed as a captured CUDA graph after the stepper's warm-up steps (Adam
+    capturable, as the trainer builds it then; `capturable` alone sets Adam's form).
+    The closure carries .net, .run_loss and .stepper for the checks."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
@@ -122,7 +134,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
-    opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7)
+    opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7,
+                           capturable=graphs if capturable is None else capturable)
     use_bf16 = precision == "bf16" and device == "cuda"
     active = torch.arange(n_models) >= int(stopped * n_models)
     plan = StepPlan(
@@ -137,9 +150,13 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     run_loss = torch.zeros(n_models, device=dev)
     run_correct = torch.zeros(n_models, device=dev)
 
-    def step():
-        train_step(net, opt, training_loss, plan, gen, run_loss, run_correct)
+    stepper = PackStepper(lambda p: train_step(net, opt, training_loss, p, gen, run_loss, run_correct),
+                          gen, opt, graphs=graphs)
 
+    def step():
+        stepper.step(plan)
+
+    step.net, step.run_loss, step.stepper = net, run_loss, stepper
     return step
 
 
@@ -147,7 +164,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
             precision: str, channels_last: bool, compile: str | None = None,
             cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
             fuse_mode: str = "auto", augment: str = "auto", interleave_mode: str = "auto",
-            concurrent: int = 1, stopped: float = 0.0) -> dict:
+            concurrent: int = 1, stopped: float = 0.0, graphs: bool = False) -> dict:
     """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream
     (images of every computed model, stopped ones included: the rate of the step)."""
     import threading
@@ -156,7 +173,8 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
-                          split_mode, fuse_mode, augment, interleave_mode, stopped) for _ in range(concurrent)]
+                          split_mode, fuse_mode, augment, interleave_mode, stopped, graphs)
+                for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
         if device != "cuda":
@@ -164,6 +182,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
                 step()
             return
         stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())     # the data set was made on the default stream
         with torch.cuda.stream(stream):
             for _ in range(n):
                 step()
@@ -186,6 +205,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     seconds = timed(steps)
     rate = concurrent * n_models * batch * steps / seconds
     return {"variant": name, "models": n_models, "concurrent": concurrent, "stopped": stopped,
+            "graphs": graphs, **({"step_counts": steppers[0].stepper.counts()} if graphs else {}),
             "precision": precision,
             "channels_last": channels_last,
             "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "fuse_mode": fuse_mode,
@@ -295,6 +315,37 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     return out
+
+
+def check_graphs(device: str, image_size: int = 64, n_models: int = 4, batch: int = 8, steps: int = 7) -> dict:
+    """The same pack stepped eagerly twice and through CUDA graphs once (capturable Adam in all,
+    half the models stopped so the frozen write-back is captured too). Replays run the same
+    kernels on the same random numbers, so graph-vs-eager should be as close as eager-vs-eager
+    (zero, or cuDNN's atomics' rounding): relative differences of the per-model loss sums and of
+    all parameters after `steps` steps, and the stepper's counts. A wrong random stream or a
+    stale tensor in the graph would differ by orders of magnitude more. CUDA only."""
+    def run(graphs: bool):
+        torch.manual_seed(0)                  # the same data set and labels every time
+        step = make_step(n_models, device, image_size, batch, "bf16", True, stopped=0.5,
+                         graphs=graphs, capturable=True)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(steps):
+                step()
+        torch.cuda.synchronize()
+        params = torch.cat([p.detach().float().flatten() for p in step.net.parameters()])
+        return step.run_loss.clone(), params, step.stepper.counts()
+
+    def rel(a, b) -> float:
+        return float(f"{float((a - b).norm() / b.norm().clamp_min(1e-30)):.3g}")
+
+    ref = run(False)
+    again = run(False)
+    graphed = run(True)
+    return {"eager_vs_eager": {"loss_rel": rel(again[0], ref[0]), "params_rel": rel(again[1], ref[1])},
+            "graph_vs_eager": {"loss_rel": rel(graphed[0], ref[0]), "params_rel": rel(graphed[1], ref[1])},
+            **graphed[2]}
 
 
 def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: int = 4) -> dict:
@@ -493,6 +544,13 @@ def main(argv=None) -> int:
             out["check_training"] = check_training(device)
             print(f"  fused kernels vs PyTorch's, 3 SGD steps (fp32): relative difference {out['check_training']}",
                   flush=True)
+            try:
+                out["check_graphs"] = check_graphs(device)
+                print(f"  graphed vs eager steps: {out['check_graphs']}", flush=True)
+            except Exception as exc:          # the graph variants will fail too; the rest still runs
+                out["errors"]["check_graphs"] = f"{type(exc).__name__}: {exc}"
+                print(f"  check_graphs: FAILED {out['errors']['check_graphs']}", flush=True)
+                traceback.print_exc()
         save()
     if args.count_ops:
         try:

@@ -107,7 +107,7 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> d
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 # train.* switches of the custom kernels on CUDA, and their defaults when a config leaves them out
-KERNEL_SWITCHES = {"fused_bn": True, "fused_grey_conv": False, "fused_augment": True}
+KERNEL_SWITCHES = {"fused_bn": True, "fused_grey_conv": False, "fused_augment": True, "cuda_graphs": False}
 
 
 def compile_mode_of(cfg: dict) -> str:
@@ -141,6 +141,9 @@ def validate(cfg: dict) -> None:
     for key, default in KERNEL_SWITCHES.items():
         if not isinstance(cfg["train"].get(key, default), bool):
             raise ConfigError(f"train.{key} must be true or false, not {cfg['train'][key]!r}")
+    if cfg["train"].get("cuda_graphs", False) and compile_mode != "off":
+        raise ConfigError("train.cuda_graphs and train.compile both change how the step runs; "
+                          "choose one (compile's reduce-overhead mode captures graphs of its own)")
     gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")

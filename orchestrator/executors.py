@@ -18,8 +18,10 @@ PACK_BYTES_PER_PIXEL = 14_440 * 2**20 / (50 * 32 * 160 * 160)
 
 
 def pack_memory_bytes(job: PackJob) -> int:
-    """Estimated peak GPU memory of a pack's training step."""
-    return int(len(job.models) * job.stage.batch_size * job.image_size ** 2 * PACK_BYTES_PER_PIXEL)
+    """Estimated peak GPU memory of a pack's training step. A captured step (train.cuda_graphs)
+    keeps its own memory pool beside what its eager warm-up steps left cached: twice as much."""
+    graphs = 2 if job.cuda_graphs and job.device.startswith("cuda") else 1
+    return int(graphs * len(job.models) * job.stage.batch_size * job.image_size ** 2 * PACK_BYTES_PER_PIXEL)
 
 
 def packs_that_fit(chains: list[list[PackJob]], wanted: int) -> int:

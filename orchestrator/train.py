@@ -30,6 +30,7 @@ from orchestrator.augment import AugmentSettings, normalise_pixels
 from orchestrator.batches import augmented_batch, fused_available
 from orchestrator.config import COMPILE_MODES
 from orchestrator.records import PREDICTION_SCHEMA
+from orchestrator.step_graph import PackStepper, graph_stream, make_capturable
 from orchestrator.store import (DONE_FILE, build_dir_for, is_done, join, local_file, publish_dir,
                                 remove_dir, torch_save_atomic)
 from orchestrator.tensors import DeviceData, device_data
@@ -90,6 +91,7 @@ class PackJob:
     fused_grey_conv: bool = False  # ... with the grey first conv computed inside them (models.fused_grey)
     fused_augment: str = "auto"   # a batch gathered + augmented + normalised by one kernel (orchestrator.batches):
                                   # auto = on CUDA | on = wherever Triton runs (its interpreter on a CPU) | off
+    cuda_graphs: bool = False     # steps replayed as a captured CUDA graph (orchestrator.step_graph); CUDA only
 
 
 @dataclass
@@ -102,6 +104,8 @@ class PackResult:
     images: int                   # training images processed, summed over models
     setup_seconds: float = 0.0
     started: float = 0.0          # wall clock (time.time()) when the pack began
+    graph_captures: int = 0       # CUDA graphs captured (train.cuda_graphs), one per plan of the pack
+    graph_replays: int = 0        # steps run as graph replays (the rest ran eagerly)
 
 
 def model_kwargs(cfg: dict) -> dict:
@@ -415,6 +419,16 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     on_epoch(epoch, metrics) is called after each validation pass with per-model lists
     (train_loss, val_loss, val_acc, active); a Tune trial reports through it.
     """
+    device = torch.device(job.device)
+    if job.cuda_graphs and device.type == "cuda":
+        with graph_stream(device):           # a capture needs a side stream
+            return _run_pack(job, log, on_epoch, graphs=True)
+    if job.cuda_graphs:
+        log(f"train.cuda_graphs needs CUDA: this {device.type} pack steps eagerly")
+    return _run_pack(job, log, on_epoch, graphs=False)
+
+
+def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     t0 = time.time()
     models = [m for m in job.models if not is_done(m.out_dir)]
     if not models:
@@ -441,7 +455,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     if job.channels_last:
         net.to(memory_format=torch.channels_last)
     params = net.trainable_parameters(st.stage)
-    opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]), eps=st.adam["eps"])
+    opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]), eps=st.adam["eps"],
+                           capturable=graphs)
     per_model = _PerModelState(net)
     training_loss = training_loss_fn(job.compile)
 
@@ -488,6 +503,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             computed = saved.get("computed", computed)
             last_val = saved.get("last_val", last_val)
             gen.set_state(saved["gen"])
+            if graphs:
+                make_capturable(opt)      # the state may come from an eager run
             log(f"resumed {st.stage} pack of {n_models} at epoch {start_epoch}")
 
     steps = max(1, math.ceil(float(np.mean([len(m.train) for m in models])) / st.batch_size))
@@ -497,6 +514,11 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
                          job.channels_last, job.precision == "bf16" and device.type == "cuda",
                          computed, None, weights, train_idx, targets, active, None)
     plan, plan_for = pack_plan, None
+    # the step's accumulators: a captured step adds to these very tensors, zeroed every epoch
+    run_loss = torch.zeros(n_models, device=device)
+    run_correct = torch.zeros(n_models, device=device)
+    stepper = PackStepper(lambda p: train_step(net, opt, training_loss, p, gen, run_loss, run_correct),
+                          gen, opt, graphs=graphs)
     log_every = max(1, st.max_epochs // 5)
     setup = time.time() - t0
     images_seen = 0
@@ -519,10 +541,10 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
             plan_for = (active.tolist(), computed.tolist())
         sub, targets_c = plan.sub, plan.targets
         net.set_stage_mode(st.stage)
-        run_loss = torch.zeros(n_models, device=device)
-        run_correct = torch.zeros(n_models, device=device)
+        run_loss.zero_()
+        run_correct.zero_()
         for _ in range(steps):
-            train_step(net, opt, training_loss, plan, gen, run_loss, run_correct)
+            stepper.step(plan)
         images_seen += steps * n_active * st.batch_size
         not_computed = torch.ones(n_models, dtype=torch.bool)
         not_computed[computed] = False
@@ -571,6 +593,11 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
                                "best_loss": best_loss, "best_epoch": best_epoch, "last_epoch": last_epoch,
                                "history": history, "epoch": epoch + 1, "gen": gen.get_state(),
                                "computed": computed, "last_val": last_val}, state_path)
+    stepper.release()
+    if graphs:
+        counts = stepper.counts()
+        log(f"{job.dataset} {st.stage} pack of {n_models}: {counts['graph_replays']} steps replayed from "
+            f"{counts['graph_captures']} CUDA graphs, {counts['eager_steps']} eager")
     if st.restore_best:
         per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
     if st.recalibrate_bn and st.stage != "head":  # the head stage never changes the extractor
@@ -581,4 +608,5 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     remove_dir(job.state_dir)
     seconds = time.time() - t0
     return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
-                      images_seen, setup, started=t0)
+                      images_seen, setup, started=t0, graph_captures=stepper.captures,
+                      graph_replays=stepper.replays)

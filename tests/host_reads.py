@@ -4,8 +4,9 @@ every queued kernel to finish (and leave the GPU idle until the host queues more
 On a CPU nothing waits, so a test cannot time this; it can see the calls. `HostReads` watches the
 torch functions called inside one function of ours (by name) and records each that needs a value
 on the host: item/tolist/cpu/numpy, bool/int/float of a tensor, nonzero (its size depends on the
-values), a move to a device (`.to(device)`: a copy when it is another one), and tensors built from host data (torch.tensor,
-as_tensor: a host-to-device copy when the target is a GPU). Calls made by PyTorch's optimizers
+values, as has indexing by a boolean mask), a move to a device (`.to(device)`: a copy when it is
+another one), and tensors built from host data (torch.tensor, as_tensor: a host-to-device copy
+when the target is a GPU). Calls made by PyTorch's optimizers
 (whose step counters live on the host by design) and by Triton's CPU interpreter are not ours and
 are left out.
 """
@@ -19,6 +20,13 @@ from torch.overrides import TorchFunctionMode
 READS = {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero",
          "argwhere", "masked_select", "tensor", "as_tensor"}
 NOT_OURS = ("/torch/optim/", "/triton/")
+
+
+def _masks(args) -> bool:
+    """Indexing by a boolean tensor: its result's size depends on the values (a nonzero inside)."""
+    index = args[1] if len(args) > 1 else None
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in parts)
 
 
 def _moves_device(args, kwargs) -> bool:
@@ -69,6 +77,7 @@ class HostReads(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         place = self._where()
-        if place is not None and (name in READS or (name == "to" and _moves_device(args, kwargs))):
+        if place is not None and (name in READS or (name == "to" and _moves_device(args, kwargs))
+                                  or (name in ("__getitem__", "__setitem__") and _masks(args))):
             self.found.append((name, place, self.calls))
         return func(*args, **kwargs)

@@ -41,12 +41,16 @@ def test_the_guard_sees_a_read_back():
     # once did at every step: a host index copied per tensor) reports each, from the second call on.
     def train_step():
         loss = torch.ones(3).sum()
-        return float(loss), torch.zeros(2).to("cpu"), torch.arange(4).nonzero()
+        x = torch.arange(4)
+        x[x > 1] = 0                               # a boolean mask: a nonzero inside, not seen as a call
+        return float(loss), torch.zeros(2).to("cpu"), x.nonzero(), x[x == 0], x[torch.tensor(1)]
 
     with HostReads("train_step") as reads:
         train_step()
         torch.ones(2).tolist()                     # outside the watched function: not reported
         train_step()
-    assert [name for name, _, _ in reads.found] == ["__float__", "to", "nonzero"] * 2
+    # (the integer-tensor index of the last item builds its tensor from host data: `tensor`)
+    assert [name for name, _, _ in reads.found] == ["__setitem__", "__float__", "to", "nonzero", "__getitem__",
+                                                    "tensor"] * 2
     assert all(place.startswith("test_train_step.py:") for _, place, _ in reads.found)
-    assert reads.calls == 2 and len(reads.found_after_first) == 3
+    assert reads.calls == 2 and len(reads.found_after_first) == 6
