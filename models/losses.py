@@ -22,7 +22,7 @@ def _sample_weights(shape: tuple[int, int], sample_mask: torch.Tensor | None,
         return torch.ones(shape, dtype=_loss_dtype(like), device=like.device)
     if tuple(sample_mask.shape) != shape:
         raise ValueError(f"sample_mask must have shape {shape}, got {tuple(sample_mask.shape)}")
-    return sample_mask.to(device=like.device, dtype=_loss_dtype(like))
+    return sample_mask.to(dtype=_loss_dtype(like))     # on like's device (no copy inside a step)
 
 
 def packed_l1_loss(pred: torch.Tensor, target: torch.Tensor, output_mask: torch.Tensor,

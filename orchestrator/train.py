@@ -213,15 +213,19 @@ def _as_input(images_mb: torch.Tensor, job: PackJob) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]],
-             targets: _Targets | None, chunk: int = 256, models: torch.Tensor | None = None) -> dict:
+def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]] | None,
+             targets: _Targets | None, chunk: int = 256, models: torch.Tensor | None = None,
+             outputs: bool = True, padded: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Loss, accuracy, probabilities and landmark points of every model on its own rows.
 
     The loss is the stage's loss (L1 for the landmark stage, cross-entropy otherwise); points are
     predicted whenever `targets` is given and the network has a landmark head. With `models`
     (an index tensor) only those models are evaluated: `rows` and `targets` are theirs.
+    outputs=False: loss and accuracy only, read back in one copy at the end (early stopping's
+    per-epoch check: the GPU's queue is drained once, not once per chunk). padded: the rows
+    already as _pad_rows' device tensors (kept by the caller, so no host-to-device copy).
     """
-    index, mask = _pad_rows(rows, data.images.device)
+    index, mask = padded if padded is not None else _pad_rows(rows, data.images.device)
     n_models, width = index.shape
     stage = job.stage.stage
     want_points = targets is not None and net.landmark_head is not None
@@ -242,12 +246,16 @@ def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tupl
         if logits is not None:
             logits = logits.float()
             correct += ((logits.argmax(-1) == labels_bm) & valid_bm).sum(0)
-            probs.append(torch.softmax(logits, -1).transpose(0, 1).cpu())       # (M, b, C)
-        if pts is not None:
+            if outputs:
+                probs.append(torch.softmax(logits, -1).transpose(0, 1).cpu())   # (M, b, C)
+        if pts is not None and outputs:
             points.append(pts.float().transpose(0, 1).cpu())                    # (M, b, L)
     counts = mask.sum(1).clamp(min=1).float()
-    out = {"loss": (loss_sum / counts).cpu(), "acc": (correct / counts).cpu(), "mask": mask.cpu(),
-           "index": index.cpu()}
+    loss, acc = torch.stack([loss_sum / counts, correct / counts]).cpu()
+    out = {"loss": loss, "acc": acc}
+    if not outputs:
+        return out
+    out.update(mask=mask.cpu(), index=index.cpu())
     if probs:
         out["probs"] = torch.cat(probs, 1)
     if points:
@@ -539,6 +547,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
                 targets=targets.subset(sub) if targets is not None else None,
                 active=active[computed].to(device), frozen=per_model.frozen(~active))
             plan_for = (active.tolist(), computed.tolist())
+            monitor = _pad_rows([monitor_rows[i] for i in computed.tolist()], device)
         sub, targets_c = plan.sub, plan.targets
         net.set_stage_mode(st.stage)
         run_loss.zero_()
@@ -548,12 +557,15 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
         images_seen += steps * n_active * st.batch_size
         not_computed = torch.ones(n_models, dtype=torch.bool)
         not_computed[computed] = False
-        train_loss = (run_loss / steps).cpu().masked_fill(not_computed, float("nan"))
-        train_acc = (run_correct / (steps * st.batch_size)).cpu().masked_fill(not_computed, float("nan"))
-        if (epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs:
+        # the epoch's figures stay on the device until the validation pass is queued behind them
+        train_figures = torch.stack([run_loss / steps, run_correct / (steps * st.batch_size)])
+        evaluating = (epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs
+        if evaluating:
             net.eval()
-            ev = evaluate(job, net, data, [monitor_rows[i] for i in computed.tolist()],
-                          targets_c if st.stage == "landmark" else None, models=sub)
+            ev = evaluate(job, net, data, None, targets_c if st.stage == "landmark" else None, models=sub,
+                          outputs=False, padded=monitor)
+        train_loss, train_acc = train_figures.cpu().masked_fill(not_computed, float("nan"))
+        if evaluating:
             # models no longer computed have all stopped: they keep their last validation figures
             last_val = {name: last_val[name].index_put((computed,), ev[name].to(last_val[name].dtype))
                         for name in ("loss", "acc")}

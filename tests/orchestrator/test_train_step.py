@@ -27,11 +27,16 @@ def test_no_step_reads_the_device_back(tiny_prepared, tmp_path):
     landmark = _pack(tiny_prepared, tmp_path / "l", ["el"], 3)
     for job in (baseline, landmark):
         logs = []
-        with HostReads("train_step") as reads:
+        with HostReads("train_step") as reads, HostReads("evaluate") as evals:
             result = run_pack(job, log=logs.append)
         steps = math.ceil(sum(len(m.train) for m in job.models) / len(job.models) / job.stage.batch_size)
         assert result.trained == len(job.models) and reads.calls == steps * max(result.epochs)
         assert not reads.found_after_first, f"{job.stage.stage} step reads values back: {reads.found}"
+        # early stopping's validation pass, every epoch: one copy back (loss and accuracy together),
+        # then the test pass (its outputs are read per chunk)
+        assert evals.calls == max(result.epochs) + 1
+        per_call = [[name for name, _, n in evals.found if n == call] for call in range(1, evals.calls)]
+        assert per_call == [["cpu"]] * max(result.epochs), evals.found
         if job is baseline:       # the situations named above did arise
             assert len(set(result.epochs)) > 1 and any("computing only those" in line for line in logs)
 
