@@ -14,7 +14,11 @@ graphed pack follows the eager trajectory (GPU check: `bench/train_throughput.py
 
 A graph is valid for one StepPlan. The plan changes when models stop; each new plan gets eager
 warm-up steps (real steps, they count) and then one capture. A capture executes nothing: the
-step that triggers it is its first replay.
+step that triggers it is its first replay. All of a pack's graphs share one memory pool (the old
+graph stays alive until the new one's capture has begun, so the pool does too, and is never
+replayed again); `close()` frees it. Without that, every stop would strand a step's worth of GPU
+memory in a dead graph's pool until the allocator, short of memory, synchronised the device to
+free it, which would break a capture in progress in another pack's thread.
 """
 from __future__ import annotations
 
@@ -72,12 +76,14 @@ class PackStepper:
                                  "(or passed through step_graph.make_capturable)")
             if gen.device.type != "cuda":
                 raise ValueError(f"CUDA graphs need a CUDA pack; this one's generator is on {gen.device}")
-        self.step_fn, self.gen = step_fn, gen
+        self.step_fn, self.gen, self.optimizer = step_fn, gen, optimizer
         self.graphs = graphs
         self.first_warmup, self.later_warmup = first_warmup, later_warmup
         self.eager_steps = self.captures = self.replays = 0
         self._plan = None
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._retired: torch.cuda.CUDAGraph | None = None    # the last plan's graph: holds the pool
+        self._pool = None                                    # the pack's graphs' memory pool
         self._warmup_left = 0
 
     def step(self, plan) -> None:
@@ -85,7 +91,8 @@ class PackStepper:
             self._eager(plan)
             return
         if plan is not self._plan:
-            self.release()
+            if self._graph is not None:
+                self._retired, self._graph = self._graph, None
             self._plan = plan
             self._warmup_left = self.first_warmup if self.captures == 0 else self.later_warmup
         if self._graph is None and self._warmup_left > 0:
@@ -97,11 +104,15 @@ class PackStepper:
         self._graph.replay()
         self.replays += 1
 
-    def release(self) -> None:
-        """Drop the current graph (and with it its memory pool, once the gradients it allocated
-        are replaced by the next step's)."""
-        self._graph = None
-        self._plan = None
+    def close(self) -> None:
+        """Drop the graphs and free their memory pool (the gradients live in it: they go too).
+        Call when the pack's training ends."""
+        if self._graph is None and self._retired is None:
+            return
+        self._graph = self._retired = self._plan = self._pool = None
+        self.optimizer.zero_grad(set_to_none=True)
+        with _CAPTURE_LOCK:           # freeing synchronises the device: never during a capture
+            torch.cuda.empty_cache()
 
     def counts(self) -> dict:
         return {"eager_steps": self.eager_steps, "graph_captures": self.captures, "graph_replays": self.replays}
@@ -123,7 +134,7 @@ class PackStepper:
         graph.register_generator_state(self.gen)
         with _CAPTURE_LOCK:
             # thread_local: packs stepping in other threads keep running during the capture
-            graph.capture_begin(capture_error_mode="thread_local")
+            graph.capture_begin(*(() if self._pool is None else (self._pool,)), capture_error_mode="thread_local")
             try:
                 self.step_fn(plan)
             except BaseException as exc:
@@ -135,6 +146,8 @@ class PackStepper:
                     f"capturing the training step as a CUDA graph failed ({type(exc).__name__}: {exc}); "
                     f"set train.cuda_graphs=false to train this pack eagerly") from exc
             graph.capture_end()
+        self._pool = graph.pool()
+        self._retired = None          # its memory now belongs to the new graph's captures
         self.captures += 1
         return graph
 

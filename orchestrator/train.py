@@ -605,7 +605,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
                                "best_loss": best_loss, "best_epoch": best_epoch, "last_epoch": last_epoch,
                                "history": history, "epoch": epoch + 1, "gen": gen.get_state(),
                                "computed": computed, "last_val": last_val}, state_path)
-    stepper.release()
+    stepper.close()
     if graphs:
         counts = stepper.counts()
         log(f"{job.dataset} {st.stage} pack of {n_models}: {counts['graph_replays']} steps replayed from "
