@@ -117,7 +117,8 @@ if [ "${RUN_LIMIT:-400}" -gt 0 ] && [ -n "$run_dir" ]; then
 import json, sys
 s = json.load(open(f"{sys.argv[1]}/plan.json"))["settings"]
 keys = ("status", "wall_seconds", "train_seconds", "pack_seconds", "pack_busy_seconds", "pack_setup_seconds",
-        "packs_per_gpu", "trained_model_stages", "train_images", "device", "precision")
+        "packs_per_gpu", "trained_model_stages", "train_images", "device", "precision",
+        "graph_captures", "graph_replays")
 print({k: s.get(k) for k in keys})
 busy = s.get("pack_busy_seconds", s.get("pack_seconds"))
 if s.get("train_seconds") and busy is not None:
