@@ -37,7 +37,8 @@ Variants (--variants, comma list or `all`):
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
-device (on CUDA also the fused kernels with PyTorch's, and graphed steps with eager ones); --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
+device (on CUDA also the fused kernels with PyTorch's, and graphed steps with eager ones);
+--profile prints the packed step's most expensive kernels; --count-ops counts the host-side
 ops and Triton launches of one packed step (PyTorch's kernels vs the fused ones); --tiles times the fused
 BatchNorm kernels (models/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
 at the first block's shapes. With --json every finished variant is written at once, so a run cut
