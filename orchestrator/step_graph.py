@@ -22,6 +22,7 @@ free it, which would break a capture in progress in another pack's thread.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 
@@ -31,6 +32,7 @@ import torch
 
 # CUDA allows one capture at a time per process; packs of the inline executor run in threads.
 _CAPTURE_LOCK = threading.Lock()
+_THREAD = threading.local()           # per thread: its side streams (graph_stream)
 # Warm-up steps before a pack's first capture (lazy initialisation: Adam's state, cuBLAS and cuDNN
 # handles of the stream, Triton compilations) and before each later one (a compacted pack's new
 # shapes may compile new kernels, which must not happen during a capture).
@@ -154,17 +156,20 @@ class PackStepper:
 
 def graph_stream(device: torch.device):
     """A context for a pack's GPU work that can be captured: the current stream when it is a side
-    stream already (concurrent packs of the inline executor each have one), else a new one,
-    ordered after the default stream's work on entry and before it on exit."""
-    import contextlib
-
+    stream already (concurrent packs of the inline executor each have one per chain), else this
+    thread's side stream for the device, ordered after the default stream's work on entry and
+    before it on exit. One stream per thread, not per pack: the caching allocator reuses a freed
+    block only on the stream it was allocated on."""
     current = torch.cuda.current_stream(device)
     if current != torch.cuda.default_stream(device):
         return contextlib.nullcontext()
+    streams = _THREAD.__dict__.setdefault("side_streams", {})
+    if str(device) not in streams:
+        streams[str(device)] = torch.cuda.Stream(device)
+    stream = streams[str(device)]
 
     @contextlib.contextmanager
     def side():
-        stream = torch.cuda.Stream(device)
         stream.wait_stream(current)
         try:
             with torch.cuda.stream(stream):
