@@ -261,6 +261,11 @@ def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: in
     return {k: float(f"{v:.3g}") for k, v in worst.items()}
 
 
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Norm of the difference over the norm of the reference."""
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
 def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: int = 6, steps: int = 3,
                    fuse: str = "auto") -> dict:
     """Train copies of one pack for a few SGD steps on the same grey batches (fp32, TF32 off):
@@ -301,16 +306,13 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
             logits = net.eval().classify(probe)
         return params, stats, logits
 
-    def rel(a, b) -> float:
-        return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
     ref = train("off", "auto")
     out = {}
     for grey in ("pad", "fused"):
         got = train(fuse, grey)
         flat = [torch.cat([t.flatten() for t in ts]) for ts in (got[0], ref[0], got[1], ref[1])]
-        out[grey] = {"params": rel(flat[0], flat[1]), "running_stats": rel(flat[2], flat[3]),
-                     "eval_logits": rel(got[2], ref[2]),
+        out[grey] = {"params": _rel(flat[0], flat[1]), "running_stats": _rel(flat[2], flat[3]),
+                     "eval_logits": _rel(got[2], ref[2]),
                      "params_max_abs": float((flat[0] - flat[1]).abs().max())}
         out[grey] = {k: float(f"{v:.3g}") for k, v in out[grey].items()}
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -339,7 +341,7 @@ def check_graphs(device: str, image_size: int = 64, n_models: int = 4, batch: in
         return step.run_loss.clone(), params, step.stepper.counts()
 
     def rel(a, b) -> float:
-        return float(f"{float((a - b).norm() / b.norm().clamp_min(1e-30)):.3g}")
+        return float(f"{_rel(a, b):.3g}")
 
     ref = run(False)
     again = run(False)
