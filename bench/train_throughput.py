@@ -146,7 +146,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
         computed=torch.arange(n_models, device=dev), sub=None,
         weights=torch.ones(n_models, n_images, device=dev),
         train_idx=torch.arange(n_images, device=dev).expand(n_models, -1).contiguous(), targets=None,
-        active=active.to(dev), frozen=net.frozen_slices(net.snapshot(), ~active))
+        active=active.to(dev),
+        frozen=net.frozen_slices(net.snapshot(), (~active).to(dev)) if not active.all() else None)
     training_loss = training_loss_fn(compile or "off")      # the trainer's (compiled) step
     run_loss = torch.zeros(n_models, device=dev)
     run_correct = torch.zeros(n_models, device=dev)
@@ -157,7 +158,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     def step():
         stepper.step(plan)
 
-    step.net, step.run_loss, step.stepper = net, run_loss, stepper
+    step.net, step.run_loss, step.stepper, step.plan = net, run_loss, stepper, plan
     return step
 
 
@@ -320,13 +321,38 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
     return out
 
 
+def stop_in_place(step, model: int) -> dict[str, torch.Tensor]:
+    """Stop one more model of a make_step pack the way the trainer does between epochs: its
+    current slices into the held snapshot, then the plan's active flag and the held mask, changed
+    in place (a captured step reads them at its next replay). Returns the model's held slices."""
+    plan, net = step.plan, step.net
+    if plan.frozen is None:
+        raise ValueError("make_step(stopped=...) > 0 is needed: a pack with no stopped model has no held mask")
+    snapshot = dict(zip(net.model_views(), plan.frozen.values))
+    net.capture_models_(snapshot, [model])
+    plan.active[model] = False        # computed = every model: the plan's row of model m is m
+    plan.frozen.mask[model] = True
+    return {name: t[model].clone() for name, t in snapshot.items()}
+
+
+def held_change(step, held: dict[str, torch.Tensor], model: int) -> float:
+    """How far a stopped model's slices moved since stop_in_place (0 when held)."""
+    views = step.net.model_views()
+    return max(float((views[name][model].float() - t.float()).abs().max()) for name, t in held.items())
+
+
 def check_graphs(device: str, image_size: int = 64, n_models: int = 4, batch: int = 8, steps: int = 7) -> dict:
     """The same pack stepped eagerly twice and through CUDA graphs once (capturable Adam in all,
-    half the models stopped so the frozen write-back is captured too). Replays run the same
+    half the models stopped so the frozen write-back is captured too, and one more stopped in
+    place after the capture, as the trainer stops models between epochs). Replays run the same
     kernels on the same random numbers, so graph-vs-eager should be as close as eager-vs-eager
     (zero, or cuDNN's atomics' rounding): relative differences of the per-model loss sums and of
-    all parameters after `steps` steps, and the stepper's counts. A wrong random stream or a
-    stale tensor in the graph would differ by orders of magnitude more. CUDA only."""
+    all parameters after `steps` steps, how far the model stopped mid-run moved after its stop
+    (`held_moved`: 0), and the stepper's counts (1 plan, 1 capture). A wrong random stream, a
+    stale tensor in the graph or an in-place stop the graph missed would differ by orders of
+    magnitude more. CUDA only."""
+    late = n_models // 2              # the first active model (stopped=0.5 holds the lower half)
+
     def run(graphs: bool):
         torch.manual_seed(0)                  # the same data set and labels every time
         step = make_step(n_models, device, image_size, batch, "bf16", True, stopped=0.5,
@@ -334,11 +360,13 @@ def check_graphs(device: str, image_size: int = 64, n_models: int = 4, batch: in
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(steps):
+            for i in range(steps):
+                if i == steps // 2:           # after the stepper's warm-up and capture
+                    held = stop_in_place(step, late)
                 step()
         torch.cuda.synchronize()
         params = torch.cat([p.detach().float().flatten() for p in step.net.parameters()])
-        return step.run_loss.clone(), params, step.stepper.counts()
+        return step.run_loss.clone(), params, {"held_moved": held_change(step, held, late), **step.stepper.counts()}
 
     def rel(a, b) -> float:
         return float(f"{_rel(a, b):.3g}")
@@ -348,7 +376,7 @@ def check_graphs(device: str, image_size: int = 64, n_models: int = 4, batch: in
     graphed = run(True)
     return {"eager_vs_eager": {"loss_rel": rel(again[0], ref[0]), "params_rel": rel(again[1], ref[1])},
             "graph_vs_eager": {"loss_rel": rel(graphed[0], ref[0]), "params_rel": rel(graphed[1], ref[1])},
-            **graphed[2]}
+            "eager_held_moved": ref[2]["held_moved"], **graphed[2]}
 
 
 def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: int = 4) -> dict:

@@ -71,24 +71,40 @@ def _index_on(idx: torch.Tensor):
     return on
 
 
+@torch.no_grad()
+def _copy_models(dst: dict[str, torch.Tensor], src: dict[str, torch.Tensor],
+                 models: Sequence[int] | torch.Tensor, n_models: int) -> None:
+    """dst[name][m] = src[name][m] for the chosen models, (M, ...) tensors on any devices."""
+    idx = _model_index(models, n_models)
+    if not idx.numel():
+        return
+    on = _index_on(idx)
+    for name, d in dst.items():
+        s = src[name]
+        d.index_copy_(0, on(d.device), s.index_select(0, on(s.device)).to(d.device))
+
+
 @dataclass(frozen=True)
 class FrozenSlices:
-    """Fixed values for some models' slices of a network's tensors (see PackedNetwork.frozen_slices).
+    """Models' slices held fixed in a network's tensors: written back from a snapshot after every
+    optimizer step (see PackedNetwork.frozen_slices).
 
     Why: a stopped model must not move while the rest of its pack trains, but Adam's momentum and
-    BN's running statistics move it at every step. Writing its saved slices back after each step
-    took a host-to-device copy of the model indices per tensor, and each such copy waits for the
-    GPU to drain its queue; here everything already lies on the device, and apply_ is one
-    index_copy_ per tensor, which waits for nothing.
+    BN's running statistics move it at every step. Which models are held is an (M,) boolean tensor
+    on the network's device, read by every write-back and changed in place when more models stop:
+    the write-back stays the same kernels on the same tensors, so a training step captured as a
+    CUDA graph (orchestrator.step_graph) stays valid across stops, and no step copies anything
+    from the host (such a copy waits for the GPU's queue to drain).
     """
     targets: tuple[torch.Tensor, ...]     # (M, ...) views into the network's tensors
-    index: torch.Tensor                   # the models, on the network's device
-    values: tuple[torch.Tensor, ...]      # (len(index), ...) their slices
+    values: tuple[torch.Tensor, ...]      # (M, ...) the snapshot's tensors themselves (not copies)
+    masks: tuple[torch.Tensor, ...]       # (M, 1, ...) views of `mask`, one per target
+    mask: torch.Tensor                    # (M,) bool: the models held
 
     @torch.no_grad()
     def apply_(self) -> None:
-        for target, value in zip(self.targets, self.values):
-            target.index_copy_(0, self.index, value)
+        for target, value, held in zip(self.targets, self.values, self.masks):
+            torch.where(held, value, target, out=target)
 
 
 class PackedNetwork(nn.Module):
@@ -268,35 +284,33 @@ class PackedNetwork(nn.Module):
     def restore_models_(self, snapshot: dict[str, torch.Tensor], models: Sequence[int] | torch.Tensor) -> None:
         """Write the chosen models' slices of `snapshot` back (e.g. the best epoch's weights of a
         model that just stopped). A training step uses frozen_slices instead."""
-        frozen = self.frozen_slices(snapshot, models)
-        if frozen is not None:
-            frozen.apply_()
-
-    @torch.no_grad()
-    def frozen_slices(self, snapshot: dict[str, torch.Tensor],
-                      models: Sequence[int] | torch.Tensor) -> "FrozenSlices | None":
-        """The chosen models' slices of `snapshot`, copied now onto the network's device, ready
-        to be written back after every optimizer step (None when no model is chosen)."""
-        idx = _model_index(models, self.n_models)
-        if not idx.numel():
-            return None
-        views = self.model_views()
-        on = _index_on(idx)
-        values = tuple(snapshot[name].index_select(0, on(snapshot[name].device)).to(view.device)
-                       for name, view in views.items())
-        return FrozenSlices(tuple(views.values()), on(next(iter(views.values())).device), values)
+        _copy_models(self.model_views(), snapshot, models, self.n_models)
 
     @torch.no_grad()
     def capture_models_(self, snapshot: dict[str, torch.Tensor], models: Sequence[int] | torch.Tensor) -> None:
         """Copy the chosen models' current slices INTO `snapshot` (e.g. models that just improved)."""
+        _copy_models(snapshot, self.model_views(), models, self.n_models)
+
+    def frozen_slices(self, snapshot: dict[str, torch.Tensor], mask: torch.Tensor) -> FrozenSlices:
+        """The write-back that holds the models where `mask` is True at their slices of `snapshot`.
+
+        mask: an (M,) boolean tensor on the network's device, kept (not copied): setting more of
+        it in place holds more models. snapshot: PackedNetwork.snapshot()'s tensors on the same
+        device, also kept: a held model's slices must not change in it while it is held."""
         views = self.model_views()
-        idx = _model_index(models, self.n_models)
-        if not idx.numel():
-            return
-        on = _index_on(idx)
-        for name, view in views.items():
-            dst = snapshot[name]
-            dst.index_copy_(0, on(dst.device), view.index_select(0, on(view.device)).to(dst.device))
+        device = next(iter(views.values())).device
+        if (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != (self.n_models,)
+                or mask.device != device):
+            got = (f"{tuple(mask.shape)} {mask.dtype} on {mask.device}" if isinstance(mask, torch.Tensor)
+                   else type(mask).__name__)
+            raise ValueError(f"the frozen-model mask must be a ({self.n_models},) bool tensor on {device} "
+                             f"(changed in place as models stop), got {got}")
+        off = [name for name, view in views.items()
+               if snapshot[name].shape != view.shape or snapshot[name].device != view.device]
+        if off:
+            raise ValueError(f"snapshot tensors {off[:3]} do not match the network's (shape, device)")
+        return FrozenSlices(tuple(views.values()), tuple(snapshot[name] for name in views),
+                            tuple(mask.view(-1, *[1] * (v.dim() - 1)) for v in views.values()), mask)
 
     # ---- pack / unpack ------------------------------------------------------------------------
 

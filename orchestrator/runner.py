@@ -319,6 +319,7 @@ def run(req: RunRequest, log=None) -> str:
         "pack_busy_seconds": round(busy_seconds([(r.started, r.started + r.seconds) for r in results]), 1),
         "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
         "packs_per_gpu": sharing,
+        "step_plans": sum(r.step_plans for r in results),
         "graph_captures": sum(r.graph_captures for r in results),
         "graph_replays": sum(r.graph_replays for r in results),
     })

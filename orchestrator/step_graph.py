@@ -12,12 +12,13 @@ by tests/orchestrator/test_train_step.py), Adam keeps its step counts on the dev
 graph. Replays then draw the same numbers an eager step would (graph-safe Philox offsets), so a
 graphed pack follows the eager trajectory (GPU check: `bench/train_throughput.py --check`).
 
-A graph is valid for one StepPlan. The plan changes when models stop; each new plan gets eager
-warm-up steps (real steps, they count) and then one capture. A capture executes nothing: the
-step that triggers it is its first replay. All of a pack's graphs share one memory pool (the old
-graph stays alive until the new one's capture has begun, so the pool does too, and is never
-replayed again); `close()` frees it. Without that, every stop would strand a step's worth of GPU
-memory in a dead graph's pool until the allocator, short of memory, synchronised the device to
+A graph is valid for one StepPlan. The trainer makes a new plan when the first model of a pack
+stops and whenever the pack computes fewer models (at most log2(M) times); other stops change the
+plan's tensors in place, which a replay reads. Each new plan gets eager warm-up steps (real steps,
+they count) and then one capture. A capture executes nothing: the step that triggers it is its
+first replay. All of a pack's graphs share one memory pool (the old graph stays alive until the
+new one's capture has begun, so the pool does too, and is never replayed again); `close()` frees
+it. Without that, every new plan would strand a step's worth of GPU memory in a dead graph's pool until the allocator, short of memory, synchronised the device to
 free it, which would break a capture in progress in another pack's thread.
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ class PackStepper:
     generator and accumulators bound). A graph replays the step on the very tensors it was
     captured with: the plan's, the network's, and the accumulators the step adds to, which must
     therefore live as long as the stepper (zero them between epochs, never replace them).
-    Counts eager steps, captures and replays (`counts()`) for the pack's log and the bench.
+    Counts plans, eager steps, captures and replays (`counts()`) for the pack's log and the bench.
     """
 
     def __init__(self, step_fn: Callable, gen: torch.Generator, optimizer: torch.optim.Optimizer,
@@ -81,7 +82,7 @@ class PackStepper:
         self.step_fn, self.gen, self.optimizer = step_fn, gen, optimizer
         self.graphs = graphs
         self.first_warmup, self.later_warmup = first_warmup, later_warmup
-        self.eager_steps = self.captures = self.replays = 0
+        self.plans = self.eager_steps = self.captures = self.replays = 0
         self._plan = None
         self._graph: torch.cuda.CUDAGraph | None = None
         self._retired: torch.cuda.CUDAGraph | None = None    # the last plan's graph: holds the pool
@@ -89,14 +90,15 @@ class PackStepper:
         self._warmup_left = 0
 
     def step(self, plan) -> None:
-        if not self.graphs:
-            self._eager(plan)
-            return
         if plan is not self._plan:
+            self.plans += 1
             if self._graph is not None:
                 self._retired, self._graph = self._graph, None
             self._plan = plan
             self._warmup_left = self.first_warmup if self.captures == 0 else self.later_warmup
+        if not self.graphs:
+            self._eager(plan)
+            return
         if self._graph is None and self._warmup_left > 0:
             self._warmup_left -= 1
             self._eager(plan)
@@ -117,7 +119,8 @@ class PackStepper:
             torch.cuda.empty_cache()
 
     def counts(self) -> dict:
-        return {"eager_steps": self.eager_steps, "graph_captures": self.captures, "graph_replays": self.replays}
+        return {"step_plans": self.plans, "eager_steps": self.eager_steps, "graph_captures": self.captures,
+                "graph_replays": self.replays}
 
     def _eager(self, plan) -> None:
         self.step_fn(plan)

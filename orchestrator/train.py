@@ -104,6 +104,7 @@ class PackResult:
     images: int                   # training images processed, summed over models
     setup_seconds: float = 0.0
     started: float = 0.0          # wall clock (time.time()) when the pack began
+    step_plans: int = 0           # plans the steps ran with: what a graphed run captures
     graph_captures: int = 0       # CUDA graphs captured (train.cuda_graphs), one per plan of the pack
     graph_replays: int = 0        # steps run as graph replays (the rest ran eagerly)
 
@@ -264,11 +265,14 @@ def evaluate(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tupl
 
 
 class _PerModelState:
-    """Best weights per model, and the freezing of stopped models' slices."""
+    """Best weights per model, and the holding of stopped models at theirs."""
 
-    def __init__(self, net: PackedNetwork):
+    def __init__(self, net: PackedNetwork, device: torch.device):
         self.net = net
         self.best = net.snapshot()
+        # which models the write-back holds: changed in place as models stop (FrozenSlices)
+        self.stopped = torch.zeros(net.n_models, dtype=torch.bool, device=device)
+        self.frozen = net.frozen_slices(self.best, self.stopped)
 
     def snapshot(self, which: torch.Tensor) -> None:
         if which.any():
@@ -278,10 +282,10 @@ class _PerModelState:
         if which.any():
             self.net.restore_models_(self.best, which.cpu())
 
-    def frozen(self, stopped: torch.Tensor) -> FrozenSlices | None:
-        """The stopped models' best slices, to write back after every step. Valid while the set
-        of stopped models is: their best slices no longer change."""
-        return self.net.frozen_slices(self.best, stopped.cpu()) if stopped.any() else None
+    def hold(self, stopped: torch.Tensor) -> None:
+        """Hold these models (a host mask) at their best slices from the next step on. Their
+        best slices never change again: snapshot() is only ever given training models."""
+        self.stopped.copy_(stopped)
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,8 @@ class StepPlan:
     weights: torch.Tensor             # (k, Tmax) sampling weight of each training row
     train_idx: torch.Tensor           # (k, Tmax) the rows
     targets: _Targets | None          # landmark targets of the computed models
-    active: torch.Tensor              # (k,) bool: still training (the others' losses are dropped)
+    active: torch.Tensor              # (k,) bool: still training (the others' losses are dropped);
+                                      # changed in place when models stop, as is frozen's mask
     frozen: FrozenSlices | None       # stopped models' slices, written back after each step
 
 
@@ -465,7 +470,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     params = net.trainable_parameters(st.stage)
     opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]), eps=st.adam["eps"],
                            capturable=graphs)
-    per_model = _PerModelState(net)
+    per_model = _PerModelState(net, device)
     training_loss = training_loss_fn(job.compile)
 
     gen = torch.Generator(device=device)
@@ -521,7 +526,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
                          data.landmarks if st.stage == "landmark" else None, fused_aug, input_dtype,
                          job.channels_last, job.precision == "bf16" and device.type == "cuda",
                          computed, None, weights, train_idx, targets, active, None)
-    plan, plan_for = pack_plan, None
+    plan, plan_for, held_for = pack_plan, None, None
     # the step's accumulators: a captured step adds to these very tensors, zeroed every epoch
     run_loss = torch.zeros(n_models, device=device)
     run_correct = torch.zeros(n_models, device=device)
@@ -539,15 +544,21 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
             computed = active.nonzero().flatten()
             log(f"{job.dataset} {st.stage} pack of {n_models}: {n_active} still training, "
                 f"computing only those from epoch {epoch + 1}")
-        if plan_for != (active.tolist(), computed.tolist()):
+        # A new plan (and, with CUDA graphs, a new capture) only when the computed set changes or
+        # the first model stops; later stops change the plan's tensors in place.
+        if plan_for != (computed.tolist(), bool(active.all())):
             sub = None if len(computed) == n_models else net.model_index(computed)   # None: the full network
             comp_dev = computed.to(device)
             plan = dataclasses.replace(
                 pack_plan, computed=comp_dev, sub=sub, weights=weights[comp_dev], train_idx=train_idx[comp_dev],
                 targets=targets.subset(sub) if targets is not None else None,
-                active=active[computed].to(device), frozen=per_model.frozen(~active))
-            plan_for = (active.tolist(), computed.tolist())
+                active=active[computed].to(device), frozen=None if active.all() else per_model.frozen)
+            plan_for = (computed.tolist(), bool(active.all()))
             monitor = _pad_rows([monitor_rows[i] for i in computed.tolist()], device)
+        if held_for != active.tolist():
+            plan.active.copy_(active[computed])
+            per_model.hold(~active)
+            held_for = active.tolist()
         sub, targets_c = plan.sub, plan.targets
         net.set_stage_mode(st.stage)
         run_loss.zero_()
@@ -620,5 +631,5 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     remove_dir(job.state_dir)
     seconds = time.time() - t0
     return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
-                      images_seen, setup, started=t0, graph_captures=stepper.captures,
+                      images_seen, setup, started=t0, step_plans=stepper.plans, graph_captures=stepper.captures,
                       graph_replays=stepper.replays)

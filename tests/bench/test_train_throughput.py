@@ -47,3 +47,26 @@ def test_host_ops_of_the_fused_path_stay_near_pytorchs():
     assert plain["triton_launches"] == 0 and fused["triton_launches"] >= 4 * 8     # 8 BN layers
     assert 0 < fused["aten_ops"] <= 1.2 * plain["aten_ops"], counts
     assert "native_batch_norm" in plain["by_op"] and "native_batch_norm" not in fused["by_op"]
+
+
+def test_a_model_stopped_in_place_is_held_from_the_next_step_on():
+    # what check_graphs does to a captured step on the GPU, here eagerly: the plan is not rebuilt
+    sys.path.insert(0, str(REPO))
+    from bench.train_throughput import held_change, make_step, stop_in_place
+
+    torch.manual_seed(0)
+    step = make_step(4, "cpu", 32, 2, "fp32", False, fuse_mode="off", augment="torch", stopped=0.5, n_images=16)
+    step()
+    before = {name: t.clone() for name, t in step.net.model_views().items()}
+    held = stop_in_place(step, 2)
+    for _ in range(3):
+        step()
+    assert held_change(step, held, 2) == 0.0
+    after = step.net.model_views()
+    conv = "extractor.blocks.0.conv1.weight"
+    assert not torch.equal(after[conv][3], before[conv][3])            # still training
+    assert all(torch.equal(after[name][0], before[name][0]) for name in before)   # held from the start
+    assert step.plan.active.tolist() == [False, False, False, True]
+    assert step.stepper.counts()["step_plans"] == 1
+    with pytest.raises(ValueError, match="no held mask"):
+        stop_in_place(make_step(2, "cpu", 32, 2, "fp32", False, fuse_mode="off", augment="torch", n_images=8), 0)

@@ -258,34 +258,54 @@ def test_stopped_model_is_bit_identical_after_adam_step():
             assert not torch.equal(after[name][0], before[name][0]), name
 
 
-def test_frozen_slices_hold_stopped_models_through_many_steps():
-    # What a training step applies after every optimizer step (orchestrator/train.py): the slices
-    # are taken once, then written back by index_copy_ alone, step after step.
-    packed = PackedNetwork(3, N_CLASSES, None, seeds=SEEDS)
-    opt = torch.optim.Adam(packed.trainable_parameters("baseline"), lr=1e-2, eps=1e-7)
-    packed.set_stage_mode("baseline")
-    active = torch.tensor([1.0, 0.0, 0.0])
-    x, labels, _ = batch(3, 3, torch.float32, seed=1)
-    opt.zero_grad()
-    packed_cross_entropy(packed.classify(x), labels).sum().backward()
-    opt.step()                                          # momentum for every model
-    best = packed.snapshot()
-    frozen = packed.frozen_slices(best, active == 0)
-    for name in best:                                   # the slices are copies, not views of `best`
-        best[name].add_(1)
-    first = {name: v.clone() for name, v in packed.model_views().items()}
-    for seed in (2, 3, 4):
+def _adam_steps(packed, opt, active, seeds, after_step=None):
+    for seed in seeds:
         x, labels, _ = batch(3, 3, torch.float32, seed=seed)
         opt.zero_grad()
         (packed_cross_entropy(packed.classify(x), labels) * active).sum().backward()
         opt.step()
-        frozen.apply_()
+        if after_step is not None:
+            after_step()
+
+
+def test_frozen_slices_hold_stopped_models_through_many_steps():
+    # What a training step applies after every optimizer step (orchestrator/train.py): built once,
+    # then one torch.where per tensor, step after step; more models are held by setting the mask
+    # in place, without building anything new (a step captured as a CUDA graph stays valid).
+    packed = PackedNetwork(3, N_CLASSES, None, seeds=SEEDS)
+    opt = torch.optim.Adam(packed.trainable_parameters("baseline"), lr=1e-2, eps=1e-7)
+    packed.set_stage_mode("baseline")
+    _adam_steps(packed, opt, torch.ones(3), [1])        # momentum for every model
+    best = packed.snapshot()
+    mask = torch.tensor([False, False, True])
+    frozen = packed.frozen_slices(best, mask)
+    first = {name: v.clone() for name, v in packed.model_views().items()}
+    active = (~mask).float()
+    _adam_steps(packed, opt, active, [2, 3], frozen.apply_)
+    middle = {name: v.clone() for name, v in packed.model_views().items()}
+    conv = "extractor.blocks.0.conv1.weight"
+    assert all(torch.equal(middle[name][2], first[name][2]) for name in first)
+    assert not torch.equal(middle[conv][1], first[conv][1])      # still training, Adam moves it
+    packed.capture_models_(best, [1])                            # model 1 stops at its current weights
+    mask[1] = True
+    active[1] = 0.0
+    _adam_steps(packed, opt, active, [4, 5], frozen.apply_)
     after = packed.model_views()
     for name in first:
-        assert torch.equal(after[name][1:], first[name][1:]), name
-    assert not torch.equal(after["extractor.blocks.0.conv1.weight"][0], first["extractor.blocks.0.conv1.weight"][0])
-    assert frozen.index.tolist() == [1, 2]
-    assert packed.frozen_slices(best, torch.zeros(3, dtype=torch.bool)) is None
+        assert torch.equal(after[name][2], first[name][2]), name
+        assert torch.equal(after[name][1], middle[name][1]), name
+    assert not torch.equal(after[conv][0], middle[conv][0])
+
+
+def test_frozen_slices_refuse_a_mask_they_cannot_hold_by_reference():
+    packed = PackedNetwork(3, N_CLASSES, None, seeds=SEEDS)
+    best = packed.snapshot()
+    for bad in (torch.tensor([0, 1, 1]), torch.zeros(2, dtype=torch.bool), [False, True, True]):
+        with pytest.raises(ValueError, match="frozen-model mask must be a"):
+            packed.frozen_slices(best, bad)
+    best["extractor.blocks.0.conv1.weight"] = best["extractor.blocks.0.conv1.weight"][:2]
+    with pytest.raises(ValueError, match="do not match"):
+        packed.frozen_slices(best, torch.zeros(3, dtype=torch.bool))
 
 
 def test_a_model_subset_index_must_be_on_the_inputs_device():

@@ -35,7 +35,7 @@ def test_the_eager_stepper_runs_every_step_with_its_plan():
     for plan in plans:
         stepper.step(plan)
     assert seen == plans
-    assert stepper.counts() == {"eager_steps": 4, "graph_captures": 0, "graph_replays": 0}
+    assert stepper.counts() == {"step_plans": 3, "eager_steps": 4, "graph_captures": 0, "graph_replays": 0}
 
 
 def test_make_capturable_converts_a_state_written_by_an_eager_run():

@@ -99,6 +99,13 @@ def test_stopped_models_leave_the_computation_without_changing_anyone(tiny_prepa
         assert off_result.epochs[i] == result.epochs[i]
         a, b = _ckpt(job, i), _ckpt(off_job, i)
         assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith("num_batches_tracked"))
+    # New step plans (a graphed run's captures) only for the first stop and each cut, however many
+    # epochs models stopped at: later stops change the plan's tensors in place.
+    stop_epochs = {e for e in off_result.epochs if e < 20}
+    assert len(stop_epochs) >= 3, "the premise: models stop at several different epochs"
+    assert off_result.step_plans == 2
+    cuts = sum("computing only those" in line for line in logs)
+    assert 1 + cuts <= result.step_plans <= 2 + cuts
     for i, m in enumerate(job.models):          # every model, computed to the end or not, is written
         hist = pd.read_csv(f"{m.out_dir}/history.csv")
         assert len(hist) == result.epochs[i] and hist["val_loss"].notna().all()
