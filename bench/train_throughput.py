@@ -23,6 +23,8 @@ Variants (--variants, comma list or `all`):
     packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/fused_grey.py)
     packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel orchestrator/fused_augment.py
     packed-splitcopy    split convs' outputs interleaved by a copy before the fused BN kernels (not read in place)
+    packed-tconv        the square grouped convs as Triton kernels (models/grouped_conv.py), not cuDNN's
+    small-tconv         the same for a tenth of --pack
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -74,7 +76,7 @@ JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-torchaug", "packed-splitcopy",
        "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
        "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3", "packed-stopped",
-       "packed-graph", "small-graph", "small-x3-graph", "packed-stopped-graph")
+       "packed-graph", "small-graph", "small-x3-graph", "packed-stopped-graph", "packed-tconv", "small-tconv")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
@@ -99,6 +101,8 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "small-x3": dict(models=max(1, pack // 10), precision=bf16, channels_last=True, concurrent=3),
         "packed-stopped": dict(models=pack, precision=bf16, channels_last=True, stopped=0.5),
     }
+    for base in ("packed", "small"):
+        table[f"{base}-tconv"] = dict(table[base], conv_mode="triton")
     for base in ("packed", "small", "small-x3", "packed-stopped"):
         table[f"{base}-graph"] = dict(table[base], graphs=True)
     if name not in table:
@@ -115,7 +119,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
               split_mode: str = "auto", fuse_mode: str = "auto", augment: str = "auto",
               interleave_mode: str = "auto", stopped: float = 0.0, graphs: bool = False,
-              capturable: bool | None = None, n_images: int = 2048, n_classes: int = 7):
+              capturable: bool | None = None, n_images: int = 2048, n_classes: int = 7,
+              conv_mode: str = "torch"):
     """A closure doing one step of the trainer (orchestrator.train.train_step) for an M-model pack,
     through the trainer's stepper (orchestrator.step_graph.PackStepper).
     augment: auto (the fused kernel where it runs, as the trainer) | torch (PyTorch's ops).
@@ -131,7 +136,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models))).to(dev)
     for block in net.extractor.blocks:
         block.grey_mode, block.split_mode, block.fuse_mode = grey_mode, split_mode, fuse_mode
-        block.interleave_mode = interleave_mode
+        block.interleave_mode, block.conv_mode = interleave_mode, conv_mode
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
@@ -166,7 +171,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
             precision: str, channels_last: bool, compile: str | None = None,
             cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
             fuse_mode: str = "auto", augment: str = "auto", interleave_mode: str = "auto",
-            concurrent: int = 1, stopped: float = 0.0, graphs: bool = False) -> dict:
+            concurrent: int = 1, stopped: float = 0.0, graphs: bool = False, conv_mode: str = "torch") -> dict:
     """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream
     (images of every computed model, stopped ones included: the rate of the step)."""
     import threading
@@ -175,7 +180,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
-                          split_mode, fuse_mode, augment, interleave_mode, stopped, graphs)
+                          split_mode, fuse_mode, augment, interleave_mode, stopped, graphs, conv_mode=conv_mode)
                 for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
@@ -211,7 +216,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
             "precision": precision,
             "channels_last": channels_last,
             "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "fuse_mode": fuse_mode,
-            "interleave_mode": interleave_mode,
+            "interleave_mode": interleave_mode, "conv_mode": conv_mode,
             "augment": "fused" if augment == "auto" and fused_available(
                 torch.zeros(1, dtype=torch.uint8, device=device), "auto") else "torch",
             "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
@@ -271,7 +276,8 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
                    fuse: str = "auto") -> dict:
     """Train copies of one pack for a few SGD steps on the same grey batches (fp32, TF32 off):
     PyTorch's kernels (fuse_mode off) against the fused BN kernels (reading split convs' outputs
-    in place) with the grey input padded ("pad") and with the first conv fused too ("fused"). Relative differences (norm of the
+    in place) with the grey input padded ("pad"), with the first conv fused too ("fused"), and
+    with the padded input and the square grouped convs as Triton kernels ("tconv"). Relative differences (norm of the
     difference over norm) of all parameters as one vector, of all BN running statistics, and of
     eval-mode logits afterwards, and the largest parameter difference: the fused kernels must
     train the same network."""
@@ -289,10 +295,10 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
                 torch.randint(0, 7, (batch, n_models), generator=gen).to(device)) for _ in range(steps)]
     probe = torch.rand(batch, n_models, 1, image_size, image_size, generator=gen).to(device)
 
-    def train(fuse_mode: str, grey_mode: str) -> tuple[list, list, torch.Tensor]:
+    def train(fuse_mode: str, grey_mode: str, conv_mode: str = "torch") -> tuple[list, list, torch.Tensor]:
         net = copy.deepcopy(base)
         for block in net.extractor.blocks:
-            block.fuse_mode, block.grey_mode = fuse_mode, grey_mode
+            block.fuse_mode, block.grey_mode, block.conv_mode = fuse_mode, grey_mode, conv_mode
             if fuse_mode != "off":
                 block.split_mode = "on"     # as on CUDA: widening convs split, read in place by the kernels
         opt = torch.optim.SGD(net.parameters(), lr=0.01)      # small steps: a smooth path to compare
@@ -309,13 +315,13 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
 
     ref = train("off", "auto")
     out = {}
-    for grey in ("pad", "fused"):
-        got = train(fuse, grey)
+    for route, grey, conv in (("pad", "pad", "torch"), ("fused", "fused", "torch"), ("tconv", "pad", "triton")):
+        got = train(fuse, grey, conv)
         flat = [torch.cat([t.flatten() for t in ts]) for ts in (got[0], ref[0], got[1], ref[1])]
-        out[grey] = {"params": _rel(flat[0], flat[1]), "running_stats": _rel(flat[2], flat[3]),
-                     "eval_logits": _rel(got[2], ref[2]),
-                     "params_max_abs": float((flat[0] - flat[1]).abs().max())}
-        out[grey] = {k: float(f"{v:.3g}") for k, v in out[grey].items()}
+        out[route] = {"params": _rel(flat[0], flat[1]), "running_stats": _rel(flat[2], flat[3]),
+                      "eval_logits": _rel(got[2], ref[2]),
+                      "params_max_abs": float((flat[0] - flat[1]).abs().max())}
+        out[route] = {k: float(f"{v:.3g}") for k, v in out[route].items()}
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     return out

@@ -19,6 +19,7 @@ as inputs per group on fast kernels and widening ones (16 -> 32 per model) group
 widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
 in front of BN is not added (BN cancels it; the running mean still receives it) and every block
 applies its last ReLU after the max-pool (they commute; only Grad-CAM reads the unpooled maps).
+The square grouped convs may run as Triton kernels too (models.grouped_conv, conv_mode; opt-in).
 In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.fused_bn, fuse_mode):
 two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels; they
 read a split conv's two outputs where they lie (interleave_mode), so its interleaving copy goes.
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import fused_bn, fused_grey
+from models import fused_bn, fused_grey, grouped_conv
 from models.config import ArchConfig, ArchitectureError
 from models.init import conv_fans, constant_, he_uniform_
 
@@ -71,6 +72,9 @@ class ConvBlock(nn.Module):
         # Where the fused kernels take a split conv's output from: auto = its two parts where they
         # lie (fused_bn.bn_relu reads both) | copy = interleaved into one tensor first. Execution only.
         self.interleave_mode = "auto"
+        # Who computes the square grouped convs without bias (training's): torch (cuDNN on CUDA) |
+        # triton (models.grouped_conv, where it runs and passed its self-test). Execution only.
+        self.conv_mode = "torch"
 
     def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
         """The chosen models' rows of a model-major tensor (all of it when models is None)."""
@@ -113,10 +117,16 @@ class ConvBlock(nn.Module):
         split = self.split_mode == "on" or (self.split_mode == "auto" and x.is_cuda and groups > 1)
         if split and ratio > 1:
             return split_conv(x, weight, bias_t, conv, groups, ratio,
-                              interleave=not (parts and ratio == 2 and bias_t is None))
+                              interleave=not (parts and ratio == 2 and bias_t is None), triton=self._triton())
+        if bias_t is None and self._triton() and grouped_conv.supported(x, weight, groups, conv):
+            return grouped_conv.grouped_conv(x, weight, groups)
         if weight is conv.weight and bias_t is conv.bias:
             return conv(x)         # the module itself, so forward hooks (FLOP counting) see it
         return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
+
+    def _triton(self) -> bool:
+        """Whether square grouped convs go to models.grouped_conv (see conv_mode)."""
+        return self.conv_mode == "triton" and not torch.compiler.is_compiling()   # inductor has its own
 
     def _conv_bn(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
                  first: bool) -> torch.Tensor:
@@ -251,7 +261,8 @@ def _widening(in_channels: int, out_channels: int, groups: int) -> int:
 
 
 def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
-               groups: int, ratio: int, interleave: bool = True) -> torch.Tensor | list[torch.Tensor]:
+               groups: int, ratio: int, interleave: bool = True,
+               triton: bool = False) -> torch.Tensor | list[torch.Tensor]:
     """A grouped conv whose groups widen c channels to ratio*c, computed as `ratio` grouped convs
     of c -> c channels per group, the outputs interleaved back per group (interleave=False: the
     `ratio` outputs as a list, output j holding channel g * ratio*c + j*c + i as g*c + i; no bias).
@@ -259,11 +270,16 @@ def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     The same function, but cuDNN runs grouped convs with as many outputs as inputs per group on
     its fast grouped kernels and widening ones group by group (H200 profile: 8x the time at half
     the FLOPs, BENCHMARKS.md). The interleave is one copy of the output (and of its gradient).
+    triton: the square convs by models.grouped_conv where it takes them.
     """
     c = x.shape[1] // groups
     w = weight.unflatten(0, (groups, ratio, c))
-    outs = [F.conv2d(x, w[:, j].flatten(0, 1), None, conv.stride, conv.padding, conv.dilation, groups)
-            for j in range(ratio)]
+
+    def square(wj: torch.Tensor) -> torch.Tensor:
+        if triton and grouped_conv.supported(x, wj, groups, conv):
+            return grouped_conv.grouped_conv(x, wj, groups)
+        return F.conv2d(x, wj, None, conv.stride, conv.padding, conv.dilation, groups)
+    outs = [square(w[:, j].flatten(0, 1)) for j in range(ratio)]
     if not interleave:
         if bias is not None:
             raise ValueError("split_conv returns its parts without a bias only")

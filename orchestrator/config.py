@@ -107,7 +107,8 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> d
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 # train.* switches of the custom kernels on CUDA, and their defaults when a config leaves them out
-KERNEL_SWITCHES = {"fused_bn": True, "fused_grey_conv": False, "fused_augment": True, "cuda_graphs": False}
+KERNEL_SWITCHES = {"fused_bn": True, "fused_grey_conv": False, "fused_augment": True, "cuda_graphs": False,
+                   "triton_conv": False}
 
 
 def compile_mode_of(cfg: dict) -> str:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from data_prep.ibug68 import region_indices
+from models import fused_bn
 from models.losses import packed_cross_entropy, packed_l1_loss
 from models.packed import FrozenSlices, PackedNetwork
 from orchestrator.augment import AugmentSettings, normalise_pixels
@@ -92,6 +93,7 @@ class PackJob:
     fused_augment: str = "auto"   # a batch gathered + augmented + normalised by one kernel (orchestrator.batches):
                                   # auto = on CUDA | on = wherever Triton runs (its interpreter on a CPU) | off
     cuda_graphs: bool = False     # steps replayed as a captured CUDA graph (orchestrator.step_graph); CUDA only
+    triton_conv: bool = False     # square grouped convs as Triton kernels (models.grouped_conv); where Triton runs
 
 
 @dataclass
@@ -433,6 +435,8 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     (train_loss, val_loss, val_acc, active); a Tune trial reports through it.
     """
     device = torch.device(job.device)
+    if job.triton_conv and not fused_bn.runs_on(torch.empty(0, device=device)):
+        log(f"train.triton_conv: Triton does not run on this {device.type} pack; PyTorch's convs instead")
     if job.cuda_graphs and device.type == "cuda":
         with graph_stream(device):           # a capture needs a side stream
             return _run_pack(job, log, on_epoch, graphs=True)
@@ -465,6 +469,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     for block in net.extractor.blocks:
         block.fuse_mode = "auto" if job.fused_bn else "off"
         block.grey_mode = "fused" if job.fused_grey_conv else "auto"
+        block.conv_mode = "triton" if job.triton_conv else "torch"
     if job.channels_last:
         net.to(memory_format=torch.channels_last)
     params = net.trainable_parameters(st.stage)

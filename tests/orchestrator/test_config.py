@@ -29,6 +29,7 @@ def test_paper_epochs_and_scaling():
     ({"train.fused_grey_conv": 1}, "train.fused_grey_conv must be true or false"),
     ({"train.fused_augment": "auto"}, "train.fused_augment must be true or false"),
     ({"train.cuda_graphs": "on"}, "train.cuda_graphs must be true or false"),
+    ({"train.triton_conv": "auto"}, "train.triton_conv must be true or false"),
     ({"train.cuda_graphs": True, "train.compile": "reduce-overhead"}, "choose one"),
 ])
 def test_bad_values_are_named(over, message):

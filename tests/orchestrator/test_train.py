@@ -177,3 +177,32 @@ def test_the_fused_augmentation_route_trains_like_pytorchs(tiny_prepared, tmp_pa
     for column, rel in (("train_loss", 5e-3), ("val_loss", 5e-2)):
         a, b = hist["on"][column].to_numpy(), hist["off"][column].to_numpy()
         assert abs(a - b).max() <= rel * abs(b).max(), (column, a, b)
+
+
+def test_the_triton_convs_train_like_pytorchs(tiny_prepared, tmp_path, monkeypatch):
+    # run_pack with train.triton_conv (on CUDA; here in Triton's interpreter, where a CPU pack
+    # takes the square 16 -> 16 and 32 -> 32 convs to the kernels too): the same training to
+    # float rounding. Large tiles: few programs, which the interpreter runs fast.
+    import dataclasses
+
+    from models import fused_bn, grouped_conv
+    if not fused_bn.runs_on(torch.zeros(1)):
+        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "rows", 4096)
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "wgrad_programs", 1)
+    calls = []          # the real kernels, counted: the switch must reach the blocks
+    real = grouped_conv.grouped_conv
+    monkeypatch.setattr(grouped_conv, "grouped_conv", lambda *a: calls.append(1) or real(*a))
+    hist, logs = {}, {}
+    for on in (False, True):
+        job = dataclasses.replace(_chain(tiny_prepared, tmp_path / str(on))[0], triton_conv=on)
+        logs[on] = []
+        assert run_pack(job, log=logs[on].append).trained == 2
+        hist[on] = pd.concat([pd.read_csv(f"{m.out_dir}/history.csv") for m in job.models])
+    assert not any("triton_conv" in line for line in logs[True])      # Triton runs here: no fallback
+    assert calls
+    # tolerances as for the fused augmentation route above (float rounding in a 2-epoch run); a
+    # few steps only, so the gradients' correctness is tests/models/test_grouped_conv.py's to check
+    for column, rel in (("train_loss", 5e-3), ("val_loss", 5e-2)):
+        a, b = hist[True][column].to_numpy(), hist[False][column].to_numpy()
+        assert abs(a - b).max() <= rel * abs(b).max(), (column, a, b)
