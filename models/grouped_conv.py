@@ -29,10 +29,17 @@ import torch.nn.functional as F
 
 from models.fused_bn import launch, runs_on, self_test, triton
 
-# Pixels per program; about how many programs share a weight gradient; the widest groups taken
-# (a 128 x 128 float32 accumulator per weight-gradient program would not fit in registers; block
-# 4's 128 -> 128 conv per model, on 20 x 20 pixels, is cuDNN's best case anyway).
-CONV_TILES = {"rows": 64, "wgrad_programs": 2048, "max_channels": 64}
+# A program's tile of pixels x channels (its float32 accumulator: 256 x 16 in block 1, 64 x 64 in
+# block 3); about how many programs share a weight gradient; the widest groups taken (a 128 x 128
+# float32 accumulator per weight-gradient program would not fit in registers; block 4's 128 -> 128
+# conv per model, on 20 x 20 pixels, is cuDNN's best case anyway). Not tuned on a GPU yet.
+CONV_TILES = {"tile": 4096, "wgrad_programs": 2048, "max_channels": 64}
+
+
+def _rows(c: int) -> int:
+    """Pixels per program for groups of c channels: a tile of CONV_TILES['tile'] values, at
+    least 16 pixels (a matrix product's side)."""
+    return max(16, CONV_TILES["tile"] // c)
 
 if triton is not None:
     import triton.language as tl
@@ -171,7 +178,7 @@ def _input_grad_weights(weight: torch.Tensor, groups: int) -> torch.Tensor:
 def _conv_launch(x: torch.Tensor, wt: torch.Tensor, groups: int, k: int) -> torch.Tensor:
     b, ch, h, w = x.shape
     out = torch.empty((b, ch, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    r, br = b * h * w, CONV_TILES["rows"]
+    r, br = b * h * w, _rows(ch // groups)
     launch(_conv, x, (groups * triton.cdiv(r, br),), x, wt, out, r, ch, h, w, groups,
            CG=ch // groups, KS=k, **_precision(x), BLOCK_R=br)
     return out
@@ -200,7 +207,7 @@ class _GroupedConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = _conv_launch(g, _input_grad_weights(weight.to(x.dtype), groups), groups, k)
         if ctx.needs_input_grad[1]:
-            r, br = b * h * w, CONV_TILES["rows"]
+            r, br = b * h * w, _rows(c)
             taps = k * k
             runs = max(1, min(triton.cdiv(r, br), triton.cdiv(CONV_TILES["wgrad_programs"], groups * taps)))
             per = triton.cdiv(triton.cdiv(r, runs), br) * br

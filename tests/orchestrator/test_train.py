@@ -188,7 +188,7 @@ def test_the_triton_convs_train_like_pytorchs(tiny_prepared, tmp_path, monkeypat
     from models import fused_bn, grouped_conv
     if not fused_bn.runs_on(torch.zeros(1)):
         pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
-    monkeypatch.setitem(grouped_conv.CONV_TILES, "rows", 4096)
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", 65536)
     monkeypatch.setitem(grouped_conv.CONV_TILES, "wgrad_programs", 1)
     calls = []          # the real kernels, counted: the switch must reach the blocks
     real = grouped_conv.grouped_conv
