@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import fused_bn
+from models import fused_bn, grouped_conv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.train_throughput import check_training  # noqa: E402
@@ -19,6 +19,8 @@ def few_programs(monkeypatch):
     monkeypatch.setitem(fused_bn.TILES, "rows", 512)
     monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
     monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", 65536)
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "wgrad_programs", 1)
 
 
 @pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
@@ -32,16 +34,17 @@ def test_fused_pack_trains_like_pytorch_kernels(few_programs):
 
 @pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                     reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
-@pytest.mark.parametrize("grey", ["pad", "fused"])
-def test_fused_kernels_read_nothing_back(few_programs, grey):
+@pytest.mark.parametrize("grey,conv", [("pad", "torch"), ("fused", "torch"), ("pad", "triton")])
+def test_fused_kernels_read_nothing_back(few_programs, grey, conv):
     # The host code around the kernels (tiles, partial sums, finalize, running statistics, model
-    # subsets, split parts) must queue GPU work without waiting for it, as a training step does
-    # (tests/orchestrator/test_train_step.py); Triton's interpreter itself is not watched.
+    # subsets, split parts; the Triton convs' weights and partial sums) must queue GPU work without
+    # waiting for it, as a training step does (tests/orchestrator/test_train_step.py), which a
+    # step captured as a CUDA graph needs; Triton's interpreter itself is not watched.
     from host_reads import HostReads
     from models.packed import PackedNetwork
     net = PackedNetwork(3, 7, None, seeds=[1, 2, 3]).train()
     for block in net.extractor.blocks:
-        block.fuse_mode, block.grey_mode, block.split_mode = "on", grey, "on"
+        block.fuse_mode, block.grey_mode, block.split_mode, block.conv_mode = "on", grey, "on", conv
     gen = torch.Generator().manual_seed(0)
     subset = net.model_index([0, 2])
 
@@ -54,3 +57,20 @@ def test_fused_kernels_read_nothing_back(few_programs, grey):
         for models in (None, None, subset):
             _step(models)
     assert reads.calls == 3 and not reads.found_after_first, reads.found
+    if conv == "triton":      # the watched steps did go through the Triton convs
+        out = net.features(torch.rand(4, 3, 1, 32, 32, generator=gen))
+        assert _reaches(out, "GroupedConv")
+
+
+def _reaches(out: torch.Tensor, name: str) -> bool:
+    """Whether an autograd node called `name` computed out."""
+    seen, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        if name in type(node).__name__:
+            return True
+        seen.add(node)
+        todo.extend(next_fn for next_fn, _ in node.next_functions)
+    return False
