@@ -44,6 +44,8 @@ def _rows(c: int) -> int:
 if triton is not None:
     import triton.language as tl
 
+    from models.fused_grey import _pixels
+
     def _conv(X, WT, OUT, R, C, H, W, NG, CG: tl.constexpr, KS: tl.constexpr, IEEE: tl.constexpr,
               UPCAST: tl.constexpr, BLOCK_R: tl.constexpr):
         """OUT[p, g*CG + o] = sum over taps t and inputs i of X[p + shift(t), g*CG + i] * WT[g, t, i, o]
@@ -53,10 +55,7 @@ if triton is not None:
         g = pid % NG
         rows = (pid // NG) * BLOCK_R + tl.arange(0, BLOCK_R)
         rmask = rows < R
-        w = rows % W
-        t = rows // W
-        h = t % H
-        b = t // H
+        b, h, w = _pixels(rows, H, W)
         ci = tl.arange(0, CG)
         cols = g * CG + ci
         acc = tl.zeros([BLOCK_R, CG], dtype=tl.float32)
@@ -94,10 +93,7 @@ if triton is not None:
         for start in range(r0, r1, BLOCK_R):
             rows = start + tl.arange(0, BLOCK_R)
             rmask = rows < r1
-            w = rows % W
-            t = rows // W
-            h = t % H
-            b = t // H
+            b, h, w = _pixels(rows, H, W)
             hh = h + dh
             ww = w + dw
             ok = rmask & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
