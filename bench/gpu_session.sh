@@ -54,7 +54,7 @@ sys.exit(main(sys.argv[1:]))
 # compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
 if [ "${BENCH_LIMIT:-180}" -gt 0 ]; then     # (timeout 0 would mean no limit)
 timeout "${BENCH_LIMIT:-180}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-graph,small,small-graph,small-x3,small-x3-graph,packed-stopped,packed-tconv,small-tconv,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
-  --check --profile --count-ops --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+  --check --profile --count-ops --conv-tiles --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
 timeout 60 $py bench/augment_batch.py --device cuda --models 50 --batch 32 2>&1 | tee -a "$out/bench.log"
 fi
 

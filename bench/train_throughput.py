@@ -43,7 +43,8 @@ device (on CUDA also the fused kernels with PyTorch's, and graphed steps with ea
 --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
 ops and Triton launches of one packed step (PyTorch's kernels vs the fused ones); --tiles times the fused
 BatchNorm kernels (models/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
-at the first block's shapes. With --json every finished variant is written at once, so a run cut
+at the first block's shapes; --conv-tiles times the Triton grouped convs (models/grouped_conv.py)
+for several tiles and warp counts against cuDNN's at blocks 1 and 3's shapes. With --json every finished variant is written at once, so a run cut
 short by a time limit still leaves its results.
 """
 from __future__ import annotations
@@ -540,6 +541,66 @@ def tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10) -> list[d
     return rows
 
 
+def _time_host(fn, reps: int) -> float:
+    """Mean milliseconds of fn() on a CPU (after one untimed call)."""
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return 1000 * (time.perf_counter() - t0) / reps
+
+
+def conv_tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10, device: str = "cuda") -> list[dict]:
+    """A pack's square grouped convs by cuDNN and by the Triton kernels (models/grouped_conv.py) at
+    several tiles and warp counts: block 1's (16 -> 16 per model at image_size) and block 3's
+    (64 -> 64 at a quarter of it), bf16 channels-last. Milliseconds of the forward alone and of
+    forward + both gradients; a sweep, not a training step. device "cpu": Triton's interpreter
+    (a check that the sweep runs, not a measurement)."""
+    import torch.nn.functional as F
+
+    from models import fused_bn, grouped_conv
+    dev = torch.device(device)
+    timer = _time_cuda if dev.type == "cuda" else _time_host
+    rows = []
+    saved_tiles, saved_warps = dict(grouped_conv.CONV_TILES), fused_bn.TILES["warps"]
+    try:
+        for c, size, settings in ((16, image_size, [(t, w) for t in (2048, 4096, 8192) for w in (4, 8)]),
+                                  (64, max(8, image_size // 4), [(4096, 4), (8192, 8)])):
+            x = torch.randn(batch, pack * c, size, size, device=dev, dtype=torch.bfloat16)
+            x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+            w = (0.1 * torch.randn(pack * c, c, 3, 3, device=dev)).requires_grad_()
+            g = torch.randn_like(x)
+
+            def run(conv, backward: bool):
+                def call():
+                    with torch.autocast(dev.type, dtype=torch.bfloat16):
+                        y = conv()
+                    if backward:
+                        y.backward(g)
+                return call
+            cudnn = lambda: F.conv2d(x, w, None, 1, 1, 1, pack)            # noqa: E731
+            triton_conv = lambda: grouped_conv.grouped_conv(x, w, pack)    # noqa: E731
+            row = {"convs": "torch", "channels": c, "size": size,       # cuDNN on CUDA
+                   "forward_ms": round(timer(run(cudnn, False), reps), 3),
+                   "train_ms": round(timer(run(cudnn, True), reps), 3)}
+            rows.append(row)
+            print(f"  conv tiles: {row}", flush=True)
+            for tile, warps in settings:
+                grouped_conv.CONV_TILES["tile"], fused_bn.TILES["warps"] = tile, warps
+                row = {"convs": "triton", "channels": c, "size": size, "tile": tile, "warps": warps}
+                try:
+                    row.update(forward_ms=round(timer(run(triton_conv, False), reps), 3),
+                               train_ms=round(timer(run(triton_conv, True), reps), 3))
+                except Exception as exc:        # a tile the compiler rejects: noted, sweep goes on
+                    row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+                rows.append(row)
+                print(f"  conv tiles: {row}", flush=True)
+    finally:
+        grouped_conv.CONV_TILES.update(saved_tiles)
+        fused_bn.TILES["warps"] = saved_warps
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -552,6 +613,8 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="compare a pack with separate networks first")
     p.add_argument("--profile", action="store_true", help="print the packed step's top kernels")
     p.add_argument("--tiles", action="store_true", help="time the fused BN kernels' tile sizes (CUDA)")
+    p.add_argument("--conv-tiles", action="store_true",
+                   help="after the variants, time the Triton grouped convs' tiles against cuDNN (CUDA)")
     p.add_argument("--count-ops", action="store_true",
                    help="count the host-side ops and kernel launches of one packed step, by kernel path")
     p.add_argument("--json", help="write the results here (after every variant)")
@@ -636,6 +699,13 @@ def main(argv=None) -> int:
         out["profile"] = profile(device, args.image_size, args.batch, args.pack)
         print(out["profile"], flush=True)
     save()
+    if args.conv_tiles and device == "cuda":      # last: a time limit cuts this, not the variants
+        try:
+            out["conv_tiles"] = conv_tile_sweep(args.pack, args.batch, args.image_size)
+        except Exception as exc:
+            out["errors"]["conv_tiles"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        save()
     print(f"\n{'variant':<18} {'M':>4} {'img/s':>10} {'x naive':>8} {'paper h':>8} {'JAFFE min':>9} {'peak MB':>8}")
     for r in out["results"]:
         print(f"{r['variant']:<18} {r['models']:>4} {r['images_per_s']:>10.1f} {r.get('ratio_to_naive', '-'):>8} "

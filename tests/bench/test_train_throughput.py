@@ -70,3 +70,18 @@ def test_a_model_stopped_in_place_is_held_from_the_next_step_on():
     assert step.stepper.counts()["step_plans"] == 1
     with pytest.raises(ValueError, match="no held mask"):
         stop_in_place(make_step(2, "cpu", 32, 2, "fp32", False, fuse_mode="off", augment="torch", n_images=8), 0)
+
+
+def test_the_conv_tile_sweep_runs_and_restores_the_tiles():
+    # on a GPU it times the Triton convs against cuDNN's; here (the interpreter) it only has to run
+    sys.path.insert(0, str(REPO))
+    from bench.train_throughput import conv_tile_sweep
+    from models import fused_bn, grouped_conv
+
+    if not fused_bn.runs_on(torch.zeros(1)):
+        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+    before = (dict(grouped_conv.CONV_TILES), fused_bn.TILES["warps"])
+    rows = conv_tile_sweep(2, 1, 16, reps=1, device="cpu")
+    assert [r["convs"] for r in rows] == ["torch"] + ["triton"] * 6 + ["torch"] + ["triton"] * 2
+    assert all("error" not in r and r["forward_ms"] > 0 and r["train_ms"] > 0 for r in rows), rows
+    assert (dict(grouped_conv.CONV_TILES), fused_bn.TILES["warps"]) == before
