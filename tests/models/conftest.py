@@ -26,3 +26,22 @@ def packed_grads_as_plain(packed: PackedNetwork, i: int) -> dict[str, torch.Tens
 @pytest.fixture
 def grads_as_plain():
     return packed_grads_as_plain
+
+
+def count_autograd_nodes(out: torch.Tensor, name: str) -> int:
+    """How many autograd nodes whose type name contains `name` computed out (e.g. each conv the
+    Triton kernels ran is one "_GroupedConvBackward")."""
+    seen, todo, n = set(), [out.grad_fn], 0
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        n += name in type(node).__name__
+        todo.extend(next_fn for next_fn, _ in node.next_functions)
+    return n
+
+
+@pytest.fixture
+def autograd_nodes():
+    return count_autograd_nodes

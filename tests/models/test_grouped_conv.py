@@ -16,19 +16,6 @@ needs_triton = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                                   reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 
 
-def _count_nodes(out: torch.Tensor, name: str) -> int:
-    """How many autograd nodes called `name` computed out (each conv the kernels ran is one)."""
-    seen, todo, n = set(), [out.grad_fn], 0
-    while todo:
-        node = todo.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        n += name in type(node).__name__
-        todo.extend(next_fn for next_fn, _ in node.next_functions)
-    return n
-
-
 def _both(x: torch.Tensor, w: torch.Tensor, groups: int):
     """Output and gradients of the kernels (float32) and of F.conv2d in float64."""
     xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
@@ -106,7 +93,7 @@ def test_supported_takes_square_same_convs_only():
 
 @needs_triton
 @pytest.mark.parametrize("fuse", ["off", "on"])
-def test_an_extractor_with_triton_convs_computes_the_same(fuse, monkeypatch):
+def test_an_extractor_with_triton_convs_computes_the_same(fuse, monkeypatch, autograd_nodes):
     # the paper's widths' pattern at a small size: block 1's 16 -> 16 and the padded grey conv,
     # a widening conv split into square halves (read in place by the fused BN kernels with
     # fuse on), a narrowing conv left to PyTorch; features, gradients, running statistics
@@ -132,7 +119,7 @@ def test_an_extractor_with_triton_convs_computes_the_same(fuse, monkeypatch):
     want, got = run("torch"), run("triton")
     # 16 -> 16 convs: block 1's two (the grey one padded), the widening one's two halves, and
     # one in block 2 and two in blocks 3 and 4 each, but not block 3's narrowing 32 -> 16 one
-    assert _count_nodes(got[0], "GroupedConv") == 8 and _count_nodes(want[0], "GroupedConv") == 0
+    assert autograd_nodes(got[0], "GroupedConv") == 8 and autograd_nodes(want[0], "GroupedConv") == 0
     torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-4)
     for a, b in zip(got[1], want[1]):
         assert (a is None) == (b is None)
