@@ -662,13 +662,17 @@ def main(argv=None) -> int:
             out["errors"]["count_ops"] = f"{type(exc).__name__}: {exc}"
             print(f"  count-ops: FAILED {out['errors']['count_ops']}", flush=True)
         save()
-    if args.tiles and device == "cuda":
+    def sweep(key: str, fn) -> None:
+        """out[key] = fn(), saved; a failure is recorded and the rest of the bench still runs."""
         try:
-            out["tiles"] = tile_sweep(args.pack, args.batch, args.image_size)
+            out[key] = fn(args.pack, args.batch, args.image_size)
         except Exception as exc:
-            out["errors"]["tiles"] = f"{type(exc).__name__}: {exc}"
+            out["errors"][key] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
         save()
+
+    if args.tiles and device == "cuda":
+        sweep("tiles", tile_sweep)
     for name in names:
         settings = variant_settings(name, args.pack, device)
         try:
@@ -700,12 +704,7 @@ def main(argv=None) -> int:
         print(out["profile"], flush=True)
     save()
     if args.conv_tiles and device == "cuda":      # last: a time limit cuts this, not the variants
-        try:
-            out["conv_tiles"] = conv_tile_sweep(args.pack, args.batch, args.image_size)
-        except Exception as exc:
-            out["errors"]["conv_tiles"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        save()
+        sweep("conv_tiles", conv_tile_sweep)
     print(f"\n{'variant':<18} {'M':>4} {'img/s':>10} {'x naive':>8} {'paper h':>8} {'JAFFE min':>9} {'peak MB':>8}")
     for r in out["results"]:
         print(f"{r['variant']:<18} {r['models']:>4} {r['images_per_s']:>10.1f} {r.get('ratio_to_naive', '-'):>8} "
