@@ -18,8 +18,9 @@ plan's tensors in place, which a replay reads. Each new plan gets eager warm-up 
 they count) and then one capture. A capture executes nothing: the step that triggers it is its
 first replay. All of a pack's graphs share one memory pool (the old graph stays alive until the
 new one's capture has begun, so the pool does too, and is never replayed again); `close()` frees
-it. Without that, every new plan would strand a step's worth of GPU memory in a dead graph's pool until the allocator, short of memory, synchronised the device to
-free it, which would break a capture in progress in another pack's thread.
+it. Without that, every new plan would strand a step's worth of GPU memory in a dead graph's
+pool until the allocator, short of memory, synchronised the device to free it, which would break
+a capture in progress in another pack's thread.
 """
 from __future__ import annotations
 
