@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.partfer-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench kernels clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py
+
+kernels: $(STAMP)
+	$(PY) bench/compile_kernels.py
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -124,7 +124,9 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
               conv_mode: str = "torch"):
     """A closure doing one step of the trainer (orchestrator.train.train_step) for an M-model pack,
     through the trainer's stepper (orchestrator.step_graph.PackStepper).
-    augment: auto (the fused kernel where it runs, as the trainer) | torch (PyTorch's ops).
+    augment: auto (the fused kernel on CUDA where it passed its self-test, as the trainer) | on
+    (the fused kernel wherever Triton runs it) | torch (PyTorch's ops).
+    precision: bf16 (autocast, as CUDA packs train) | fp32.
     stopped: the fraction of the models that stopped early but are still computed (their saved
     slices written back after each step, as between a stop and the pack's compaction).
     graphs: steps replayed as a captured CUDA graph after the stepper's warm-up steps (Adam
@@ -143,11 +145,13 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     net.set_stage_mode("baseline")
     opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7,
                            capturable=graphs if capturable is None else capturable)
-    use_bf16 = precision == "bf16" and device == "cuda"
+    if augment not in ("auto", "on", "torch"):
+        raise ValueError(f"augment must be auto, on or torch, not {augment!r}")
+    use_bf16 = precision == "bf16"
     active = torch.arange(n_models) >= int(stopped * n_models)
     plan = StepPlan(
         stage="baseline", batch_size=batch, augment=AugmentSettings(), images=images, labels=labels,
-        landmarks=None, fused_augment=augment == "auto" and fused_available(images, "auto"),
+        landmarks=None, fused_augment=augment != "torch" and fused_available(images, augment),
         input_dtype=torch.bfloat16 if use_bf16 else torch.float32, channels_last=channels_last, bf16=use_bf16,
         computed=torch.arange(n_models, device=dev), sub=None,
         weights=torch.ones(n_models, n_images, device=dev),

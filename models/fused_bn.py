@@ -29,10 +29,11 @@ tests only). `available(x)` says whether the fused path can take a tensor.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,11 +52,52 @@ def _env_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@dataclass(frozen=True)
+class Launch:
+    """A kernel launch as `recording` keeps it instead of running it: the kernel's Python
+    function, its grid, arguments and launch options (num_warps as CUDA gets them)."""
+    fn: Callable
+    grid: tuple
+    args: tuple
+    meta: dict
+
+
+_RECORDING: list[Launch] | None = None
+
+
+@contextlib.contextmanager
+def recording():
+    """Keep every kernel launch (a list of Launch) instead of running it, with the launch options
+    and precision a CUDA device would get, so that bench/compile_kernels.py can compile what
+    training launches for a GPU that is not there. Inside, any device counts as one the kernels
+    run on and self-tests pass untried; the kernels' outputs are never written (only shapes and
+    launch arguments mean anything). One recording at a time, in one thread."""
+    global _RECORDING
+    if triton is None:
+        raise RuntimeError("recording kernel launches needs Triton (it ships with CUDA builds of torch)")
+    if _RECORDING is not None:
+        raise RuntimeError("kernel launches are already being recorded")
+    _RECORDING = []
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = None
+
+
+def compiled(x: torch.Tensor) -> bool:
+    """Whether launches on x's device are compiled for a GPU (CUDA, or a recording), not run by
+    Triton's interpreter: launch options and the conv kernels' precision follow from it."""
+    return x.is_cuda or _RECORDING is not None
+
+
 def runs_on(x: torch.Tensor) -> bool:
     """Whether Triton kernels can run on x's device: compiled on CUDA, or on a CPU in Triton's
-    interpreter (tests: TRITON_INTERPRET=1 set before Triton is imported)."""
+    interpreter (tests: TRITON_INTERPRET=1 set before Triton is imported); any device while
+    launches are recorded."""
     if triton is None:
         return False
+    if _RECORDING is not None:
+        return True
     return x.is_cuda if not _env_interpret() else x.device.type == "cpu"
 
 
@@ -65,13 +107,20 @@ def available(x: torch.Tensor) -> bool:
     return runs_on(x) and self_test(str(x.device)) is None
 
 
-@functools.lru_cache(maxsize=None)
 def self_test(device: str, compare=None, name: str = "fused BatchNorm") -> str | None:
     """None when the kernels compile, run and match PyTorch's BN + ReLU [+ max-pool] on `device`
     (a few values, forward and backward); otherwise why not, warned once. A GPU Triton cannot
     compile for, or a machine without the C compiler Triton's launcher needs, then trains with
     PyTorch's kernels instead of failing in the middle of a run. compare / name: another module's
-    check (models.fused_grey's) and what to call its kernels; default this module's."""
+    check (models.fused_grey's) and what to call its kernels; default this module's. While
+    launches are recorded nothing runs, so nothing is tested (and nothing is remembered)."""
+    if _RECORDING is not None:
+        return None
+    return _self_test(device, compare, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _self_test(device: str, compare, name: str) -> str | None:
     import warnings
     try:
         with torch.enable_grad(), torch.autocast(torch.device(device).type, enabled=False):
@@ -387,10 +436,14 @@ _LAUNCH = threading.Lock()     # packs train in threads (orchestrator.executors)
 
 def launch(fn, x: torch.Tensor, grid, *args, **meta):
     """Run a kernel (a function of _SOURCES, or another module's) on the current CUDA stream, or
-    in the interpreter."""
-    kernel = _kernel(_SOURCES[fn] if isinstance(fn, str) else fn, x.device.type)
-    if x.device.type == "cuda":
+    in the interpreter; while recording (see `recording`), keep the launch instead."""
+    source = _SOURCES[fn] if isinstance(fn, str) else fn
+    if compiled(x):
         meta["num_warps"] = TILES["warps"]
+    if _RECORDING is not None:
+        _RECORDING.append(Launch(source, tuple(grid), args, dict(meta)))
+        return
+    kernel = _kernel(source, x.device.type)
     with _LAUNCH:
         kernel[grid](*args, **meta)
 
@@ -569,5 +622,5 @@ def bn_relu(y: torch.Tensor | Sequence[torch.Tensor], weight: torch.Tensor, bias
                           int(group_channels or 1), running, *parts)
 
 
-__all__ = ["TILES", "Running", "available", "bn_relu", "finalize_backward", "finalize_forward", "launch",
-           "runs_on", "self_test"]
+__all__ = ["TILES", "Launch", "Running", "available", "bn_relu", "compiled", "finalize_backward",
+           "finalize_forward", "launch", "recording", "runs_on", "self_test"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.fused_bn import launch, runs_on, self_test, triton
+from models.fused_bn import compiled, launch, runs_on, self_test, triton
 
 # A program's tile of pixels x channels (its float32 accumulator: 256 x 16 in block 1, 64 x 64 in
 # block 3); about how many programs share a weight gradient; the widest groups taken (a 128 x 128
@@ -155,7 +155,8 @@ def _precision(x: torch.Tensor) -> dict:
     """How the kernels multiply: float32 inputs exactly ("ieee", not TF32); bf16 / fp16 ones on
     the tensor cores as they are, except in Triton's interpreter (a CPU), whose matrix product
     cannot take them: there they are widened to float32 first (exact, so the same products)."""
-    return {"IEEE": x.dtype == torch.float32 or x.device.type == "cpu", "UPCAST": x.device.type == "cpu"}
+    interpreted = not compiled(x)
+    return {"IEEE": x.dtype == torch.float32 or interpreted, "UPCAST": interpreted}
 
 
 def _forward_weights(weight: torch.Tensor, groups: int) -> torch.Tensor:
