@@ -81,6 +81,8 @@ class Compiled:
     tensor_core_ops: int = 0
     tensor_core_kinds: list[str] = field(default_factory=list)    # HGMMA: Hopper's warpgroup MMA
     fma_ops: int = 0
+    wide_loads: int = 0            # 16-byte global loads (LDG.*.128)
+    narrow_loads: int = 0          # 1- and 2-byte ones: a load split up (or a gather)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -112,7 +114,8 @@ def occupancy(regs: int, num_warps: int, shared: int, arch: int) -> tuple[float,
 
 def resources(cubin: bytes) -> dict:
     """REG / STACK / SHARED / LOCAL of the cubin's kernel (cuobjdump --dump-resource-usage), and
-    its tensor-core and FFMA instruction counts (cuobjdump -sass)."""
+    from its machine code (cuobjdump -sass) the tensor-core and FFMA instructions and the global
+    loads by width (static counts: instructions in the code, not executed ones)."""
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
     try:
@@ -128,7 +131,9 @@ def resources(cubin: bytes) -> dict:
     return {"regs": found["REG"], "stack_bytes": found.get("STACK", 0), "local_bytes": found.get("LOCAL", 0),
             "static_shared": found.get("SHARED", 0), "tensor_core_ops": len(TENSOR_CORE_OPS.findall(sass)),
             "tensor_core_kinds": sorted(set(TENSOR_CORE_OPS.findall(sass))),
-            "fma_ops": len(re.findall(r"\bFFMA\b", sass))}
+            "fma_ops": len(re.findall(r"\bFFMA\b", sass)),
+            "wide_loads": len(re.findall(r"\bLDG(?:\.[A-Z0-9_]+)*\.128\b", sass)),
+            "narrow_loads": len(re.findall(r"\bLDG\.E(?:\.(?:U8|S8|U16|S16))\b", sass))}
 
 
 _JITS: dict = {}
@@ -199,6 +204,7 @@ def compile_launches(launches, archs: list[int], route: str, done: dict, echo=pr
             entry.regs, entry.local_bytes, entry.stack_bytes = used["regs"], used["local_bytes"], used["stack_bytes"]
             entry.tensor_core_ops, entry.fma_ops = used["tensor_core_ops"], used["fma_ops"]
             entry.tensor_core_kinds = used["tensor_core_kinds"]
+            entry.wide_loads, entry.narrow_loads = used["wide_loads"], used["narrow_loads"]
             entry.shared_bytes = max(int(kernel.metadata.shared), used["static_shared"])
             entry.occupancy, entry.limited_by = occupancy(entry.regs, entry.num_warps, entry.shared_bytes, arch)
             entry.problems.extend(verdict(entry))
@@ -297,18 +303,19 @@ def run(archs: list[int], routes: list[str], pack: int, batch: int, image_size: 
 
 def table(entries: list[Compiled]) -> str:
     head = ("| arch | kernel | constants | warps | launches | regs | spill B | shared B | occupancy (limit) "
-            "| tensor-core / FFMA instr. | routes | problems |")
-    rows = [head, "|" + "---|" * 12]
+            "| tensor-core / FFMA instr. | loads 16 B / 1-2 B | routes | problems |")
+    rows = [head, "|" + "---|" * 13]
     for e in sorted(entries, key=lambda e: (-e.arch, e.kernel, _constants_text(e.constants))):
         name = e.kernel.rsplit(".", 1)[-1]
         module = e.kernel.rsplit(".", 2)[-2]
         if e.error:
             rows.append(f"| sm_{e.arch} | {module}.{name} | {_constants_text(e.constants)} | {e.num_warps} | "
-                        f"{e.launches} | | | | | | {','.join(e.routes)} | {e.error} |")
+                        f"{e.launches} | | | | | | | {','.join(e.routes)} | {e.error} |")
             continue
         rows.append(f"| sm_{e.arch} | {module}.{name} | {_constants_text(e.constants)} | {e.num_warps} | "
                     f"{e.launches} | {e.regs} | {e.local_bytes + e.stack_bytes} | {e.shared_bytes} | "
                     f"{e.occupancy:.0%} ({e.limited_by}) | {e.tensor_core_ops}{_kinds(e)} / {e.fma_ops} | "
+                    f"{e.wide_loads} / {e.narrow_loads} | "
                     f"{','.join(e.routes)} | {'; '.join(e.problems)} |")
     return "\n".join(rows)
 

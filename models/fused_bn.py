@@ -323,9 +323,11 @@ if triton is not None:
                         wm = ok[:, None] & cmask[None, :]
                         src = ((b * HO + oh) * WO + ow).to(tl.int64)[:, None] * C + cols[None, :]
                         code = tl.load(AUX + src, mask=wm, other=-1).to(tl.int32)
-                        hit = wm & (code == (kh * KS + kw)[:, None])
-                        g = tl.load(G + src, mask=hit, other=0.0).to(tl.float32)
-                        dz += g
+                        # loaded under the window's mask, not the per-channel hit: a mask that
+                        # varies along the channels splits the load into 2-byte ones (16x the
+                        # load instructions, bench/compile_kernels.py); the bytes are the same
+                        g = tl.load(G + src, mask=wm, other=0.0).to(tl.float32)
+                        dz += tl.where(code == (kh * KS + kw)[:, None], g, 0.0)
             y = _load_y(Y, Y1, rows, cols, m, C, NP, CP)
             if not POOL:
                 g = tl.load(G + off, mask=m, other=0.0).to(tl.float32)

@@ -132,4 +132,9 @@ def test_every_kernel_of_every_route_compiles_for_sm90(tmp_path):
             assert k["constants"]["IEEE"] is False and k["constants"]["UPCAST"] is False, k
             assert k["tensor_core_ops"] > 0, k
     assert any(k["constants"].get("HAS_IDX") for k in kernels if k["kernel"].endswith("_finalize_forward"))
+    # the BN kernels read channels-last rows in 16-byte loads; a mask that varies along the
+    # channels (the pooled backward's window hits, before session 9) splits them into 2-byte ones
+    for k in kernels:
+        if ".fused_bn." in k["kernel"]:
+            assert k["narrow_loads"] == 0 and k["wide_loads"] > 0, k
     assert "| sm_90 | fused_bn._backward |" in proc.stdout
