@@ -276,9 +276,12 @@ def set_tiles(settings: list[str]) -> dict:
                              f"({', '.join(f'{t}: {sorted(tables[t])}' for t in tables)})")
         old = tables[table][key]
         try:
-            new = (value.lower() in ("1", "true", "on")) if isinstance(old, bool) else type(old)(value)
-        except ValueError:
-            raise SystemExit(f"--tile {setting!r}: {value!r} is not a {type(old).__name__}") from None
+            if isinstance(old, bool):
+                new = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}[value.lower()]
+            else:
+                new = type(old)(value)
+        except (KeyError, ValueError):
+            raise SystemExit(f"--tile {setting!r}: {value!r} is not a valid {type(old).__name__}") from None
         tables[table][key] = done[name] = new
     return done
 

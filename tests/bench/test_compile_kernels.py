@@ -138,3 +138,16 @@ def test_every_kernel_of_every_route_compiles_for_sm90(tmp_path):
         if ".fused_bn." in k["kernel"]:
             assert k["narrow_loads"] == 0 and k["wide_loads"] > 0, k
     assert "| sm_90 | fused_bn._backward |" in proc.stdout
+
+
+def test_tile_settings_are_applied_typed_and_checked(monkeypatch):
+    from bench.compile_kernels import set_tiles
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", grouped_conv.CONV_TILES["tile"])
+    monkeypatch.setitem(fused_bn.TILES, "divide", fused_bn.TILES["divide"])
+    assert set_tiles(["conv.tile=8192", "bn.divide=false"]) == {"conv.tile": 8192, "bn.divide": False}
+    assert grouped_conv.CONV_TILES["tile"] == 8192 and fused_bn.TILES["divide"] is False
+    for bad, says in (("conv.tiles=1", "expected TABLE.KEY=VALUE"), ("gpu.tile=1", "expected TABLE.KEY=VALUE"),
+                      ("conv.tile=big", "'big' is not a valid int"), ("bn.divide=maybe", "not a valid bool"),
+                      ("conv.tile", "expected TABLE.KEY=VALUE")):
+        with pytest.raises(SystemExit, match=says):
+            set_tiles([bad])
