@@ -259,8 +259,6 @@ def _tile_tables() -> dict:
     return {"bn": fused_bn.TILES, "conv": grouped_conv.CONV_TILES, "augment": fused_augment.TILES}
 
 
-TILE_TABLES = ("bn", "conv", "augment")
-
 
 def set_tiles(settings: list[str]) -> dict:
     """Apply TABLE.KEY=VALUE settings to the kernels' tile tables (models.fused_bn.TILES,
@@ -339,7 +337,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image-size", type=int, default=160)
     ap.add_argument("--tile", action="append", default=[], metavar="TABLE.KEY=VALUE",
                     help="compile with another tile setting, e.g. conv.tile=8192 or bn.warps=8 (tables: "
-                    f"{', '.join(TILE_TABLES)}); repeatable")
+                    f"{', '.join(_tile_tables())}); repeatable")
     ap.add_argument("--json", type=Path, help="write every compiled kernel's figures here")
     args = ap.parse_args(argv)
     tiles = set_tiles(args.tile)
