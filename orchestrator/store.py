@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import atomicio
 from orchestrator import remote
 from orchestrator.remote import basename, is_uri, join, relative  # noqa: F401  (re-exported)
 
@@ -40,14 +39,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     if is_uri(path):
         remote.put_bytes(str(path), data)
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomicio.write_bytes(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -59,6 +51,47 @@ def torch_save_atomic(obj: Any, path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_state(location: str, log: Callable[[str], None]) -> dict | None:
+    """A pack's resumable state, or None (start over) when there is none or it cannot be used.
+
+    The state is only a cache, and whoever can write the store can write it, so it is read with
+    torch's weights-only unpickler (tensors and plain containers; a pickle that would run code is
+    refused, nothing of it runs); a file that fails to load is named in the log and removed, so the
+    next run does not trip over it again."""
+    import torch
+    saved_file = local_file(location, fresh=True, missing_ok=True)     # a URI: this node's copy
+    if saved_file is None:
+        return None
+    try:
+        saved = torch.load(saved_file, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict):
+            raise ValueError(f"holds a {type(saved).__name__}, not a dict")
+    except Exception as err:     # refused by the unpickler, truncated, not a torch file ...
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        log(f"resumable state {location} cannot be used ({type(err).__name__}: {reason}); "
+            f"removed, the pack starts over")
+        remove_file(location)
+        return None
+    return saved
+
+
+def remove_file(location: str) -> None:
+    """Delete a file at a path or URI (absent: nothing to do), with this node's copy of a URI."""
+    if is_uri(location):
+        remote.remove(location)
+    else:
+        Path(location).unlink(missing_ok=True)
+
+
+def safe_relative(rel: str, what: str) -> str:
+    """`rel` when it is a relative path that stays under its root (no absolute path, no `..`):
+    locations read from a store's files (plan.json, model.json) never point outside it."""
+    text = str(rel).replace("\\", "/")
+    if not text or text.startswith("/") or is_uri(text) or ".." in text.split("/"):
+        raise ValueError(f"{what}: {rel!r} is not a relative path inside its folder")
+    return str(rel)
 
 
 def model_dir(root: str, dataset: str, network: str, member: str, fold: int, stage: str, key: str) -> str:
@@ -79,30 +112,21 @@ def scan_done(root: str) -> None:
 
 
 def publish_dir(build: Path, final: str) -> None:
-    """Move a fully written directory into place; a stale unfinished one is replaced.
+    """Move a fully written directory into place; a stale unfinished one is replaced, a finished
+    one (another process or a retried task finished first) is kept and the build dropped.
     At a URI: uploaded with meta.json last (and kept as this node's copy)."""
     if is_uri(final):
         remote.publish_dir(build, final, DONE_FILE)
         return
-    final_path = Path(final)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    if final_path.exists():
-        if is_done(final):
-            shutil.rmtree(build, ignore_errors=True)     # someone (a retried task) finished first
-            return
-        shutil.rmtree(final_path)
-    os.replace(build, final_path)
+    atomicio.publish_dir(build, final, lambda folder: (folder / DONE_FILE).is_file())
 
 
 def build_dir_for(final: str) -> Path:
-    """A fresh local directory in which to write what publish_dir will put at `final`."""
+    """A fresh local directory in which to write what publish_dir will put at `final` (leftovers
+    of killed builds of the same directory are removed on the way)."""
     if is_uri(final):
         return remote.staging_dir(final)
-    final_path = Path(final)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    build = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    build.mkdir()
-    return build
+    return atomicio.make_temp_dir(final)
 
 
 def stored(root: str, location: str) -> str:
