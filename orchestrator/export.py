@@ -27,7 +27,7 @@ from models.subnet import SubNetwork
 from orchestrator.model_dir import MemberSpec, ModelSpec, write_model_dir
 from orchestrator.records import NETWORKS, ModelRecord, RunPlan
 from orchestrator.remote import check, parent
-from orchestrator.store import DONE_FILE, is_uri, join, local_file, pull_run
+from orchestrator.store import DONE_FILE, is_uri, join, local_file, pull_run, safe_relative
 from orchestrator.train import model_kwargs
 
 EXIT_USAGE = 2
@@ -116,6 +116,11 @@ def select_records(plan: RunPlan, dataset: str, network: str, fold: int | None,
     rank = {m: i for i, m in enumerate(order)}
     picked = sorted((r for r in ours if r.fold in chosen),
                     key=lambda r: (r.fold, rank.get(r.member, len(rank)), r.member))
+    for r in picked:
+        try:
+            safe_relative(r.dir, f"run {plan.run_id}: plan.json's directory of {r.network} {r.member} fold {r.fold}")
+        except ValueError as err:
+            raise ExportError(str(err)) from None
     for k in chosen:
         if not any(r.fold == k for r in picked):
             raise ExportError(f"run {plan.run_id} has no {network} models of {dataset} fold {k}")

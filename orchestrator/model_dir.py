@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
+import atomicio
 from models.config import ArchConfig, ArchitectureError
 from models.subnet import SubNetwork
 from orchestrator.store import atomic_write_bytes
@@ -105,6 +104,9 @@ class ModelSpec:
             spec.arch                                        # validates the architecture
         except (KeyError, TypeError, ArchitectureError) as err:
             raise ModelFormatError(f"{where}: incomplete or invalid model description ({err})") from None
+        weights = spec.weights
+        if not isinstance(weights, str) or weights in ("", ".", "..") or "/" in weights or "\\" in weights:
+            raise ModelFormatError(f"{where}: weights {weights!r} must be a file name inside the model directory")
         names = spec.member_names
         if not names or len(set(names)) != len(names) or any("." in n or not n for n in names):
             raise ModelFormatError(f"{where}: member names must be present, unique and free of dots")
@@ -119,19 +121,19 @@ def build_member(spec: ModelSpec) -> SubNetwork:
 def write_model_dir(out: str | Path, spec: ModelSpec, states: dict[str, dict[str, torch.Tensor]]) -> Path:
     """Write spec + weights into a fresh directory beside `out`, then move it into place.
 
-    An existing partfer model directory (or an empty folder) at `out` is replaced; anything
-    else there is left alone and refused.
+    Only a folder that is provably an earlier export (its model.json says format partfer-model, and
+    it holds nothing but model.json and the weights) or an empty folder is replaced: anything else
+    at `out` (a TensorFlow.js model, a user's folder) is refused and left untouched.
     """
     out = Path(out)
     if any("." in n for n in spec.member_names):
         raise ValueError(f"member names must not contain dots: {spec.member_names}")
     if set(states) != set(spec.member_names):
         raise ValueError(f"weights for {sorted(states)} do not match members {spec.member_names}")
-    if out.exists() and not (out.is_dir() and ((out / SPEC_FILE).is_file() or not any(out.iterdir()))):
-        raise ModelFormatError(f"{out} exists and is not a partfer model directory; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    build.mkdir()
+    refusal = _not_replaceable(out)
+    if refusal:
+        raise ModelFormatError(f"{out} exists and {refusal}; choose another --out")
+    build = atomicio.make_temp_dir(out)
     try:
         flat = {f"{name}.{key}": t.detach().cpu().contiguous() for name in spec.member_names
                 for key, t in states[name].items()}
@@ -139,17 +141,37 @@ def write_model_dir(out: str | Path, spec: ModelSpec, states: dict[str, dict[str
         torch.save(flat, buf)
         atomic_write_bytes(build / WEIGHTS_FILE, buf.getvalue())
         atomic_write_bytes(build / SPEC_FILE, spec.to_json().encode())
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-            os.replace(build, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(build, out)
+        if _not_replaceable(out):          # checked again: someone may have written there since
+            raise ModelFormatError(f"{out} changed while exporting and {_not_replaceable(out)}; choose another --out")
+        atomicio.replace_dir(build, out)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
     return out
+
+
+def _not_replaceable(out: Path) -> str:
+    """Why the existing `out` may not be replaced by an export ('' when it may, or is absent)."""
+    if not out.exists() and not out.is_symlink():
+        return ""
+    if out.is_symlink() or not out.is_dir():
+        return "is not a folder"
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return ""
+    if SPEC_FILE not in entries:
+        return f"is not a partfer model directory (no {SPEC_FILE})"
+    try:
+        raw = json.loads((out / SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        return f"its {SPEC_FILE} is not a partfer model description"
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        return f"its {SPEC_FILE} is not a partfer model description (format is not {FORMAT!r})"
+    ours = {SPEC_FILE, raw.get("weights") if isinstance(raw.get("weights"), str) else WEIGHTS_FILE}
+    foreign = sorted(entries - ours)
+    if foreign:
+        return f"holds files an export does not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''})"
+    return ""
 
 
 def read_spec(model_dir: str | Path) -> ModelSpec:
@@ -167,6 +189,8 @@ def load_model_dir(model_dir: str | Path) -> tuple[ModelSpec, list[SubNetwork]]:
     """The spec and one loaded (eval-mode, CPU) SubNetwork per member, in the spec's order."""
     spec = read_spec(model_dir)
     path = Path(model_dir) / spec.weights
+    if path.is_symlink() and path.resolve().parent != Path(model_dir).resolve():
+        raise ModelFormatError(f"{path} links outside the model directory; export the model again")
     if not path.is_file():
         raise ModelDirError(f"{path} is missing: the model directory is incomplete; export it again")
     try:

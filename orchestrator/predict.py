@@ -15,7 +15,6 @@ import argparse
 import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
+import atomicio
 from data_prep.detectors import list_detectors, load_detector
 from data_prep.errors import RejectError
 from data_prep.face_crop import Detection
@@ -46,6 +46,9 @@ EXIT_USAGE = 2
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
 MAX_PENDING_ROWS = 1024       # rows (faces or not) held before a chunk is emitted anyway
 OUTPUT_SUFFIXES = (".csv", ".parquet")
+NO_DETECTOR = "none"
+WHOLE_FRAME_NOTE = ("no face detector (the model's training data used detector none): each whole "
+                    "image was classified as one face, faces or not; --detector ssd finds faces")
 
 
 class PredictError(ValueError):
@@ -87,6 +90,9 @@ class Predictor:
             prep["detector"] = detector
         self.settings = PrepSettings.from_dict(prep)
         self.detector = load_detector(self.settings.detector, self.settings)
+        # Without a detector every frame is "one face": say so on each row rather than let a
+        # picture without a face pass for one.
+        self.whole_frame_note = (WHOLE_FRAME_NOTE if self.settings.detector == NO_DETECTOR else "")
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike, device: str = "auto", detector: str | None = None) -> "Predictor":
@@ -160,7 +166,8 @@ class Predictor:
             return
         for k, (det, crop, reason) in enumerate(faces):
             row = {**base, "face": k, "x0": det.box[0], "y0": det.box[1], "x1": det.box[2], "y1": det.box[3],
-                   "score": det.score, "status": OK if crop is not None else ERROR, "message": reason}
+                   "score": det.score, "status": OK if crop is not None else ERROR,
+                   "message": reason or self.whole_frame_note}
             if crop is not None:
                 chunk.face_rows.append(len(chunk.rows))
                 chunk.crops.append(crop)
@@ -300,9 +307,8 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise PredictError(f"--out must end in {' or '.join(OUTPUT_SUFFIXES)}, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".csv":
             with open(tmp, "w", newline="") as fh:
                 fh.write(",".join(schema.names) + "\n")
@@ -316,10 +322,7 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
                 for chunk in chunks:
                     writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
                     summary.add(chunk)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomicio.write_with(path, write)
     return summary
 
 
@@ -355,6 +358,8 @@ def predict_command(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:    # ModelDirError, ModelFormatError, PredictError ...
         print(f"partfer predict: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if predictor.whole_frame_note:
+        print(f"partfer predict: note: {predictor.whole_frame_note}", file=sys.stderr)
     where = f" -> {args.out}" if args.out else ""
     print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face, "
           f"{summary.errors} errors{where}", file=sys.stderr)

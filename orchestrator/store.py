@@ -193,6 +193,11 @@ def pull_outputs(plan, root: str, skip: tuple[str, ...] = ("checkpoint.pt",)) ->
     checkpoints, and the cross-data-set predictions) from a URI root into this node's cache of it,
     so the run directory there reads like a local one. Returns the number of files copied."""
     dirs = sorted({r.dir for r in plan.models} | {d for r in plan.models for d in r.stage_dirs.values()})
+    try:
+        for rel in [*dirs, *(p for r in plan.models for p in r.extra_predictions)]:
+            safe_relative(rel, f"plan.json of run {plan.run_id}")
+    except ValueError as err:
+        raise remote.StorageError(str(err)) from None
     counts: list[int] = []
     remote.run_parallel(lambda d: counts.append(remote.sync_down(
         join(root, d), remote.cache_path(join(root, d)), skip=skip, marker=DONE_FILE)), dirs)

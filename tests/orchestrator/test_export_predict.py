@@ -334,3 +334,31 @@ def test_gradcam_maps_of_the_trained_members(model_dir, plan):
     assert maps.min() >= 0 and maps.max() <= 1
     assert np.all(maps.reshape(4, 5, -1).std(-1) > 0.01)                # every member's map has structure
     np.testing.assert_array_equal(merged, maps.max(1))
+
+
+# ---- hostile or odd inputs ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["/etc", "../../outside", "models/../../../outside"])
+def test_export_refuses_a_plan_whose_model_folder_is_outside_the_store(trained_run, tmp_path, bad):
+    run_dir = tmp_path / "store" / "runs" / trained_run.name
+    shutil.copytree(trained_run, run_dir)
+    raw = json.loads((run_dir / "plan.json").read_text())
+    for record in raw["models"]:
+        record["dir"] = bad
+    (run_dir / "plan.json").write_text(json.dumps(raw))
+    with pytest.raises(ExportError, match="not a relative path inside its folder"):
+        export_model(run_dir, "jaffe", "el", tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_predict_without_a_detector_says_a_grey_image_was_taken_as_a_face(model_dir, tmp_path, capsys):
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.full((120, 160), 128, np.uint8))
+    out = tmp_path / "preds.csv"
+    code = _cli(add_predict_parser, ["predict", "--model", str(model_dir), str(grey), "--out", str(out),
+                                     "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "no face detector" in err and "--detector ssd" in err
+    row = pd.read_csv(out).iloc[0]
+    assert row["status"] == OK and "no face detector" in row["message"]
