@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from orchestrator.config import ConfigError, load_config, parse_value
 from orchestrator.remote import basename, is_uri, join
-
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -140,15 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refuse_credentials_in(argv: list[str]) -> None:
+    """A URI with credentials anywhere on the command line (`--out s3://KEY:SECRET@bucket`,
+    `--prepared NAME=URI`, a run directory) is refused before anything prints or writes it."""
+    from orchestrator.remote import refuse_credentials
+    for arg in argv:
+        for uri in re.findall(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s,]+", arg):
+            refuse_credentials(uri)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    args = build_parser().parse_args(argv)
+    # Ray's auth is the cluster's: a client joining a cluster uses its token (RAY_AUTH_MODE=token
+    # and ~/.ray/auth_token or RAY_AUTH_TOKEN); only the private local Ray that partfer starts
+    # itself runs without one (orchestrator.cluster.connect, data_prep.pipeline.ensure_ray).
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        refuse_credentials_in(argv)
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except expected_errors() as exc:
         if os.environ.get("PARTFER_DEBUG"):
             raise
-        print(f"partfer: error: {exc}", file=sys.stderr)
+        from orchestrator.remote import redact
+        print(f"partfer: error: {redact(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("partfer: interrupted; finished stages are kept, run the same command to resume",

@@ -12,7 +12,11 @@ content-addressed directories (prepared data, finished models) never change once
 cached copy of one is reused; files that change (a pack's state, a run directory) are fetched fresh.
 
 Credentials are pyarrow's: the standard environment variables / config files of each cloud, on
-every node. Imports pyarrow only (no torch, no Ray).
+every node (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials for s3://,
+GOOGLE_APPLICATION_CREDENTIALS or gcloud's default credentials for gs://). A URI that carries them
+(`s3://KEY:SECRET@bucket`, `?secret_key=...`) is refused before it is used anywhere, since a URI
+is printed, names a cache folder and is written into config.yaml, plan.json and model.json.
+Imports pyarrow only (no torch, no Ray).
 """
 from __future__ import annotations
 
@@ -23,10 +27,11 @@ import posixpath
 import re
 import shutil
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import atomicio
 
 CACHE_ENV = "PARTFER_CACHE"
 TIMEOUT_ENV = "PARTFER_STORAGE_TIMEOUT"
@@ -35,6 +40,9 @@ RUN_MARKER = "plan.json"              # a run directory's last upload
 THREADS = 8                           # concurrent transfers of one directory
 _CHUNK = 8 << 20
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
+# pyarrow's S3/GCS options that are credentials (FileSystem.from_uri reads them from the query)
+SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token", "access_token", "credentials")
 _FLAT_STORES = ("s3", "gcs")          # object stores: no directories to create before a put
 _done: set[str] = set()               # directories seen complete (completion is permanent)
 _done_lock = threading.Lock()
@@ -56,8 +64,27 @@ def _clean(path: str) -> str:
     return "/" + path.lstrip("/")
 
 
+def redact(text: str) -> str:
+    """`text` with the user info of every URI in it replaced by `***` (for messages)."""
+    return _USERINFO.sub(r"\1***@", str(text))
+
+
+def refuse_credentials(uri: str) -> None:
+    """StorageError when the URI carries credentials (user info, or a secret in its query)."""
+    p = urlsplit(str(uri))
+    keys = {k.lower() for k, _ in parse_qsl(p.query, keep_blank_values=True)}
+    if "@" in p.netloc or keys & set(SECRET_QUERY_KEYS):
+        shown = urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[-1], p.path, "", ""))
+        raise StorageError(
+            f"storage {shown}: credentials in a URI are refused (they would be printed and written "
+            f"into the run's files); give the bare URI and pass credentials the standard way: "
+            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials for s3://, "
+            f"GOOGLE_APPLICATION_CREDENTIALS for gs://")
+
+
 def _parts(uri: str) -> tuple[str, str, str, str]:
-    """(scheme, host, '/'-rooted normalised path, query) of a URI."""
+    """(scheme, host, '/'-rooted normalised path, query) of a URI (one with credentials: refused)."""
+    refuse_credentials(uri)
     p = urlsplit(uri)
     return p.scheme, p.netloc, _clean(p.path), p.query
 
@@ -156,7 +183,7 @@ def _write_stream(fs, path: str, write) -> None:
             write(out)
         return
     fs.create_dir(posixpath.dirname(path), recursive=True)
-    tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = posixpath.join(posixpath.dirname(path), atomicio.temp_path(posixpath.basename(path)).name)
     try:
         with fs.open_output_stream(tmp) as out:
             write(out)
@@ -185,16 +212,12 @@ def upload_file(local: str | os.PathLike, uri: str) -> None:
 
 
 def _download(fs, path: str, dest: Path) -> None:
-    """Copy one object to `dest` (a temporary name beside it, then a rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    """Copy one object to `dest`, which appears whole (atomicio)."""
+    def write(tmp: Path) -> None:
         with fs.open_input_stream(path) as src, open(tmp, "wb") as out:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomicio.write_with(dest, write)
 
 
 def _listing(uri: str) -> dict[str, int]:
@@ -220,9 +243,8 @@ def run_parallel(fn, items) -> None:
 
 
 def _is_temporary(relative_path: str) -> bool:
-    """Files being written (ours: `.<name>.tmp-<id>`; results/: `.<name>.<pid>.tmp`) never travel."""
-    name = posixpath.basename(relative_path)
-    return ".tmp-" in name or name.endswith(".tmp")
+    """Files being written (atomicio's temporary names, older writers' too) never travel."""
+    return any(atomicio.is_temporary(part) for part in relative_path.split("/"))
 
 
 # ---- directories ----------------------------------------------------------------------------------
@@ -241,16 +263,11 @@ def download_dir(uri: str, dest: str | os.PathLike, marker: str) -> Path:
     """Copy a finished directory (its marker present) to `dest`, which appears complete by rename.
     When `dest` already exists, it is kept (another process of this node fetched it first)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = atomicio.make_temp_dir(dest)
     try:
         if not sync_down(uri, tmp, marker=marker, fresh=True):
             raise FileNotFoundError(f"{uri} is not a finished directory (no {marker})")
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
+        atomicio.publish_dir(tmp, dest, lambda folder: (folder / marker).is_file())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -348,23 +365,13 @@ def publish_dir(build: str | os.PathLike, uri: str, marker: str) -> None:
         upload_dir(build, uri, marker)
         with _done_lock:
             _done.add(uri)
-    dest = cache_path(uri)
-    if dest.exists() and not (dest / marker).is_file():
-        shutil.rmtree(dest, ignore_errors=True)     # never complete: only whole copies are kept
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(build, dest)
-    except OSError:
-        shutil.rmtree(build, ignore_errors=True)   # a complete copy is already there
+    # this node's copy: a complete one already there is kept, an incomplete one replaced
+    atomicio.publish_dir(build, cache_path(uri), lambda folder: (folder / marker).is_file())
 
 
 def staging_dir(uri: str) -> Path:
     """A fresh local directory in which to build what will be published at `uri`."""
-    dest = cache_path(uri)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    build = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    build.mkdir()
-    return build
+    return atomicio.make_temp_dir(cache_path(uri))
 
 
 # ---- checks ---------------------------------------------------------------------------------------------
@@ -387,7 +394,7 @@ def check(uri: str, timeout: float | None = None, write: bool = True) -> None:
             if not write:
                 outcome.append(None)
                 return
-            probe_uri = join(uri, f".partfer-probe-{uuid.uuid4().hex[:8]}")
+            probe_uri = join(uri, f".partfer-probe-{atomicio.temp_path('p').name[-12:]}")
             put_bytes(probe_uri, b"")
             fs.delete_file(resolve(probe_uri)[1])
             outcome.append(None)

@@ -1,0 +1,85 @@
+"""A storage URI that carries credentials (`s3://KEY:SECRET@bucket`, `?secret_key=...`) is refused
+before anything prints it, names a folder after it or writes it into a run's files; credentials
+come from each cloud's standard environment variables and files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import remote
+from orchestrator.cli import main
+
+SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
+KEY = "AKIAIOSFODNN7EXAMPLE"
+TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
+
+
+def _everything_under(folder: Path) -> str:
+    """Every path name and every file's bytes under `folder`, as one text."""
+    parts = []
+    for path in folder.rglob("*"):
+        parts.append(str(path))
+        if path.is_file():
+            parts.append(path.read_bytes().decode("latin-1"))
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv("PARTFER_DEBUG", raising=False)
+    return tmp_path
+
+
+def _assert_refused(argv: list[str], capsys, where: Path) -> str:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    assert SECRET not in out + err and KEY not in out + err
+    assert err.startswith("partfer: error:") and len(err.strip().splitlines()) == 1, err
+    assert "credentials in a URI are refused" in err and "AWS_SECRET_ACCESS_KEY" in err
+    assert SECRET not in _everything_under(where)
+    return err
+
+
+@pytest.mark.parametrize("uri", [
+    f"s3://{KEY}:{SECRET}@bucket/prefix",
+    f"gs://{SECRET}@bucket/prefix",
+    f"s3://bucket/prefix?region=us-east-1&access_key={KEY}&secret_key={SECRET}",
+])
+def test_run_refuses_a_storage_uri_with_credentials(isolated, capsys, uri):
+    err = _assert_refused(["run", "--config", str(TINY), "--executor", "inline", "--out", uri], capsys, isolated)
+    assert "bucket/prefix" in err                       # the URI is still named, without them
+
+
+def test_a_config_files_storage_with_credentials_is_refused_before_anything_is_written(isolated, capsys):
+    config = isolated / "mine.yaml"
+    config.write_text(f"include: {TINY}\nstorage: s3://{KEY}:{SECRET}@bucket/prefix\n")
+    code = main(["run", "--config", str(config), "--executor", "inline"])
+    out, err = capsys.readouterr()
+    assert code == 2 and SECRET not in out + err, err
+    assert "credentials in a URI are refused" in err
+    config.unlink()                                      # the user's own file: nothing else holds it
+    assert SECRET not in _everything_under(isolated)
+    assert not (isolated / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--config", str(TINY), "--prepared", f"jaffe=s3://{KEY}:{SECRET}@bucket/prepared/jaffe-1"],
+    ["report", f"s3://{KEY}:{SECRET}@bucket/runs/r1"],
+    ["export", f"s3://{KEY}:{SECRET}@bucket/runs/r1", "--dataset", "jaffe", "--network", "el", "--out", "m"],
+])
+def test_every_command_refuses_credentials_in_a_uri(isolated, capsys, argv):
+    _assert_refused(argv, capsys, isolated)
+
+
+def test_storage_functions_refuse_credentials_and_messages_are_redacted():
+    uri = f"s3://{KEY}:{SECRET}@bucket/p"
+    for use in (remote.cache_path, lambda u: remote.join(u, "x"), remote.resolve, remote.check):
+        with pytest.raises(remote.StorageError) as err:
+            use(uri)
+        assert SECRET not in str(err.value) and KEY not in str(err.value)
+    assert remote.redact(f"at {uri} and s3://u@b") == "at s3://***@bucket/p and s3://***@b"
+    remote.refuse_credentials("s3://bucket/p?region=eu-west-1")     # a plain option is fine
