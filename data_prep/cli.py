@@ -59,7 +59,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def add_prep_parser(subparsers) -> argparse.ArgumentParser:
     from data_prep.readers.base import known_layouts
-    from data_prep.settings import PrepSettings
+    from data_prep.settings import NO_FACE_CHOICES, PrepSettings
 
     defaults = PrepSettings()
     parser = subparsers.add_parser(
@@ -80,6 +80,9 @@ def add_prep_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--ssd-confidence", type=float, default=defaults.ssd_confidence)
     parser.add_argument("--box-margin", type=float, default=defaults.box_margin)
     parser.add_argument("--device", default=defaults.device, help="torch device for --annotator fan")
+    parser.add_argument("--no-face", default=defaults.no_face, choices=NO_FACE_CHOICES,
+                        help="an image whose face the detector misses: crop its largest centred square "
+                             "and flag the row (face_fallback), or reject it (default: center_square)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster to use (default: start a local one)")
     parser.add_argument("--no-progress", action="store_true", help="no Ray Data progress output")
     parser.set_defaults(func=run_prep)
@@ -103,7 +106,7 @@ def run_prep(args: argparse.Namespace) -> int:
 
         settings = PrepSettings(detector=args.detector, annotator=args.annotator, crop_size=args.crop_size,
                                 ssd_confidence=args.ssd_confidence, box_margin=args.box_margin,
-                                device=args.device)
+                                device=args.device, no_face=args.no_face)
         options = {"subject_regex": args.subject_regex} if args.subject_regex else {}
         request = PrepRequest(args.dataset, layout, args.root, settings, options)
         info = prepare_datasets([request], args.out, ray_address=args.ray_address,
@@ -114,11 +117,15 @@ def run_prep(args: argparse.Namespace) -> int:
         return _fail("prep", err)
     from data_prep.prepared import read_manifest
 
-    for note in read_manifest(info.path).get("notes", []):
+    manifest = read_manifest(info.path)
+    for note in manifest.get("notes", []):
         print(f"partfer prep: note: {note}", file=sys.stderr)
     state = "reused" if info.reused else "prepared"
+    fallback = manifest.get("face_fallback", {}).get("rows", 0)
+    no_landmarks = manifest.get("no_landmarks", {}).get("rows", 0)
     print(f"{info.path}\n{args.dataset}: {state}, {info.n_ok} images, {info.n_rejected} rejected "
-          f"(see rejects.csv), classes: {', '.join(info.classes)}")
+          f"(see rejects.csv), classes: {', '.join(info.classes)}; {fallback} cropped by the "
+          f"no-face fallback, {no_landmarks} without landmarks")
     return 0
 
 

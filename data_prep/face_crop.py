@@ -24,6 +24,7 @@ class FaceCrop:
     box: tuple[int, int, int, int]      # x0, y0, x1, y1: integer, half-open, inside the source
     crop: np.ndarray                    # uint8 (crop_size, crop_size)
     detection: Detection
+    fallback: bool = False              # the detector found no face: a stated fallback crop
 
     @property
     def crop_size(self) -> int:

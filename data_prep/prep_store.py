@@ -26,10 +26,11 @@ import pyarrow.parquet as pq
 from data_prep import labels
 from data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
 from data_prep.readers.base import Reject
-from data_prep.schema import SCHEMA, SUCCESS_MARKER
+from data_prep.schema import FALLBACK_SOURCE, SCHEMA, SUCCESS_MARKER
 
 # Bump when the preprocessing code changes what it writes: old prepared data is then not reused.
-PREP_VERSION = "1"
+# 2: fallback crops and landmark-less rows instead of rejects; the SSD's echo boxes dropped.
+PREP_VERSION = "2"
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 ROWS_PER_FILE = 2048
@@ -119,6 +120,9 @@ class PreparedBuilder:
         self.n_ok = 0
         self.n_clipped_images = 0
         self.n_clipped_points = 0
+        self.fallback_by_split: collections.Counter = collections.Counter()
+        self.no_landmarks_by_split: collections.Counter = collections.Counter()
+        self.no_landmarks_by_reason: collections.Counter = collections.Counter()
 
     def add_rows(self, table: pa.Table, clipped_points: list[int]) -> None:
         """Accepted rows (any column order; cast to the schema here)."""
@@ -130,10 +134,23 @@ class PreparedBuilder:
         self.n_ok += table.num_rows
         self.n_clipped_images += sum(1 for n in clipped_points if n)
         self.n_clipped_points += sum(clipped_points)
+        self._count_flags(table)
         self.pending.append(table)
         self.n_pending += table.num_rows
         if self.n_pending >= ROWS_PER_FILE:
             self._flush()
+
+    def _count_flags(self, table: pa.Table) -> None:
+        """Per split: rows cropped by the fallback, rows without landmarks (and why)."""
+        splits = table.column("split").to_pylist()
+        fallback = table.column("face_fallback").to_pylist()
+        landmarks_ok = table.column("landmarks_ok").to_pylist()
+        errors = table.column("landmarks_error").to_pylist()
+        for split, used_fallback, ok, error in zip(splits, fallback, landmarks_ok, errors):
+            self.fallback_by_split[split] += bool(used_fallback)
+            if not ok:
+                self.no_landmarks_by_split[split] += 1
+                self.no_landmarks_by_reason[reason_kind(error or "unknown")] += 1
 
     def add_rejects(self, rejects: list[Reject]) -> None:
         self.rejects.extend(rejects)
@@ -161,6 +178,16 @@ class PreparedBuilder:
             },
             "rejects_by_reason": dict(sorted(by_reason.items())),
             "landmarks_clipped": {"images": self.n_clipped_images, "points": self.n_clipped_points},
+            "face_fallback": {
+                "method": FALLBACK_SOURCE,
+                "rows": sum(self.fallback_by_split.values()),
+                "by_split": {k: self.fallback_by_split[k] for k in sorted(self.counts["split"])},
+            },
+            "no_landmarks": {
+                "rows": sum(self.no_landmarks_by_split.values()),
+                "by_split": {k: self.no_landmarks_by_split[k] for k in sorted(self.counts["split"])},
+                "by_reason": dict(sorted(self.no_landmarks_by_reason.items())),
+            },
             "versions": package_versions(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }

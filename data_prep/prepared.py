@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from data_prep.errors import PreparedDataError
 from data_prep.ibug68 import N_POINTS
-from data_prep.schema import SCHEMA, SUCCESS_MARKER
+from data_prep.schema import ADDED_COLUMNS, SCHEMA, SUCCESS_MARKER
 
 PREPARED_DIR = "prepared"
 MANIFEST = "manifest.json"
@@ -34,13 +34,25 @@ class PreparedData:
     manifest: dict
     sample_ids: list[str]
     images: np.ndarray          # uint8 (N, H, W)
-    landmarks: np.ndarray       # float32 (N, 68, 2) in [0, 1] crop coordinates
+    landmarks: np.ndarray       # float32 (N, 68, 2) in [0, 1] crop coordinates; NaN where not landmarks_ok
     labels: list[str]
     subjects: list[str]
     groups: list[str]
     splits: list[str]
     source_paths: list[str]
     classes: list[str]          # canonical order, from the manifest
+    # bool (N,): the row has real landmarks. False: the annotator failed; its points are NaN, so
+    # it must not be a landmark-stage target (it stays a classification sample).
+    landmarks_ok: np.ndarray = None     # type: ignore[assignment]
+    # bool (N,): the detector found no face; the crop is the centred-square fallback.
+    face_fallback: np.ndarray = None    # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.sample_ids)
+        if self.landmarks_ok is None:
+            self.landmarks_ok = np.ones(n, dtype=bool)
+        if self.face_fallback is None:
+            self.face_fallback = np.zeros(n, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -82,7 +94,7 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
     files = sorted((folder / DATA_DIR).glob("*.parquet"))
     if not files:
         raise PreparedDataError(f"{folder / DATA_DIR} holds no parquet files")
-    table = pa.concat_tables([pq.read_table(f) for f in files])
+    table = with_added_columns(pa.concat_tables([pq.read_table(f) for f in files]))
     missing = [f.name for f in SCHEMA if f.name not in table.column_names]
     if missing:
         raise PreparedDataError(f"{folder} lacks columns {missing} of data_prep.schema")
@@ -105,4 +117,17 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
         labels=column("label"), subjects=column("subject"), groups=column("group"),
         splits=column("split"), source_paths=column("source_path"),
         classes=list(manifest.get("classes", [])),
+        landmarks_ok=np.asarray(column("landmarks_ok"), dtype=bool),
+        face_fallback=np.asarray(column("face_fallback"), dtype=bool),
     )
+
+
+def with_added_columns(table: pa.Table) -> pa.Table:
+    """A table of a folder prepared before the columns of schema.ADDED_COLUMNS existed, with them
+    filled in (such folders kept only detected faces with landmarks); others unchanged."""
+    if "detector" in table.column_names and "face_source" not in table.column_names:
+        table = table.append_column("face_source", table.column("detector"))
+    for name, value in ADDED_COLUMNS.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows, type=SCHEMA.field(name).type))
+    return table

@@ -3,6 +3,11 @@
 This follows the paper (Section III-A) and DESIGN.md section 2: CLAHE on the grayscale image,
 detection on it (3 channels, 300x300 for the SSD), a square box clipped to the image, a bilinear
 resize to crop_size, landmarks in crop coordinates divided by the crop size.
+
+The paper scored every test image, so a failed step does not drop an image: a detector miss
+crops the largest centred square (settings.no_face, flagged in face_fallback / face_source), and
+a landmark failure keeps the row with landmarks_ok false and NaN points. Only an image that
+cannot be read at all is a RejectError.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from data_prep.face_crop import Detection, FaceCrop
 from data_prep.ibug68 import N_POINTS
 from data_prep.image_io import load_grayscale
 from data_prep.readers.base import Record
-from data_prep.schema import COLUMNS
+from data_prep.schema import COLUMNS, FALLBACK_SOURCE
 from data_prep.settings import PrepSettings
 
 # Points this far outside the crop (fraction of its side) mean the annotator failed, not that
@@ -79,21 +84,63 @@ def normalise_points(points: np.ndarray, crop_size: int) -> tuple[np.ndarray, in
     return clipped.astype(np.float32), n_clipped
 
 
+def center_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """The largest square centred in the image (x0, y0, x1, y1, half-open)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def fallback_crop(image: np.ndarray, settings: PrepSettings) -> FaceCrop:
+    """The crop of an image whose face the detector missed: its largest centred square, resized
+    like any crop; score 0."""
+    height, width = image.shape
+    box = center_square(width, height)
+    x0, y0, x1, y1 = box
+    crop = cv2.resize(image[y0:y1, x0:x1], (settings.crop_size, settings.crop_size),
+                      interpolation=cv2.INTER_LINEAR)
+    return FaceCrop(source=image, box=box, crop=crop, detection=Detection(tuple(map(float, box)), 0.0),
+                    fallback=True)
+
+
 def locate_face(record: Record, detector: Detector, settings: PrepSettings) -> FaceCrop:
-    """Load, equalise, detect and crop; RejectError for unreadable files and faceless images."""
+    """Load, equalise, detect and crop (the fallback crop when the detector finds no face).
+
+    RejectError for unreadable files, and for detector misses under no_face="reject".
+    """
     gray = load_grayscale(record.path)
     equalised = apply_clahe(gray, settings.clahe_clip, settings.clahe_tile)
     detection = detector.detect(equalised)
-    if detection is None:
-        raise RejectError(f"no face found by {detector.name}")
-    return crop_face(equalised, detection, settings)
+    miss = f"no face found by {detector.name}"
+    if detection is not None:
+        try:
+            return crop_face(equalised, detection, settings)
+        except RejectError as err:        # a box outside the image is no face of it
+            miss = str(err)
+    if settings.no_face == "reject":
+        raise RejectError(miss)
+    return fallback_crop(equalised, settings)
+
+
+def annotate_points(face: FaceCrop, record: Record, annotator: Annotator, crop_size: int
+                    ) -> tuple[np.ndarray, int, str | None]:
+    """(normalised points, points clipped, None), or (NaN points, 0, reason) when the annotator
+    fails: the image stays a classification sample, it only stops being a landmark target."""
+    try:
+        points, n_clipped = normalise_points(annotator.annotate(face, record), crop_size)
+        return points, n_clipped, None
+    except (RejectError, cv2.error) as err:
+        reason = " ".join(str(err).split())
+        if isinstance(err, cv2.error):
+            reason = f"OpenCV error: {reason}"
+        return np.full((N_POINTS, 2), np.nan, np.float32), 0, reason
 
 
 def prepare_row(record: Record, detector: Detector, annotator: Annotator, settings: PrepSettings,
                 dataset: str = "") -> tuple[dict, int]:
     """(row of data_prep.schema, number of points clipped into the crop)."""
     face = locate_face(record, detector, settings)
-    points, n_clipped = normalise_points(annotator.annotate(face, record), settings.crop_size)
+    points, n_clipped, landmark_error = annotate_points(face, record, annotator, settings.crop_size)
     row = {
         "sample_id": record.rel_path,
         "source_path": record.rel_path,
@@ -106,7 +153,11 @@ def prepare_row(record: Record, detector: Detector, annotator: Annotator, settin
         "height": int(face.crop.shape[0]),
         "width": int(face.crop.shape[1]),
         "landmarks": points.reshape(-1).tolist(),
+        "landmarks_ok": landmark_error is None,
+        "landmarks_error": landmark_error,
         "face_box": [float(v) for v in face.box],
+        "face_fallback": face.fallback,
+        "face_source": FALLBACK_SOURCE if face.fallback else detector.name,
         "detector": detector.name,
         "detector_score": float(face.detection.score),
         "annotator": annotator.name,
@@ -117,5 +168,6 @@ def prepare_row(record: Record, detector: Detector, annotator: Annotator, settin
 
 def prepare_record(record: Record, detector: Detector, annotator: Annotator, settings: PrepSettings,
                    dataset: str = "") -> dict:
-    """One row of data_prep.schema.SCHEMA for a record; RejectError(reason) for per-file problems."""
+    """One row of data_prep.schema.SCHEMA for a record; RejectError(reason) for an image that
+    cannot be had (unreadable; no face under no_face="reject")."""
     return prepare_row(record, detector, annotator, settings, dataset)[0]

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, fields
 
 from data_prep.schema import CROP_SIZE
 
+NO_FACE_CHOICES = ("center_square", "reject")
+
 
 @dataclass(frozen=True)
 class PrepSettings:
@@ -20,6 +22,9 @@ class PrepSettings:
     ssd_confidence: float = 0.5     # lowest SSD score accepted as a face
     box_margin: float = 0.0         # square side = max(w, h) * (1 + margin)
     device: str = "cpu"             # torch device for the FAN annotator
+    # A detector miss: crop the largest centred square and flag the row (the paper scored every
+    # test image), or make the image a reject.
+    no_face: str = "center_square"  # center_square | reject
 
     def __post_init__(self) -> None:
         if self.crop_size < 16:
@@ -28,6 +33,8 @@ class PrepSettings:
             raise ValueError(f"CLAHE needs clip > 0 and tile >= 1, got {self.clahe_clip}, {self.clahe_tile}")
         if not 0.0 < self.ssd_confidence <= 1.0:
             raise ValueError(f"ssd_confidence must be in (0, 1], got {self.ssd_confidence}")
+        if self.no_face not in NO_FACE_CHOICES:
+            raise ValueError(f"no_face must be one of {', '.join(NO_FACE_CHOICES)}, got {self.no_face!r}")
         if self.box_margin <= -1.0:
             raise ValueError(f"box_margin must be > -1, got {self.box_margin}")
 

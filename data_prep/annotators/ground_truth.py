@@ -20,7 +20,7 @@ class GroundTruth:
 
     def annotate(self, face: FaceCrop, record: Record) -> np.ndarray:
         if not record.landmarks_path:
-            raise RejectError(f"no ground-truth landmark file for {record.rel_path}")
+            raise RejectError(f"no ground-truth landmark file (for {record.rel_path})")
         try:
             points = read_points(record.landmarks_path)
         except ValueError as err:

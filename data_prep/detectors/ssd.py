@@ -6,7 +6,7 @@ import numpy as np
 
 from data_prep.detectors.base import register_detector
 from data_prep.face_crop import Detection
-from data_prep.detectors.nms import non_max_suppression
+from data_prep.detectors.nms import box_iou, non_max_suppression
 from data_prep.model_files import ssd_files
 
 INPUT_SIZE = 300
@@ -15,6 +15,8 @@ MEAN_BGR = (104.0, 177.0, 123.0)   # the training means of the res10 model
 # network's own DetectionOutput layer suppresses at 0.45 before its confidence cut; this second,
 # stricter pass on the kept boxes makes "one row per face" hold whatever the model file says.
 NMS_IOU = 0.4
+# A box with less than this share of its area inside the image "protrudes" (see drop_echoes).
+MIN_INSIDE = 0.9
 
 
 @register_detector(
@@ -50,9 +52,35 @@ class SSDDetector:
                  & inside)
         order = [i for i in np.argsort(-found[:, 2], kind="stable") if valid[i]]
         faces = [Detection(tuple(float(v) for v in boxes[i]), float(found[i, 2])) for i in order]
-        return non_max_suppression(faces, NMS_IOU)
+        return non_max_suppression(drop_echoes(faces, width, height), NMS_IOU)
 
     def detect(self, image: np.ndarray) -> Detection | None:
         """The most confident face (the paper keeps one face per image)."""
         faces = self.detect_all(image)
         return faces[0] if faces else None
+
+
+def inside_share(box: tuple[float, float, float, float], width: int, height: int) -> float:
+    """The share of a box's area that lies inside a width x height image."""
+    x0, y0, x1, y1 = box
+    area = (x1 - x0) * (y1 - y0)
+    inside = max(0.0, min(x1, width) - max(x0, 0.0)) * max(0.0, min(y1, height) - max(y0, 0.0))
+    return inside / area if area > 0 else 0.0
+
+
+def drop_echoes(faces: list[Detection], width: int, height: int) -> list[Detection]:
+    """Without the res10 model's echoes of a large face.
+
+    When a face fills much of the image, the model also reports it a second time, shifted right
+    and down by a third of the image (one cell of its 3x3 prior layer) and protruding past the
+    border, often with a HIGHER score than the true box (also seen in opencv/opencv#14841). Taking
+    that echo cropped the lower right of the face and put the landmarks far outside the crop. A
+    protruding box is dropped when it overlaps a box that lies inside the image; a face truly cut
+    by the border has no such partner and is kept.
+    """
+    inside = [f for f in faces if inside_share(f.box, width, height) >= MIN_INSIDE]
+    if not inside:
+        return faces
+    inside_boxes = np.asarray([f.box for f in inside], dtype=np.float64)
+    return [f for f in faces if inside_share(f.box, width, height) >= MIN_INSIDE
+            or not np.any(box_iou(np.asarray(f.box, dtype=np.float64), inside_boxes) > 0)]

@@ -96,3 +96,17 @@ def test_ssd_boxes_centred_outside_the_image_are_not_faces(tmp_path):
             assert 0 <= cx < width and 0 <= cy < height, (path.name, face)
             n_faces += 1
     assert n_faces > 0
+
+
+def test_ssd_echo_of_a_large_face_is_dropped_but_a_face_cut_by_the_border_is_kept():
+    """The res10 echo: the same face shifted by a third of the image, past its border, scored
+    higher than the true box. Dropped only when it overlaps a box inside the image."""
+    from data_prep.detectors.ssd import drop_echoes
+
+    true_face = Detection((48.0, 31.0, 204.0, 201.0), 0.999)
+    echo = Detection((133.0, 114.0, 290.0, 287.0), 1.0)
+    assert drop_echoes([echo, true_face], 256, 256) == [true_face]
+    assert drop_echoes([echo], 256, 256) == [echo]                       # nothing better: kept
+    far_face = Detection((-40.0, 0.0, 60.0, 100.0), 0.9)                 # cut by the left border, alone
+    small = Detection((150.0, 150.0, 200.0, 200.0), 0.8)
+    assert drop_echoes([far_face, small], 256, 256) == [far_face, small]

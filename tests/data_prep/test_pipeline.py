@@ -182,11 +182,11 @@ def test_paper_chain_ssd_and_dlib_runs_in_ray_actors(tmp_path, astronaut_png, wr
     write_image(root / "neutral" / "wall.png", size=200, value=90)
     info = prepare_datasets([PrepRequest("photos", "folder", str(root), PrepSettings())],
                             tmp_path / "out", progress=False)["photos"]
-    assert (info.n_ok, info.n_rejected) == (1, 1)
+    assert (info.n_ok, info.n_rejected) == (2, 0)          # the faceless wall gets the fallback crop
     data = load_prepared(info.path)
-    assert data.sample_ids == ["neutral/astronaut.png"] and data.images.shape == (1, 160, 160)
+    assert data.sample_ids == ["neutral/astronaut.png", "neutral/wall.png"] and data.images.shape == (2, 160, 160)
+    assert data.face_fallback.tolist() == [False, True]
     eyes, mouth = data.landmarks[0, 36:48], data.landmarks[0, 48:68]
     assert eyes[:, 1].max() < mouth[:, 1].min()
-    assert (Path(info.path) / "rejects.csv").read_text().splitlines()[1] == "neutral/wall.png,no face found by ssd"
     manifest = json.loads((Path(info.path) / "manifest.json").read_text())
     assert manifest["notes"] and "subject_regex" in manifest["notes"][0]

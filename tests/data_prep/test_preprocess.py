@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from data_prep.landmark_files import read_points
 from data_prep.model_files import require_model_file
 from data_prep.preprocess import apply_clahe, locate_face, normalise_points, prepare_record, square_box
 from data_prep.readers import Record, read_dataset
-from data_prep.schema import SCHEMA
+from data_prep.schema import FALLBACK_SOURCE, SCHEMA
 from data_prep.settings import PrepSettings
 from data_prep.synth import synthesize
 
@@ -105,10 +106,31 @@ def test_unreadable_file_is_a_reject_with_reason(tmp_path, ssd, dlib68):
         prepare_record(_record(bad), ssd, dlib68, PAPER)
 
 
-def test_blank_image_has_no_face(tmp_path, ssd, dlib68, write_image):
-    blank = write_image(tmp_path / "blank.png", size=200, value=128)
+def test_blank_image_gets_the_flagged_centre_square_or_a_reject(tmp_path, ssd, dlib68, write_image):
+    """No face: the largest centred square is the crop, flagged; no_face="reject" keeps the old way."""
+    path = tmp_path / "blank.png"
+    wide = np.full((120, 200), 128, np.uint8)
+    wide[:, 40:160] = 90                                   # the centred square is darker than the sides
+    cv2.imwrite(str(path), wide)
+    row = prepare_record(_record(path), ssd, dlib68, PAPER)
+    assert (row["face_fallback"], row["face_source"], row["detector"]) == (True, FALLBACK_SOURCE, "ssd")
+    assert row["face_box"] == [40.0, 0.0, 160.0, 120.0] and row["detector_score"] == 0.0
+    crop = np.frombuffer(row["image"], np.uint8).reshape(160, 160)
+    expected = cv2.resize(apply_clahe(wide)[:, 40:160], (160, 160), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(crop, expected)                  # the centred square, resized like any crop
     with pytest.raises(RejectError, match="no face found by ssd"):
-        prepare_record(_record(blank), ssd, dlib68, PAPER)
+        prepare_record(_record(path), ssd, dlib68, replace(PAPER, no_face="reject"))
+
+
+def test_a_detected_face_is_not_flagged(astronaut_png, ssd, dlib68):
+    row = prepare_record(_record(astronaut_png), ssd, dlib68, PAPER)
+    assert (row["face_fallback"], row["face_source"], row["landmarks_ok"], row["landmarks_error"]) == (
+        False, "ssd", True, None)
+
+
+def test_no_face_setting_is_checked():
+    with pytest.raises(ValueError, match="no_face must be one of center_square, reject"):
+        PrepSettings(no_face="skip")
 
 
 def test_square_box_is_clipped_to_the_image():
@@ -149,16 +171,26 @@ def test_none_detector_and_dataset_annotator_give_the_true_points(tmp_path):
     assert crop[mouth[1], mouth[0]] < np.median(crop)
 
 
-def test_dataset_annotator_without_points_is_a_reject(tmp_path, write_image):
+def _assert_no_landmarks(row: dict, reason: str) -> None:
+    assert row["landmarks_ok"] is False and reason in row["landmarks_error"]
+    assert np.isnan(np.array(row["landmarks"], dtype=np.float64)).all()
+    assert len(row["image"]) == 160 * 160                 # still a classification sample
+
+
+def test_failed_landmarks_keep_the_row_flagged_with_nan_points(tmp_path, write_image):
     image = write_image(tmp_path / "KA.NE1.1.png", size=64)
     settings = PrepSettings(detector="none", annotator="dataset")
-    with pytest.raises(RejectError, match="no ground-truth landmark file"):
-        prepare_record(_record(image), load_detector("none"), load_annotator("dataset"), settings)
+    detector, annotator = load_detector("none"), load_annotator("dataset")
+    _assert_no_landmarks(prepare_record(_record(image), detector, annotator, settings),
+                         "no ground-truth landmark file")
     bad_points = tmp_path / "bad.txt"
     bad_points.write_text("1 2\n3 4\n")
-    with pytest.raises(RejectError, match="68 lines"):
-        prepare_record(_record(image, landmarks=str(bad_points)), load_detector("none"),
-                       load_annotator("dataset"), settings)
+    _assert_no_landmarks(prepare_record(_record(image, landmarks=str(bad_points)), detector, annotator, settings),
+                         "68 lines")
+    far = tmp_path / "far.txt"
+    far.write_text("".join(f"{640 + i} {700 + i}\n" for i in range(68)))   # ten image sides away
+    _assert_no_landmarks(prepare_record(_record(image, landmarks=str(far)), detector, annotator, settings),
+                         "landmarks fall far outside the face crop")
 
 
 def test_landmarks_are_normalised_clipped_near_the_border_and_rejected_far_outside():
