@@ -272,7 +272,9 @@ def run(req: RunRequest, log=None) -> str:
         "annotator": ", ".join(sorted({prep_config(cfg, n, n in synthetic)["annotator"] for n in prepared})),
         "synthetic": sorted(set(synthetic)),
         "shrunk": bool(shrunk_reasons), "shrunk_reasons": shrunk_reasons,
-        "versions": versions(), "started": t_start, "status": "running",
+        # "finished" only once everything is written: a run killed or crashed on the way stays
+        # "incomplete" (never "running", which a report could not know to be true)
+        "versions": versions(), "started": t_start, "status": "incomplete",
     }
     atomic_write_text(run_dir / "config.yaml", dump(cfg))
     write_complexity(cfg, run_dir, tuple(len(d.classes) for d in prepared.values()))
