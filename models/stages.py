@@ -46,8 +46,17 @@ def trainable_parameters(net: nn.Module, stage: str) -> list[nn.Parameter]:
     return [p for part in _parts(net, stage) for p in getattr(net, part).parameters()]
 
 
-def set_stage_mode(net: nn.Module, stage: str) -> None:
+# Stages in which frozen_bn may hold the extractor's BN statistics: the transfer stages after the
+# landmark one (the authors call the pre-trained extractor with training=False in both).
+FROZEN_BN_STAGES = ("head", "finetune")
+
+
+def set_stage_mode(net: nn.Module, stage: str, frozen_bn: bool = False) -> None:
     """Train mode on the trained parts, eval mode on frozen ones; requires_grad only where trained.
+
+    frozen_bn (head and finetune stages): every BatchNorm of the extractor runs in inference mode,
+    normalising with the running statistics it came with and never updating them, while its
+    scale and shift (and the convs) still train: Keras's `extractor(x, training=False)`.
 
     Turning requires_grad off on the unused and frozen parts also stops autograd from recording
     them, so the head stage does no backward pass through the extractor. A later net.train()
@@ -64,4 +73,10 @@ def set_stage_mode(net: nn.Module, stage: str) -> None:
         if name in frozen:
             part.eval()
         part.requires_grad_(name in trained)
+    if frozen_bn:
+        if stage not in FROZEN_BN_STAGES:
+            raise StageError(f"frozen BN statistics apply to the {' and '.join(FROZEN_BN_STAGES)} stages, not {stage!r}")
+        for module in net.extractor.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     net.training = True

@@ -24,7 +24,7 @@ class SubNetwork(nn.Module):
 
     def __init__(self, n_classes: int | None, n_landmark_outputs: int | None, *,
                  widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3, conv_kernel: int = 3,
-                 pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int = 0,
+                 pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int | str = 0,
                  bn_eps: float = 1e-3, bn_momentum: float = 0.01,
                  head_hidden: int = 128, head_activation: str = "none",
                  seed: int | torch.Generator | None = None):
@@ -101,5 +101,5 @@ class SubNetwork(nn.Module):
     def trainable_parameters(self, stage: str) -> list[nn.Parameter]:
         return stages.trainable_parameters(self, stage)
 
-    def set_stage_mode(self, stage: str) -> None:
-        stages.set_stage_mode(self, stage)
+    def set_stage_mode(self, stage: str, frozen_bn: bool = False) -> None:
+        stages.set_stage_mode(self, stage, frozen_bn)

@@ -16,6 +16,9 @@ from data_prep.ibug68 import PARTS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STAGES = ("baseline", "landmark", "head", "finetune")
+# train.selection: which epoch's weights a stage keeps (configs/paper.yaml explains each)
+SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
+TRANSFER_BN = ("frozen", "trainable")
 TRANSFER_STAGES = ("landmark", "head", "finetune")
 NETWORKS = ("baseline", "ftl", "el")
 
@@ -145,6 +148,7 @@ def validate(cfg: dict) -> None:
     if cfg["train"].get("cuda_graphs", False) and compile_mode != "off":
         raise ConfigError("train.cuda_graphs and train.compile both change how the step runs; "
                           "choose one (compile's reduce-overhead mode captures graphs of its own)")
+    _validate_recipe(cfg["train"])
     gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
@@ -154,6 +158,42 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"datasets.{name}.epochs lacks {missing}")
         if ds.get("protocol") not in ("loso", "kfold", "holdout"):
             raise ConfigError(f"datasets.{name}.protocol must be loso, kfold or holdout")
+
+
+def _validate_recipe(tr: dict) -> None:
+    """The training recipe's knobs (selection, stopping, epoch length, BN in transfer)."""
+    if tr.get("selection") not in SELECTIONS:
+        raise ConfigError(f"train.selection must be one of {', '.join(SELECTIONS)}, not {tr.get('selection')!r}")
+    twin = tr.get("twin_selection")
+    if twin is not None and twin not in SELECTIONS:
+        raise ConfigError(f"train.twin_selection must be null or one of {', '.join(SELECTIONS)}, not {twin!r}")
+    if tr.get("transfer_bn", "frozen") not in TRANSFER_BN:
+        raise ConfigError(f"train.transfer_bn must be frozen or trainable, not {tr.get('transfer_bn')!r}")
+    steps = tr.get("steps_per_epoch")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"train.steps_per_epoch must be a whole number >= 1 or null, not {steps!r}")
+    patience = tr.get("patience")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise ConfigError(f"train.patience must be a whole number of epochs >= 1 or null, not {patience!r}")
+    aug = tr.get("augment") or {}
+    known_aug = ("hflip", "rotation_deg", "shift", "shear_deg")
+    unknown = sorted(set(aug) - set(known_aug))
+    if unknown:
+        raise ConfigError(f"unknown train.augment setting(s) {unknown}; known: {list(known_aug)} "
+                          "(Keras units: rotation_deg and shear_deg in degrees, shift a fraction of the side)")
+    if not 0 <= float(aug.get("shear_deg", 0)) < 60 or not 0 <= float(aug.get("shift", 0)) < 1:
+        raise ConfigError(f"train.augment needs 0 <= shear_deg < 60 and 0 <= shift < 1, got {aug}")
+    if "heldout_subjects" in (tr.get("selection"), twin):
+        fraction = tr.get("val_subject_fraction")
+        if not isinstance(fraction, (int, float)) or not 0 < float(fraction) < 1:
+            raise ConfigError("selection heldout_subjects needs train.val_subject_fraction in (0, 1), "
+                              f"not {fraction!r}")
+
+
+def selections_of(cfg: dict) -> list[str]:
+    """The selections a run trains under: the main one, then its no-peeking twin if any."""
+    main, twin = cfg["train"]["selection"], cfg["train"].get("twin_selection")
+    return [main] if twin in (None, main) else [main, twin]
 
 
 def packs_per_gpu(cfg: dict) -> int:

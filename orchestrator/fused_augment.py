@@ -91,7 +91,7 @@ def _compare_with_pytorch(device: str) -> None:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (5, 9, 11), generator=gen, dtype=torch.uint8).to(device)
     idx = torch.tensor([[0, 3, 4], [2, 2, 1]], device=device)
-    strong = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear=0.3)
+    strong = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear_deg=17.0)
     got, want = (augmented_batch(images, idx, strong, torch.Generator(device=device).manual_seed(1), fused=fused,
                                  channels_last=True)[0] for fused in (True, False))
     err = float((got - want).abs().max())

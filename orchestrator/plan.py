@@ -15,7 +15,8 @@ from pathlib import Path
 from data_prep.ibug68 import FULL_FACE
 from data_prep.prepared import PreparedData
 from orchestrator.augment import AugmentSettings
-from orchestrator.config import KERNEL_SWITCHES, TRANSFER_STAGES, compile_mode_of, epochs_for
+from models.stages import FROZEN_BN_STAGES
+from orchestrator.config import KERNEL_SWITCHES, TRANSFER_STAGES, compile_mode_of, epochs_for, selections_of
 from orchestrator.cross_eval import CrossEvalJob
 from orchestrator.folds import make_split, fold_ids
 from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
@@ -61,12 +62,16 @@ def units_for(cfg: dict, dataset: str, folds: list[int]) -> list[Unit]:
     return units
 
 
-def stage_settings(cfg: dict, dataset: str, stage: str) -> StageSettings:
+def stage_settings(cfg: dict, dataset: str, stage: str, selection: str | None = None) -> StageSettings:
+    """A stage's training settings; `selection` overrides train.selection (the no-peeking twin)."""
     tr = cfg["train"]
+    patience, steps = tr.get("patience"), tr.get("steps_per_epoch")
     return StageSettings(
         stage=stage, lr=float(tr["lr"][stage]), max_epochs=epochs_for(cfg, dataset, stage),
-        patience=int(tr["patience"]), min_delta=float(tr["min_delta"]),
-        restore_best=bool(tr["restore_best"]), batch_size=int(tr["batch_size"]),
+        patience=None if patience is None else int(patience), min_delta=float(tr["min_delta"]),
+        selection=selection or tr["selection"], batch_size=int(tr["batch_size"]),
+        steps_per_epoch=None if steps is None else int(steps),
+        frozen_bn=stage in FROZEN_BN_STAGES and tr.get("transfer_bn", "frozen") == "frozen",
         class_balanced=bool(tr["class_balanced"]), augment=AugmentSettings.from_config(tr["augment"]),
         adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg.get("eval_every", 1)),
         checkpoint_every=int(tr["checkpoint_every"]),
@@ -126,21 +131,23 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
         ds_cfg = cfg["datasets"][name]
         protocol, n_folds = ds_cfg["protocol"], ds_cfg.get("folds")
         folds = fold_ids(data.subjects, protocol, n_folds)
-        splits = {f: make_split(data.subjects, data.splits, protocol, n_folds, f,
-                                float(cfg["train"]["val_subject_fraction"]), int(cfg["seed"]))
-                  for f in folds}
         prep_hash = basename(data.path)
         infos[name] = DatasetInfo(name=name, classes=list(data.classes), protocol=protocol, folds=folds,
-                                  prepared=_recorded(data.path, storage), n_samples=len(data.sample_ids))
+                                  prepared=_recorded(data.path, storage), n_samples=len(data.sample_ids),
+                                  test_rows=_test_rows(data, protocol, n_folds, folds))
         units = units_for(cfg, name, folds)
-        for seq in (("baseline",), TRANSFER_STAGES):
+        for selection, seq in ((sel, seq) for sel in selections_of(cfg) for seq in (("baseline",), TRANSFER_STAGES)):
+            # training subjects are held out only when they choose the kept epoch
+            val_fraction = float(cfg["train"]["val_subject_fraction"]) if selection == "heldout_subjects" else 0.0
+            splits = {f: make_split(data.subjects, data.splits, protocol, n_folds, f, val_fraction, int(cfg["seed"]))
+                      for f in folds}
             group = [u for u in units if u.stages == seq]
             for start in range(0, len(group), pack_size):
                 chunk = group[start:start + pack_size]
                 chain, upstream = [], {u: None for u in chunk}
                 stage_dirs: dict[Unit, dict[str, str]] = {u: {} for u in chunk}
                 for stage in seq:
-                    settings = stage_settings(cfg, name, stage)
+                    settings = stage_settings(cfg, name, stage, selection)
                     jobs = []
                     for u in chunk:
                         split = splits[u.fold]
@@ -150,7 +157,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                             "seed": unit_seed(cfg, u), "stage": result_settings(settings),
                             "model": cfg["model"], "image_size": int(cfg["image_size"]),
                             "classes": list(data.classes), "protocol": [protocol, n_folds],
-                            "val_fraction": cfg["train"]["val_subject_fraction"],
+                            "val_fraction": val_fraction,
                             "precision": precision,
                             "upstream": upstream[u][0] if upstream[u] else None,
                         }
@@ -162,7 +169,8 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                             test=tuple(split.test.tolist()),
                             upstream_dir=upstream[u][1] if upstream[u] else None,
                             meta={"dataset": name, "network": u.network, "member": u.member,
-                                  "fold": u.fold, "region": u.region, "inputs": key_inputs}))
+                                  "fold": u.fold, "region": u.region, "selection": selection,
+                                  "inputs": key_inputs}))
                         upstream[u] = (key, out)
                         stage_dirs[u][stage] = relative(out, storage)
                         n_total += 1
@@ -185,7 +193,8 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                     key, out = upstream[u]
                     records.append(ModelRecord(dataset=name, network=u.network, member=u.member,
                                                fold=u.fold, stage=seq[-1], key=key,
-                                               dir=relative(out, storage), stage_dirs=stage_dirs[u]))
+                                               dir=relative(out, storage), stage_dirs=stage_dirs[u],
+                                               selection=selection))
     # longest chains first: the three-stage transfer chains are the critical path of a run
     chains.sort(key=len, reverse=True)
     cross = _cross_evals(cfg, prepared, records, storage, device, precision, pack_size)
@@ -194,6 +203,11 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     run_plan = RunPlan(run_id=run_id, storage=storage, settings={}, datasets=infos, models=records)
     return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done, cross_evals=cross,
                 finished_state_dirs=stale_states)
+
+
+def _test_rows(data: PreparedData, protocol: str, n_folds: int | None, folds: list[int]) -> int:
+    """How many rows the protocol tests (every fold's test rows, added up): Table I's denominator."""
+    return sum(len(make_split(data.subjects, data.splits, protocol, n_folds, f, 0.0, 0).test) for f in folds)
 
 
 def _cross_evals(cfg: dict, prepared: dict[str, PreparedData], records: list[ModelRecord], storage: str,

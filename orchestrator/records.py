@@ -48,6 +48,8 @@ class ModelRecord:
     # predictions of this model on OTHER data sets (cross-data-set tests), PREDICTION_SCHEMA files
     # relative to the storage root; eval_dataset names the data set
     extra_predictions: list = field(default_factory=list)
+    # train.selection it was trained under: the run's main one, or its no-peeking twin
+    selection: str = "heldout_subjects"      # (runs planned before the field existed used held-out subjects)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class DatasetInfo:
     prepared: str                 # prepared data directory
     n_samples: int
     eval_on: list[str] = field(default_factory=list)   # other data sets its models are tested on
+    test_rows: int = 0            # rows the protocol tests, all folds together (Table I's denominator)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Callable
 
 import yaml
 
-from orchestrator.config import set_dotted
+from orchestrator.config import load_config, set_dotted
 from orchestrator.store import atomic_write_bytes, atomic_write_text, is_done
 
 COLUMNS = ("trial", "lr", "batch_size", "best_val_loss", "final_val_loss", "val_acc_at_best",
@@ -135,6 +135,10 @@ def best_config(original: Path, overrides: dict, stage: str, best: dict, storage
     set_dotted(over, f"train.lr.{stage}", float(best["lr"]))
     if best["batch_size"] != "":
         set_dotted(over, "train.batch_size", int(best["batch_size"]))
+    # the trials' selection (tune.point_config), so the run finds their models under the same keys
+    selection = load_config(str(original), dict(overrides))["train"]["selection"]
+    set_dotted(over, "train.selection", "heldout_subjects" if selection == "evaluated_fold" else selection)
+    set_dotted(over, "train.twin_selection", None)
     header = (f"# best point of a partfer tune sweep: lr {best['lr']} "
               f"(best mean validation loss {_fmt(best['best_val_loss'])})\n")
     return header + yaml.safe_dump({"include": str(original), **over}, sort_keys=False)

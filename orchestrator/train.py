@@ -3,9 +3,10 @@
 This module imports torch and our packages only (no Ray), so the same code runs inside a Ray task,
 in the inline executor, and on a machine where Ray cannot be installed.
 
-Each model keeps its own fold: its own training batches (class-balanced sampling from its own
-training rows), its own validation subjects, its own early stopping. A stopped model's slice of the
-packed weights is restored after every optimizer step, so it no longer changes.
+Each model keeps its own fold: its own training batches (drawn from its own training rows only,
+class-balanced if asked), its own monitored rows (StageSettings.selection), its own early
+stopping. A stopped model's slice of the packed weights is restored after every optimizer step,
+so it no longer changes.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from orchestrator.batches import augmented_batch, fused_available
 from orchestrator.config import COMPILE_MODES
 from orchestrator.records import PREDICTION_SCHEMA
 from orchestrator.step_graph import PackStepper, graph_stream, make_capturable
-from orchestrator.store import (DONE_FILE, build_dir_for, is_done, join, local_file, publish_dir,
-                                remove_dir, torch_save_atomic)
+from orchestrator.store import (DONE_FILE, build_dir_for, is_done, join, load_state, local_file,
+                                publish_dir, remove_dir, torch_save_atomic)
 from orchestrator.tensors import DeviceData, device_data
 
 CLASSIFY_STAGES = ("baseline", "head", "finetune")
@@ -44,18 +45,30 @@ class StageSettings:
     stage: str                    # baseline | landmark | head | finetune
     lr: float
     max_epochs: int
-    patience: int
+    patience: int | None          # epochs without improvement before a model stops; None: never
     min_delta: float
-    restore_best: bool
+    selection: str                # evaluated_fold | heldout_subjects | last (orchestrator.config.SELECTIONS)
     batch_size: int
     class_balanced: bool
     augment: AugmentSettings
     adam: dict
+    steps_per_epoch: int | None = None   # None: one pass over the model's training rows (mean over the pack)
+    frozen_bn: bool = False       # BN in inference mode (statistics neither used from the batch nor updated)
     eval_every: int = 1
     checkpoint_every: int = 10
     recalibrate_bn: bool = False
     checkpoint_seconds: float = 0.0   # and at least this long since the last one (a big pack's state is ~0.3 GB)
     compact_stopped: bool = True      # stop computing stopped models once half the computed ones stopped
+
+    @property
+    def restore_best(self) -> bool:
+        """Whether the stage ends on its best monitored epoch's weights (any selection but `last`)."""
+        return self.selection != "last"
+
+    @property
+    def monitors(self) -> bool:
+        """Whether each epoch needs a validation pass: to select an epoch, or to stop early."""
+        return self.selection != "last" or self.patience is not None
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,27 @@ class PackResult:
     step_plans: int = 0           # plans the steps ran with: what a graphed run captures
     graph_captures: int = 0       # CUDA graphs captured (train.cuda_graphs), one per plan of the pack
     graph_replays: int = 0        # steps run as graph replays (the rest ran eagerly)
+
+
+def monitored_rows(selection: str, model: ModelJob) -> tuple[int, ...]:
+    """The rows whose loss picks a model's kept epoch (and stops it early, with a patience):
+    evaluated_fold, the fold's test rows (the authors' way); heldout_subjects, the held-out
+    training subjects; last, the held-out subjects if any, else the training rows (early stopping
+    on the training loss)."""
+    if selection == "evaluated_fold":
+        return model.test
+    if selection == "heldout_subjects" and not model.val:
+        raise ValueError(f"{model.key}: selection heldout_subjects has no held-out subject in fold {model.fold} "
+                         "(too few training subjects, or train.val_subject_fraction 0)")
+    return model.val or model.train
+
+
+def steps_per_epoch(settings: StageSettings, train_sizes: list[int]) -> int:
+    """Optimizer steps in one epoch: the configured count, or one pass over the pack's mean
+    number of training rows."""
+    if settings.steps_per_epoch is not None:
+        return int(settings.steps_per_epoch)
+    return max(1, math.ceil(float(np.mean(train_sizes)) / settings.batch_size))
 
 
 def model_kwargs(cfg: dict) -> dict:
@@ -382,7 +416,7 @@ def _load_upstream(net: PackedNetwork, models: list[ModelJob]) -> None:
 
 
 def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: list[ModelJob],
-                   history: list[list[dict]], test_eval: dict, epochs: list[int]) -> None:
+                   history: list[list[dict]], test_eval: dict, epochs: list[int], selected: list[int]) -> None:
     prepared = data.prepared
     for i, m in enumerate(models):
         build = build_dir_for(m.out_dir)
@@ -416,6 +450,7 @@ def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: l
         writer.writerows(history[i])
         (build / "history.csv").write_text(buf.getvalue())
         meta = dict(m.meta, key=m.key, stage=job.stage.stage, epochs_trained=epochs[i],
+                    selection=job.stage.selection, selected_epoch=selected[i],
                     test_loss=float(test_eval["loss"][i]),
                     test_acc=float(test_eval["acc"][i]) if "probs" in test_eval else None,
                     n_train=len(m.train), n_val=len(m.val), n_test=len(m.test),
@@ -492,7 +527,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     else:
         weights = train_mask.float()
     weights = weights * (labels_train >= 0) if st.stage != "landmark" else weights
-    monitor_rows = [m.val if m.val else m.train for m in models]   # no val subjects: monitor training loss
+    monitor_rows = [monitored_rows(st.selection, m) for m in models]
 
     active = torch.ones(n_models, dtype=torch.bool)
     # The models the forward pass computes: always a superset of the active ones. A stopped model
@@ -507,9 +542,8 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     history: list[list[dict]] = [[] for _ in models]
     start_epoch = 0
     state_path = join(job.state_dir, "state.pt")
-    saved_file = local_file(state_path, fresh=True, missing_ok=True)     # a URI: this node's copy
-    if saved_file is not None:
-        saved = torch.load(saved_file, map_location="cpu", weights_only=False)
+    saved = load_state(state_path, log)
+    if saved is not None:
         if saved.get("keys") == [m.key for m in models]:
             net.load_state_dict(saved["net"])
             opt.load_state_dict(saved["opt"])
@@ -525,7 +559,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
                 make_capturable(opt)      # the state may come from an eager run
             log(f"resumed {st.stage} pack of {n_models} at epoch {start_epoch}")
 
-    steps = max(1, math.ceil(float(np.mean([len(m.train) for m in models])) / st.batch_size))
+    steps = steps_per_epoch(st, [len(m.train) for m in models])
     # the pack's constants; the rest of the step's plan follows the models still training
     pack_plan = StepPlan(st.stage, st.batch_size, st.augment, data.images, data.labels,
                          data.landmarks if st.stage == "landmark" else None, fused_aug, input_dtype,
@@ -565,7 +599,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
             per_model.hold(~active)
             held_for = active.tolist()
         sub, targets_c = plan.sub, plan.targets
-        net.set_stage_mode(st.stage)
+        net.set_stage_mode(st.stage, frozen_bn=st.frozen_bn)
         run_loss.zero_()
         run_correct.zero_()
         for _ in range(steps):
@@ -575,12 +609,13 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
         not_computed[computed] = False
         # the epoch's figures stay on the device until the validation pass is queued behind them
         train_figures = torch.stack([run_loss / steps, run_correct / (steps * st.batch_size)])
-        evaluating = (epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs
+        evaluating = st.monitors and ((epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs)
         if evaluating:
             net.eval()
             ev = evaluate(job, net, data, None, targets_c if st.stage == "landmark" else None, models=sub,
                           outputs=False, padded=monitor)
         train_loss, train_acc = train_figures.cpu().masked_fill(not_computed, float("nan"))
+        newly_stopped = torch.zeros_like(active)
         if evaluating:
             # models no longer computed have all stopped: they keep their last validation figures
             last_val = {name: last_val[name].index_put((computed,), ev[name].to(last_val[name].dtype))
@@ -590,25 +625,29 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
             best_loss = torch.where(improved, val_loss, best_loss)
             best_epoch = torch.where(improved, torch.tensor(epoch + 1), best_epoch)
             per_model.snapshot(improved.to(device))
-            newly_stopped = active & ((epoch + 1 - best_epoch) >= st.patience)
-            for i in range(n_models):
-                if active[i]:
-                    history[i].append({"epoch": epoch + 1, "train_loss": float(train_loss[i]),
-                                       "train_acc": float(train_acc[i]) if st.stage != "landmark" else "",
-                                       "val_loss": float(val_loss[i]),
-                                       "val_acc": float(val_acc[i]) if st.stage != "landmark" else "",
-                                       "lr": st.lr, "stopped": bool(newly_stopped[i])})
-                    last_epoch[i] = epoch + 1
-            if on_epoch is not None:
-                on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
-                                     "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
-                                     "active": (active & ~newly_stopped).tolist()})
-            if newly_stopped.any():
-                if st.restore_best:
-                    per_model.restore(newly_stopped.to(device))
-                else:
-                    per_model.snapshot(newly_stopped.to(device))
-                active = active & ~newly_stopped
+            if st.patience is not None:
+                newly_stopped = active & ((epoch + 1 - best_epoch) >= st.patience)
+        else:
+            val_loss = val_acc = torch.full((n_models,), float("nan"))
+        for i in range(n_models):
+            if active[i]:
+                classify = st.stage != "landmark"
+                history[i].append({"epoch": epoch + 1, "train_loss": float(train_loss[i]),
+                                   "train_acc": float(train_acc[i]) if classify else "",
+                                   "val_loss": float(val_loss[i]) if evaluating else "",
+                                   "val_acc": float(val_acc[i]) if evaluating and classify else "",
+                                   "lr": st.lr, "stopped": bool(newly_stopped[i])})
+                last_epoch[i] = epoch + 1
+        if on_epoch is not None:
+            on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
+                                 "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
+                                 "active": (active & ~newly_stopped).tolist()})
+        if newly_stopped.any():
+            if st.restore_best:
+                per_model.restore(newly_stopped.to(device))
+            else:
+                per_model.snapshot(newly_stopped.to(device))
+            active = active & ~newly_stopped
         if log_every and ((epoch + 1) % log_every == 0 or epoch + 1 == st.max_epochs):
             log(f"{job.dataset} {st.stage} pack of {n_models}: epoch {epoch + 1}/{st.max_epochs}, "
                 f"{int(active.sum())} still training, train loss {float(train_loss.nanmean()):.4f}, "
@@ -628,11 +667,12 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
             f"{counts['graph_captures']} CUDA graphs, {counts['eager_steps']} eager")
     if st.restore_best:
         per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
-    if st.recalibrate_bn and st.stage != "head":  # the head stage never changes the extractor
+    if st.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
         recalibrate_bn(job, net, data, [m.train for m in models])
     net.eval()
     test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
-    _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist())
+    selected = best_epoch if st.restore_best else last_epoch
+    _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist(), selected.tolist())
     remove_dir(job.state_dir)
     seconds = time.time() - t0
     return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,

@@ -98,9 +98,16 @@ def parse_spaces(req: SweepRequest) -> dict[str, Space]:
 
 
 def point_config(setup: SweepSetup, point: dict) -> dict:
-    """The run config of one point: the chosen network only, the point's rate for the stage."""
+    """The run config of one point: the chosen network only, the point's rate for the stage.
+
+    A sweep's metric is the monitored rows' loss: under the authors' selection (evaluated_fold)
+    that is the test fold's, and a rate chosen on it would be chosen on the test images; the
+    sweep selects on held-out training subjects instead. No no-peeking twin is trained."""
     cfg = copy.deepcopy(setup.config)
     cfg["networks"] = [setup.network]
+    cfg["train"]["twin_selection"] = None
+    if cfg["train"]["selection"] == "evaluated_fold":
+        cfg["train"]["selection"] = "heldout_subjects"
     cfg["train"]["lr"][setup.stage] = float(point["lr"])
     if "batch_size" in point:
         cfg["train"]["batch_size"] = int(point["batch_size"])

@@ -25,7 +25,7 @@ def test_pytorch_route_layout_and_repeatability():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert a[0].min() >= -1 and a[0].max() <= 1
     # model m's sample j is row idx[m, j]: with no transform, its image unchanged
-    still = AugmentSettings(hflip=False, rotation_deg=0.0, shift=0.0, shear=0.0)
+    still = AugmentSettings(hflip=False, rotation_deg=0.0, shift=0.0, shear_deg=0.0)
     x, lms = augmented_batch(images, idx, still, torch.Generator().manual_seed(1), landmarks=landmarks)
     torch.testing.assert_close(x[2, 1, 0], images[idx[1, 2]].float() * (2 / 255) - 1, atol=1e-5, rtol=0)
     torch.testing.assert_close(lms.view(3, 4, 68, 2)[1, 2], landmarks[idx[1, 2]], atol=1e-6, rtol=0)

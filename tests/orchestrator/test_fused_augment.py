@@ -11,7 +11,7 @@ from orchestrator.augment import AugmentSettings, normalise_pixels, random_trans
 pytestmark = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                                 reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 
-STRONG = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear=0.3)   # reaches the borders
+STRONG = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear_deg=17.0)   # reaches the borders
 
 
 def _case(n_images, m, b, h, w, seed, settings=STRONG):

@@ -4,7 +4,7 @@ from orchestrator.plan import build_plan
 
 
 def _plan(prepared_dir, tmp_path, **over):
-    cfg = load_config("demo", over)
+    cfg = load_config("demo", {"train.twin_selection": None, **over})
     return build_plan(cfg, {"jaffe": load_prepared(prepared_dir)}, str(tmp_path), "cpu", "r1",
                       pack_size=7)
 
@@ -65,3 +65,51 @@ def test_kernel_settings_reach_every_pack_and_leave_keys_alone(tiny_prepared, tm
         assert {(p.fused_bn, p.fused_grey_conv, p.fused_augment, p.cuda_graphs, p.triton_conv)
                 for chain in plan.chains for p in chain} == {want}
     assert {j.key for j in _jobs(a).values()} == {j.key for j in _jobs(b).values()}
+
+
+def test_the_no_peeking_twin_trains_every_model_again_under_its_own_keys(tiny_prepared, tmp_path):
+    plan = _plan(tiny_prepared, tmp_path, **{"train.twin_selection": "last"})
+    single = _plan(tiny_prepared, tmp_path / "single")
+    assert len(plan.run_plan.models) == 2 * len(single.run_plan.models)
+    assert plan.n_model_stages == 2 * single.n_model_stages
+    by_selection = {}
+    for r in plan.run_plan.models:
+        by_selection.setdefault(r.selection, []).append(r)
+    assert sorted(by_selection) == ["evaluated_fold", "last"]
+    assert {r.key for r in by_selection["last"]}.isdisjoint(r.key for r in by_selection["evaluated_fold"])
+    # the main selection's keys are those of a run without the twin: it reuses them
+    assert sorted(r.key for r in by_selection["evaluated_fold"]) == sorted(r.key for r in single.run_plan.models)
+    for chain in plan.chains:
+        selections = {p.stage.selection for p in chain}
+        assert len(selections) == 1                     # a chain never mixes selections
+
+
+def test_only_heldout_selection_takes_training_subjects_out(tiny_prepared, tmp_path):
+    data = load_prepared(tiny_prepared)
+    for selection in ("evaluated_fold", "last"):
+        for job in _jobs(_plan(tiny_prepared, tmp_path / selection, **{"train.selection": selection})).values():
+            assert job.val == ()
+            assert len(job.train) + len(job.test) == len(data.sample_ids)
+    held = _jobs(_plan(tiny_prepared, tmp_path / "held", **{"train.selection": "heldout_subjects",
+                                                            "train.val_subject_fraction": 0.3}))
+    for job in held.values():
+        val_subjects = {data.subjects[i] for i in job.val}
+        assert len(val_subjects) == 1
+        assert not val_subjects & {data.subjects[i] for i in job.train + job.test}
+
+
+def test_protocol_test_rows_are_every_row_once(tiny_prepared, tmp_path):
+    plan = _plan(tiny_prepared, tmp_path)
+    data = load_prepared(tiny_prepared)
+    assert plan.run_plan.datasets["jaffe"].test_rows == len(data.sample_ids)
+
+
+def test_recipe_knobs_reach_the_stage_settings(tiny_prepared, tmp_path):
+    jobs = _plan(tiny_prepared, tmp_path, **{"train.steps_per_epoch": 30, "train.patience": None}).chains
+    stages = {p.stage.stage: p.stage for chain in jobs for p in chain}
+    assert all(s.steps_per_epoch == 30 and s.patience is None and s.selection == "evaluated_fold"
+               for s in stages.values())
+    assert stages["head"].frozen_bn and stages["finetune"].frozen_bn
+    assert not stages["landmark"].frozen_bn and not stages["baseline"].frozen_bn
+    trainable = _plan(tiny_prepared, tmp_path / "t", **{"train.transfer_bn": "trainable"}).chains
+    assert not any(p.stage.frozen_bn for chain in trainable for p in chain)
