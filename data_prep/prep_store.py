@@ -46,17 +46,34 @@ def check_name(name: str) -> str:
 
 
 def input_fingerprint(root: str | os.PathLike) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime in ns) of every file under root, sorted."""
+    """(relative path, size, mtime in ns) of every file under root, sorted.
+
+    A broken symbolic link counts by the link itself, a folder that cannot be listed as
+    (its path + "/", -1, -1): the readers make rejects of both, the hash must not stop on them.
+    """
     root = Path(root)
     entries = []
-    for folder, dirs, files in os.walk(root):
+
+    def unlisted(err: OSError) -> None:
+        if err.filename is not None:
+            entries.append((Path(err.filename).relative_to(root).as_posix() + "/", -1, -1))
+
+    for folder, dirs, files in os.walk(root, onerror=unlisted):
         dirs.sort()
         for file in sorted(files):
             path = Path(folder) / file
-            stat = path.stat()
+            stat = file_stat(path)
             entries.append((path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns))
     entries.sort()
     return entries
+
+
+def file_stat(path: Path) -> os.stat_result:
+    """The file's stat, or the link's own for a link that leads nowhere (dangling, or a loop)."""
+    try:
+        return path.stat()
+    except OSError:
+        return path.lstat()
 
 
 def hash_inputs(name: str, layout: str, options: dict, settings: dict,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
     files = sorted((folder / DATA_DIR).glob("*.parquet"))
     if not files:
         raise PreparedDataError(f"{folder / DATA_DIR} holds no parquet files")
-    table = with_added_columns(pa.concat_tables([pq.read_table(f) for f in files]))
+    table = with_added_columns(pa.concat_tables([read_part(f) for f in files]))
     missing = [f.name for f in SCHEMA if f.name not in table.column_names]
     if missing:
         raise PreparedDataError(f"{folder} lacks columns {missing} of data_prep.schema")
@@ -108,6 +109,7 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
     images = np.frombuffer(b"".join(table.column("image").to_pylist()), dtype=np.uint8)
     if images.size != n * h * w:
         raise PreparedDataError(f"{folder}: image bytes do not match {n} crops of {h}x{w}")
+    check_classes(folder, manifest, table.column("label").to_pylist())
     landmarks = table.column("landmarks").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     column = lambda name: table.column(name).to_pylist()  # noqa: E731
     return PreparedData(
@@ -120,6 +122,32 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
         landmarks_ok=np.asarray(column("landmarks_ok"), dtype=bool),
         face_fallback=np.asarray(column("face_fallback"), dtype=bool),
     )
+
+
+def read_part(path: Path) -> pa.Table:
+    """One Parquet file of a prepared folder; PreparedDataError naming it when it is damaged."""
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        reason = " ".join(str(err).split())
+        raise PreparedDataError(f"cannot read {path}: {reason} (a damaged or truncated file: delete "
+                                f"{path.parent.parent} and prepare it again)") from None
+
+
+def check_classes(folder: Path, manifest: dict, labels: list[str]) -> None:
+    """PreparedDataError when manifest.json's classes disagree with the labels in the data.
+
+    Every label must be a class; where the manifest counts labels (data_prep writes it so), the
+    classes must be exactly the labels present and the counts must match.
+    """
+    classes = list(manifest.get("classes", []))
+    present = dict(sorted(Counter(labels).items()))
+    where = f"{folder}: {MANIFEST} lists classes {classes} but data/ holds labels {present}"
+    if not set(present) <= set(classes):
+        raise PreparedDataError(where)
+    counted = manifest.get("counts", {}).get("label")
+    if counted is not None and (set(classes) != set(present) or dict(sorted(counted.items())) != present):
+        raise PreparedDataError(f"{where} (counted there as {counted})")
 
 
 def with_added_columns(table: pa.Table) -> pa.Table:

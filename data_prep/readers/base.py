@@ -90,15 +90,79 @@ def read_dataset(layout: str, root: str | os.PathLike, **options) -> ReadResult:
 
 
 def check_root(root: str | os.PathLike) -> Path:
-    """The root as an absolute path, or DatasetRootError when it is missing, not a folder or empty."""
+    """The root as an absolute path, or DatasetRootError when it is missing, not a folder,
+    unreadable or empty."""
     path = Path(root).expanduser().resolve()
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+        if exists and is_dir:
+            with os.scandir(path) as entries:
+                empty = next(entries, None) is None
+    except OSError as err:
+        raise DatasetRootError(f"cannot read data set root {path}: {os_reason(err)}") from None
+    if not exists:
         raise DatasetRootError(f"data set root does not exist: {path}")
-    if not path.is_dir():
+    if not is_dir:
         raise DatasetRootError(f"data set root is not a folder: {path}")
-    if not any(path.iterdir()):
+    if empty:
         raise DatasetRootError(f"data set root is empty: {path}")
     return path
+
+
+def os_reason(err: OSError) -> str:
+    """'PermissionError: Permission denied' (no path: the caller names it)."""
+    return f"{type(err).__name__}: {err.strerror or err}"
+
+
+BROKEN_LINK = "broken symbolic link (its target is missing, or it points to itself)"
+
+
+def unreadable_folder(err: OSError) -> str:
+    return f"unreadable folder, its files cannot be listed ({os_reason(err)})"
+
+
+def is_broken_link(path: Path) -> bool:
+    """A symbolic link that leads to no file or folder (dangling, or a loop)."""
+    return path.is_symlink() and not path.exists()
+
+
+def list_files(folder: Path, root: Path) -> tuple[list[Path], list[Reject]]:
+    """Every file under `folder` (sorted, symlinked folders followed once), and a reject for each
+    entry that cannot be used: a broken link, a folder that cannot be listed (the folder itself:
+    its files are unknown), anything that is neither file nor folder. Nothing is skipped silently."""
+    files: list[Path] = []
+    rejects: list[Reject] = []
+    _walk(folder, root, files, rejects, set())
+    return sorted(files), rejects
+
+
+def _walk(folder: Path, root: Path, files: list[Path], rejects: list[Reject], seen: set) -> None:
+    try:
+        stat = folder.stat()
+        key = (stat.st_dev, stat.st_ino)
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        rejects.append(Reject(rel(folder, root), unreadable_folder(err)))
+        return
+    if key in seen:
+        rejects.append(Reject(rel(folder, root), "folder already listed (a symbolic link loop)"))
+        return
+    seen.add(key)
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError:
+            is_dir = is_file = False
+        if is_dir:
+            _walk(path, root, files, rejects, seen)
+        elif is_file:
+            files.append(path)
+        elif entry.is_symlink():
+            rejects.append(Reject(rel(path, root), BROKEN_LINK))
+        else:
+            rejects.append(Reject(rel(path, root), "not a regular file"))
 
 
 def is_image_file(path: Path) -> bool:

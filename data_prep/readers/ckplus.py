@@ -12,11 +12,15 @@ protocol and are only counted in a note.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from data_prep.errors import DatasetRootError, RejectError
-from data_prep.readers.base import ReadResult, Record, Reject, is_image_file, register_reader, rel
+from data_prep.readers.base import (
+    BROKEN_LINK, ReadResult, Record, Reject, is_broken_link, is_image_file, list_files, register_reader, rel,
+    unreadable_folder,
+)
 
 IMAGES_DIR, EMOTION_DIR, LANDMARKS_DIR = "cohn-kanade-images", "Emotion", "Landmarks"
 # The Emotion files' codes, in canonical names.
@@ -90,8 +94,8 @@ def top_folders(root: Path) -> tuple[dict[str, Path | None], list[Reject]]:
 def list_emotion_files(root: Path, emotion_dir: Path) -> tuple[dict[tuple[str, str], list[Path]], list[Reject]]:
     """(subject, sequence) -> its Emotion files (one, normally); other files as rejects."""
     by_sequence: dict[tuple[str, str], list[Path]] = {}
-    rejects = []
-    for path in sorted(p for p in emotion_dir.rglob("*") if p.is_file()):
+    files, rejects = list_files(emotion_dir, root)
+    for path in files:
         parts = path.relative_to(emotion_dir).parts
         match = EMOTION_NAME.match(path.name)
         if len(parts) != 3 or match is None:
@@ -106,25 +110,39 @@ def list_emotion_files(root: Path, emotion_dir: Path) -> tuple[dict[tuple[str, s
 def sequence_folders(root: Path, images_dir: Path, rejects: list[Reject]) -> list[Path]:
     """Every images/<subject>/<sequence>/ folder; anything else at those levels is a reject."""
     folders = []
-    for subject_dir in sorted(images_dir.iterdir()):
+    for subject_dir in listed(images_dir, root, rejects):
         if not subject_dir.is_dir():
-            rejects.append(Reject(rel(subject_dir, root), "not inside a subject/sequence folder"))
+            rejects.append(Reject(rel(subject_dir, root), misplaced(subject_dir)))
             continue
-        for sequence_dir in sorted(subject_dir.iterdir()):
+        for sequence_dir in listed(subject_dir, root, rejects):
             if sequence_dir.is_dir():
                 folders.append(sequence_dir)
             else:
-                rejects.append(Reject(rel(sequence_dir, root), "not inside a subject/sequence folder"))
+                rejects.append(Reject(rel(sequence_dir, root), misplaced(sequence_dir)))
     return folders
+
+
+def listed(folder: Path, root: Path, rejects: list[Reject]) -> list[Path]:
+    """The folder's entries, sorted; none and a reject naming it when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(Path(e.path) for e in entries)
+    except OSError as err:
+        rejects.append(Reject(rel(folder, root), unreadable_folder(err)))
+        return []
+
+
+def misplaced(path: Path) -> str:
+    return BROKEN_LINK if is_broken_link(path) else "not inside a subject/sequence folder"
 
 
 def list_frames(root: Path, sequence_dir: Path, rejects: list[Reject]) -> list[tuple[int, Path]]:
     """(frame number, path) of the sequence's frames in order; misnamed or stray files are rejects."""
     subject, sequence = sequence_dir.parent.name, sequence_dir.name
     frames: dict[int, Path] = {}
-    for path in sorted(sequence_dir.rglob("*")):
-        if path.is_dir():
-            continue
+    files, unusable = list_files(sequence_dir, root)
+    rejects += unusable
+    for path in files:
         where = rel(path, root)
         match = FRAME_NAME.match(path.stem)
         if path.parent != sequence_dir:

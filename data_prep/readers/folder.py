@@ -11,7 +11,8 @@ from pathlib import Path
 
 from data_prep import labels
 from data_prep.readers.base import (
-    LANDMARKS_DIR, ReadResult, Record, Reject, is_image_file, landmarks_file, register_reader, rel,
+    BROKEN_LINK, LANDMARKS_DIR, ReadResult, Record, Reject, is_broken_link, is_image_file, landmarks_file,
+    list_files, register_reader, rel,
 )
 
 NO_REGEX_NOTE = ("no subject_regex given: each image is its own subject, so folds are not "
@@ -25,12 +26,14 @@ def read_folder(root: Path, subject_regex: str | None = None) -> ReadResult:
     rejects: list[Reject] = []
     for entry in sorted(root.iterdir()):
         if not entry.is_dir():
-            rejects.append(Reject(entry.name, "file outside any class folder"))
+            rejects.append(Reject(entry.name, BROKEN_LINK if is_broken_link(entry) else "file outside any class folder"))
             continue
         if entry.name == LANDMARKS_DIR:
             continue
         label = labels.normalise(entry.name)
-        for file in sorted(p for p in entry.rglob("*") if p.is_file()):
+        files, unusable = list_files(entry, root)
+        rejects += unusable
+        for file in files:
             rel_path = rel(file, root)
             if label is None:
                 rejects.append(Reject(rel_path, f"unknown class folder {entry.name!r}"))

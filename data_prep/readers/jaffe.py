@@ -1,7 +1,8 @@
 """JAFFE: one flat folder of `KA.AN1.39.tiff` (subject . expression code + index . image id).
 
 The subject and expression come only from the name, so a name that does not parse is a reject,
-never a guess. Ground-truth points, when present, sit in `landmarks/<stem>.txt`.
+never a guess. Ground-truth points, when present, sit in `landmarks/<stem>.txt`; files in other
+subfolders are rejects.
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 
 from data_prep import labels
 from data_prep.readers.base import (
-    ReadResult, Record, Reject, is_image_file, landmarks_file, register_reader,
+    BROKEN_LINK, LANDMARKS_DIR, ReadResult, Record, Reject, is_broken_link, is_image_file, landmarks_file,
+    list_files, register_reader, rel,
 )
 
 NAME_PATTERN = re.compile(r"^(?P<subject>[A-Za-z]+)\.(?P<code>[A-Za-z]+)(?P<index>\d+)\.(?P<id>\d+)$")
 NAME_FORMAT = "SUBJECT.CODEn.ID (e.g. KA.AN1.39.tiff)"
+SUBFOLDER = f"inside a subfolder (JAFFE is one flat folder; only {LANDMARKS_DIR}/ is read)"
 
 
 @register_reader("jaffe")
@@ -23,7 +26,12 @@ def read_jaffe(root: Path) -> ReadResult:
     rejects: list[Reject] = []
     for entry in sorted(root.iterdir()):
         if entry.is_dir():
-            continue   # only landmarks/ means something; other folders are not part of JAFFE
+            if entry.name != LANDMARKS_DIR:
+                rejects += subfolder_rejects(entry, root)
+            continue
+        if is_broken_link(entry):
+            rejects.append(Reject(entry.name, BROKEN_LINK))
+            continue
         if not is_image_file(entry):
             rejects.append(Reject(entry.name, "not an image file"))
             continue
@@ -38,6 +46,12 @@ def read_jaffe(root: Path) -> ReadResult:
             landmarks_path=landmarks_file(root, Path(entry.name)),
         ))
     return ReadResult(records, rejects)
+
+
+def subfolder_rejects(folder: Path, root: Path) -> list[Reject]:
+    """JAFFE is one flat folder: every file of another folder is a reject (never skipped)."""
+    files, rejects = list_files(folder, root)
+    return rejects + [Reject(rel(f, root), SUBFOLDER) for f in files]
 
 
 def parse_name(file_name: str) -> tuple[str, str, str] | str:

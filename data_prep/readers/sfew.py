@@ -13,7 +13,8 @@ from pathlib import Path
 from data_prep import labels
 from data_prep.errors import DatasetRootError, RejectError
 from data_prep.readers.base import (
-    LANDMARKS_DIR, ReadResult, Record, Reject, is_image_file, landmarks_file, register_reader, rel,
+    BROKEN_LINK, LANDMARKS_DIR, ReadResult, Record, Reject, is_broken_link, is_image_file, landmarks_file,
+    list_files, register_reader, rel,
 )
 from data_prep.readers.folder import compile_subject_regex, subject_and_group
 
@@ -34,7 +35,9 @@ def read_sfew(root: Path, subject_regex: str | None = None) -> ReadResult:
         if entry.is_dir() and entry.name == LANDMARKS_DIR:
             continue
         split = SPLITS.get(entry.name.lower()) if entry.is_dir() else None
-        if split is None:
+        if split is None and is_broken_link(entry):
+            rejects.append(Reject(rel(entry, root), BROKEN_LINK))
+        elif split is None:
             rejects.append(Reject(rel(entry, root), "not part of the SFEW layout (only Train/, Val/ "
                                                     f"and Test/ are read, and {LANDMARKS_DIR}/)"))
         else:
@@ -43,7 +46,9 @@ def read_sfew(root: Path, subject_regex: str | None = None) -> ReadResult:
         raise DatasetRootError(f"no Train/ or Val/ folder in {root}: the SFEW layout is "
                                f"Train/<Class>/*.png and Val/<Class>/*.png")
     for split_dir, split in split_dirs:
-        for path in sorted(p for p in split_dir.rglob("*") if p.is_file()):
+        files, unusable = list_files(split_dir, root)
+        rejects += unusable
+        for path in files:
             rel_path = rel(path, root)
             try:
                 label = label_of(path, split_dir, split)

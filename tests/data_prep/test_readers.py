@@ -35,13 +35,14 @@ def test_jaffe_bad_names_and_non_images_are_rejects_with_reasons(tmp_path, write
     write_image(tmp_path / "KA.XX1.40.tiff")           # unknown expression code
     write_image(tmp_path / "portrait.jpg")             # no structure at all
     (tmp_path / "README.txt").write_text("JAFFE")
-    write_image(tmp_path / "extra" / "KM.SU1.5.tiff")  # sub-folders are not part of the layout
+    write_image(tmp_path / "extra" / "KM.SU1.5.tiff")  # sub-folders are not part of the layout: a reject
 
     result = read_dataset("jaffe", tmp_path)
 
     assert [r.rel_path for r in result.records] == ["KA.AN1.39.tiff"]
     reasons = {r.source_path: r.reason for r in result.rejects}
-    assert set(reasons) == {"KA.AN.39.tiff", "KA.XX1.40.tiff", "portrait.jpg", "README.txt"}
+    assert set(reasons) == {"KA.AN.39.tiff", "KA.XX1.40.tiff", "portrait.jpg", "README.txt", "extra/KM.SU1.5.tiff"}
+    assert reasons["extra/KM.SU1.5.tiff"].startswith("inside a subfolder")
     assert "does not follow" in reasons["KA.AN.39.tiff"]
     assert "unknown expression code 'XX'" in reasons["KA.XX1.40.tiff"]
     assert "does not follow" in reasons["portrait.jpg"]

@@ -1,0 +1,170 @@
+"""Hostile inputs: broken links, unreadable folders, stray subfolders, damaged prepared data.
+
+Each becomes a rejects.csv row or a one-line error naming the path, never a traceback or a
+silently skipped file. Tests run as root here, and root reads anything whatever its mode, so an
+unreadable folder is simulated: its mode is cleared (which is what makes it unreadable for
+anyone else) AND listing it through os.scandir / os.listdir raises PermissionError.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from data_prep.cli import main
+from data_prep.errors import DatasetRootError, PreparedDataError
+from data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
+from data_prep.prep_store import read_rejects_csv
+from data_prep.prepared import load_prepared
+from data_prep.readers import read_dataset
+from data_prep.readers.base import BROKEN_LINK
+from data_prep.synth import synthesize
+
+GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset", crop_size=32)
+
+
+@pytest.fixture
+def make_unreadable(monkeypatch):
+    """make_unreadable(folder): listing it fails with PermissionError, for root too."""
+    blocked: set[str] = set()
+    real_scandir, real_listdir = os.scandir, os.listdir
+
+    def check(path) -> None:
+        if os.path.realpath(os.fspath(path)) in blocked:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    def scandir(path="."):
+        check(path)
+        return real_scandir(path)
+
+    def listdir(path="."):
+        check(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "listdir", listdir)
+    chmodded: list[Path] = []
+
+    def make(folder: Path) -> Path:
+        blocked.add(os.path.realpath(folder))
+        folder.chmod(0)
+        chmodded.append(folder)
+        return folder
+
+    yield make
+    for folder in chmodded:
+        folder.chmod(0o755)
+
+
+def _reasons(read) -> dict[str, str]:
+    return {r.source_path: r.reason for r in read.rejects}
+
+
+@pytest.fixture
+def jaffe(tmp_path) -> Path:
+    return Path(synthesize("jaffe", tmp_path / "jaffe", subjects=1, per_class=1, size=48).out_dir)
+
+
+def test_symlink_loop_and_dangling_link_are_rejects_not_a_failed_run(jaffe, tmp_path, ray_local):
+    (jaffe / "a.tiff").symlink_to("a.tiff")                     # ln -s a.tiff a.tiff
+    (jaffe / "KA.AN9.9.tiff").symlink_to("gone.tiff")           # dangling
+    info = prepare_datasets([PrepRequest("links", "jaffe", str(jaffe), GROUND_TRUTH)], tmp_path / "out",
+                            progress=False)["links"]
+    assert (info.n_ok, info.n_rejected) == (7, 2)
+    rejects = {r.source_path: r.reason for r in read_rejects_csv(Path(info.path) / "rejects.csv")}
+    assert rejects == {"a.tiff": BROKEN_LINK, "KA.AN9.9.tiff": BROKEN_LINK}
+
+
+def test_broken_links_inside_class_folders_are_rejects(tmp_path):
+    root = tmp_path / "folder"
+    (root / "anger").mkdir(parents=True)
+    (root / "anger" / "loop.png").symlink_to("loop.png")
+    (root / "anger" / "gone.png").symlink_to("nowhere.png")
+    (root / "happy.png").symlink_to("nowhere.png")
+    read = read_dataset("folder", root)
+    assert _reasons(read) == {"anger/gone.png": BROKEN_LINK, "anger/loop.png": BROKEN_LINK,
+                              "happy.png": BROKEN_LINK}
+
+
+def test_a_jaffe_image_in_a_subfolder_is_a_reject(jaffe):
+    (jaffe / "extra").mkdir()
+    shutil.copy(jaffe / "KA.AN1.1.tiff", jaffe / "extra" / "KA.AN1.1.tiff")
+    read = read_dataset("jaffe", jaffe)
+    assert len(read.records) == 7
+    assert _reasons(read) == {"extra/KA.AN1.1.tiff": "inside a subfolder (JAFFE is one flat folder; "
+                                                     "only landmarks/ is read)"}
+
+
+def test_an_unreadable_class_folder_is_a_reject_in_the_folder_layout(tmp_path, write_image, make_unreadable):
+    root = tmp_path / "folder"
+    write_image(root / "happy" / "a.png")
+    write_image(root / "anger" / "b.png")
+    make_unreadable(root / "anger")
+    read = read_dataset("folder", root)
+    assert [r.rel_path for r in read.records] == ["happy/a.png"]
+    assert _reasons(read) == {"anger": "unreadable folder, its files cannot be listed "
+                                       "(PermissionError: Permission denied)"}
+
+
+def test_an_unreadable_class_folder_is_a_reject_in_the_sfew_layout(tmp_path, make_unreadable):
+    root = Path(synthesize("sfew", tmp_path / "sfew", subjects=2, per_class=1, size=48,
+                           classes=("anger", "happiness")).out_dir)
+    unreadable = next(p for p in sorted((root / "Train").iterdir()) if p.is_dir())
+    n_inside = len(list(unreadable.iterdir()))
+    before = len(read_dataset("sfew", root).records)
+    make_unreadable(unreadable)
+    read = read_dataset("sfew", root)
+    assert len(read.records) == before - n_inside
+    assert _reasons(read)[f"Train/{unreadable.name}"].startswith("unreadable folder")
+
+
+def test_an_unreadable_sequence_folder_is_a_reject_in_the_ckplus_layout(tmp_path, make_unreadable):
+    root = Path(synthesize("ckplus", tmp_path / "ck", subjects=1, per_class=1, size=48,
+                           classes=("anger", "happiness")).out_dir)
+    sequence = root / "cohn-kanade-images" / "S005" / "001"
+    make_unreadable(sequence)
+    read = read_dataset("ckplus", root)
+    assert {r.group for r in read.records} == {"S005/002"}
+    assert _reasons(read)["cohn-kanade-images/S005/001"].startswith("unreadable folder")
+
+
+def test_an_unreadable_root_is_one_line_naming_it(jaffe, tmp_path, capsys, make_unreadable):
+    make_unreadable(jaffe)
+    with pytest.raises(DatasetRootError, match=f"cannot read data set root {jaffe}: PermissionError"):
+        read_dataset("jaffe", jaffe)
+    rc = main(["prep", "--dataset", "jaffe", "--root", str(jaffe), "--out", str(tmp_path / "out"),
+               "--detector", "none", "--annotator", "dataset", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith(f"partfer prep: error: cannot read data set root {jaffe}")
+
+
+@pytest.fixture
+def prepared(jaffe, tmp_path, ray_local) -> Path:
+    return Path(prepare_datasets([PrepRequest("ok", "jaffe", str(jaffe), GROUND_TRUTH)], tmp_path / "out",
+                                 progress=False)["ok"].path)
+
+
+def test_a_truncated_parquet_file_is_one_error_naming_it(prepared):
+    part = next((prepared / "data").glob("*.parquet"))
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    with pytest.raises(PreparedDataError, match=f"cannot read {part}: .*truncated") as err:
+        load_prepared(prepared)
+    assert "\n" not in str(err.value)
+
+
+def test_a_manifest_whose_classes_disagree_with_the_data_is_refused(prepared):
+    manifest_path = prepared / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["classes"] = [c for c in manifest["classes"] if c != "fear"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(PreparedDataError, match=r"lists classes \[.*\] but data/ holds labels \{.*'fear': 1"):
+        load_prepared(prepared)
+    manifest["classes"] = sorted(manifest["classes"] + ["contempt", "fear"])   # a class with no rows
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(PreparedDataError, match="'contempt'"):
+        load_prepared(prepared)
