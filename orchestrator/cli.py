@@ -44,6 +44,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shared-storage", action="store_true",
                    help="--out is a path every node of the cluster sees (NFS); required for a local path on several nodes")
     p.add_argument("--no-report", action="store_true", help="train only; build the report later")
+    p.add_argument("--dry-run", action="store_true",
+                   help="prepare the data, print the plan (packs, models, epochs, image-steps, projected "
+                        "time from a rate measured in this store) and train nothing")
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
@@ -69,8 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.runner import RunRequest, parse_assignments, run
     cfg = load_config(args.config, overrides_from(args))
     req = RunRequest(config=cfg, datasets=parse_assignments(args.datasets, "--datasets"),
-                     prepared=parse_assignments(args.prepared, "--prepared"))
+                     prepared=parse_assignments(args.prepared, "--prepared"), dry_run=args.dry_run)
     run_dir = run(req)
+    if run_dir is None:
+        return 0
     report = None
     if not args.no_report:
         from results.report import build_report

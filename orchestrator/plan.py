@@ -18,7 +18,7 @@ from orchestrator.augment import AugmentSettings
 from models.stages import FROZEN_BN_STAGES
 from orchestrator.config import KERNEL_SWITCHES, TRANSFER_STAGES, compile_mode_of, epochs_for, selections_of
 from orchestrator.cross_eval import CrossEvalJob
-from orchestrator.folds import make_split, fold_ids
+from orchestrator.folds import FoldSplit, fold_ids, make_split
 from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
 from orchestrator.store import (basename, is_done, is_uri, join, model_dir, relative, scan_done,
                                 stable_hash)
@@ -150,7 +150,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                     settings = stage_settings(cfg, name, stage, selection)
                     jobs = []
                     for u in chunk:
-                        split = splits[u.fold]
+                        split = _with_targets(splits[u.fold], data) if stage == "landmark" else splits[u.fold]
                         key_inputs = {
                             "prepared": prep_hash, "dataset": name, "network": u.network,
                             "member": u.member, "fold": u.fold, "region": u.region,
@@ -203,6 +203,14 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     run_plan = RunPlan(run_id=run_id, storage=storage, settings={}, datasets=infos, models=records)
     return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done, cross_evals=cross,
                 finished_state_dirs=stale_states)
+
+
+def _with_targets(split: FoldSplit, data: PreparedData) -> FoldSplit:
+    """The landmark stage's rows: those with real landmarks (an image whose annotation failed is
+    still classified, trained on and tested, but is no landmark target)."""
+    def keep(rows):
+        return rows[data.landmarks_ok[rows]]
+    return FoldSplit(split.fold, keep(split.train), keep(split.val), keep(split.test))
 
 
 def _test_rows(data: PreparedData, protocol: str, n_folds: int | None, folds: list[int]) -> int:

@@ -29,6 +29,7 @@ class RunRequest:
     storage: str | None = None
     executor: str | None = None
     device: str | None = None
+    dry_run: bool = False        # print the plan (work, image-steps, projected time) and train nothing
 
 
 def busy_seconds(intervals: list[tuple[float, float]]) -> float:
@@ -180,6 +181,10 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
                if epochs_for(cfg, name, stage) < int(paper["datasets"][name]["epochs"][stage])]
         if cut:
             reasons.append(f"{name} epochs below the paper's (ours/paper): {', '.join(cut)}")
+    ours, theirs = cfg["train"].get("steps_per_epoch"), paper["train"]["steps_per_epoch"]
+    if ours != theirs and (ours is None or theirs is None or int(ours) < int(theirs)):
+        what = "one pass over the training rows" if ours is None else str(ours)
+        reasons.append(f"steps per epoch: {what} instead of {theirs}")
     return reasons
 
 
@@ -208,9 +213,10 @@ def versions() -> dict:
     return out
 
 
-def run(req: RunRequest, log=None) -> str:
+def run(req: RunRequest, log=None) -> str | None:
     """Execute a run; returns its directory (`<storage>/runs/<run_id>`; for a store at a URI, this
-    node's copy of it, already published to `<URI>/runs/<run_id>`)."""
+    node's copy of it, already published to `<URI>/runs/<run_id>`). A dry run prepares the data
+    (reused when done), prints the plan and returns None."""
     cfg = req.config
     storage = req.storage or cfg["storage"]
     executor = req.executor or cfg["executor"]
@@ -252,6 +258,12 @@ def run(req: RunRequest, log=None) -> str:
                 "precision": precision_for(cfg, device)}
     run_id = f"{cfg.get('name', 'run')}-{stable_hash(identity, 10)}"
     plan = build_plan(cfg, prepared, storage, device, run_id, pack_size)
+    if req.dry_run:
+        from orchestrator.plan_summary import measured_rate, summary_lines
+        rate = measured_rate(str(work), device, int(cfg["image_size"]))
+        for line in summary_lines(plan.chains, plan.n_model_stages, plan.n_done, cfg["train"]["selection"], rate):
+            print(line, flush=True)
+        return None
     for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
         remove_dir(state_dir)
     run_dir = work / "runs" / run_id
@@ -265,6 +277,9 @@ def run(req: RunRequest, log=None) -> str:
         "epochs_scale": float(cfg["epochs_scale"]), "seed": int(cfg["seed"]), "device": device,
         "executor": executor, "precision": precision_for(cfg, device), "pack_size": pack_size,
         "networks": list(cfg["networks"]), "parts": list(cfg["parts"]), "members": int(cfg["members"]),
+        "selection": cfg["train"]["selection"], "twin_selection": cfg["train"].get("twin_selection"),
+        "steps_per_epoch": cfg["train"].get("steps_per_epoch"), "patience": cfg["train"].get("patience"),
+        "transfer_bn": cfg["train"].get("transfer_bn", "frozen"),
         "epochs": {name: {s: epochs_for(cfg, name, s) for s in ("baseline", "landmark", "head", "finetune")}
                    for name in prepared},
         "prep": {n: prep_config(cfg, n, n in synthetic) for n in prepared},

@@ -65,7 +65,8 @@ def _load(path: str, image_size: int, device: str, classes: list[str] | None) ->
     data = DeviceData(
         prepared=prepared,
         images=resize_uint8(prepared.images, image_size).to(device),
-        landmarks=torch.from_numpy(np.ascontiguousarray(prepared.landmarks, dtype=np.float32)).to(device),
+        # rows without landmarks (NaN; never landmark targets, see plan) as zeros: no NaN can reach a sum
+        landmarks=torch.from_numpy(np.nan_to_num(np.ascontiguousarray(prepared.landmarks, dtype=np.float32))).to(device),
         labels=labels.to(device),
         classes=classes,
     )

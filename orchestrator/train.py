@@ -437,11 +437,12 @@ def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: l
             pts = test_eval["points"][i][test_eval["mask"][i]][:, :n_out].numpy().astype(np.float32)
             flat_idx = [2 * p + c for p in region_indices(m.region) for c in (0, 1)]
             truth = prepared.landmarks.reshape(len(prepared.sample_ids), -1)[rows][:, flat_idx]
+            known = np.asarray(prepared.landmarks_ok)[rows]          # the study compares real points only
             pq.write_table(pa.table({
-                "sample_id": [prepared.sample_ids[r] for r in rows],
-                "region": [m.region] * len(rows),
-                "pred": pa.array(list(pts), pa.list_(pa.float32())),
-                "truth": pa.array(list(truth.astype(np.float32)), pa.list_(pa.float32())),
+                "sample_id": [prepared.sample_ids[r] for r, k in zip(rows, known) if k],
+                "region": [m.region] * int(known.sum()),
+                "pred": pa.array(list(pts[known]), pa.list_(pa.float32())),
+                "truth": pa.array(list(truth[known].astype(np.float32)), pa.list_(pa.float32())),
             }), build / "landmarks.parquet")
         buf = io.StringIO()
         fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "stopped"]

@@ -8,6 +8,7 @@ each with the reason; neither is ever silently left out of a number.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +55,12 @@ class MissingModel:
 @dataclass
 class RunResults:
     run_dir: Path
-    plan: RunPlan
+    plan: RunPlan                 # its models: those of `selection` only
     storage_root: Path
     predictions: pd.DataFrame
     missing: list[MissingModel] = field(default_factory=list)         # own predictions
     missing_cross: list[MissingModel] = field(default_factory=list)   # extra_predictions files
+    selection: str = ""           # train.selection of the models read (see selections_in)
 
     def model_dir(self, record: ModelRecord) -> Path:
         return resolve_model_dir(self.storage_root, record)
@@ -180,10 +182,27 @@ def _repeated_sample(frames: list[pd.DataFrame]) -> str | None:
     return None if repeated.empty else "{}/{}".format(*repeated.iloc[0])
 
 
-def load_run(run_dir: Path | str) -> RunResults:
-    """Every model of the plan with its predictions; unusable files go to `missing*` with reasons."""
+def selections_in(plan: RunPlan) -> list[str]:
+    """The selections a run's models were trained under, its main one (train.selection) first
+    and its no-peeking twin after it."""
+    found = list(dict.fromkeys(r.selection for r in plan.models))
+    main = plan.settings.get("selection")
+    return sorted(found, key=lambda s: s != main)
+
+
+def load_run(run_dir: Path | str, selection: str | None = None) -> RunResults:
+    """Every model of the plan trained under `selection` (default: the run's main one) with its
+    predictions; unusable files go to `missing*` with reasons. A run with a no-peeking twin holds
+    every model twice, once per selection: each is read, and scored, on its own."""
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
+    available = selections_in(plan)
+    if selection is None:
+        selection = available[0] if available else ""
+    elif selection not in available:
+        raise PlanError(f"{run_dir / PLAN_FILE}: no models trained under selection {selection!r} "
+                        f"(this run has {', '.join(available) or 'none'})")
+    plan = dataclasses.replace(plan, models=[r for r in plan.models if r.selection == selection])
     root = storage_root(run_dir, plan)
     frames: list[pd.DataFrame] = []
     missing: list[MissingModel] = []
@@ -223,4 +242,4 @@ def load_run(run_dir: Path | str) -> RunResults:
     predictions["fold"] = predictions["fold"].astype("int64")
     predictions["sample_fold"] = predictions["sample_fold"].astype("int64")
     return RunResults(run_dir=run_dir, plan=plan, storage_root=root, predictions=predictions,
-                      missing=missing, missing_cross=missing_cross)
+                      missing=missing, missing_cross=missing_cross, selection=selection)

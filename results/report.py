@@ -24,7 +24,8 @@ from results.html import write_html
 from results.landmark_figure import write_landmark_figures
 from results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
                                write_landmark_tables)
-from results.load import load_run
+from results.load import load_run, read_plan, selections_in
+from results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
 from results.markdown import bullets, markdown_table
 from results.paper import display_name
 from results.tables import (TABLES_DIR, comparison_markdown, members_markdown, pair_labels,
@@ -65,6 +66,9 @@ def _banners(ev: RunEvaluation) -> list[str]:
         lines.append(f"> **INCOMPLETE RUN**: {len(missing)} of {len(plan.models)} planned models "
                      "have no usable predictions (see Completeness); every number is computed "
                      "from the rest and says which folds it lacks.")
+    counts = denominator_mismatches(ev)
+    if counts:
+        lines.append("> **TEST SETS DIFFER FROM THE PAPER'S**: " + "; ".join(counts) + ".")
     reasons = shrink_reasons(plan)
     if reasons:
         lines.append("> **SHRUNK RUN: the numbers below are NOT comparable with the paper's.** "
@@ -194,6 +198,7 @@ def _table1_section(ev: RunEvaluation) -> list[str]:
         out.append(warning + "\n")
     out.append("Mean of the per-fold accuracies (the paper's number); ensembles sum the members' "
                "softmax vectors (Eq. 4).\n")
+    out.append(selection_sentence(ev.results.selection) + "\n")
     for train, test in ev.self_pairs:
         out.append(f"### {pair_title(train, test)}\n")
         out.append(comparison_markdown(ev, train, test))
@@ -204,6 +209,13 @@ def _table1_section(ev: RunEvaluation) -> list[str]:
             out.append("Baseline and FTL members alone (%, mean over folds):\n")
             out.append(members)
     return out
+
+
+def _selection_section(ev: RunEvaluation, twin: RunEvaluation | None) -> list[str]:
+    if twin is None:
+        return []
+    return [f"## The authors' selection beside a no-peeking one\n", selection_markdown(ev, twin),
+            f"Files: {_links(['table1_selection.csv'], TABLES_DIR)}.\n"]
 
 
 def _table3_section(ev: RunEvaluation) -> list[str]:
@@ -294,7 +306,7 @@ def _figures_section(figures: dict) -> list[str]:
 
 def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
              histories: Histories, study: LandmarkStudy, landmark_notes: list[str],
-             gradcam_notes: list[str], complexity: ComplexityInput) -> str:
+             gradcam_notes: list[str], complexity: ComplexityInput, twin: RunEvaluation | None = None) -> str:
     plan = ev.plan
     run_dir = ev.results.run_dir
     out = [f"# partfer run `{plan.run_id}`\n"]
@@ -316,6 +328,7 @@ def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
     out.append("## Completeness\n")
     out.append(_completeness_section(ev, histories))
     out += _table1_section(ev)
+    out += _selection_section(ev, twin)
     out.append("## Table II: EL against the benchmarks the paper cites\n")
     out.append(table2_markdown(ev, complexity))
     out += _table3_section(ev)
@@ -335,6 +348,10 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
     """
     results = load_run(run_dir)
     ev = evaluate_run(results)
+    twin = None
+    others = [s for s in selections_in(read_plan(Path(run_dir))) if s != results.selection]
+    if others:
+        twin = evaluate_run(load_run(run_dir, others[0]))
     histories = load_histories(results)
     complexity = load_complexity(results.run_dir)
     study = load_landmark_study(results)
@@ -347,8 +364,12 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
         results.run_dir, [train for train, _ in ev.self_pairs])
     figures.update(landmark_figures)
     figures.update(gradcam_figures)
+    if twin is not None:
+        tables["table1_selection.csv"] = atomic.write_text(
+            results.run_dir / TABLES_DIR / "table1_selection.csv",
+            selection_frame(ev, twin).to_csv(index=False, float_format="%.2f", lineterminator="\n"))
     text = _compose(ev, tables, confusions, figures, histories, study, landmark_notes,
-                    gradcam_notes, complexity)
+                    gradcam_notes, complexity, twin)
     path = atomic.write_text(results.run_dir / REPORT_FILE, text)
     write_html(text, f"partfer run {ev.plan.run_id}", results.run_dir, embed=embed_images)
     return path

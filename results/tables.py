@@ -16,8 +16,9 @@ from results.comparability import warning_line
 from results.complexity import ComplexityInput, write_complexity
 from results.evaluate import RunEvaluation, SystemScore
 from results.markdown import markdown_table, pct  # noqa: F401  (pct: also imported from here)
-from results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, display_name,
+from results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, TEST_IMAGES, display_name,
                            split_name)
+from results.selection import denominator_line, scored_images, selection_sentence
 
 TABLES_DIR = "tables"
 
@@ -36,10 +37,12 @@ def _round_pct(value: float | None) -> float:
 
 
 def table1_frame(ev: RunEvaluation) -> pd.DataFrame:
-    """One row per trained data set tested on itself; columns dataset + Table I columns."""
+    """One row per trained data set tested on itself: the Table I columns, the selection the
+    models were kept by, and the test images scored beside the paper's count."""
     rows = [[train] + [_round_pct(v) for v in _accuracy_cells(ev, train, test)]
+            + [ev.results.selection, scored_images(ev, train, test), TEST_IMAGES.get((train, test))]
             for train, test in ev.self_pairs]
-    return pd.DataFrame(rows, columns=["dataset", *COLUMNS])
+    return pd.DataFrame(rows, columns=["dataset", *COLUMNS, "selection", "test_images", "paper_test_images"])
 
 
 def table3_pairs(ev: RunEvaluation) -> list[tuple[str, str]]:
@@ -113,7 +116,7 @@ def comparison_markdown(ev: RunEvaluation, train: str, test: str) -> str:
         rows.append(["paper"] + [f"{paper[c]:.2f}" for c in COLUMNS])
         rows.append(["difference"] + [
             "" if v is None else f"{100 * v - paper[c]:+.2f}" for v, c in zip(ours, COLUMNS)])
-    text = markdown_table(["", *COLUMNS], rows)
+    text = markdown_table(["", *COLUMNS], rows) + "\n" + denominator_line(ev, train, test) + "\n"
     notes = pair_notes(ev, train, test)
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -293,6 +296,7 @@ def _table1_markdown(ev: RunEvaluation) -> str:
                  "performance across the ten models\"); the pooled accuracy over all test "
                  "samples is in the per-fold tables. Ensembles sum the 5 members' softmax "
                  "vectors (Eq. 4).\n")
+    parts.append(selection_sentence(ev.results.selection) + "\n")
     for train, test in ev.self_pairs:
         parts.append(f"## {pair_title(train, test)}\n")
         if warning:

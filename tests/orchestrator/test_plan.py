@@ -113,3 +113,25 @@ def test_recipe_knobs_reach_the_stage_settings(tiny_prepared, tmp_path):
     assert not stages["landmark"].frozen_bn and not stages["baseline"].frozen_bn
     trainable = _plan(tiny_prepared, tmp_path / "t", **{"train.transfer_bn": "trainable"}).chains
     assert not any(p.stage.frozen_bn for chain in trainable for p in chain)
+
+
+def test_an_image_without_landmarks_is_no_landmark_target_but_is_still_classified(tiny_prepared, tmp_path):
+    import dataclasses
+
+    import numpy as np
+    data = load_prepared(tiny_prepared)
+    ok = np.ones(len(data.sample_ids), dtype=bool)
+    ok[::5] = False                                    # as if the annotator had failed on these
+    data = dataclasses.replace(data, landmarks_ok=ok)
+    cfg = load_config("demo", {"train.twin_selection": None})
+    plan = build_plan(cfg, {"jaffe": data}, str(tmp_path), "cpu", "r1", pack_size=7)
+    failed = set(np.flatnonzero(~ok).tolist())
+    seen_in = {"landmark": set(), "classify": set()}
+    for chain in plan.chains:
+        for pack in chain:
+            for job in pack.models:
+                rows = set(job.train) | set(job.val) | set(job.test)
+                kind = "landmark" if pack.stage.stage == "landmark" else "classify"
+                seen_in[kind] |= rows & failed
+    assert seen_in["landmark"] == set()
+    assert seen_in["classify"] == failed

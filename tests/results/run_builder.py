@@ -182,7 +182,9 @@ def write_prepared(root: Path, dataset: str) -> Path:
                       for i in range(len(samples))],
         "face_box": [[0.0, 0.0, 1.0, 1.0]] * len(samples),
         "detector": ["none"] * len(samples), "detector_score": [1.0] * len(samples),
-        "annotator": ["synthetic"] * len(samples)}, schema=SCHEMA)
+        "annotator": ["synthetic"] * len(samples), "landmarks_ok": [True] * len(samples),
+        "landmarks_error": [None] * len(samples), "face_fallback": [False] * len(samples),
+        "face_source": ["none"] * len(samples)}, schema=SCHEMA)
     pq.write_table(table, folder / "data" / "part-0.parquet")
     (folder / "manifest.json").write_text(json.dumps({"name": dataset,
                                                       "classes": _classes(dataset)}))
