@@ -72,8 +72,8 @@ def drop_echoes(faces: list[Detection], width: int, height: int) -> list[Detecti
     """Without the res10 model's echoes of a large face.
 
     When a face fills much of the image, the model also reports it a second time, shifted right
-    and down by a third of the image (one cell of its 3x3 prior layer) and protruding past the
-    border, often with a HIGHER score than the true box (also seen in opencv/opencv#14841). Taking
+    and down by about a third of the image (the step of its 3x3 prior layer) and protruding past
+    the border, often with a HIGHER score than the true box (also seen in opencv/opencv#14841). Taking
     that echo cropped the lower right of the face and put the landmarks far outside the crop. A
     protruding box is dropped when it overlaps a box that lies inside the image; a face truly cut
     by the border has no such partner and is kept.
