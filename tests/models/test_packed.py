@@ -379,6 +379,39 @@ def test_head_stage_freezes_extractor_and_bn_statistics():
         packed.set_stage_mode("landmark")
 
 
+def test_finetune_with_frozen_bn_trains_but_keeps_bn_statistics():
+    """The authors' transfer stages call the extractor with training=False: BN normalises with
+    the statistics it came with, never updates them, while every weight (BN's scale and shift
+    included) trains."""
+    packed = PackedNetwork(2, N_CLASSES, None, seeds=[1, 2])
+    x, labels, _ = batch(2, 3, torch.float32)
+    packed.train()
+    packed.classify(x)                          # statistics of their own, as a landmark stage leaves them
+    stats = {k: v.clone() for k, v in packed.extractor.state_dict().items() if "running" in k}
+    packed.set_stage_mode("finetune", frozen_bn=True)
+    bns = [m for m in packed.extractor.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(bn.training for bn in bns) and packed.classifier.training
+    train_out = packed.classify(x)
+    packed.eval()
+    with torch.no_grad():
+        eval_out = packed.classify(x)
+    torch.testing.assert_close(train_out, eval_out, rtol=0, atol=0)
+    packed.set_stage_mode("finetune", frozen_bn=True)
+    params = packed.trainable_parameters("finetune")
+    weights = {k: v.clone() for k, v in packed.extractor.state_dict().items() if "running" not in k}
+    opt = torch.optim.Adam(params, lr=1e-2)
+    packed_cross_entropy(packed.classify(x), labels).sum().backward()
+    opt.step()
+    for k, v in packed.extractor.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k]), k
+    moved = [k for k, v in packed.extractor.state_dict().items() if "running" not in k
+             and "num_batches" not in k and not torch.equal(v, weights[k])]
+    assert any(k.endswith("conv1.weight") for k in moved) and any(k.endswith("bn1.weight") for k in moved)
+    with pytest.raises(ValueError, match="frozen BN statistics apply"):
+        packed.set_stage_mode("baseline", frozen_bn=True)
+
+
 def test_return_maps_shapes():
     packed = PackedNetwork(2, N_CLASSES, [18, 40], seeds=[1, 2])
     x, _, _ = batch(2, 3, torch.float32)
