@@ -2,7 +2,7 @@
 
 The predictor is sensitive to its input box: an SSD box makes it shift the points, so it is given
 a HOG box re-detected inside the crop (the box type it was trained with), or the whole crop when
-HOG finds nothing.
+HOG finds nothing. A detector-miss (fallback) crop gets landmarks only when HOG finds a face in it.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import dlib
 import numpy as np
 
 from data_prep.annotators.base import register_annotator
+from data_prep.errors import RejectError
 from data_prep.face_crop import FaceCrop
 from data_prep.model_files import dlib_68_file
 from data_prep.readers.base import Record
@@ -38,6 +39,9 @@ class DlibERT:
 
     def annotate(self, face: FaceCrop, record: Record) -> np.ndarray:
         crop = np.ascontiguousarray(face.crop)
+        if face.fallback and not len(self.hog.run(crop, 0, 0.0)[0]):
+            # The whole-crop box assumes the crop is a face; a fallback crop is only a guess.
+            raise RejectError("no face in the no-face fallback crop (HOG found none): dlib not run")
         box = self.face_box(crop)
         shape = self.predictor(crop, box)
         return np.array([[part.x, part.y] for part in shape.parts()], dtype=np.float64)

@@ -55,6 +55,8 @@ class FAN:
                                    compile=False)
 
     def annotate(self, face: FaceCrop, record: Record) -> np.ndarray:
+        if face.fallback:      # FAN fits points inside the box it is given, face or not
+            raise RejectError("no face box for FAN: the crop is the no-face fallback")
         box = np.array(face.box, dtype=np.float32)
         found = self.model.get_landmarks_from_image(face.source, detected_faces=[box])
         if not found:

@@ -46,6 +46,7 @@ def test_a_faceless_image_is_kept_with_the_fallback_flag(faces_and_grey, tmp_pat
     data = load_prepared(info.path)
     grey = data.sample_ids.index(GREY)
     assert data.face_fallback[grey] and data.face_fallback.sum() == 1
+    assert not data.landmarks_ok[grey] and np.isnan(data.landmarks[grey]).all()
     table = pq.read_table(next((Path(info.path) / "data").glob("*.parquet"))).to_pylist()
     row = next(r for r in table if r["sample_id"] == GREY)
     assert (row["face_source"], row["detector"], row["detector_score"]) == (FALLBACK_SOURCE, "ssd", 0.0)
@@ -53,6 +54,7 @@ def test_a_faceless_image_is_kept_with_the_fallback_flag(faces_and_grey, tmp_pat
     manifest = _manifest(info.path)
     assert manifest["face_fallback"] == {"method": FALLBACK_SOURCE, "rows": 1, "by_split": {"all": 1}}
     assert manifest["settings"]["no_face"] == "center_square"
+    assert manifest["no_landmarks"]["by_reason"] == {"no face in the no-face fallback crop": 1}
 
 
 def test_no_face_reject_keeps_the_old_behaviour_in_another_folder(faces_and_grey, tmp_path, ray_local):

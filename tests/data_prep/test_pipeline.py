@@ -185,7 +185,7 @@ def test_paper_chain_ssd_and_dlib_runs_in_ray_actors(tmp_path, astronaut_png, wr
     assert (info.n_ok, info.n_rejected) == (2, 0)          # the faceless wall gets the fallback crop
     data = load_prepared(info.path)
     assert data.sample_ids == ["neutral/astronaut.png", "neutral/wall.png"] and data.images.shape == (2, 160, 160)
-    assert data.face_fallback.tolist() == [False, True]
+    assert data.face_fallback.tolist() == [False, True] and data.landmarks_ok.tolist() == [True, False]
     eyes, mouth = data.landmarks[0, 36:48], data.landmarks[0, 48:68]
     assert eyes[:, 1].max() < mouth[:, 1].min()
     manifest = json.loads((Path(info.path) / "manifest.json").read_text())

@@ -115,6 +115,7 @@ def test_blank_image_gets_the_flagged_centre_square_or_a_reject(tmp_path, ssd, d
     row = prepare_record(_record(path), ssd, dlib68, PAPER)
     assert (row["face_fallback"], row["face_source"], row["detector"]) == (True, FALLBACK_SOURCE, "ssd")
     assert row["face_box"] == [40.0, 0.0, 160.0, 120.0] and row["detector_score"] == 0.0
+    _assert_no_landmarks(row, "no face in the no-face fallback crop")   # dlib's points would be a guess
     crop = np.frombuffer(row["image"], np.uint8).reshape(160, 160)
     expected = cv2.resize(apply_clahe(wide)[:, 40:160], (160, 160), interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(crop, expected)                  # the centred square, resized like any crop
