@@ -7,12 +7,14 @@ inside a run (unknown networks or parts, missing epoch caps).
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from data_prep.ibug68 import PARTS
+from orchestrator.config_schema import ConfigKeyError, check_against
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 STAGES = ("baseline", "landmark", "head", "finetune")
@@ -124,11 +126,24 @@ def compile_mode_of(cfg: dict) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=1)
+def _paper_reference() -> dict:
+    return _read(CONFIG_DIR / "paper.yaml")
+
+
 def validate(cfg: dict) -> None:
+    try:
+        check_against(cfg, copy.deepcopy(_paper_reference()))
+    except ConfigKeyError as err:
+        raise ConfigError(str(err)) from None
     for key in ("networks", "members", "parts", "image_size", "epochs_scale", "train", "model",
                 "prep", "datasets"):
         if key not in cfg:
             raise ConfigError(f"config is missing `{key}`")
+    if not cfg["networks"]:
+        raise ConfigError(f"networks is empty: name at least one of {list(NETWORKS)}")
+    if "el" in cfg["networks"] and not cfg["parts"]:
+        raise ConfigError("parts is empty: EL needs at least one part")
     bad = [n for n in cfg["networks"] if n not in NETWORKS]
     if bad:
         raise ConfigError(f"unknown network(s) {bad}; choose from {list(NETWORKS)}")
