@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare
 
 import torch  # noqa: E402
 
+import atomicio  # noqa: E402
 from models.packed import PackedNetwork, model_view  # noqa: E402
 from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import AugmentSettings  # noqa: E402
@@ -635,9 +636,7 @@ def main(argv=None) -> int:
 
     def save():
         if args.json:
-            tmp = Path(args.json).with_suffix(".tmp")
-            tmp.write_text(json.dumps(out, indent=2))
-            os.replace(tmp, args.json)
+            atomicio.write_text(args.json, json.dumps(out, indent=2))
 
     print(f"device {device} {gpu or ''} torch {torch.__version__} image {args.image_size} "
           f"batch {args.batch}/model", flush=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -29,6 +28,20 @@ def _wait_for(predicate, proc, timeout=600):
             return False
         time.sleep(0.2)
     return False
+
+
+def _pack_workers_of(pid: int) -> list:
+    """The Ray workers running packs among the descendants of process `pid`."""
+    import ray  # noqa: F401  (first: it puts its bundled psutil on sys.path)
+    import psutil
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if " ".join(child.cmdline()).startswith("ray::jaffe-"):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def _digest(path: Path) -> str:
@@ -77,12 +90,13 @@ def test_killed_worker_is_retried_and_the_run_completes(tmp_path):
     proc = _start(*SMALL, "--executor", "ray", "--set", "train.max_retries=2", "--out", str(store),
                   cwd=tmp_path, log=log)
     assert _wait_for(lambda: any(store.glob("packs/*/state.pt")), proc), log.read_text()[-3000:]
-    # the Ray workers running packs show the task name in their process titles; kill them all, so
-    # the one whose pack saved its state is among them
-    victims = subprocess.run(["pgrep", "-f", "ray::jaffe-"], capture_output=True, text=True).stdout.split()
+    # the Ray workers running packs show the task name in their process titles; kill all of THIS
+    # run's (descendants of the driver this test started, whose private Ray spawned them), so the
+    # one whose pack saved its state is among them; another run's workers are never touched
+    victims = _pack_workers_of(proc.pid)
     assert victims, "no pack worker found"
-    for pid in victims:
-        os.kill(int(pid), signal.SIGKILL)
+    for worker in victims:
+        worker.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=1200) == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert "will be retried" in text                       # Ray saw the worker die and retried
