@@ -124,7 +124,8 @@ def _prep_settings(p: dict):
     from data_prep.pipeline import PrepSettings
     return PrepSettings(detector=p["detector"], annotator=p["annotator"], crop_size=int(p["crop_size"]),
                         clahe_clip=float(p["clahe_clip"]), clahe_tile=int(p["clahe_tile"]),
-                        ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]))
+                        ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]),
+                        no_face=str(p.get("no_face", "center_square")))
 
 
 def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = (),
