@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from models.pooling import check_pool
+
 HEAD_ACTIVATIONS = ("none", "relu")
 
 
@@ -23,7 +25,7 @@ class ArchConfig:
     conv_kernel: int = 3
     pool_kernel: int = 3
     pool_stride: int = 2
-    pool_padding: int = 0
+    pool_padding: int | str = 0     # "same" (Keras/TensorFlow, configs/paper.yaml) or an int (PyTorch's)
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01
     head_hidden: int = 128
@@ -38,9 +40,10 @@ class ArchConfig:
         if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
             # 'same' padding (kernel // 2) keeps the map size only for odd kernels.
             raise ArchitectureError(f"conv_kernel must be odd, got {self.conv_kernel}")
-        if self.pool_kernel < 1 or self.pool_stride < 1 or not 0 <= self.pool_padding <= self.pool_kernel // 2:
-            raise ArchitectureError(
-                f"bad pooling (kernel {self.pool_kernel}, stride {self.pool_stride}, padding {self.pool_padding})")
+        try:
+            check_pool(self.pool_kernel, self.pool_stride, self.pool_padding)
+        except ValueError as exc:
+            raise ArchitectureError(str(exc)) from None
         if not self.bn_eps > 0:
             raise ArchitectureError(f"bn_eps must be > 0, got {self.bn_eps}")
         # A fixed momentum (as in Keras) makes BN's num_batches_tracked pure bookkeeping, which is

@@ -10,11 +10,12 @@ FLOPs, literal formulas 7-9 applied to the layers actually executed (read off fo
   pool  = (W / stride) * (H / stride) * Co   (W, H of the pool's INPUT map; no rounding)
 BN (folded into the conv), ReLU and global pooling are not counted, as in the paper.
 
-Why our 0.641 GFLOPs (160x160x3, C = 8) is not the paper's 0.555: with 'same' (padding 1) 3x3
-convs and 3x3/2 unpadded max-pools the maps are 160, 79, 39, 19 wide, and formula 7 gives
-0.6405 G of conv work. No reading of the formulas on the described architecture reproduces 0.555
-exactly; the conventions we tried at 160x160 (scratch computation) give: 'same' convs + 'same'
-pools (160/80/40/20 maps) 0.671; Keras-default 'valid' (unpadded) convs + 'same' pools 0.550
+Why our count (160x160x3, C = 8) is not the paper's 0.555: with 'same' (padding 1) 3x3 convs and
+the authors' Keras 'same' 3x3/2 max-pools (pool_padding "same", configs/paper.yaml) the maps are
+160, 80, 40, 20 wide and the total is 0.671 G; with unpadded pools (pool_padding 0, ArchConfig's
+default) they are 160, 79, 39, 19 and the total 0.641 G. No reading of the formulas on the
+described architecture reproduces 0.555 exactly; the other conventions we tried at 160x160
+(scratch computation) give: Keras-default 'valid' (unpadded) convs + 'same' pools 0.550
 (the closest); 'valid' convs + 'valid' pools 0.512; a 1-channel first conv lowers each by 0.015;
 counting the pool on its output map changes the total by < 0.0002. The paper most likely used
 unpadded convolutions or a slightly different bookkeeping; we report the literal count on the
@@ -32,7 +33,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from models.pooling import MaxPool
+
 BYTES_PER_FLOAT32 = 4
+POOLS = (nn.MaxPool2d, MaxPool)      # the extractor's (any padding) and torch's
 SHARED_BUFFER_SUFFIX = "num_batches_tracked"
 
 
@@ -65,7 +69,7 @@ def _conv_flops(module: nn.Conv2d, x: torch.Tensor) -> float:
     return 2.0 * ci * kh * kw * module.out_channels * x.shape[-1] * x.shape[-2]
 
 
-def _pool_flops(module: nn.MaxPool2d, x: torch.Tensor) -> float:
+def _pool_flops(module: nn.MaxPool2d | MaxPool, x: torch.Tensor) -> float:
     stride = module.stride if isinstance(module.stride, tuple) else (module.stride, module.stride)
     return (x.shape[-1] / stride[1]) * (x.shape[-2] / stride[0]) * x.shape[-3]
 
@@ -85,11 +89,11 @@ def count_flops(net: nn.Module, image_size: int, output: str = "logits") -> Flop
             totals["conv"] += _conv_flops(module, x)
         elif isinstance(module, nn.Linear):
             totals["dense"] += 2.0 * module.in_features * module.out_features
-        elif isinstance(module, nn.MaxPool2d):
+        elif isinstance(module, POOLS):
             totals["pool"] += _pool_flops(module, x)
 
     handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d))]
+               if isinstance(m, (nn.Conv2d, nn.Linear, *POOLS))]
     was_training = net.training
     try:
         net.eval()

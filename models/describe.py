@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from data_prep.ibug68 import ALL_REGIONS
 from models.config import ArchConfig
 from models.counts import BYTES_PER_FLOAT32, count_flops, count_parameters, storage_bytes
-from models.extractor import FeatureExtractor
+from models.extractor import FeatureExtractor, feature_map_sizes
 from models.heads import LandmarkHead
 from models.subnet import SubNetwork
 
@@ -32,12 +32,22 @@ NOTES = [
     "Parameters count BN running mean/variance (Keras 'total params'); they match the paper exactly.",
     "The paper's face landmark head (0.025M) is inconsistent with its own architecture: "
     "128*128+128 + 128*136+136 = 34,056 parameters.",
-    "FLOPs: literal formulas 7-9 on our network with the default settings ('same' 3x3 convs, 3x3/2 unpadded pools: maps "
-    "160/79/39/19) give ~0.641 G per sub-network; no convention we tried reproduces 0.555 exactly "
-    "(closest: unpadded convs + 'same' pools, 0.550). See models/counts.py.",
     "Storage: float32 = 4 bytes per parameter gives 1.32 MB per sub-network; the paper's 6.3 MB equals "
     "the five-model ensemble in MiB (1,647,480 * 4 B = 6.28 MiB), and its 31.5 MB counts the five models twice.",
 ]
+
+
+def flops_note(arch: ArchConfig, image_size: int, gflops: float) -> str:
+    """Why the sub-network's FLOPs differ from the paper's, naming the maps this architecture has
+    (the pooling convention alone moves 0.641 G to 0.671 G at 160 px)."""
+    k, s, p = arch.pool_kernel, arch.pool_stride, arch.pool_padding
+    pools = "Keras 'same'" if p == "same" else ("unpadded" if p == 0 else f"padding-{p}")
+    maps = "/".join(str(h) for h, _ in feature_map_sizes(image_size, image_size, arch)[:-1])
+    return (f"FLOPs: literal formulas 7-9 on our network ('same' {arch.conv_kernel}x{arch.conv_kernel} convs, "
+            f"{k}x{k}/{s} {pools} pools: maps {maps}) give ~{gflops:.3f} G per sub-network at {image_size} px; "
+            "no convention we tried reproduces 0.555 exactly (closest: unpadded convs + 'same' pools, 0.550). "
+            "See models/counts.py.")
+
 
 MB = 1e6
 MIB = 2**20
@@ -78,6 +88,6 @@ def describe(n_classes_list: Sequence[int] = (7, 8), image_size: int = 160, n_me
         "landmark_head_outputs": {region: 2 * (end - start) for region, (start, end) in ALL_REGIONS.items()},
         "by_n_classes": per_classes,
         "paper": PAPER,
-        "notes": NOTES,
+        "notes": NOTES[:2] + [flops_note(arch, image_size, flops.total / 1e9)] + NOTES[2:],
     }
 

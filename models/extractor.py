@@ -37,6 +37,7 @@ from torch import nn
 from models import fused_bn, fused_grey, grouped_conv
 from models.config import ArchConfig, ArchitectureError
 from models.init import conv_fans, constant_, he_uniform_
+from models.pooling import MaxPool, pool_geometry
 
 
 class InputTooSmallError(ValueError):
@@ -57,7 +58,7 @@ class ConvBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
         self.conv2 = nn.Conv2d(m * out_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
         self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
-        self.pool = nn.MaxPool2d(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
+        self.pool = MaxPool(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
         # How a 1-channel input meets a 3-channel first conv: fold | repeat | pad | fused (the conv
         # computed inside the fused BN kernels, models.fused_grey, when those run) | auto (pad for
         # several models on CUDA, fold otherwise). Execution only: every mode computes the same.
@@ -184,11 +185,10 @@ class ConvBlock(nn.Module):
         groups = self.n_models if models is None else len(models)
         return x.is_cuda and groups > 1 and fused_bn.available(x)
 
-    def _pool_args(self) -> tuple[int, int, int]:
+    def _pool_args(self) -> tuple[int, int, int | str]:
+        """The pool as fused_bn.bn_relu takes it: (kernel, stride, padding), padding an int or "same"."""
         p = self.pool
-        if p.dilation not in (1, (1, 1)) or p.ceil_mode:
-            raise ArchitectureError("the fused kernels pool with dilation 1 and floor rounding only")
-        return tuple(v if isinstance(v, int) else v[0] for v in (p.kernel_size, p.stride, p.padding))
+        return p.kernel_size, p.stride, p.padding
 
     def _fused(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
                first: bool, pooled: bool) -> torch.Tensor:
@@ -318,7 +318,7 @@ def feature_map_sizes(height: int, width: int, arch: ArchConfig) -> list[tuple[i
     k, s, p = arch.pool_kernel, arch.pool_stride, arch.pool_padding
     for _ in arch.widths:
         h, w = sizes[-1]
-        sizes.append(((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1))
+        sizes.append((pool_geometry(h, k, s, p)[2], pool_geometry(w, k, s, p)[2]))
     return sizes
 
 
@@ -340,7 +340,7 @@ class FeatureExtractor(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3,
-                 pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int = 0,
+                 pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int | str = 0,
                  bn_eps: float = 1e-3, bn_momentum: float = 0.01, conv_kernel: int = 3,
                  *, n_models: int = 1):
         super().__init__()

@@ -15,10 +15,10 @@ coefficients (and, forward, updates the running statistics), where PyTorch ops t
 per layer and step: a pack's training step dispatched ~880 host-side ops with the fused kernels
 against ~540 with PyTorch's, now ~590 (`bench/train_throughput.py --count-ops`; BENCHMARKS.md).
 
-Same function as conv -> nn.BatchNorm2d (training mode) -> ReLU [-> nn.MaxPool2d], in the order
-the extractor runs them (ReLU after the pool commutes with it): the first maximum in a window wins
-ties, as in PyTorch; statistics and all arithmetic are float32 whatever the activation dtype.
-Activations are channels-last, seen as a (pixels, channels) matrix; the input may also be the two
+Same function as conv -> nn.BatchNorm2d (training mode) -> ReLU [-> max-pool, models.pooling], in
+the order the extractor runs them (ReLU after the pool commutes with it): the first maximum in a
+window wins ties, as in PyTorch; statistics and all arithmetic are float32 whatever the activation
+dtype. Activations are channels-last, seen as a (pixels, channels) matrix; the input may also be the two
 outputs of a widening conv computed as two square ones (models.extractor.split_conv), read where
 they lie and given their gradients there, which saves interleaving them into one tensor (a copy
 forward and one backward). NaNs are not propagated through the pool (a diverged run is caught by
@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from models.pooling import SAME, MaxPool, check_pool, pool_geometry
 
 try:  # Triton ships with CUDA builds of torch; without it the extractor keeps PyTorch's kernels
     import triton
@@ -134,27 +136,28 @@ def _self_test(device: str, compare, name: str) -> str | None:
 
 
 def _compare_with_pytorch(device: str) -> None:
-    """Raise unless bn_relu matches F.batch_norm -> [max_pool2d ->] relu on a small input, given
+    """Raise unless bn_relu matches F.batch_norm -> [max-pool ->] relu on a small input, given
     as one tensor and as the two parts of a split conv (2 groups of 2 x 4 channels), and updates
-    running statistics as F.batch_norm does."""
+    running statistics as F.batch_norm does. 7 x 8 pixels: "same" pads the odd height on both
+    sides and the even width after only."""
     import torch.nn.functional as F
     gen = torch.Generator().manual_seed(0)
-    y = torch.randn(2, 16, 7, 7, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    y = torch.randn(2, 16, 7, 8, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
     weight, bias = torch.rand(16, generator=gen).to(device) + 0.5, torch.randn(16, generator=gen).to(device)
-    for pool in (None, (3, 2, 0)):
+    for pool in (None, (3, 2, 0), (3, 2, SAME)):
         for split in (False, True):
             ours, theirs = y.clone().requires_grad_(), y.clone().requires_grad_()
             stats = [torch.zeros(16, device=device), torch.ones(16, device=device)]
             ref_stats = [t.clone() for t in stats]
             running = Running(stats[0], stats[1], 0.1)
             if split:   # part j holds channel g * 8 + j * 4 + i as g * 4 + i
-                halves = ours.view(2, 2, 2, 4, 7, 7)
-                parts = [halves[:, :, j].reshape(2, 8, 7, 7) for j in (0, 1)]
+                halves = ours.view(2, 2, 2, 4, 7, 8)
+                parts = [halves[:, :, j].reshape(2, 8, 7, 8) for j in (0, 1)]
                 out = bn_relu(parts, weight, bias, 1e-3, pool, group_channels=4, running=running)[0]
             else:
                 out = bn_relu(ours, weight, bias, 1e-3, pool, running=running)[0]
             ref = F.batch_norm(theirs, ref_stats[0], ref_stats[1], weight, bias, True, 0.1, 1e-3)
-            ref = F.relu(F.max_pool2d(ref, *pool) if pool else ref)
+            ref = F.relu(MaxPool(*pool)(ref) if pool else ref)
             g = torch.randn(out.shape, generator=gen).to(device)
             out.backward(g)
             ref.backward(g)
@@ -239,10 +242,12 @@ if triton is not None:
         tl.store(OUT + off, z.to(OUT.dtype.element_ty), mask=m)
 
     def _apply_pool_relu(Y, Y1, OUT, CODE, SCALE, BIAS, P, C, H, W, HO, WO,
-                         NP: tl.constexpr, CP: tl.constexpr, KS: tl.constexpr, ST: tl.constexpr, PD: tl.constexpr,
-                         BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                         NP: tl.constexpr, CP: tl.constexpr, KS: tl.constexpr, ST: tl.constexpr,
+                         PH: tl.constexpr, PW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
         """out = relu(max over the window of (y * scale + bias)); code = the maximum's offset in
-        its window (kh * KS + kw, first maximum wins), or -1 where the ReLU zeroes the output."""
+        its window (kh * KS + kw, first maximum wins), or -1 where the ReLU zeroes the output.
+        Window (oh, ow) starts at (oh * ST - PH, ow * ST - PW); cells outside the image never win,
+        so any padding after the image (Keras' "same") is implied by HO, WO."""
         p = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = cols < C
@@ -256,9 +261,9 @@ if triton is not None:
         best = tl.full([BLOCK_R, BLOCK_C], float("-inf"), tl.float32)
         arg = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.int32)
         for kh in tl.static_range(KS):
-            h = oh * ST - PD + kh
+            h = oh * ST - PH + kh
             for kw in tl.static_range(KS):
-                w = ow * ST - PD + kw
+                w = ow * ST - PW + kw
                 ok = pmask & (h >= 0) & (h < H) & (w >= 0) & (w < W)
                 m = ok[:, None] & cmask[None, :]
                 v = _load_y(Y, Y1, (b * H + h) * W + w, cols, m, C, NP, CP)
@@ -274,8 +279,8 @@ if triton is not None:
     def _backward(G, AUX, Y, Y1, DY, DY1, MEAN, SCALE, BIAS, K1, K2, K3, PSUM, PSUMX,
                   R, C, H, W, HO, WO, rows_per_program,
                   POOL: tl.constexpr, APPLY: tl.constexpr, NP: tl.constexpr, CP: tl.constexpr,
-                  KS: tl.constexpr, ST: tl.constexpr,
-                  PD: tl.constexpr, NW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                  KS: tl.constexpr, ST: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                  NW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
         """dz = the gradient reaching the BN output (through ReLU and, with POOL, the max-pool);
         APPLY=False: per-channel partial sums of dz and dz * (y - mean);
         APPLY=True:  dy = k1 * dz - k2 - k3 * (y - mean).
@@ -309,16 +314,18 @@ if triton is not None:
                 t = rows // W
                 h = t % H
                 b = t // H
-                oh_top = (h + PD) // ST
-                ow_top = (w + PD) // ST
+                # the NW windows back from the last one starting at or before the pixel; those
+                # past HO / WO or ending before the pixel are masked
+                oh_top = (h + PH) // ST
+                ow_top = (w + PW) // ST
                 dz = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
                 for i in tl.static_range(NW):
                     oh = oh_top - i
-                    kh = h + PD - oh * ST
+                    kh = h + PH - oh * ST
                     okh = (oh >= 0) & (oh < HO) & (kh < KS)
                     for j in tl.static_range(NW):
                         ow = ow_top - j
-                        kw = w + PD - ow * ST
+                        kw = w + PW - ow * ST
                         ok = rmask & okh & (ow >= 0) & (ow < WO) & (kw < KS)
                         wm = ok[:, None] & cmask[None, :]
                         src = ((b * HO + oh) * WO + ow).to(tl.int64)[:, None] * C + cols[None, :]
@@ -546,16 +553,17 @@ class _FusedBN(torch.autograd.Function):
                    BLOCK_R=br, BLOCK_C=bc, **layout)
             aux = scale      # unused: the backward recomputes ReLU's mask from y
         else:
-            ks, st, pd = pool
-            ho, wo = (h + 2 * pd - ks) // st + 1, (w + 2 * pd - ks) // st + 1
+            ks, st, padding = pool
+            (ph, _, ho), (pw, _, wo) = pool_geometry(h, ks, st, padding), pool_geometry(w, ks, st, padding)
             out = torch.empty((b, c, ho, wo), dtype=y0.dtype, device=y0.device, memory_format=torch.channels_last)
             aux = torch.empty((b, c, ho, wo), dtype=torch.int8, device=y0.device,
                               memory_format=torch.channels_last)
             p = b * ho * wo
             launch("apply_pool_relu", y0, (triton.cdiv(p, br), cblocks), y0, y1, out, aux, scale, shift_b,
-                   p, c, h, w, ho, wo, KS=ks, ST=st, PD=pd, BLOCK_R=br, BLOCK_C=bc, **layout)
+                   p, c, h, w, ho, wo, KS=ks, ST=st, PH=ph, PW=pw, BLOCK_R=br, BLOCK_C=bc, **layout)
         ctx.save_for_backward(aux, weight, mean, invstd, scale, shift_b, *parts)
-        ctx.pool, ctx.cp, ctx.out_hw = pool, cp, out.shape[2:]
+        ctx.pool = None if pool is None else (ks, st, ph, pw)
+        ctx.cp, ctx.out_hw = cp, out.shape[2:]
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
@@ -569,11 +577,11 @@ class _FusedBN(torch.autograd.Function):
         r = b * h * w
         per, parts_r, bc, cblocks = split_rows(r, c)
         if ctx.pool is None:
-            ks, st, pd, pool = 1, 1, 0, False
+            ks, st, ph, pw, pool = 1, 1, 0, 0, False
         else:
-            (ks, st, pd), pool = ctx.pool, True
-        ho, wo = ctx.out_hw
-        meta = dict(POOL=pool, KS=ks, ST=st, PD=pd, NW=triton.cdiv(ks, st), BLOCK_R=TILES["rows"], BLOCK_C=bc,
+            (ks, st, ph, pw), pool = ctx.pool, True
+        ho, wo = ctx.out_hw      # the forward's, from pool_geometry
+        meta = dict(POOL=pool, KS=ks, ST=st, PH=ph, PW=pw, NW=triton.cdiv(ks, st), BLOCK_R=TILES["rows"], BLOCK_C=bc,
                     NP=n_parts, CP=ctx.cp if n_parts > 1 else 1)
         y0, y1 = parts[0], parts[-1]
         psum = y0.new_empty((parts_r, c), dtype=torch.float32)
@@ -593,9 +601,10 @@ class _FusedBN(torch.autograd.Function):
 
 
 def bn_relu(y: torch.Tensor | Sequence[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor, eps: float,
-            pool: tuple[int, int, int] | None = None, group_channels: int | None = None,
+            pool: tuple[int, int, int | str] | None = None, group_channels: int | None = None,
             running: Running | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """relu(batch_norm(y)) in training mode, max-pooled (kernel, stride, padding) when pool is given.
+    """relu(batch_norm(y)) in training mode, max-pooled (kernel, stride, padding) when pool is given;
+    padding an int or "same" (models.pooling, whose geometry the kernels follow).
 
     y: a (B, C, H, W) tensor, or the two halves of one as a widening grouped conv computed as
     square ones gives them (models.extractor.split_conv): part j holds channel g * 2c + j * c + i
@@ -615,13 +624,17 @@ def bn_relu(y: torch.Tensor | Sequence[torch.Tensor], weight: torch.Tensor, bias
         if not group_channels or parts[0].shape[1] % group_channels:
             raise ValueError(f"group_channels ({group_channels}) must divide the parts' {parts[0].shape[1]} channels")
     if pool is not None:
-        ks, st, pd = pool
-        if not (ks >= 1 and st >= 1 and 0 <= pd <= ks // 2):
-            raise ValueError(f"bad pooling (kernel {ks}, stride {st}, padding {pd})")
+        ks, st, padding = pool
+        check_pool(ks, st, padding)
+        ks, st, padding = int(ks), int(st), padding if padding == SAME else int(padding)
         if ks > 127:
             raise ValueError(f"pool kernel {ks} too large for the 1-byte window code")
-    return _FusedBN.apply(weight, bias, float(eps), None if pool is None else tuple(int(v) for v in pool),
-                          int(group_channels or 1), running, *parts)
+        h, w = parts[0].shape[-2:]
+        if min(pool_geometry(h, ks, st, padding)[2], pool_geometry(w, ks, st, padding)[2]) < 1:
+            raise ValueError(f"a {h}x{w} map is too small for pooling (kernel {ks}, stride {st}, "
+                             f"padding {padding!r})")
+        pool = (ks, st, padding)
+    return _FusedBN.apply(weight, bias, float(eps), pool, int(group_channels or 1), running, *parts)
 
 
 __all__ = ["TILES", "Launch", "Running", "available", "bn_relu", "compiled", "finalize_backward",

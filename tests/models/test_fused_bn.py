@@ -1,22 +1,24 @@
 """The fused BN -> ReLU [-> max-pool] Triton kernels (run by Triton's interpreter on a CPU) against
-torch's batch_norm, relu and max_pool2d, in float64 (the kernels compute in float32)."""
+torch's batch_norm, relu and max-pool (models.pooling.MaxPool: max_pool2d, or Keras "same"), in
+float64 (the kernels compute in float32)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models import fused_bn
+from models.pooling import MaxPool
 
 # skipped only where Triton cannot run at all: kernels failing their self-test must fail here
 pytestmark = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                                 reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 
-POOLS = [None, (3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1)]
+POOLS = [None, (3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 2, "same")]
 
 
 def reference(y, weight, bias, eps, pool):
     z = F.batch_norm(y, None, None, weight, bias, True, 0.0, eps)
     if pool is not None:
-        z = F.max_pool2d(z, *pool)
+        z = MaxPool(*pool)(z)
     return F.relu(z)
 
 
@@ -55,7 +57,7 @@ def test_matches_batch_norm_relu_max_pool(pool):
     _compare(*_inputs((3, 40, 13, 11), seed=0), pool, tol=2e-5)
 
 
-@pytest.mark.parametrize("pool", [(3, 2, 0), (2, 2, 0)])
+@pytest.mark.parametrize("pool", [(3, 2, 0), (2, 2, 0), (3, 2, "same")])
 def test_ties_go_to_the_first_maximum_like_pytorch(pool):
     # integer activations: most windows hold several equal maxima; the gradient must reach the
     # same (first) one as max_pool2d's, and ReLU's zero outputs must pass no gradient
@@ -65,13 +67,21 @@ def test_ties_go_to_the_first_maximum_like_pytorch(pool):
     _compare(y, weight, bias, pool, tol=2e-5)
 
 
+@pytest.mark.parametrize("pool,h,w", [((3, 2, "same"), 6, 6), ((3, 2, "same"), 10, 5), ((3, 2, "same"), 5, 8),
+                                      ((2, 2, "same"), 7, 6), ((4, 1, "same"), 6, 5), ((5, 3, "same"), 8, 7)])
+def test_same_pooling_at_even_and_odd_sizes(pool, h, w):
+    # Keras "same": the extra padding pixel goes after (bottom/right), so the last window of an
+    # even side hangs past the edge, and a non-square map pads its two axes differently
+    _compare(*_inputs((2, 16, h, w), seed=h * 10 + w), pool, tol=2e-5)
+
+
 def test_many_programs_and_loop_iterations(monkeypatch):
     # small tiles: the statistics and gradient sums are split over several programs, each looping
     monkeypatch.setitem(fused_bn.TILES, "rows", 16)
     monkeypatch.setitem(fused_bn.TILES, "channels", 16)
     monkeypatch.setitem(fused_bn.TILES, "stat_programs", 6)
     monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 48)
-    for pool in (None, (3, 2, 0)):
+    for pool in (None, (3, 2, 0), (3, 2, "same")):
         _compare(*_inputs((2, 32, 15, 14), seed=2), pool, tol=2e-5)
 
 
@@ -94,6 +104,11 @@ def test_bad_input_is_named():
     y, weight, bias = _inputs((1, 4, 8, 8), seed=4)
     with pytest.raises(ValueError, match="bad pooling"):
         fused_bn.bn_relu(y, weight, bias, 1e-3, (3, 2, 2))
+    with pytest.raises(ValueError, match="bad pooling"):
+        fused_bn.bn_relu(y, weight, bias, 1e-3, (3, 2, "valid"))
+    y, weight, bias = _inputs((2, 4, 2, 8), seed=4)
+    with pytest.raises(ValueError, match="too small"):
+        fused_bn.bn_relu(y, weight, bias, 1e-3, (3, 2, 0))
 
 
 def test_self_test_passes_where_the_kernels_run():
@@ -112,7 +127,7 @@ def _halves(y, groups):
             for j in (0, 1)], c
 
 
-@pytest.mark.parametrize("pool", [None, (3, 2, 0)])
+@pytest.mark.parametrize("pool", [None, (3, 2, 0), (3, 2, "same")])
 @pytest.mark.parametrize("groups,c", [(3, 8), (2, 16), (5, 4)])
 def test_reads_the_two_parts_of_a_split_conv_in_place(pool, groups, c, monkeypatch):
     # tiles of 16 channels: with c = 8 a tile spans two groups, with c = 16 one group's two parts,
