@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from orchestrator.records import RunPlan
+from orchestrator.records import RunPlan, main_models
 from orchestrator.store import atomic_write_bytes, is_uri, join, local_file, stored
 
 
@@ -26,7 +26,7 @@ def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
     `storage`: the storage root, a directory or a URI."""
     classes = plan.datasets[dataset].classes
     seen: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for rec in sorted((r for r in plan.models if r.dataset == dataset and r.network == "el"),
+    for rec in sorted((r for r in main_models(plan) if r.dataset == dataset and r.network == "el"),
                       key=lambda r: (r.fold, r.member)):
         path = local_file(join(storage, rec.dir, "predictions.parquet"), missing_ok=True)
         if path is None:
@@ -72,7 +72,7 @@ def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict,
         "labels": np.array([data.prepared.labels[r] for r in rows]), "classes": np.array(info.classes),
     }
     systems: dict[str, list] = defaultdict(list)
-    for rec in plan.models:
+    for rec in main_models(plan):
         if rec.dataset == dataset:
             name = f"el-{rec.member}" if rec.network == "el" else rec.network
             systems[name].append(rec)

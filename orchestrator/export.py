@@ -25,7 +25,7 @@ from data_prep.settings import PrepSettings
 from models.config import ArchConfig, ArchitectureError
 from models.subnet import SubNetwork
 from orchestrator.model_dir import MemberSpec, ModelSpec, write_model_dir
-from orchestrator.records import NETWORKS, ModelRecord, RunPlan
+from orchestrator.records import NETWORKS, ModelRecord, RunPlan, main_models
 from orchestrator.remote import check, parent
 from orchestrator.store import DONE_FILE, is_uri, join, local_file, pull_run, safe_relative
 from orchestrator.train import model_kwargs
@@ -95,7 +95,7 @@ def select_records(plan: RunPlan, dataset: str, network: str, fold: int | None,
         raise ExportError(f"run {plan.run_id} has no data set {dataset!r} (it has: {', '.join(sorted(plan.datasets))})")
     if network not in NETWORKS:
         raise ExportError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
-    ours = [r for r in plan.models if r.dataset == dataset and r.network == network]
+    ours = [r for r in main_models(plan) if r.dataset == dataset and r.network == network]
     if not ours:
         trained = sorted({r.network for r in plan.models if r.dataset == dataset})
         raise ExportError(f"run {plan.run_id} trained no {network} on {dataset} (it trained: {', '.join(trained)})")

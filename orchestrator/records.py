@@ -87,3 +87,19 @@ class RunPlan:
             datasets={k: DatasetInfo(**v) for k, v in raw["datasets"].items()},
             models=[ModelRecord(**m) for m in raw["models"]],
         )
+
+
+def selections(plan: RunPlan) -> list[str]:
+    """The selections a run's models were trained under, its main one (train.selection) first
+    and its no-peeking twin after it."""
+    found = list(dict.fromkeys(r.selection for r in plan.models))
+    main = plan.settings.get("selection")
+    return sorted(found, key=lambda s: s != main)
+
+
+def main_models(plan: RunPlan) -> list[ModelRecord]:
+    """The models of the run's main selection: a no-peeking twin trains every model again, and
+    an ensemble, a Grad-CAM sheet or an export takes one copy of each."""
+    chosen = selections(plan)
+    return [r for r in plan.models if not chosen or r.selection == chosen[0]]
+

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan
+from orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan, selections
 
 PLAN_FILE = "plan.json"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -183,11 +183,8 @@ def _repeated_sample(frames: list[pd.DataFrame]) -> str | None:
 
 
 def selections_in(plan: RunPlan) -> list[str]:
-    """The selections a run's models were trained under, its main one (train.selection) first
-    and its no-peeking twin after it."""
-    found = list(dict.fromkeys(r.selection for r in plan.models))
-    main = plan.settings.get("selection")
-    return sorted(found, key=lambda s: s != main)
+    """The selections a run's models were trained under, the main one first (records.selections)."""
+    return selections(plan)
 
 
 def load_run(run_dir: Path | str, selection: str | None = None) -> RunResults:
