@@ -67,7 +67,11 @@ from models.subnet import SubNetwork  # noqa: E402
 from orchestrator.augment import AugmentSettings  # noqa: E402
 from orchestrator.batches import fused_available  # noqa: E402
 from orchestrator.step_graph import PackStepper  # noqa: E402
-from orchestrator.train import StepPlan, train_step, training_loss_fn  # noqa: E402
+from orchestrator.config import load_config  # noqa: E402
+from orchestrator.train import StepPlan, model_kwargs, train_step, training_loss_fn  # noqa: E402
+
+# the network configs/paper.yaml trains (its pooling, BN and head settings)
+PAPER_ARCH = model_kwargs(load_config("paper")["model"])
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
 PAPER_IMAGE_STEPS = 75e6
@@ -137,7 +141,7 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
     labels = torch.randint(0, n_classes, (n_images,), device=dev)
-    net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models))).to(dev)
+    net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models)), **PAPER_ARCH).to(dev)
     for block in net.extractor.blocks:
         block.grey_mode, block.split_mode, block.fuse_mode = grey_mode, split_mode, fuse_mode
         block.interleave_mode, block.conv_mode = interleave_mode, conv_mode
@@ -237,7 +241,7 @@ def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: in
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     gen = torch.Generator().manual_seed(0)
-    nets = [SubNetwork(n_classes=7, n_landmark_outputs=None, seed=s).to(device) for s in range(n_models)]
+    nets = [SubNetwork(n_classes=7, n_landmark_outputs=None, seed=s, **PAPER_ARCH).to(device) for s in range(n_models)]
     packed = PackedNetwork.from_subnetworks(nets)
     for net in nets:
         net.train()
@@ -291,7 +295,7 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     gen = torch.Generator().manual_seed(1)
-    base = PackedNetwork(n_models, 7, None, seeds=list(range(n_models))).train()
+    base = PackedNetwork(n_models, 7, None, seeds=list(range(n_models)), **PAPER_ARCH).train()
     with torch.no_grad():
         for name, p in base.named_parameters():
             if name.endswith("bias") and ".conv" in name:
