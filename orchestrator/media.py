@@ -41,6 +41,7 @@ class Frame:
     index: int | None                 # frame number in a video; None for a still image
     gray: np.ndarray | None           # uint8 (H, W)
     error: str = ""
+    time: float | None = None         # seconds into a video (frame / its frame rate); None elsewhere
 
 
 def _file_source(path: Path, name: str, walked: bool) -> Source:
@@ -70,7 +71,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike | np.ndarray]) -> list[Sour
             continue
         path = Path(item)
         if path.is_dir():
-            sources.extend(_file_source(p, str(p), walked=True) for p in _walk(path))
+            found = _walk(path)
+            if not found:
+                sources.append(Source(str(path), "invalid", str(path), reason="empty folder: no file to read"))
+            sources.extend(_file_source(p, str(p), walked=True) for p in found)
         elif path.is_file():
             sources.append(_file_source(path, str(path), walked=False))
         else:
@@ -122,17 +126,61 @@ def _video_frames(source: Source, every: int) -> Iterator[Frame]:
         if not cap.isOpened():
             yield Frame(source, None, None, f"unreadable video: {os.path.basename(source.path)}")
             return
+        fps = frame_rate(cap)
         index = 0
         while cap.grab():                       # grab without decoding; decode only kept frames
             if index % every == 0:
                 ok, image = cap.retrieve()
+                time = index / fps if fps else None
                 if ok and image is not None:
-                    yield Frame(source, index, to_gray_uint8(image, channel_order="bgr"))
+                    yield Frame(source, index, to_gray_uint8(image, channel_order="bgr"), time=time)
                 else:
-                    yield Frame(source, index, None, f"frame {index} could not be decoded")
+                    yield Frame(source, index, None, f"frame {index} could not be decoded", time=time)
             index += 1
         if index == 0:
             yield Frame(source, None, None, f"unreadable video: no frame could be read from "
                                             f"{os.path.basename(source.path)}")
+    finally:
+        cap.release()
+
+
+def frame_rate(cap: "cv2.VideoCapture") -> float | None:
+    """The container's frames per second, None when it does not say (timestamps are then unknown)."""
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if math.isfinite(fps) and 0.0 < fps < 10000.0 else None
+
+
+def colour_image(source: Source, channel_order: str = "rgb") -> np.ndarray | None:
+    """A BGR uint8 picture of an image or array source to draw on (its decoded colours, else its
+    grey levels); None when it cannot be read."""
+    try:
+        if source.kind == "array":
+            array = np.asarray(source.array)
+            if array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint8:
+                code = cv2.COLOR_RGB2BGR if channel_order == "rgb" else None
+                colour = np.ascontiguousarray(array[:, :, :3])
+                return cv2.cvtColor(colour, code) if code is not None else colour
+            return cv2.cvtColor(to_gray_uint8(array, channel_order=channel_order), cv2.COLOR_GRAY2BGR)
+        if source.kind == "image":
+            image = cv2.imread(source.path, cv2.IMREAD_COLOR)
+            if image is not None:
+                return image
+            return cv2.cvtColor(load_grayscale(source.path), cv2.COLOR_GRAY2BGR)
+    except (RejectError, cv2.error):
+        return None
+    return None
+
+
+def colour_video_frames(source: Source, every: int = 1) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(frame index, BGR frame or None) of every `every`-th frame of a video: the frames
+    `frames` classified, decoded again in colour for drawing."""
+    cap = cv2.VideoCapture(source.path)
+    try:
+        index = 0
+        while cap.isOpened() and cap.grab():
+            if index % every == 0:
+                ok, image = cap.retrieve()
+                yield index, image if ok else None
+            index += 1
     finally:
         cap.release()

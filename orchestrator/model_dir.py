@@ -4,7 +4,10 @@
   <model_dir>/weights.pt   one plain state dict {"<member>.<SubNetwork key>": tensor}; it holds
                            tensors only, so torch.load(..., weights_only=True) reads it safely
 
-`partfer export` writes it (orchestrator.export), `partfer predict` reads it (orchestrator.predict).
+`partfer export` writes it (orchestrator.export), `partfer predict` reads it (orchestrator.predict),
+from a path or from the same URIs as a store (`s3://bucket/models/jaffe-el`, `file:///...`): the two
+files are copied into this machine's cache first (orchestrator.remote), fresh on every load, since an
+export replaces a model directory in place.
 The ensemble policy is the paper's: sum the members' softmax vectors, argmax; with every fold
 exported, the sum runs over all 5 x K members.
 """
@@ -21,7 +24,8 @@ import torch
 import atomicio
 from models.config import ArchConfig, ArchitectureError
 from models.subnet import SubNetwork
-from orchestrator.store import atomic_write_bytes
+from orchestrator.remote import check, is_uri, join
+from orchestrator.store import atomic_write_bytes, local_file
 
 FORMAT = "partfer-model"
 FORMAT_VERSION = 1
@@ -185,8 +189,27 @@ def read_spec(model_dir: str | Path) -> ModelSpec:
     return ModelSpec.from_json(path.read_text(), str(path))
 
 
+def local_model_dir(location: str | Path) -> Path:
+    """A local folder holding the model directory at `location`: the path itself, or this
+    machine's fresh copy of model.json and the weights of a model directory at a URI."""
+    if not is_uri(str(location)):
+        return Path(location)
+    uri = str(location)
+    check(uri, write=False)
+    spec_path = local_file(join(uri, SPEC_FILE), fresh=True, missing_ok=True)
+    if spec_path is None:
+        raise ModelDirError(f"{uri} is not a partfer model directory (no {SPEC_FILE}); "
+                            f"create one with `partfer export`")
+    spec = ModelSpec.from_json(spec_path.read_text(), uri + "/" + SPEC_FILE)
+    if local_file(join(uri, spec.weights), fresh=True, missing_ok=True) is None:
+        raise ModelDirError(f"{uri}/{spec.weights} is missing: the model directory is incomplete; export it again")
+    return spec_path.parent
+
+
 def load_model_dir(model_dir: str | Path) -> tuple[ModelSpec, list[SubNetwork]]:
-    """The spec and one loaded (eval-mode, CPU) SubNetwork per member, in the spec's order."""
+    """The spec and one loaded (eval-mode, CPU) SubNetwork per member, in the spec's order; the
+    directory is a path or a URI."""
+    model_dir = local_model_dir(model_dir)
     spec = read_spec(model_dir)
     path = Path(model_dir) / spec.weights
     if path.is_symlink() and path.resolve().parent != Path(model_dir).resolve():

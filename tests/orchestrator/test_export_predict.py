@@ -23,7 +23,7 @@ from models.subnet import SubNetwork
 from orchestrator.augment import normalise_pixels
 from orchestrator.export import ExportError, RunDirError, add_export_parser, export_model
 from orchestrator.model_dir import ModelDirError, ModelFormatError, load_model_dir
-from orchestrator.predict import NO_FACE, OK, ERROR, Predictor, add_predict_parser
+from orchestrator.predict import NO_FACE, OK, ERROR, PredictError, Predictor, add_predict_parser
 from orchestrator.records import RunPlan
 from orchestrator.tensors import resize_uint8
 
@@ -107,7 +107,9 @@ def _cli(add_parser, argv: list[str]) -> int:
 
 
 def _prob_block(df: pd.DataFrame, name: str, classes: list[str]) -> np.ndarray:
-    return df[[f"p_{name}_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    """The ensemble's (name "ensemble": p_<class>) or a member's (p_<member>_<class>) probabilities."""
+    prefix = "p_" if name == "ensemble" else f"p_{name}_"
+    return df[[f"{prefix}{c}" for c in classes]].to_numpy(dtype=np.float64)
 
 
 # ---- export ---------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def test_export_of_every_fold_is_one_ensemble_of_all_members(trained_run, tmp_pa
     assert spec["folds"] == [0, 1, 2]
     assert [m["name"] for m in spec["members"]] == [f"{p}_f{k}" for k in (0, 1, 2) for p in PARTS]
     predictor = Predictor.from_dir(out, device="cpu", detector="ssd")
-    df = predictor.predict([astronaut_png])
+    df = predictor.predict([astronaut_png], details=True)
     members = np.stack([_prob_block(df, m, predictor.classes) for m in predictor.members], 1)
     np.testing.assert_allclose(_prob_block(df, "ensemble", predictor.classes), members.mean(1), atol=1e-6)
 
@@ -203,7 +205,7 @@ def test_export_from_a_moved_store(trained_run, tmp_path, capsys):
 # ---- predict ----------------------------------------------------------------------------------
 
 def test_predict_a_real_photograph_with_the_ssd(ssd_predictor, model_dir, astronaut_png):
-    df = ssd_predictor.predict([astronaut_png])
+    df = ssd_predictor.predict([astronaut_png], details=True)
     assert len(df) == 1
     row = df.iloc[0]
     assert row["status"] == OK and row["face"] == 0 and pd.isna(row["frame"]) and row["score"] > 0.9
@@ -228,7 +230,7 @@ def test_predict_a_real_photograph_with_the_ssd(ssd_predictor, model_dir, astron
 
     # an image given as an RGB array is the same face
     from skimage import data
-    again = ssd_predictor.predict(data.astronaut())
+    again = ssd_predictor.predict(data.astronaut(), details=True)
     assert again["input"].tolist() == ["array:0"]
     np.testing.assert_allclose(_prob_block(again, "ensemble", classes), _prob_block(df, "ensemble", classes),
                                atol=1e-5)
@@ -255,7 +257,7 @@ def test_cli_on_a_folder_reports_faceless_and_corrupt_files(model_dir, astronaut
     assert by_name["notes.txt"]["status"] == ERROR and "not an image or video" in by_name["notes.txt"]["message"]
     face = by_name["astronaut.png"]
     assert face["status"] == OK and face["label"] in json.loads((model_dir / "model.json").read_text())["classes"]
-    assert np.isnan(by_name["blank.png"]["p_ensemble_anger"])
+    assert np.isnan(by_name["blank.png"]["p_anger"]) and np.isnan(by_name["blank.png"]["confidence"])
     assert not list(tmp_path.glob(".preds.csv.tmp-*"))
 
 
@@ -292,6 +294,7 @@ def test_video_every_third_frame_with_gradcam_to_parquet(model_dir, plan, tmp_pa
     df = pd.read_parquet(out)
     frames = df[df["input"] == str(video)]
     assert frames["frame"].tolist() == [0, 3, 6, 9]                    # detector none: one face a frame
+    np.testing.assert_allclose(frames["time_s"].to_numpy(float), [0.0, 0.3, 0.6, 0.9])   # 10 frames a second
     assert (frames["status"] == OK).all() and (frames["face"] == 0).all()
     broken = df[df["input"] == str(tmp_path / "broken.avi")]
     assert len(broken) == 1 and broken.iloc[0]["status"] == ERROR and "video" in broken.iloc[0]["message"]
@@ -317,10 +320,10 @@ def test_long_inputs_stream_in_chunks(model_dir, plan, tmp_path):
 def test_predictions_do_not_depend_on_the_batch_size(model_dir, plan, astronaut_png):
     inputs = [*_faces_of_run(plan, 9), astronaut_png]
     predictor = Predictor.from_dir(model_dir, device="cpu")             # detector none: one face each
-    one = predictor.predict(inputs, batch_size=1)
-    seven = predictor.predict(inputs, batch_size=7)
+    one = predictor.predict(inputs, batch_size=1, details=True)
+    seven = predictor.predict(inputs, batch_size=7, details=True)
     assert len(one) == len(seven) == 10 and (one["status"] == OK).all()
-    columns = predictor.prob_columns()
+    columns = predictor.prob_columns(details=True) + ["confidence"]
     np.testing.assert_allclose(one[columns].to_numpy(), seven[columns].to_numpy(), atol=1e-5, rtol=0)
     pd.testing.assert_frame_equal(one.drop(columns=columns), seven.drop(columns=columns))
 
@@ -362,3 +365,122 @@ def test_predict_without_a_detector_says_a_grey_image_was_taken_as_a_face(model_
     assert "no face detector" in err and "--detector ssd" in err
     row = pd.read_csv(out).iloc[0]
     assert row["status"] == OK and "no face detector" in row["message"]
+
+
+# ---- the short table, the Python call, drawn answers, nothing to read, a model at a URI ----------------
+
+SHORT_COLUMNS = ["input", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1", "label",
+                 "confidence"]
+
+
+def test_default_table_is_short_and_details_add_the_members(model_dir, astronaut_png, tmp_path, capsys):
+    short, full = tmp_path / "short.csv", tmp_path / "full.csv"
+    common = ["predict", "--model", str(model_dir), str(astronaut_png), "--detector", "ssd", "--device", "cpu",
+              "--no-progress"]
+    assert _cli(add_predict_parser, common + ["--out", str(short)]) == 0, capsys.readouterr().err
+    assert _cli(add_predict_parser, common + ["--out", str(full), "--details"]) == 0, capsys.readouterr().err
+    classes = json.loads((model_dir / "model.json").read_text())["classes"]
+    df = pd.read_csv(short)
+    assert list(df.columns) == SHORT_COLUMNS + [f"p_{c}" for c in classes]
+    row = df.iloc[0]
+    probs = _prob_block(df, "ensemble", classes)[0]
+    assert row["label"] == classes[int(probs.argmax())] and row["confidence"] == pytest.approx(probs.max(), abs=1e-6)
+    wide = pd.read_csv(full)
+    members = [f"p_{p}_{c}" for p in PARTS for c in classes]
+    assert list(wide.columns) == list(df.columns) + ["score"] + members
+    pd.testing.assert_frame_equal(wide[df.columns], df)
+    np.testing.assert_allclose(np.stack([_prob_block(wide, p, classes) for p in PARTS], 1).mean(1), [probs],
+                               atol=1e-6)
+
+
+def test_predict_image_gives_one_dict_per_face(ssd_predictor):
+    from skimage import data
+    faces = ssd_predictor.predict_image(data.astronaut())
+    assert len(faces) == 1
+    face = faces[0]
+    x0, y0, x1, y1 = face["box"]
+    assert x0 < 200 < x1 and y0 < 100 < y1 and face["score"] > 0.9 and face["face"] == 0
+    probs = face["probabilities"]
+    assert list(probs) == ssd_predictor.classes and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert face["label"] == max(probs, key=probs.get) and face["confidence"] == pytest.approx(max(probs.values()))
+    assert list(face["members"]) == PARTS
+    for c in ssd_predictor.classes:
+        assert np.mean([face["members"][p][c] for p in PARTS]) == pytest.approx(probs[c], abs=1e-5)
+    # the same face from the BGR array equals the RGB one
+    bgr = ssd_predictor.predict_image(data.astronaut()[:, :, ::-1].copy(), channel_order="bgr")
+    assert bgr[0]["label"] == face["label"] and bgr[0]["confidence"] == pytest.approx(face["confidence"], abs=1e-5)
+    assert ssd_predictor.predict_image(np.full((120, 160, 3), 128, np.uint8)) == []      # no face: no dict
+    with pytest.raises(PredictError, match="not an image"):
+        ssd_predictor.predict_image(np.zeros((4, 4, 7), np.uint8))
+
+
+def test_annotate_draws_boxes_and_labels_on_images_and_videos(model_dir, plan, astronaut_png, tmp_path, capsys):
+    drawn = tmp_path / "drawn"
+    out = tmp_path / "p.csv"
+    assert _cli(add_predict_parser, ["predict", "--model", str(model_dir), str(astronaut_png), "--out", str(out),
+                                     "--detector", "ssd", "--annotate", str(drawn), "--device", "cpu",
+                                     "--no-progress"]) == 0, capsys.readouterr().err
+    row = pd.read_csv(out).iloc[0]
+    picture = cv2.imread(str(drawn / "astronaut.png"))
+    original = cv2.imread(str(astronaut_png))
+    assert picture is not None and picture.shape == original.shape
+    changed = np.abs(picture.astype(int) - original.astype(int)).sum(2) > 0
+    x0, y0, x1, y1 = (int(round(row[k])) for k in ("x0", "y0", "x1", "y1"))
+    assert changed[(y0 + y1) // 2, x0 - 2:x0 + 3].any() and changed[(y0 + y1) // 2, x1 - 2:x1 + 3].any()  # box sides
+    assert changed[max(0, y0 - 30):y0, x0:x1].mean() > 0.2                   # the caption above the box
+    assert not changed[y1 + 20:, :].any()                                    # nothing else is touched
+
+    video = tmp_path / "clip.avi"
+    _write_video(video, _faces_of_run(plan, 4), 9)
+    assert _cli(add_predict_parser, ["predict", "--model", str(model_dir), str(video), str(astronaut_png),
+                                     "--every", "2", "--annotate", str(drawn), "--out", str(tmp_path / "v.csv"),
+                                     "--device", "cpu", "--no-progress"]) == 0, capsys.readouterr().err
+    written = cv2.VideoCapture(str(drawn / "clip.mp4"))
+    assert written.isOpened()
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)              # 10 fps, every 2nd frame
+    shown = []
+    while True:
+        ok, image = written.read()
+        if not ok:
+            break
+        shown.append(image)
+    written.release()
+    assert len(shown) == 5 and shown[0].shape == (96, 96, 3)
+    source = cv2.VideoCapture(str(video))
+    originals = [source.read()[1] for _ in range(9)][::2]
+    source.release()
+    for frame, original in zip(shown, originals):
+        diff = np.abs(frame.astype(int) - original.astype(int)).mean(2)
+        # detector none: the whole frame is the box, drawn along its border; the face stays as it was
+        assert diff[30:70, :2].mean() > 15 and diff[35:60, 35:60].mean() < 8
+    # the second run drew the photograph again under the same name, beside the video
+    assert sorted(p.name for p in drawn.iterdir()) == ["astronaut.png", "clip.mp4"]
+
+
+def test_no_readable_input_warns_and_exits_1(model_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "p.csv"
+    code = _cli(add_predict_parser, ["predict", "--model", str(model_dir), str(empty), "--out", str(out),
+                                     "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "warning: no input could be read" in err
+    df = pd.read_csv(out)
+    assert len(df) == 1 and df.iloc[0]["status"] == ERROR and "empty folder" in df.iloc[0]["message"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_bytes(b"not a jpeg")
+    assert _cli(add_predict_parser, ["predict", "--model", str(model_dir), str(tmp_path / "bad"),
+                                     str(tmp_path / "missing.png"), "--out", str(out), "--device", "cpu",
+                                     "--no-progress"]) == 1
+    assert "2 errors" in capsys.readouterr().err
+
+
+def test_model_directory_at_a_uri(model_dir, astronaut_png, tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTFER_CACHE", str(tmp_path / "cache"))
+    uri = "file://" + str(model_dir)
+    remote = Predictor.from_dir(uri, device="cpu").predict([astronaut_png], details=True)
+    local = Predictor.from_dir(model_dir, device="cpu").predict([astronaut_png], details=True)
+    pd.testing.assert_frame_equal(remote, local)
+    assert (tmp_path / "cache" / "file").is_dir()                              # read from this machine's copy
+    with pytest.raises(ModelDirError, match="no model.json"):
+        Predictor.from_dir("file://" + str(tmp_path), device="cpu")
