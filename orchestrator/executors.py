@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from orchestrator.epoch_metrics import epoch_reporter
 from orchestrator.progress import Progress
 from orchestrator.train import PackJob, PackResult, run_pack
 
@@ -57,6 +58,7 @@ def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | N
     import torch
     if threads:
         torch.set_num_threads(threads)
+    progress.plan(chains)
     fit = packs_that_fit(chains, concurrent)
     if fit < concurrent:
         progress.note(f"{fit} pack chain(s) at a time, not {concurrent}: more do not fit in the GPU's memory")
@@ -103,7 +105,8 @@ def _run_chain(chain: list[PackJob], progress: Progress, failed=None) -> list[Pa
             break                              # another chain failed: finish no more packs
         try:
             progress.started(job)
-            result = _run_pack(job, progress.note)
+            result = _run_pack(job, lambda text, job=job: progress.pack_line(job, text),
+                               epoch_reporter(job, lambda epoch, figures, job=job: progress.epoch(job, epoch, figures)))
         except BaseException:
             if failed is not None:
                 failed.set()
@@ -113,10 +116,10 @@ def _run_chain(chain: list[PackJob], progress: Progress, failed=None) -> list[Pa
     return results
 
 
-def _run_pack(job: PackJob, log) -> PackResult:
+def _run_pack(job: PackJob, log, on_epoch=None) -> PackResult:
     import torch
     try:
-        return run_pack(job, log=log)
+        return run_pack(job, log=log, on_epoch=on_epoch)
     except torch.cuda.OutOfMemoryError as exc:
         raise explain_oom(job, exc) from exc
 
@@ -144,20 +147,61 @@ def run_cross_evals_ray(jobs: list, progress: Progress, gpus: float) -> int:
     return written
 
 
-def _remote_pack(job: PackJob, *_upstream: PackResult) -> PackResult:
-    """Ray task body; `_upstream` only carries the dependency on the previous stage."""
+def _remote_pack(job: PackJob, index: int, sink, *_upstream: PackResult) -> PackResult:
+    """Ray task body: the pack's lines and epochs go to the driver through `sink` (a Ray queue),
+    tagged with the pack's `index`; `_upstream` only carries the dependency on the previous stage."""
     import torch
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
         torch.set_num_threads(threads)
-    return _run_pack(job, lambda text: print(text, flush=True))
+    send = _sender(sink, index)
+    return _run_pack(job, lambda text: send("log", text),
+                     epoch_reporter(job, lambda epoch, figures: send("epoch", epoch, figures)))
+
+
+def _sender(sink, index: int):
+    """Puts (index, kind, *payload) on the driver's queue; a lost queue must not stop the pack,
+    so its lines then go to the worker's stdout (which Ray forwards to the driver)."""
+    lost = []
+
+    def send(kind: str, *payload) -> None:
+        if not lost:
+            try:
+                sink.put((index, kind, *payload))
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure of the queue actor
+                lost.append(exc)
+                print(f"pack messages no longer reach the driver ({exc}); lines follow here", flush=True)
+        if kind == "log":
+            print(payload[0], flush=True)
+    return send
+
+
+def deliver(messages: list[tuple], jobs: list[PackJob], progress: Progress) -> None:
+    """Hand the packs' queued lines and epochs to the driver's Progress."""
+    for index, kind, *payload in messages:
+        job = jobs[index]
+        if kind == "log":
+            progress.pack_line(job, payload[0])
+        elif kind == "epoch":
+            progress.epoch(job, *payload)
+
+
+def _drain(sink) -> list[tuple]:
+    size = sink.qsize()
+    return sink.get_nowait_batch(size) if size else []
 
 
 def run_ray(chains: list[list[PackJob]], progress: Progress, cpus_per_pack: float,
             gpus_per_pack: float, max_retries: int) -> list[PackResult]:
     import ray
+    from ray.util.queue import Queue
+    progress.plan(chains)
     remote = ray.remote(_remote_pack)
+    sink = Queue(actor_options={"num_cpus": 0})
+    jobs = [job for chain in chains for job in chain]
     pending: dict = {}
+    index = 0
     for chain in chains:
         previous = None
         for job in chain:
@@ -165,12 +209,14 @@ def run_ray(chains: list[list[PackJob]], progress: Progress, cpus_per_pack: floa
             ref = remote.options(num_cpus=cpus_per_pack, num_gpus=gpus_per_pack if uses_gpu else 0,
                                  max_retries=max_retries, retry_exceptions=False,
                                  name=f"{job.dataset}-{job.stage.stage}-pack").remote(
-                job, *([previous] if previous is not None else []))
+                job, index, sink, *([previous] if previous is not None else []))
             pending[ref] = job
             previous = ref
+            index += 1
     results, failures = [], []
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        deliver(_drain(sink), jobs, progress)     # a pack's last lines before its done line
         for ref in ready:
             job = pending.pop(ref)
             try:
@@ -179,10 +225,12 @@ def run_ray(chains: list[list[PackJob]], progress: Progress, cpus_per_pack: floa
                 # The rest of the plan goes on; the failure is reported at the end.
                 failures.append(f"{job.dataset} {job.stage.stage} pack "
                                 f"({len(job.models)} models): {str(exc).strip().splitlines()[-1]}")
-                progress.note(f"FAILED {failures[-1]}")
+                progress.error(f"FAILED {failures[-1]}")
                 continue
             progress.finished(job, result)
             results.append(result)
+    deliver(_drain(sink), jobs, progress)
+    ray.kill(sink.actor)
     if failures:
         raise PackFailure(failures)
     return results

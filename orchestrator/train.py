@@ -467,8 +467,8 @@ def _jsonable(obj):
 def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     """Train (or resume) every not-yet-finished model of the pack and write its outputs.
 
-    on_epoch(epoch, metrics) is called after each validation pass with per-model lists
-    (train_loss, val_loss, val_acc, active); a Tune trial reports through it.
+    on_epoch(epoch, metrics) is called after each epoch with per-model lists (train_loss,
+    train_acc, val_loss, val_acc, active); a Tune trial and the run's metrics files read it.
     """
     device = torch.device(job.device)
     if job.triton_conv and not fused_bn.runs_on(torch.empty(0, device=device)):
@@ -641,6 +641,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
                 last_epoch[i] = epoch + 1
         if on_epoch is not None:
             on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
+                                 "train_acc": train_acc.tolist() if st.stage != "landmark" else None,
                                  "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
                                  "active": (active & ~newly_stopped).tolist()})
         if newly_stopped.any():
