@@ -80,9 +80,22 @@ def _describe(started_here: bool) -> ClusterInfo:
                        autoscaling=not started_here and autoscaler_running_here(address))
 
 
+def keep_every_log_line() -> None:
+    """Turn off Ray's log de-duplication in this driver: it folds identical lines of different
+    workers into "[repeated Nx across cluster]", and two packs of different folds often log
+    the same line (same data set, stage, epoch). The driver de-duplicates (workers do not), and
+    reads RAY_DEDUP_LOGS when Ray is imported: a Ray imported earlier is switched off in place."""
+    os.environ["RAY_DEDUP_LOGS"] = "0"
+    import sys
+    logging_module = sys.modules.get("ray._private.ray_logging")
+    if logging_module is not None and getattr(logging_module, "RAY_DEDUP_LOGS", False):
+        logging_module.RAY_DEDUP_LOGS = False
+
+
 def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterInfo:
     """Join the cluster to use (see the module docstring for the order) and describe it.
     Idempotent: when Ray is already initialised in this process, only describes it."""
+    keep_every_log_line()
     import ray
 
     if ray.is_initialized():
