@@ -34,6 +34,9 @@ class SystemScore:
     dropped_labels: dict[str, int] = field(default_factory=dict)   # cross-data set only
     fold_confusion: dict[int, np.ndarray] = field(default_factory=dict)
     confusion: np.ndarray | None = None
+    sd_accuracy: float = float("nan")   # sample sd of the fold accuracies (ddof=1)
+    macro_f1: float = float("nan")      # of the fold-summed matrix
+    recall: dict[str, float] = field(default_factory=dict)   # per class, of the fold-summed matrix
 
     @property
     def is_ensemble(self) -> bool:
@@ -119,14 +122,16 @@ def _score(rows: pd.DataFrame, train: str, test: str, network: str, member: str 
     known = known.assign(pred=metrics.predicted_labels(list(known["probs"]), classes))
     per_fold_confusion = metrics.fold_confusions(known, classes)
     per_fold = metrics.fold_accuracies(known)
+    summed = metrics.summed_confusion(per_fold_confusion, len(classes))
     return SystemScore(
         train_dataset=train, eval_dataset=test, network=network, member=member,
         column=column_name(network, member), classes=classes,
         expected_folds=_planned_folds(plan, train, network, member),
         fold_accuracy=per_fold, mean_accuracy=metrics.mean_over_folds(per_fold),
         pooled_accuracy=metrics.pooled_accuracy(known), n_samples=len(known),
-        dropped_labels=dropped, fold_confusion=per_fold_confusion,
-        confusion=metrics.summed_confusion(per_fold_confusion, len(classes)),
+        dropped_labels=dropped, fold_confusion=per_fold_confusion, confusion=summed,
+        sd_accuracy=metrics.sd_over_folds(per_fold), macro_f1=metrics.macro_f1(summed),
+        recall=dict(zip(classes, metrics.per_class_recall(summed).tolist())),
     )
 
 

@@ -84,3 +84,29 @@ def summed_confusion(per_fold: dict[int, np.ndarray], n_classes: int) -> np.ndar
     for matrix in per_fold.values():
         total += matrix
     return total
+
+
+def sd_over_folds(per_fold: dict[int, float]) -> float:
+    """Sample standard deviation of the fold accuracies (ddof=1); NaN below two folds."""
+    values = [v for v in per_fold.values() if not np.isnan(v)]
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
+
+
+def per_class_recall(confusion: np.ndarray) -> np.ndarray:
+    """Recall of each class (row) of a confusion matrix; NaN for a class with no samples."""
+    confusion = np.asarray(confusion, dtype=float)
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / totals, np.nan)
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Unweighted mean over the classes present (as truth or prediction) of their F1 score;
+    a class never seen and never predicted is left out, NaN for an empty matrix."""
+    confusion = np.asarray(confusion, dtype=float)
+    true, predicted, hits = confusion.sum(axis=1), confusion.sum(axis=0), np.diag(confusion)
+    present = (true + predicted) > 0
+    if not present.any():
+        return float("nan")
+    f1 = 2 * hits[present] / (true[present] + predicted[present])
+    return float(f1.mean())

@@ -103,3 +103,24 @@ def test_pure_metric_functions():
         metrics.confusion_matrix(["contempt"], ["anger"], ["anger", "fear"])
     assert list(metrics.predicted_labels([np.array([0.1, 0.9]), np.array([0.6, 0.4])],
                                          ["anger", "fear"])) == ["fear", "anger"]
+
+
+def test_spread_recall_and_macro_f1():
+    assert metrics.sd_over_folds({0: 0.5, 1: 0.7, 2: 0.9}) == pytest.approx(0.2)
+    assert math.isnan(metrics.sd_over_folds({0: 0.5}))          # one fold has no spread
+    confusion = np.array([[3, 1, 0], [1, 1, 0], [0, 0, 0]])
+    recall = metrics.per_class_recall(confusion)
+    assert recall[:2].tolist() == [0.75, 0.5] and math.isnan(recall[2])
+    # F1 = 2 TP / (true + predicted): 6/8 and 2/4; the class never seen nor predicted is left out
+    assert metrics.macro_f1(confusion) == pytest.approx((0.75 + 0.5) / 2)
+    assert metrics.macro_f1(np.array([[0, 2], [0, 0]])) == 0.0    # predicted, never right
+    assert math.isnan(metrics.macro_f1(np.zeros((2, 2))))
+
+
+def test_scores_carry_spread_recall_and_macro_f1(evaluation):
+    el = evaluation.score("ckplus", "ckplus", "EL")
+    assert el.sd_accuracy == pytest.approx(np.std([0.75, 0.6, 1 / 3], ddof=1))
+    rows = el.confusion.sum(axis=1)
+    assert el.recall == pytest.approx({c: el.confusion[i, i] / rows[i] for i, c in enumerate(CK_CLASSES)})
+    assert el.macro_f1 == pytest.approx(metrics.macro_f1(el.confusion))
+    assert math.isnan(evaluation.score("sfew", "sfew", "EL").sd_accuracy)     # one holdout fold
