@@ -80,7 +80,7 @@ class Progress:
             return ""
         done = self.steps_done()
         elapsed = (now or time.time()) - self._train_start
-        text = f"image-steps {done / 1e6:.2f}M/{self._steps_total / 1e6:.2f}M ({100 * done / self._steps_total:.0f}%)"
+        text = f"image-steps {_count(done)}/{_count(self._steps_total)} ({100 * done / self._steps_total:.0f}%)"
         if done <= 0 or elapsed <= 0:
             return text + ", ETA not yet measured"
         rate = done / elapsed
@@ -135,6 +135,10 @@ class Progress:
     def error(self, text: str) -> None:
         """Shown at every verbosity, -q included."""
         self._print(text, QUIET)
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,.0f}"
 
 
 def _means(figures: dict[str, dict]) -> str:
