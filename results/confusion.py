@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from matplotlib.figure import Figure  # pyplot-free: no global backend or figure registry
+import numpy as np
 import pandas as pd
 
 from results import atomic
@@ -54,8 +55,17 @@ def _title(score: SystemScore, holdout: bool = False) -> str:
     return f"{where} {score.column}: {acc}"
 
 
+def row_normalised(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by its total (the share of a true class predicted as each class), so a
+    rare class reads as clearly as a common one; an empty row stays 0."""
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
 def plot_confusion(score: SystemScore, holdout: bool = False):
-    """Heat map with the count in each cell; rows true, columns predicted.
+    """Heat map of the row-normalised matrix, each cell's share (%) and count written in it;
+    rows true, columns predicted.
 
     Margins are fixed in inches rather than found by constrained layout: a run writes dozens
     of these, and the layout solver would double their drawing time.
@@ -69,16 +79,16 @@ def plot_confusion(score: SystemScore, holdout: bool = False):
     fig.subplots_adjust(left=left / max(width, 4.0), right=1 - right / max(width, 4.0),
                         bottom=bottom / height, top=1 - top / height)
     ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max()), 1))
+    shares = row_normalised(matrix)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), score.classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), score.classes, fontsize=8)
     ax.set_xlabel("predicted", fontsize=8)
-    ax.set_ylabel("true", fontsize=8)
-    threshold = matrix.max() / 2 if matrix.size else 0
+    ax.set_ylabel("true (row shares, counts)", fontsize=8)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(j, i, f"{100 * shares[i, j]:.0f}%\n({int(matrix[i, j])})", ha="center", va="center",
+                    fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
     fig.suptitle(_title(score, holdout), fontsize=8, wrap=True, y=1 - 0.08 / height, va="top")
     return fig
 

@@ -1,7 +1,8 @@
 """Training curves (validation loss per epoch) and accuracy bar charts, ours beside the paper's.
 
 Curves: one panel per (stage, network) of a data set, one line per member: the median over
-folds, shaded between the lowest and highest fold. Early-stopped folds simply end sooner.
+folds, shaded between the lowest and highest fold. Early-stopped folds simply end sooner. The
+loss axis is logarithmic: a first epoch's loss in the thousands would flatten a linear one.
 """
 from __future__ import annotations
 
@@ -83,11 +84,13 @@ def plot_curves(dataset: str, histories: pd.DataFrame):
         ax.set_title(f"{network}, stage {stage}", fontsize=9)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("validation loss")
+        ax.set_ylabel("validation loss (log)")
+        if (panel["val_loss"] > 0).any():
+            ax.set_yscale("log")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(f"{display_name(dataset)}: validation loss (median over folds, min-max shaded)",
+    fig.suptitle(f"{display_name(dataset)}: validation loss, log axis (median over folds, min-max shaded)",
                  fontsize=10)
     return fig
 

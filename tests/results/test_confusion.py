@@ -61,3 +61,19 @@ def test_system_without_predictions_gets_no_matrix(make_run):
     files = write_confusions(ev, run)
     assert "ckplus_el-jaw" not in files and "ckplus_el" not in files   # EL needs all 5 parts
     assert "ckplus_el-mouth" in files
+
+
+def test_heat_map_is_row_normalised_with_counts_in_the_cells(written):
+    from results.confusion import plot_confusion, row_normalised
+    assert row_normalised(np.array([[3, 1], [0, 0]])).tolist() == [[0.75, 0.25], [0.0, 0.0]]
+    ev, _ = written
+    score = ev.score("ckplus", "ckplus", "EL")
+    fig = plot_confusion(score)
+    image = fig.axes[0].images[0]
+    shares = row_normalised(score.confusion)
+    np.testing.assert_allclose(image.get_array(), shares)
+    assert image.get_clim() == (0, 1)
+    cells = [t.get_text() for t in fig.axes[0].texts]
+    n = len(score.classes)
+    assert cells == [f"{100 * shares[i, j]:.0f}%\n({int(score.confusion[i, j])})"
+                     for i in range(n) for j in range(n)]

@@ -29,3 +29,11 @@ def test_unusable_history_is_named_with_its_reason(make_run):
     histories = load_histories(load_run(run))
     assert histories.rejected == [f"{bad}: lacks column(s) val_loss"]
     assert len(histories.frame) == 15 * (3 + 4 + 5) - 4    # the rejected fold-1 history had 4 epochs
+
+
+def test_loss_curves_use_a_log_axis(shrunk_run):
+    from results.figures import plot_curves
+    frame = load_histories(load_run(shrunk_run)).frame
+    fig = plot_curves("ckplus", frame[frame["dataset"] == "ckplus"].dropna(subset=["val_loss"]))
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert shown and all(ax.get_yscale() == "log" for ax in shown)
