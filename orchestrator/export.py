@@ -5,6 +5,8 @@ config.yaml; each final model's outputs lie under the storage root at ModelRecor
 root is taken to be the run directory's grandparent when that holds the models (so a store that
 was moved or copied still exports), else the root recorded in plan.json. A run directory given as
 a URI (a store at an object store) is read from this machine's copy (orchestrator.store.pull_run).
+Without --fold or --all-folds, the run's final model (trained on all subjects by `partfer run
+--final`, recorded in final.json: orchestrator.final) is exported when it has one, else fold 0.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from data_prep.prepared import PREPARED_DIR, read_manifest
 from data_prep.settings import PrepSettings
 from models.config import ArchConfig, ArchitectureError
 from models.subnet import SubNetwork
+from orchestrator.final import FINAL_FOLD, read_final
 from orchestrator.model_dir import MemberSpec, ModelSpec, write_model_dir
 from orchestrator.records import NETWORKS, ModelRecord, RunPlan, main_models
 from orchestrator.remote import check, parent
@@ -106,8 +109,9 @@ def select_records(plan: RunPlan, dataset: str, network: str, fold: int | None,
         chosen = folds
     elif fold is None:
         chosen = folds[:1]
-        notes.append(f"no fold given: exporting fold {chosen[0]} of {len(folds)} "
-                     f"(--fold K for another, --all-folds for the {len(folds)}-fold ensemble)")
+        notes.append(f"no fold given: exporting fold {chosen[0]} of {len(folds)} (--fold K for another, "
+                     f"--all-folds for the {len(folds)}-fold ensemble); this run has no final model on all "
+                     f"subjects (`partfer run --final` trains one)")
     elif fold not in folds:
         raise ExportError(f"{dataset} has folds {folds}, not {fold}")
     else:
@@ -125,6 +129,19 @@ def select_records(plan: RunPlan, dataset: str, network: str, fold: int | None,
         if not any(r.fold == k for r in picked):
             raise ExportError(f"run {plan.run_id} has no {network} models of {dataset} fold {k}")
     return picked, chosen, notes
+
+
+def final_records(plan: RunPlan, run_dir: Path, dataset: str, network: str) -> list[ModelRecord]:
+    """The run's final models of (dataset, network) in member order ([] when it has none)."""
+    rank = {m: i for i, m in enumerate(_member_order(plan, network))}
+    picked = sorted((r for r in read_final(run_dir) if r.dataset == dataset and r.network == network),
+                    key=lambda r: (rank.get(r.member, len(rank)), r.member))
+    for r in picked:
+        try:
+            safe_relative(r.dir, f"{run_dir / 'final.json'}: the directory of {r.network} {r.member}")
+        except ValueError as err:
+            raise ExportError(str(err)) from None
+    return picked
 
 
 def _preprocessing(plan: RunPlan, dataset: str, storage: Path) -> tuple[dict, str, list[str]]:
@@ -165,8 +182,9 @@ def _load_member(record: ModelRecord, storage: Path, n_classes: int, arch: ArchC
         raise ExportError(f"{path} does not fit the run's architecture "
                           f"({str(err).strip().splitlines()[0]})") from None
     try:
-        test_acc = json.loads((folder / DONE_FILE).read_text()).get("test_acc")
-    except ValueError:
+        meta = json.loads((folder / DONE_FILE).read_text())
+        test_acc = meta.get("test_acc") if meta.get("n_test") != 0 else None   # a final model tests nothing
+    except (ValueError, AttributeError):
         test_acc = None
     return net.state_dict(), test_acc
 
@@ -184,10 +202,17 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
             raise RunDirError(str(err)) from None
     run_dir = Path(run_dir)
     plan, cfg = _read_plan(run_dir)
-    records, folds, notes = select_records(plan, dataset, network, fold, all_folds)
-    if uri:                       # pull_run leaves checkpoints out: fetch the chosen models' ones
+    finals = final_records(plan, run_dir, dataset, network) if fold is None and not all_folds else []
+    if finals:
+        records, folds = finals, [FINAL_FOLD]
+        notes = ["exporting the final model, trained on all subjects (--fold K or --all-folds for the "
+                 "cross-validated models)"]
+    else:
+        records, folds, notes = select_records(plan, dataset, network, fold, all_folds)
+    if uri:                       # pull_run leaves checkpoints (and final models) out: fetch the chosen ones
         for r in records:
-            local_file(join(parent(parent(uri)), r.dir, "checkpoint.pt"), missing_ok=True)
+            for name in ("checkpoint.pt", DONE_FILE):
+                local_file(join(parent(parent(uri)), r.dir, name), missing_ok=True)
     storage = storage_root(run_dir, plan, records)
     try:
         arch = ArchConfig(**model_kwargs(cfg["model"]))
@@ -240,7 +265,9 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="data set the ensemble was trained on")
     parser.add_argument("--network", required=True, choices=list(NETWORKS))
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--fold", type=int, default=None, help="fold whose models to export (default: the first)")
+    which.add_argument("--fold", type=int, default=None,
+                       help="fold whose models to export (default: the final model on all subjects when the run "
+                            "has one, else the first fold)")
     which.add_argument("--all-folds", action="store_true", help="export every fold's models as one ensemble")
     parser.add_argument("--out", required=True, help="model directory to write (replaced if it is one)")
     parser.set_defaults(func=export_command)
@@ -256,6 +283,8 @@ def export_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     spec = result.spec
     print(result.out)
-    print(f"{spec.network} on {spec.dataset}, fold(s) {', '.join(map(str, spec.folds))}: "
+    which = ("final model (all subjects)" if spec.folds == [FINAL_FOLD]
+             else f"fold(s) {', '.join(map(str, spec.folds))}")
+    print(f"{spec.network} on {spec.dataset}, {which}: "
           f"{len(spec.members)} sub-networks, classes {', '.join(spec.classes)}", file=sys.stderr)
     return 0

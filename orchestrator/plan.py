@@ -110,18 +110,26 @@ def _recorded(prepared: str, storage: str) -> str:
     return str(prepared)
 
 
+def pack_options(cfg: dict, device: str) -> dict:
+    """A PackJob's execution options (none is part of any key): memory layout, determinism,
+    compilation and the custom kernels' switches."""
+    channels_last = cfg["train"].get("channels_last", "auto")
+    channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
+    # the augmentation's kernel runs where the pack does, so true means "on CUDA"
+    switches = {key: bool(cfg["train"].get(key, default)) for key, default in KERNEL_SWITCHES.items()}
+    switches["fused_augment"] = "auto" if switches["fused_augment"] else "off"
+    return dict(channels_last=channels_last, deterministic=bool(cfg["train"].get("deterministic", False)),
+                cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)), compile=compile_mode_of(cfg),
+                **switches)
+
+
 def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str,
                run_id: str, pack_size: int) -> Plan:
     """Every unit's stage jobs, with their keys, inputs and output directories."""
     storage = storage if is_uri(storage) else str(Path(storage).resolve())
     scan_done(storage)
     precision = precision_for(cfg, device)
-    channels_last = cfg["train"].get("channels_last", "auto")
-    channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
-    # the custom kernels' switches (execution only: not part of any key); the augmentation's
-    # kernel runs where the pack does, so true means "on CUDA"
-    switches = {key: bool(cfg["train"].get(key, default)) for key, default in KERNEL_SWITCHES.items()}
-    switches["fused_augment"] = "auto" if switches["fused_augment"] else "off"
+    options = pack_options(cfg, device)
     chains: list[list[PackJob]] = []
     stale_states: list[str] = []
     records: list[ModelRecord] = []
@@ -180,10 +188,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                         dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes),
                         stage=settings, models=tuple(jobs), model_cfg=dict(cfg["model"]),
                         image_size=int(cfg["image_size"]), device=device, precision=precision,
-                        channels_last=channels_last, state_dir=join(storage, "packs", pack_key),
-                        deterministic=bool(cfg["train"].get("deterministic", False)),
-                        cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)),
-                        compile=compile_mode_of(cfg), **switches))
+                        state_dir=join(storage, "packs", pack_key), **options))
                 # finished packs are dropped from the chain's front: only the work left is scheduled
                 while chain and all(is_done(j.out_dir) for j in chain[0].models):
                     stale_states.append(chain.pop(0).state_dir)
