@@ -1,9 +1,10 @@
-"""`report.md` and `report.html` in the run directory: the whole paper beside ours.
+"""`report.md` and `report.html` in the run directory: the whole paper beside ours, results first.
 
-Settings, versions and timings; banners for shrunk, synthetic, partial or incomplete runs;
-Tables I-III; confusion matrices (Figs. 7-9 and the cross-data-set tests); the landmark
-before/after study (Fig. 10); Grad-CAM (Fig. 11); model complexity (Section IV-E); training
-curves. Every table, matrix and figure is rebuilt from plan.json and the files it points to,
+Banners for shrunk, synthetic, partial or incomplete runs; Tables I-III (mean and sd over folds,
+macro-F1, per-class recall); every network's confusion matrix (Figs. 7-9 and the cross-data-set
+tests); the landmark before/after study (Fig. 10); Grad-CAM (Fig. 11); model complexity
+(Section IV-E); training curves; then an appendix of settings, versions, timings, data sets and
+completeness. Every table, matrix and figure is rebuilt from plan.json and the files it points to,
 written atomically, and linked relatively; the report carries no build timestamps, so
 rebuilding an unchanged run gives identical files.
 """
@@ -28,7 +29,7 @@ from results.load import load_run, read_plan, selections_in
 from results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
 from results.markdown import bullets, markdown_table
 from results.paper import display_name
-from results.tables import (TABLES_DIR, comparison_markdown, members_markdown, pair_labels,
+from results.tables import (TABLES_DIR, class_scores_markdown, comparison_markdown, members_markdown, pair_labels,
                             pair_title, per_fold_markdown, table2_markdown, table3_pairs,
                             write_tables)
 
@@ -202,6 +203,11 @@ def _table1_section(ev: RunEvaluation) -> list[str]:
     for train, test in ev.self_pairs:
         out.append(f"### {pair_title(train, test)}\n")
         out.append(comparison_markdown(ev, train, test))
+        classes = class_scores_markdown(ev, train, test)
+        if classes:
+            out.append("Each network's ensemble (%): accuracy as mean ± sd over folds; macro-F1 and "
+                       "each class's recall of the fold-summed confusion matrix:\n")
+            out.append(classes)
         out.append("Per fold (%):\n")
         out.append(per_fold_markdown(ev, train, test))
         members = members_markdown(ev, train, test)
@@ -239,16 +245,17 @@ def _table3_section(ev: RunEvaluation) -> list[str]:
 
 
 def _confusion_section(ev: RunEvaluation, confusions: dict) -> list[str]:
-    out = ["## Confusion matrices (fold-summed; rows true, columns predicted)\n"]
+    out = ["## Confusion matrices (fold-summed, row-normalised; rows true, columns predicted)\n"]
     if not confusions:
         out.append("No confusion matrices: no system has scored predictions.\n")
         return out
     out.append("CK+ and JAFFE: the sum of the fold matrices (Figs. 7, 8); a hold-out set such as "
-               "SFEW: its validation set (Fig. 9). EL ensembles are shown; every system's "
-               "counts and heat map are linked below.\n")
+               "SFEW: its validation set (Fig. 9). Each cell: the share of its true class (colour "
+               "and %) and the count. Every network's ensemble is shown; every system's counts and "
+               "heat map (EL parts too) are linked below.\n")
     for score in ev.scores:
         stem = file_stem(score)
-        if score.network == "el" and score.is_ensemble and stem in confusions:
+        if score.is_ensemble and stem in confusions:
             out.append(f"![{stem}](confusion/{stem}.png)\n")
     rows = [[stem, f"[csv](confusion/{stem}.csv)", f"[png](confusion/{stem}.png)"]
             for stem in sorted(confusions)]
@@ -313,20 +320,6 @@ def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
     banners = _banners(ev)
     if banners:
         out.append("\n>\n".join(banners) + "\n")
-    out.append("Rebuilt from `plan.json` and the files it points to by `partfer report`.")
-    config = (" Resolved configuration: [config.yaml](config.yaml)."
-              if (run_dir / "config.yaml").is_file() else "")
-    out.append(f"Tables: {_links(sorted(tables), TABLES_DIR)}.{config}\n")
-    out.append("## Settings\n")
-    out.append(_settings_section(ev))
-    out.append("### Versions\n")
-    out.append(_versions_section(ev))
-    out.append("### Timings\n")
-    out.append(_timings_section(ev))
-    out.append("## Data sets\n")
-    out.append(_datasets_section(ev))
-    out.append("## Completeness\n")
-    out.append(_completeness_section(ev, histories))
     out += _table1_section(ev)
     out += _selection_section(ev, twin)
     out.append("## Table II: EL against the benchmarks the paper cites\n")
@@ -337,7 +330,22 @@ def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
     out += _gradcam_section(figures, gradcam_notes)
     out += _complexity_section(complexity, tables)
     out += _figures_section(figures)
+    out += _appendix(ev, tables, histories, run_dir)
     return "\n".join(out)
+
+
+def _appendix(ev: RunEvaluation, tables: dict, histories: Histories, run_dir: Path) -> list[str]:
+    """What the run was and how it went: read after the results, not before."""
+    out = ["## Appendix: settings, versions, timings, data sets, completeness\n",
+           "Rebuilt from `plan.json` and the files it points to by `partfer report`."]
+    config = (" Resolved configuration: [config.yaml](config.yaml)."
+              if (run_dir / "config.yaml").is_file() else "")
+    out.append(f"Tables: {_links(sorted(tables), TABLES_DIR)}.{config}\n")
+    for heading, body in (("Settings", _settings_section(ev)), ("Versions", _versions_section(ev)),
+                          ("Timings", _timings_section(ev)), ("Data sets", _datasets_section(ev)),
+                          ("Completeness", _completeness_section(ev, histories))):
+        out += [f"### {heading}\n", body]
+    return out
 
 
 def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:

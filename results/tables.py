@@ -110,6 +110,10 @@ def comparison_markdown(ev: RunEvaluation, train: str, test: str) -> str:
     ours = _accuracy_cells(ev, train, test)
     paper = _paper_row(train, test)
     rows = [["ours (mean over folds)"] + [pct(v) for v in ours]]
+    spread = [ev.score(train, test, c) for c in COLUMNS]
+    if any(s is not None and not math.isnan(s.sd_accuracy) for s in spread):
+        rows.append(["± sd over folds"] + ["" if s is None or math.isnan(s.sd_accuracy)
+                                           else f"±{100 * s.sd_accuracy:.2f}" for s in spread])
     if paper is None:
         rows.append(["paper"] + ["n/a"] * len(COLUMNS))
     else:
@@ -121,6 +125,22 @@ def comparison_markdown(ev: RunEvaluation, train: str, test: str) -> str:
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     return text
+
+
+def class_scores_markdown(ev: RunEvaluation, train: str, test: str) -> str:
+    """Each network's ensemble: accuracy mean ± sd over folds, macro-F1 and every class's recall
+    (both of the fold-summed matrix), in %; empty when no ensemble has predictions."""
+    scores = [s for s in ev.for_pair(train, test) if s.is_ensemble and s.fold_accuracy]
+    if not scores:
+        return ""
+    classes = scores[0].classes
+    rows = []
+    for s in scores:
+        spread = "" if math.isnan(s.sd_accuracy) else f" ± {100 * s.sd_accuracy:.2f}"
+        rows.append([s.column, pct(s.mean_accuracy) + spread, pct(s.macro_f1)]
+                    + [pct(s.recall.get(c)) for c in classes])
+    return markdown_table(["network", "accuracy (mean ± sd)", "macro-F1", *(f"recall {c}" for c in classes)],
+                          rows)
 
 
 def pair_notes(ev: RunEvaluation, train: str, test: str) -> list[str]:

@@ -2,6 +2,7 @@
 stated, and every link and image resolving."""
 import re
 
+import numpy as np
 import pytest
 
 from results.report import build_report
@@ -13,7 +14,7 @@ SECTIONS = ["Settings", "Versions", "Timings", "Data sets", "Completeness",
             "Table I: accuracy (%), ours beside the paper's",
             "Table II: EL against the benchmarks the paper cites",
             "Table III: cross-data-set generalisation",
-            "Confusion matrices (fold-summed; rows true, columns predicted)",
+            "Confusion matrices (fold-summed, row-normalised; rows true, columns predicted)",
             "Landmarks before and after fine-tuning (Sections IV-B, V-B; Fig. 10)",
             "Grad-CAM (Section V-C; Fig. 11)", "Model complexity (Section IV-E)",
             "Training curves and accuracy charts"]
@@ -159,3 +160,22 @@ def test_partial_run_is_marked(make_run):
     assert "> **PARTIAL RUN**: the run's status is 'running', not finished" in text
     assert "> **INCOMPLETE RUN**: 1 of 15 planned models" in text
     assert "FTL: no scored predictions (see Missing models)" in text
+
+
+def test_report_leads_with_table1_and_ends_with_the_appendix(report):
+    text = report.read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Table I: accuracy (%), ours beside the paper's"
+    assert headings[-1] == "## Appendix: settings, versions, timings, data sets, completeness"
+    assert text.index("SHRUNK RUN") < text.index("## Table I") < text.index("### Settings")
+    for counter in ("### Settings", "### Versions", "### Timings", "### Data sets", "### Completeness"):
+        assert text.index("## Appendix") < text.index(counter)
+    table1 = text[text.index("## Table I"):text.index("## Table II")]
+    sd = np.std([75.0, 60.0, 100 / 3], ddof=1)
+    assert f"| ± sd over folds |" in table1 and f"±{sd:.2f} |" in table1
+    assert ("| network | accuracy (mean ± sd) | macro-F1 | recall anger | recall contempt | "
+            "recall happiness | recall surprise |") in table1
+    assert f"| EL | 56.11 ± {sd:.2f} |" in table1
+    for network in ("baseline", "ftl", "el"):          # every network's matrix, not only EL's
+        for stem in (f"ckplus_{network}", f"sfew_{network}", f"sfew_on_ckplus_{network}"):
+            assert f"![{stem}](confusion/{stem}.png)" in text
