@@ -35,7 +35,7 @@ th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 blockquote { border-left: 4px solid #c33; background: #fff4f4; margin: 1em 0; padding: 0.4em 1em; }
 code { background: #f3f3f3; padding: 0 0.2em; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.4em 0; }
+img { max-width: 100%; box-sizing: border-box; border: 1px solid #ddd; margin: 0.4em 0; }
 """
 
 ImageSource = Callable[[str], str]
