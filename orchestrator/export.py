@@ -263,7 +263,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                     "(5 x K sub-networks; their softmax vectors are summed).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (<storage>/runs/<run_id>)")
     parser.add_argument("--dataset", required=True, help="data set the ensemble was trained on")
-    parser.add_argument("--network", required=True, choices=list(NETWORKS))
+    parser.add_argument("--network", required=True, choices=list(NETWORKS), help="network whose ensemble to export")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, default=None,
                        help="fold whose models to export (default: the final model on all subjects when the run "
