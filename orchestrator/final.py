@@ -193,7 +193,8 @@ def train_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
         for network, epochs in networks.items():
             log(f"final {network} on all {name} subjects: epochs {epochs} (median selected epoch of the "
                 f"cross-validated run's {final.selection} models)")
-    progress = Progress(final.n_model_stages, final.n_done, sum(len(c) for c in final.chains))
+    # their epochs join the run's metrics CSV and TensorBoard files (fold -1)
+    progress = Progress(final.n_model_stages, final.n_done, sum(len(c) for c in final.chains), run_dir=run_dir)
     results = execute(final.chains, progress, executor, cfg, device) if final.chains else []
     write_final(run_dir, run_plan.run_id, final)
     log(f"final models of {len(final.records)} members -> {Path(run_dir) / FINAL_FILE}")

@@ -96,6 +96,10 @@ def test_final_models_train_on_every_subject_for_the_median_selected_epochs(fina
             assert meta["n_test"] == 0 and meta["n_val"] == 0
             assert meta["n_train"] == (n_landmarked if stage == "landmark" else n_rows)   # every subject's rows
     assert sum(res.trained for res in results) == 15                          # 5 parts x 3 stages
+    import csv
+    with open(run_dir / "metrics" / "epochs.csv", newline="") as fh:
+        final_rows = [r for r in csv.DictReader(fh) if r["fold"] == str(FINAL_FOLD)]
+    assert len(final_rows) == 5 * sum(expected.values())                     # every final epoch is watchable
 
     # run again: everything is found done, nothing trains, the same record is written
     again = train_final_for_run(run_dir, cfg, log=lambda text: None)
