@@ -23,6 +23,8 @@ SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
 TRANSFER_BN = ("frozen", "trainable")
 TRANSFER_STAGES = ("landmark", "head", "finetune")
 NETWORKS = ("baseline", "ftl", "el")
+# how a run trains its packs: Ray tasks, this process, or Ray Train runs (orchestrator/train_executor.py)
+EXECUTORS = ("ray", "inline", "train")
 
 
 class ConfigError(ValueError):
@@ -167,6 +169,11 @@ def validate(cfg: dict) -> None:
     gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
+    if cfg.get("executor") not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {cfg.get('executor')!r}")
+    workers = cfg["train"].get("workers_per_run")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {workers!r}")
     for name, ds in cfg["datasets"].items():
         missing = [s for s in STAGES if s not in ds.get("epochs", {})]
         if missing:

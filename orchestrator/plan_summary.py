@@ -109,4 +109,37 @@ def summary_lines(chains: list[list[PackJob]], n_model_stages: int, n_done: int,
     return lines
 
 
-__all__ = ["MeasuredRate", "PackWork", "measured_rate", "pack_work", "summary_lines"]
+def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: float,
+                 rate: MeasuredRate | None, gpu_counts: tuple[int, ...] = (1, 4, 8, 32)) -> list[str]:
+    """The planner's layout for this cluster (executor train), and the plan's projected wall time
+    on 1, 4, 8 and 32 GPUs at the measured H200 pack rates."""
+    from orchestrator.pack_planner import H200, TRAINER_START_SECONDS, choose, curve_for, slots_for, workload
+    kinds = workload(chains)
+    if not kinds:
+        return []
+    size = max(len(job.models) for chain in chains for job in chain)
+    slots = slots_for(device, gpus, cpus, 1.0, 1.0)
+    where = f"{slots} GPU(s)" if device.startswith("cuda") else f"{slots} CPU worker(s)"
+    if device.startswith("cuda") or rate is not None:
+        curve = curve_for(device, rate.images_per_second if rate else None)
+        mine = choose(kinds, slots, curve, pack_sizes=(size,))
+        best = choose(kinds, slots, curve)
+        lines = [f"executor train on this cluster ({where}): {mine.workers} pack(s) of {size} per Train run, "
+                 f"{mine.concurrent} run(s) at once: {_duration(mine.wall_seconds)}"]
+        if best.pack_size != size:
+            lines.append(f"  faster here: train.pack_size={best.pack_size}, {best.workers} per run: "
+                         f"{_duration(best.wall_seconds)} (other packs, other batch draws: other numbers)")
+    else:
+        lines = [f"executor train on this cluster ({where}): no measured rate for a projection"]
+    lines.append(f"projected on H200-class GPUs ({H200_NOTE}, {TRAINER_START_SECONDS:.0f} s per Train run):")
+    for n in gpu_counts:
+        best = choose(kinds, n, H200)
+        lines.append(f"  {n:>3} GPU(s): {_duration(best.wall_seconds):>9}  (pack_size {best.pack_size}, "
+                     f"{best.workers} per run, {best.concurrent} runs at once, {best.runs} runs)")
+    return lines
+
+
+H200_NOTE = "13.0k img/s a 5-model pack, 34.7k a 50-model pack"
+
+
+__all__ = ["MeasuredRate", "PackWork", "layout_lines", "measured_rate", "pack_work", "summary_lines"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from data_prep.errors import DatasetRootError
 from data_prep.prepared import PREPARED_DIR
 from orchestrator import remote
-from orchestrator.config import ConfigError, dump, epochs_for, packs_per_gpu, resolve_device
+from orchestrator.config import EXECUTORS, ConfigError, dump, epochs_for, packs_per_gpu, resolve_device
 from orchestrator.progress import Progress
 from orchestrator.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
                                 pull_outputs, push_run, remove_dir, stable_hash, work_root)
@@ -221,8 +221,8 @@ def run(req: RunRequest, log=None) -> str | None:
     cfg = req.config
     storage = req.storage or cfg["storage"]
     executor = req.executor or cfg["executor"]
-    if executor not in ("ray", "inline"):
-        raise ConfigError(f"executor must be ray or inline, not {executor!r}")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
     device = resolve_device(req.device or cfg["device"])
     if is_uri(storage):
         remote.check(storage)        # unusable (scheme, credentials, network): stop now, in one line
@@ -234,7 +234,8 @@ def run(req: RunRequest, log=None) -> str | None:
     check_inputs(cfg, req.datasets, req.prepared)
     t_start = time.time()
 
-    if req.datasets or not req.prepared or executor == "ray":
+    info = None
+    if req.datasets or not req.prepared or executor != "inline":
         info = ensure_ray(storage, bool(cfg.get("storage_shared", False)))
         log(f"Ray at {info.address}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs")
     raw, synthetic = dict(req.datasets), []
@@ -264,6 +265,10 @@ def run(req: RunRequest, log=None) -> str | None:
         rate = measured_rate(str(work), device, int(cfg["image_size"]))
         for line in summary_lines(plan.chains, plan.n_model_stages, plan.n_done, cfg["train"]["selection"], rate):
             print(line, flush=True)
+        if info is not None:
+            from orchestrator.plan_summary import layout_lines
+            for line in layout_lines(plan.chains, device, info.gpus, info.cpus, rate):
+                print(line, flush=True)
         return None
     for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
         remove_dir(state_dir)
@@ -308,6 +313,11 @@ def run(req: RunRequest, log=None) -> str | None:
         results = run_inline(plan.chains, progress, concurrent=sharing)
         from orchestrator.executors import run_cross_evals_inline
         run_cross_evals_inline(plan.cross_evals, progress)
+    elif executor == "train":
+        from orchestrator.train_executor import run_train, settings_for
+        results = run_train(plan.chains, progress, settings_for(cfg, plan.chains, storage, device, info))
+        from orchestrator.executors import run_cross_evals_ray
+        run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(cfg["train"]["gpus_per_worker"])))
     else:
         from orchestrator.executors import run_ray
         tr = cfg["train"]
