@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+import atomicio
 from data_prep.ibug68 import N_POINTS
 
 
@@ -22,11 +23,8 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_points(path: str | os.PathLike, points: np.ndarray) -> None:
-    """Write atomically (temp name in the same folder, then rename)."""
+    """Write atomically (atomicio)."""
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (N_POINTS, 2):
         raise ValueError(f"expected ({N_POINTS}, 2) points, got {points.shape}")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{x:.3f} {y:.3f}\n" for x, y in points))
-    os.replace(tmp, path)
+    atomicio.write_text(path, "".join(f"{x:.3f} {y:.3f}\n" for x, y in points))

@@ -2,7 +2,7 @@
 
 A prepared directory is named by a hash of everything that determines its content (input files
 with sizes and mtimes, layout, options, settings, PREP_VERSION), so a re-run with the same inputs
-reuses it and any change prepares a new one. It is built in `<dir>.tmp-<uuid>` and renamed at the
+reuses it and any change prepares a new one. It is built under a temporary name (atomicio) and renamed at the
 end: a killed run never leaves a directory that looks finished.
 """
 from __future__ import annotations
@@ -16,13 +16,13 @@ import os
 import platform
 import re
 import shutil
-import uuid
 from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import atomicio
 from data_prep import labels
 from data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
 from data_prep.readers.base import Reject
@@ -108,13 +108,13 @@ def reason_kind(reason: str) -> str:
 
 
 def write_rejects_csv(path: Path, rejects: list[Reject]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["source_path", "reason"])
-        for reject in sorted(rejects, key=lambda r: (r.source_path, r.reason)):
-            writer.writerow([reject.source_path, reject.reason])
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["source_path", "reason"])
+            for reject in sorted(rejects, key=lambda r: (r.source_path, r.reason)):
+                writer.writerow([reject.source_path, reject.reason])
+    atomicio.write_with(path, write)
 
 
 def read_rejects_csv(path: str | os.PathLike) -> list[Reject]:
@@ -127,8 +127,8 @@ class PreparedBuilder:
 
     def __init__(self, final: Path) -> None:
         self.final = final
-        self.tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex}")
-        (self.tmp / DATA_DIR).mkdir(parents=True)
+        self.tmp = atomicio.make_temp_dir(final)     # a killed run's leftovers are cleaned by the next
+        (self.tmp / DATA_DIR).mkdir()
         self.pending: list[pa.Table] = []
         self.n_pending = 0
         self.n_files = 0
@@ -216,13 +216,8 @@ class PreparedBuilder:
         manifest = self.manifest(base_manifest)
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         (self.tmp / SUCCESS_MARKER).write_text("")
-        try:
-            os.rename(self.tmp, self.final)
-        except OSError:
-            # Another run published the same content first: keep theirs, drop ours.
-            if not (self.final / SUCCESS_MARKER).is_file():
-                raise
-            self.discard()
+        # another run that published the same content first wins: ours is dropped
+        atomicio.publish_dir(self.tmp, self.final, lambda folder: (folder / SUCCESS_MARKER).is_file())
         return manifest
 
     def discard(self) -> None:

@@ -9,6 +9,7 @@ the wild" shots, data_prep.synth_sfew); JAFFE's writer is here.
 from __future__ import annotations
 
 import os
+import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
+import atomicio
 from data_prep import labels
 from data_prep.face_drawing import FaceStyle, background, draw_face, photograph
 from data_prep.face_geometry import (
@@ -93,11 +95,10 @@ def generate(subjects: int, per_class: int, seed: int, size: int, classes: tuple
 
 
 def write_bytes_file(path: Path, data: bytes) -> None:
-    """Atomic write: a temp name in the same folder, then rename (folders created as needed)."""
+    """A file of the data set being built (folders created as needed). Plain writes: the whole
+    folder is built under a temporary name and published at once (synthesize)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.write_bytes(data)
 
 
 def write_image_file(path: Path, image: np.ndarray) -> None:
@@ -178,7 +179,14 @@ def synthesize(layout: str, out_dir: str | os.PathLike, subjects: int = 10, per_
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out} (synthesize writes into a new or empty folder)")
-    out.mkdir(parents=True, exist_ok=True)
-    written = spec.write(request, out)
+    # built beside `out` and renamed into place whole: a killed synth leaves no half data set
+    # under the final name that prep would take for a complete one
+    build = atomicio.make_temp_dir(out)
+    try:
+        written = spec.write(request, build)
+        atomicio.publish_dir(build, out, lambda folder: False)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     return SynthSummary(out_dir=str(out), layout=layout, n_images=written.n_images,
                         classes=written.classes, subjects=written.subjects)
