@@ -141,7 +141,7 @@ def add_doctor_parser(subparsers) -> argparse.ArgumentParser:
                     "needed here). Exit status 1 when something required is missing.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", default="paper", help="config whose `storage` is checked when --out is not given")
-    parser.add_argument("--out", default=None, help="storage root to check: a path or a URI (none: the config's)")
+    parser.add_argument("--out", default=None, help="storage root to check: a path or a URI (left out: the config's)")
     parser.set_defaults(func=doctor_command)
     return parser
 

@@ -401,7 +401,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True,
                         help="model directory from `partfer export`: a path or a URI (s3://..., gs://..., file:///...)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (walked recursively), videos")
-    parser.add_argument("--out", default=None, help="output .csv or .parquet (none: CSV on stdout)")
+    parser.add_argument("--out", default=None, help="output .csv or .parquet (left out: CSV on stdout)")
     parser.add_argument("--details", action="store_true",
                         help="also the detector's score and every member's (part's) probabilities p_<member>_<class>")
     parser.add_argument("--annotate", default=None, metavar="DIR",
@@ -413,7 +413,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="faces per network pass")
     parser.add_argument("--every", type=int, default=1, help="videos: use every Nth frame")
     parser.add_argument("--detector", default=None, choices=list_detectors(),
-                        help="face detector, overriding the model's (none: the one its training data used)")
+                        help="face detector, overriding the model's (left out: the one its training data used)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=predict_command)
     return parser
