@@ -303,7 +303,7 @@ def run(req: RunRequest, log=None) -> str | None:
     if run_uri:
         push_run(run_dir, run_uri)                  # a crashed run is visible at the URI too
 
-    progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start)
+    progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start, run_dir=run_dir)
     progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
                   f"in {sum(len(c) for c in plan.chains)} packs on {device} ({executor} executor)")
     t_train = time.time()

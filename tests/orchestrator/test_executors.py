@@ -13,6 +13,7 @@ from orchestrator.plan import build_plan
 from orchestrator.progress import Progress
 
 TINY = {"image_size": 32, "networks": ["el", "baseline"], "parts": ["mouth", "nose"], "members": 2,
+        "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 3, "landmark": 2, "head": 2, "finetune": 2}}
 
 
