@@ -200,9 +200,15 @@ def train_worker(config: dict) -> None:
     import torch
 
     from orchestrator.train import run_pack
+    from orchestrator.epoch_metrics import epoch_reporter
+    from orchestrator.executors import _sender
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     job: PackJob = config["jobs"][rank]
+    send = _sender(config["sink"], config["indexes"][rank])
+    # in the worker's own log too (Ray keeps one per worker process, on its node)
+    print(f"partfer Train worker {rank}: {job.dataset} {job.stage.stage} pack of {len(job.models)} models",
+          flush=True)
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
         torch.set_num_threads(threads)
@@ -213,9 +219,13 @@ def train_worker(config: dict) -> None:
     try:
         restored = restore(ray.train.get_checkpoint(), rank, state_dir)
         reporter = RoundReporter(rank, state_dir, job.stage.max_epochs, restored)
+        to_driver = epoch_reporter(job, lambda epoch, figures: send("epoch", epoch, figures))
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            to_driver(epoch, metrics)
+            reporter.on_epoch(epoch, metrics)
         result = run_pack(dataclasses.replace(job, state_dir=str(state_dir)),
-                          log=lambda text: print(f"[pack {rank}] {text}", flush=True),
-                          on_epoch=reporter.on_epoch)
+                          log=lambda text: send("log", text), on_epoch=on_epoch)
         reporter.finish(result)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -223,8 +233,9 @@ def train_worker(config: dict) -> None:
 
 # ---------------------------------------------------------------- driver side
 
-def fit_packs(jobs: list[PackJob], settings: TrainSettings) -> list[dict]:
-    """One Trainer run over these packs (one stage of a group); each pack's result as a dict."""
+def fit_packs(jobs: list[PackJob], settings: TrainSettings, sink, indexes: list[int]) -> list[dict]:
+    """One Trainer run over these packs (one stage of a group); each pack's result as a dict.
+    The packs' lines and epochs go to the driver through `sink` (a Ray queue), tagged `indexes`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -238,7 +249,7 @@ def fit_packs(jobs: list[PackJob], settings: TrainSettings) -> list[dict]:
         Path(storage).mkdir(parents=True, exist_ok=True)
     name = run_name(jobs)
     trainer = TorchTrainer(
-        train_worker, train_loop_config={"jobs": list(jobs)},
+        train_worker, train_loop_config={"jobs": list(jobs), "sink": sink, "indexes": list(indexes)},
         # the workers never exchange tensors, only a flag and the results: gloo everywhere, which
         # also leaves NCCL's one-process-per-GPU rule out of fractional GPU shares
         torch_config=TorchConfig(backend="gloo"),
@@ -253,30 +264,37 @@ def fit_packs(jobs: list[PackJob], settings: TrainSettings) -> list[dict]:
     return results
 
 
-def _fit_stage(jobs: list[PackJob], settings: TrainSettings, *_upstream) -> list[dict]:
+def _fit_stage(jobs: list[PackJob], settings: TrainSettings, sink, indexes: list[int], *_upstream) -> list[dict]:
     """Ray task body launching one Trainer run; `_upstream` carries the previous stage's dependency."""
-    return fit_packs(jobs, settings)
+    return fit_packs(jobs, settings, sink, indexes)
 
 
 def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSettings) -> list[PackResult]:
     """Every group's stages as Trainer runs, stage s+1 after stage s; groups run concurrently as
     far as the cluster's resources go (Ray queues the workers of the rest)."""
     import ray
+    from ray.util.queue import Queue
 
-    from orchestrator.executors import PackFailure
+    from orchestrator.executors import PackFailure, _drain, deliver
+    progress.plan(chains)
     launch = ray.remote(num_cpus=0, max_retries=0)(_fit_stage)
+    sink = Queue(actor_options={"num_cpus": 0})
+    every: list[PackJob] = []
     pending: dict = {}
     for group in group_chains(chains, settings.workers):
         previous = None
         for stage in range(len(group[0])):
             jobs = [chain[stage] for chain in group]
+            indexes = list(range(len(every), len(every) + len(jobs)))
+            every.extend(jobs)
             ref = launch.options(name=f"train-{jobs[0].dataset}-{jobs[0].stage.stage}").remote(
-                jobs, settings, *([previous] if previous is not None else []))
+                jobs, settings, sink, indexes, *([previous] if previous is not None else []))
             pending[ref] = jobs
             previous = ref
     results, failures = [], []
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        deliver(_drain(sink), every, progress)     # a pack's last lines before its done line
         for ref in ready:
             jobs = pending.pop(ref)
             try:
@@ -284,7 +302,7 @@ def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSe
             except ray.exceptions.RayError as exc:
                 failures.append(f"{jobs[0].dataset} {jobs[0].stage.stage} Trainer run of {len(jobs)} pack(s): "
                                 f"{str(exc).strip().splitlines()[-1]}")
-                progress.note(f"FAILED {failures[-1]}")
+                progress.error(f"FAILED {failures[-1]}")
                 continue
             resumed = max(fields["restored_round"] for fields in done)
             if resumed:
@@ -294,6 +312,8 @@ def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSe
                 result = PackResult(**{k: v for k, v in fields.items() if k != "restored_round"})
                 progress.finished(job, result)
                 results.append(result)
+    deliver(_drain(sink), every, progress)
+    ray.kill(sink.actor)
     if failures:
         raise PackFailure(failures)
     return results

@@ -34,7 +34,7 @@ def _start_node(temp_dir: str, env: dict, head: str | None = None) -> subprocess
 
 def _ran_packs(temp_dir: str) -> bool:
     """Whether a Train worker of this node trained a pack: its log holds the worker's pack lines."""
-    return any("[pack " in log.read_text(errors="replace")
+    return any("partfer Train worker" in log.read_text(errors="replace")
                for log in Path(temp_dir).glob("session_*/logs/worker-*.out"))
 
 

@@ -143,3 +143,19 @@ def test_killed_worker_resumes_from_the_trainer_checkpoint(local_ray, tiny_prepa
     assert "resumed from its checkpoint of epoch" in log.getvalue(), log.getvalue()[-2000:]
     run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()))
     _assert_identical(_outputs(killed), _outputs(whole))
+
+
+def test_settings_take_the_configured_workers_or_the_planners(tiny_prepared, tmp_path):
+    from types import SimpleNamespace
+
+    from orchestrator.train_executor import settings_for
+    plan = _plan(tiny_prepared, tmp_path, 3)
+    two_cpus = SimpleNamespace(gpus=0.0, cpus=2.0)
+    cfg = load_config("demo", dict(SMALL, **{"train.workers_per_run": 2, "train.max_retries": 3}))
+    fixed = settings_for(cfg, plan.chains, str(tmp_path), "cpu", two_cpus)
+    assert (fixed.workers, fixed.max_failures, fixed.gpus_per_worker) == (2, 3, 1.0)
+    planned = settings_for(load_config("demo", SMALL), plan.chains, str(tmp_path), "cpu", two_cpus)
+    assert planned.workers in (1, 2)                 # never more workers than the cluster runs at once
+    one_cpu = settings_for(load_config("demo", SMALL), plan.chains, str(tmp_path), "cpu",
+                           SimpleNamespace(gpus=0.0, cpus=1.0))
+    assert one_cpu.workers == 1
