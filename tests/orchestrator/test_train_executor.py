@@ -114,24 +114,22 @@ def _registered_checkpoint(storage: Path) -> bool:
     return False
 
 
-def test_killed_worker_resumes_from_the_trainer_checkpoint(local_ray, tiny_prepared, tmp_path):
-    epochs = 16
-    killed, whole = _plan(tiny_prepared, tmp_path / "killed", epochs), _plan(tiny_prepared, tmp_path / "whole", epochs)
-    log = io.StringIO()
+def _train_and_kill_a_worker(plan, storage: Path, max_failures: int, log: io.StringIO) -> dict:
+    """run_train in a thread; one Train worker killed once the run has a registered checkpoint."""
     outcome: dict = {}
 
     def train():
         try:
-            outcome["results"] = run_train(killed.chains, Progress(0, 0, 2, stream=log),
-                                           _settings(2, tmp_path / "killed"))
-        except BaseException as exc:      # noqa: BLE001 - re-raised by the assertion below
+            outcome["results"] = run_train(plan.chains, Progress(0, 0, 2, stream=log), TrainSettings(
+                workers=2, cpus_per_worker=1, gpus_per_worker=0, max_failures=max_failures, storage=str(storage)))
+        except BaseException as exc:      # noqa: BLE001 - the caller asserts on it
             outcome["error"] = exc
 
     thread = threading.Thread(target=train)
     thread.start()
     victim, deadline = None, time.time() + 600
     while victim is None and thread.is_alive() and time.time() < deadline:
-        if _registered_checkpoint(tmp_path / "killed"):
+        if _registered_checkpoint(storage):
             workers = _train_workers()
             if workers:
                 victim = workers[0]
@@ -139,10 +137,33 @@ def test_killed_worker_resumes_from_the_trainer_checkpoint(local_ray, tiny_prepa
         time.sleep(0.1)
     thread.join(timeout=900)
     assert victim is not None, "no worker to kill while a checkpoint existed"
+    return outcome
+
+
+def test_killed_worker_resumes_from_the_trainer_checkpoint(local_ray, tiny_prepared, tmp_path):
+    epochs = 16
+    killed, whole = _plan(tiny_prepared, tmp_path / "killed", epochs), _plan(tiny_prepared, tmp_path / "whole", epochs)
+    log = io.StringIO()
+    outcome = _train_and_kill_a_worker(killed, tmp_path / "killed", 1, log)
     assert "error" not in outcome, repr(outcome.get("error"))
     assert "resumed from its checkpoint of epoch" in log.getvalue(), log.getvalue()[-2000:]
     run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()))
     _assert_identical(_outputs(killed), _outputs(whole))
+
+
+def test_a_failed_run_resumes_when_the_plan_runs_again(local_ray, tiny_prepared, tmp_path):
+    """No restarts left: the run fails; running the plan again (a new driver would) reuses the
+    Trainer run's storage path and name, and so its checkpoint."""
+    epochs = 12
+    failed, whole = _plan(tiny_prepared, tmp_path / "failed", epochs), _plan(tiny_prepared, tmp_path / "whole", epochs)
+    outcome = _train_and_kill_a_worker(failed, tmp_path / "failed", 0, io.StringIO())
+    assert "error" in outcome
+    log = io.StringIO()
+    again = _plan(tiny_prepared, tmp_path / "failed", epochs)
+    run_train(again.chains, Progress(0, 0, 2, stream=log), _settings(2, tmp_path / "failed"))
+    assert "resumed from its checkpoint of epoch" in log.getvalue(), log.getvalue()[-2000:]
+    run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()))
+    _assert_identical(_outputs(again), _outputs(whole))
 
 
 def test_settings_take_the_configured_workers_or_the_planners(tiny_prepared, tmp_path):
