@@ -264,6 +264,10 @@ def fit_packs(jobs: list[PackJob], settings: TrainSettings, sink, indexes: list[
     return results
 
 
+def _uses_gpu(chains: list[list[PackJob]]) -> bool:
+    return any(job.device.startswith("cuda") for chain in chains for job in chain)
+
+
 def _fit_stage(jobs: list[PackJob], settings: TrainSettings, sink, indexes: list[int], *_upstream) -> list[dict]:
     """Ray task body launching one Trainer run; `_upstream` carries the previous stage's dependency."""
     return fit_packs(jobs, settings, sink, indexes)
@@ -281,7 +285,12 @@ def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSe
     sink = Queue(actor_options={"num_cpus": 0})
     every: list[PackJob] = []
     pending: dict = {}
-    for group in group_chains(chains, settings.workers):
+    groups = group_chains(chains, settings.workers)
+    progress.note(f"Ray Train: {sum(len(g[0]) for g in groups)} runs of up to {settings.workers} worker(s) "
+                  f"({settings.cpus_per_worker:g} CPU{'' if settings.cpus_per_worker == 1 else 's'}"
+                  + (f", {settings.gpus_per_worker:g} GPU" if _uses_gpu(chains) else "")
+                  + f" each), checkpoints under {settings.storage}/{RUNS_DIR}")
+    for group in groups:
         previous = None
         for stage in range(len(group[0])):
             jobs = [chain[stage] for chain in group]
