@@ -29,8 +29,8 @@ def start_run_all(*args, cwd, log: Path) -> subprocess.Popen:
 
 
 def report_path(stdout: str) -> Path:
-    """The report path run_all.py prints (Ray may forward a worker's late line after it)."""
+    """The report.html path run_all.py prints last (Ray may forward a worker's late line after it)."""
     for line in reversed(stdout.strip().splitlines()):
-        if line.strip().endswith("report.md"):
+        if line.strip().endswith("report.html"):
             return Path(line.strip())
     raise AssertionError(f"no report path in the output: {stdout[-2000:]}")

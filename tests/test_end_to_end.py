@@ -25,7 +25,7 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.slow
 def test_report_and_tables_are_written(tiny_run):
     out, report, _ = tiny_run
-    assert report.name == "report.md" and report.is_file()
+    assert report.name == "report.html" and report.is_file()
     run_dir = report.parent
     text = report.read_text()
     assert "SHRUNK" in text and "synthetic" in text.lower()
