@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,15 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import ray  # noqa: F401  (first: it puts its bundled psutil on sys.path)
-import psutil
 import yaml
+from local_ray import RAY, VENV_BIN, free_ports, left_running, stop_head
 
 from orchestrator.cluster import StorageNotSharedError, check_storage, find_local_cluster
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-RAY = str(VENV_BIN / "ray")
 
 
 def _validated(path: Path) -> dict:
@@ -100,55 +96,13 @@ def test_connect_starts_a_private_local_ray_despite_a_stale_bootstrap_file(tmp_p
     assert probe.stdout.split()[-5:] == ["1", "True", "True", "False", "disabled"]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _processes_of(temp_dir: str) -> list[psutil.Process]:
-    """This head's processes: those whose command line names its unique temp dir (or a session
-    path under it), and their descendants (workers, the job's driver)."""
-    found: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if temp_dir in " ".join(proc.info["cmdline"] or ()):
-                found[proc.pid] = proc
-                found.update((c.pid, c) for c in proc.children(recursive=True))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    found.pop(os.getpid(), None)
-    return list(found.values())
-
-
-def _stop_head(temp_dir: str) -> None:
-    """Stop only this head (never `ray stop`, which kills every Ray of the user)."""
-    procs = _processes_of(temp_dir)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=20)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=10)
-
-
 @pytest.mark.slow
 def test_job_submit_to_a_real_head_runs_the_pipeline():
     temp_dir = tempfile.mkdtemp(prefix="pfray", dir="/tmp")       # short: Ray's socket paths live here
     store = tempfile.mkdtemp(prefix="pfstore")
     # every fixed default port may be held by another Ray on this machine (the dashboard agent's
     # 52365 is: a head whose agent cannot bind it refuses every job): free ones for all of them
-    gcs_port, dash_port, client_port, agent_http, agent_grpc, metrics, env_agent = _free_ports(7)
+    gcs_port, dash_port, client_port, agent_http, agent_grpc, metrics, env_agent = free_ports(7)
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     env.pop("RAY_ADDRESS", None)
     t0 = time.time()
@@ -193,8 +147,8 @@ def test_job_submit_to_a_real_head_runs_the_pipeline():
         assert sorted(p.name.split("-")[0] for p in Path(store).glob("prepared/*")) == ["jaffe"]
         print(f"head start {t_submit - t0:.0f} s, job {time.time() - t_submit:.0f} s")
     finally:
-        _stop_head(temp_dir)
-        left = [p.pid for p in _processes_of(temp_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        stop_head(temp_dir)
+        left = left_running(temp_dir)
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert left == [], f"Ray processes of the test head survived: {left}"

@@ -32,7 +32,9 @@ def test_report_and_tables_are_written(tiny_run):
     with open(run_dir / "tables" / "table1.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["dataset"] for r in rows] == ["jaffe"]
-    assert list(rows[0]) == ["dataset", "Baseline", "FTL", "Eyebrows", "Eyes", "Nose", "Mouth", "Jaw", "EL"]
+    assert list(rows[0]) == ["dataset", "Baseline", "FTL", "Eyebrows", "Eyes", "Nose", "Mouth", "Jaw", "EL",
+                             "selection", "test_images", "paper_test_images"]
+    assert rows[0]["selection"] == "evaluated_fold" and rows[0]["paper_test_images"] == "213"
     for net in ("Baseline", "FTL", "EL"):
         assert rows[0][net] != "", f"{net} has no accuracy"
     assert (run_dir / "confusion" / "jaffe_el.csv").is_file()

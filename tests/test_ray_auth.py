@@ -5,7 +5,6 @@ partfer starts itself runs without auth."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,14 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import ray  # noqa: F401  (first: it puts its bundled psutil on sys.path)
-import psutil
 import yaml
+from local_ray import RAY, free_ports, left_running, stop_head
 
 from orchestrator.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-RAY = str(Path(sys.executable).parent / "ray")
 TOKEN_FILE = "~/.ray/auth_token"
 
 
@@ -46,47 +43,6 @@ def test_the_command_line_leaves_the_auth_mode_to_the_cluster(monkeypatch, capsy
     assert "RAY_AUTH_MODE" not in os.environ
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _processes_of(temp_dir: str) -> list[psutil.Process]:
-    """This head's processes (their command lines name its unique temp dir) and descendants."""
-    found: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if temp_dir in " ".join(proc.info["cmdline"] or ()):
-                found[proc.pid] = proc
-                found.update((c.pid, c) for c in proc.children(recursive=True))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    found.pop(os.getpid(), None)
-    return list(found.values())
-
-
-def _stop_head(temp_dir: str) -> None:
-    """Stop only this head, by its own processes (never `ray stop`: it kills every Ray of the user)."""
-    procs = _processes_of(temp_dir)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=20)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=10)
-
-
 _CLIENT = """
 from orchestrator.cli import main
 main(["describe", "--image-size", "32"])          # what every partfer command goes through first
@@ -104,7 +60,7 @@ def test_a_token_auth_head_refuses_a_client_without_the_token_and_serves_partfer
     (with_token / ".ray").mkdir(parents=True)
     without.mkdir()
     (with_token / ".ray" / "auth_token").write_text("partfer-test-" + os.urandom(16).hex())
-    gcs, client, agent_http, agent_grpc, metrics, env_agent = _free_ports(6)
+    gcs, client, agent_http, agent_grpc, metrics, env_agent = free_ports(6)
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     base["PYTHONPATH"] = str(REPO)
     try:
@@ -132,7 +88,7 @@ def test_a_token_auth_head_refuses_a_client_without_the_token_and_serves_partfer
         assert served.returncode == 0, served.stdout[-2000:] + served.stderr[-3000:]
         assert "CONNECTED False 42" in served.stdout
     finally:
-        _stop_head(temp_dir)
-        left = [p.pid for p in _processes_of(temp_dir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        stop_head(temp_dir)
+        left = left_running(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert left == [], f"Ray processes of the test head survived: {left}"

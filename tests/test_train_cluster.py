@@ -12,20 +12,19 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import ray  # noqa: F401  (first: it puts its bundled psutil on sys.path)
-import psutil
-from test_cluster import RAY, REPO, VENV_BIN, _free_ports, _processes_of, _stop_head
+from local_ray import RAY, VENV_BIN, free_ports, left_running, stop_head
+from test_cluster import REPO
 
 from orchestrator.cluster import find_local_cluster
 
 
 def _start_node(temp_dir: str, env: dict, head: str | None = None) -> subprocess.CompletedProcess:
-    agent_http, agent_grpc, metrics, env_agent, client = _free_ports(5)
+    agent_http, agent_grpc, metrics, env_agent, client = free_ports(5)
     args = [RAY, "start", "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats",
             f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
             f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}"]
     if head is None:
-        (gcs_port,) = _free_ports(1)
+        (gcs_port,) = free_ports(1)
         args += ["--head", f"--port={gcs_port}", f"--ray-client-server-port={client}", "--include-dashboard=false"]
     else:
         args += [f"--address={head}"]
@@ -71,10 +70,9 @@ def test_tiny_paper_on_two_nodes_with_the_train_executor():
         assert settings["trained_model_stages"] == 3 + 2 * 3 * 3        # Baseline 3, FTL + EL 6 x 3 stages
         assert not any(Path(store).glob("train_runs/*/checkpoint_*")), "spent Train checkpoints were kept"
     finally:
-        _stop_head(node_tmp)
-        _stop_head(head_tmp)
-        left = [p.pid for p in _processes_of(head_tmp) + _processes_of(node_tmp)
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        stop_head(node_tmp)
+        stop_head(head_tmp)
+        left = left_running(head_tmp, node_tmp)
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(node_tmp, ignore_errors=True)
