@@ -13,13 +13,7 @@ from models.subnet import SubNetwork
 SMALL = dict(widths=(4, 8, 8, 16), head_hidden=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks train fastest on one thread; two threads spin badly on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference(net: SubNetwork, x: torch.Tensor, cls: list[int]) -> torch.Tensor:

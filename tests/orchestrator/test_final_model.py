@@ -21,12 +21,7 @@ PARTS = ["eyebrows", "eyes", "nose", "mouth", "jaw"]
 EPOCHS = {"baseline": 1, "landmark": 3, "head": 2, "finetune": 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
