@@ -213,27 +213,39 @@ def run_ray(chains: list[list[PackJob]], progress: Progress, cpus_per_pack: floa
             pending[ref] = job
             previous = ref
             index += 1
-    results, failures = [], []
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-        deliver(_drain(sink), jobs, progress)     # a pack's last lines before its done line
-        for ref in ready:
-            job = pending.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                # The rest of the plan goes on; the failure is reported at the end.
-                failures.append(f"{job.dataset} {job.stage.stage} pack "
-                                f"({len(job.models)} models): {str(exc).strip().splitlines()[-1]}")
-                progress.error(f"FAILED {failures[-1]}")
-                continue
-            progress.finished(job, result)
-            results.append(result)
-    deliver(_drain(sink), jobs, progress)
+    results: list[PackResult] = []
+
+    def finished(job: PackJob, result: PackResult) -> None:
+        progress.finished(job, result)
+        results.append(result)
+    failures = collect(pending, sink, jobs, progress,
+                       lambda job: f"{job.dataset} {job.stage.stage} pack ({len(job.models)} models)", finished)
     ray.kill(sink.actor)
     if failures:
         raise PackFailure(failures)
     return results
+
+
+def collect(pending: dict, sink, jobs: list[PackJob], progress: Progress, describe, on_done) -> list[str]:
+    """Wait for every pending Ray task (ref -> what it runs), handing the packs' queued lines to
+    Progress as they come; on_done(what, value) for each task that succeeds. A failed task does not
+    stop the others: its description (describe(what) and Ray's last line) is returned with the rest."""
+    import ray
+    failures: list[str] = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        deliver(_drain(sink), jobs, progress)     # a pack's last lines before its done line
+        for ref in ready:
+            what = pending.pop(ref)
+            try:
+                value = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                failures.append(f"{describe(what)}: {str(exc).strip().splitlines()[-1]}")
+                progress.error(f"FAILED {failures[-1]}")
+                continue
+            on_done(what, value)
+    deliver(_drain(sink), jobs, progress)
+    return failures
 
 
 class PackFailure(RuntimeError):

@@ -279,7 +279,7 @@ def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSe
     import ray
     from ray.util.queue import Queue
 
-    from orchestrator.executors import PackFailure, _drain, deliver
+    from orchestrator.executors import PackFailure, collect
     progress.plan(chains)
     launch = ray.remote(num_cpus=0, max_retries=0)(_fit_stage)
     sink = Queue(actor_options={"num_cpus": 0})
@@ -300,28 +300,20 @@ def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSe
                 jobs, settings, sink, indexes, *([previous] if previous is not None else []))
             pending[ref] = jobs
             previous = ref
-    results, failures = [], []
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-        deliver(_drain(sink), every, progress)     # a pack's last lines before its done line
-        for ref in ready:
-            jobs = pending.pop(ref)
-            try:
-                done = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                failures.append(f"{jobs[0].dataset} {jobs[0].stage.stage} Trainer run of {len(jobs)} pack(s): "
-                                f"{str(exc).strip().splitlines()[-1]}")
-                progress.error(f"FAILED {failures[-1]}")
-                continue
-            resumed = max(fields["restored_round"] for fields in done)
-            if resumed:
-                progress.note(f"{jobs[0].dataset} {jobs[0].stage.stage} Train run resumed from its checkpoint "
-                              f"of epoch {resumed}")
-            for job, fields in zip(jobs, done):
-                result = PackResult(**{k: v for k, v in fields.items() if k != "restored_round"})
-                progress.finished(job, result)
-                results.append(result)
-    deliver(_drain(sink), every, progress)
+    results: list[PackResult] = []
+
+    def finished(jobs: list[PackJob], done: list[dict]) -> None:
+        resumed = max(fields["restored_round"] for fields in done)
+        if resumed:
+            progress.note(f"{jobs[0].dataset} {jobs[0].stage.stage} Train run resumed from its checkpoint "
+                          f"of epoch {resumed}")
+        for job, fields in zip(jobs, done):
+            result = PackResult(**{k: v for k, v in fields.items() if k != "restored_round"})
+            progress.finished(job, result)
+            results.append(result)
+    failures = collect(pending, sink, every, progress,
+                       lambda jobs: f"{jobs[0].dataset} {jobs[0].stage.stage} Trainer run of {len(jobs)} pack(s)",
+                       finished)
     ray.kill(sink.actor)
     if failures:
         raise PackFailure(failures)
