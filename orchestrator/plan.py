@@ -140,15 +140,20 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
         protocol, n_folds = ds_cfg["protocol"], ds_cfg.get("folds")
         folds = fold_ids(data.subjects, protocol, n_folds)
         prep_hash = basename(data.path)
+        # training subjects are held out only when they choose the kept epoch
+        val_fractions = {sel: float(cfg["train"]["val_subject_fraction"]) if sel == "heldout_subjects" else 0.0
+                         for sel in selections_of(cfg)}
+        splits_of = {sel: {f: make_split(data.subjects, data.splits, protocol, n_folds, f, fraction, int(cfg["seed"]))
+                           for f in folds}
+                     for sel, fraction in val_fractions.items()}
+        # the protocol's test rows, all folds together (Table I's denominator): the same under any selection
+        test_rows = sum(len(split.test) for split in next(iter(splits_of.values())).values())
         infos[name] = DatasetInfo(name=name, classes=list(data.classes), protocol=protocol, folds=folds,
                                   prepared=_recorded(data.path, storage), n_samples=len(data.sample_ids),
-                                  test_rows=_test_rows(data, protocol, n_folds, folds))
+                                  test_rows=test_rows)
         units = units_for(cfg, name, folds)
-        for selection, seq in ((sel, seq) for sel in selections_of(cfg) for seq in (("baseline",), TRANSFER_STAGES)):
-            # training subjects are held out only when they choose the kept epoch
-            val_fraction = float(cfg["train"]["val_subject_fraction"]) if selection == "heldout_subjects" else 0.0
-            splits = {f: make_split(data.subjects, data.splits, protocol, n_folds, f, val_fraction, int(cfg["seed"]))
-                      for f in folds}
+        for selection, seq in ((sel, seq) for sel in val_fractions for seq in (("baseline",), TRANSFER_STAGES)):
+            val_fraction, splits = val_fractions[selection], splits_of[selection]
             group = [u for u in units if u.stages == seq]
             for start in range(0, len(group), pack_size):
                 chunk = group[start:start + pack_size]
@@ -216,11 +221,6 @@ def _with_targets(split: FoldSplit, data: PreparedData) -> FoldSplit:
     def keep(rows):
         return rows[data.landmarks_ok[rows]]
     return FoldSplit(split.fold, keep(split.train), keep(split.val), keep(split.test))
-
-
-def _test_rows(data: PreparedData, protocol: str, n_folds: int | None, folds: list[int]) -> int:
-    """How many rows the protocol tests (every fold's test rows, added up): Table I's denominator."""
-    return sum(len(make_split(data.subjects, data.splits, protocol, n_folds, f, 0.0, 0).test) for f in folds)
 
 
 def _cross_evals(cfg: dict, prepared: dict[str, PreparedData], records: list[ModelRecord], storage: str,
