@@ -61,6 +61,7 @@ class RunResults:
     missing: list[MissingModel] = field(default_factory=list)         # own predictions
     missing_cross: list[MissingModel] = field(default_factory=list)   # extra_predictions files
     selection: str = ""           # train.selection of the models read (see selections_in)
+    selections: list[str] = field(default_factory=list)   # every selection the run trained, main first
 
     def model_dir(self, record: ModelRecord) -> Path:
         return resolve_model_dir(self.storage_root, record)
@@ -239,4 +240,4 @@ def load_run(run_dir: Path | str, selection: str | None = None) -> RunResults:
     predictions["fold"] = predictions["fold"].astype("int64")
     predictions["sample_fold"] = predictions["sample_fold"].astype("int64")
     return RunResults(run_dir=run_dir, plan=plan, storage_root=root, predictions=predictions,
-                      missing=missing, missing_cross=missing_cross, selection=selection)
+                      missing=missing, missing_cross=missing_cross, selection=selection, selections=available)

@@ -25,7 +25,7 @@ from results.html import write_html
 from results.landmark_figure import write_landmark_figures
 from results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
                                write_landmark_tables)
-from results.load import load_run, read_plan, selections_in
+from results.load import load_run
 from results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
 from results.markdown import bullets, markdown_table
 from results.paper import display_name
@@ -220,7 +220,7 @@ def _table1_section(ev: RunEvaluation) -> list[str]:
 def _selection_section(ev: RunEvaluation, twin: RunEvaluation | None) -> list[str]:
     if twin is None:
         return []
-    return [f"## The authors' selection beside a no-peeking one\n", selection_markdown(ev, twin),
+    return ["## The authors' selection beside a no-peeking one\n", selection_markdown(ev, twin),
             f"Files: {_links(['table1_selection.csv'], TABLES_DIR)}.\n"]
 
 
@@ -357,7 +357,7 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
     results = load_run(run_dir)
     ev = evaluate_run(results)
     twin = None
-    others = [s for s in selections_in(read_plan(Path(run_dir))) if s != results.selection]
+    others = [s for s in results.selections if s != results.selection]
     if others:
         twin = evaluate_run(load_run(run_dir, others[0]))
     histories = load_histories(results)
