@@ -7,7 +7,7 @@ runs. With no --datasets it generates the config's synthetic data sets and runs 
 """
 import sys
 
-from orchestrator.cli import main
+from partfer.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["run", *sys.argv[1:]]))

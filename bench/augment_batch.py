@@ -3,8 +3,8 @@
 from the stored uint8 images and the rows each model draws to the network's input.
 
     torch, F.affine_grid   PyTorch's ops with F.affine_grid (a batched GEMM against a base grid)
-    torch                  PyTorch's ops with orchestrator.augment.affine_grid (broadcast)
-    fused                  orchestrator/fused_augment.py: one Triton kernel, written in --dtype
+    torch                  PyTorch's ops with orchestrator.training.augment.affine_grid (broadcast)
+    fused                  orchestrator/training/fused_augment.py: one Triton kernel, written in --dtype
                            (CUDA; on a CPU only with TRITON_INTERPRET=1, and then slow)
 
     python bench/augment_batch.py                                   # 400 images (8 x 50) on the CPU
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from orchestrator import fused_augment  # noqa: E402
-from orchestrator.augment import (AugmentSettings, normalise_pixels, random_transforms,  # noqa: E402
+from partfer.orchestrator.training import fused_augment  # noqa: E402
+from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms,  # noqa: E402
                                   sampling_maps, warp_images)
 
 

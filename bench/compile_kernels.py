@@ -8,7 +8,7 @@ that the compiler rejects (a matrix product too small for the tensor cores, shar
 GPU's limit), or that spills registers, was found only on a lent GPU, in its few minutes. Triton
 compiles ahead of time with no GPU (its own ptxas), so here it can compile what training
 launches, at the exact launch arguments: one packed training step at the paper's sizes runs on
-the CPU with the launches recorded instead of run (models.fused_bn.recording), each distinct
+the CPU with the launches recorded instead of run (models.kernels.fused_bn.recording), each distinct
 launch (kernel, argument types and Triton's specialisation of them, compile-time constants,
 warps) is compiled for each architecture asked for, and cuobjdump reads the cubin.
 
@@ -237,14 +237,14 @@ def record_step(route: str, pack: int, batch: int, image_size: int, n_images: in
     channels-last, fused augmentation), then of a forward and backward of half the pack (a
     compacted pack), recorded on the CPU."""
     from bench.train_throughput import make_step
-    from models import fused_bn
+    from partfer.models.kernels import fused_bn
     settings = dict(split_mode="on", fuse_mode="on", augment="on", **ROUTES[route])
     with fused_bn.recording() as launches:
         step = make_step(pack, "cpu", image_size, batch, "bf16", True, n_images=n_images, **settings)
         step()
         net = step.net
         subset = net.model_index(list(range(0, pack, 2)))
-        # laid out as the trainer's batches are (orchestrator.fused_augment.warp_batch): each
+        # laid out as the trainer's batches are (orchestrator.training.fused_augment.warp_batch): each
         # pixel's models adjacent
         x = torch.rand(batch, image_size, image_size, len(subset)).to(torch.bfloat16).permute(0, 3, 1, 2).unsqueeze(2)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -254,15 +254,15 @@ def record_step(route: str, pack: int, batch: int, image_size: int, n_images: in
 
 
 def _tile_tables() -> dict:
-    from models import fused_bn, grouped_conv
-    from orchestrator import fused_augment
+    from partfer.models.kernels import fused_bn, grouped_conv
+    from partfer.orchestrator.training import fused_augment
     return {"bn": fused_bn.TILES, "conv": grouped_conv.CONV_TILES, "augment": fused_augment.TILES}
 
 
 
 def set_tiles(settings: list[str]) -> dict:
-    """Apply TABLE.KEY=VALUE settings to the kernels' tile tables (models.fused_bn.TILES,
-    models.grouped_conv.CONV_TILES, orchestrator.fused_augment.TILES), e.g. to check the tiles a
+    """Apply TABLE.KEY=VALUE settings to the kernels' tile tables (models.kernels.fused_bn.TILES,
+    models.kernels.grouped_conv.CONV_TILES, orchestrator.training.fused_augment.TILES), e.g. to check the tiles a
     GPU sweep will try before it tries them. Returns what was set."""
     tables, done = _tile_tables(), {}
     for setting in settings:

@@ -43,7 +43,7 @@ run_protocol() {   # run_protocol LIMIT [extra arguments]
 import sys
 for name in ('ray', 'dlib', 'face_alignment'):
     sys.modules[name] = None          # import fails: proves the inline path needs none of them
-from orchestrator.cli import main
+from partfer.cli import main
 sys.exit(main(sys.argv[1:]))
 " run --config configs/paper.yaml --prepared "$name=$prep" --executor inline --out "$store" \
     ${RUN_ARGS:-} "$@" 2>&1 | tee -a "$out/$name.log"

@@ -19,7 +19,7 @@ for ds in ${1:-jaffe ckplus}; do
     *) echo "unknown data set $ds (jaffe | ckplus)" >&2; exit 2 ;;
   esac
   rm -rf "$work/$ds"
-  $py -m orchestrator.cli synth "${args[@]}" --out "$work/$ds" --seed 0 --size 256
-  $py -m orchestrator.cli prep --dataset "$ds" --root "$work/$ds" --out .gpu --no-progress
+  $py -m partfer synth "${args[@]}" --out "$work/$ds" --seed 0 --size 256
+  $py -m partfer prep --dataset "$ds" --root "$work/$ds" --out .gpu --no-progress
 done
 ls -d .gpu/prepared/*/

@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 
 def _prepared(work: Path) -> str:
-    from data_prep.pipeline import PrepRequest, prepare_datasets
-    from data_prep.settings import PrepSettings
-    from data_prep.synth import synthesize
+    from partfer.data_prep.pipeline import PrepRequest, prepare_datasets
+    from partfer.data_prep.settings import PrepSettings
+    from partfer.data_prep.synth import synthesize
     synthesize("jaffe", str(work / "synth"), subjects=4, per_class=3, seed=1, size=96)
     infos = prepare_datasets([PrepRequest(name="jaffe", layout="jaffe", root=str(work / "synth"),
                                           settings=PrepSettings(detector="none", annotator="dataset"))],
@@ -37,9 +37,9 @@ def _prepared(work: Path) -> str:
 
 
 def _chains(prepared: str, storage: Path):
-    from data_prep.prepared import load_prepared
-    from orchestrator.config import load_config
-    from orchestrator.plan import build_plan
+    from partfer.data_prep.prepared import load_prepared
+    from partfer.orchestrator.config import load_config
+    from partfer.orchestrator.execution.plan import build_plan
     cfg = load_config("demo", {"image_size": 32, "networks": ["baseline"], "members": 1,
                                "train.twin_selection": None, "datasets.jaffe.epochs":
                                {"baseline": 1, "landmark": 1, "head": 1, "finetune": 1}})
@@ -54,9 +54,9 @@ def _overhead(run, chains) -> float:
 
 
 def executor_overheads(prepared: str, work: Path, repeats: int) -> dict:
-    from orchestrator.executors import run_ray
-    from orchestrator.progress import Progress
-    from orchestrator.train_executor import TrainSettings, run_train
+    from partfer.orchestrator.execution.executors import run_ray
+    from partfer.orchestrator.execution.progress import Progress
+    from partfer.orchestrator.execution.train_executor import TrainSettings, run_train
 
     def quiet():
         return Progress(0, 0, 2, stream=io.StringIO())
@@ -118,9 +118,9 @@ def allreduce_seconds(params: int, repeats: int = 5) -> float:
 
 
 def pack_params(models: int) -> int:
-    from models.packed import PackedNetwork
-    from orchestrator.config import load_config
-    from orchestrator.train import model_kwargs
+    from partfer.models.packed import PackedNetwork
+    from partfer.orchestrator.config import load_config
+    from partfer.orchestrator.training.train import model_kwargs
     net = PackedNetwork(models, n_classes=7, landmark_outputs=None, seeds=list(range(models)),
                         **model_kwargs(load_config("paper")["model"]))
     return sum(p.numel() for p in net.parameters())
@@ -147,7 +147,7 @@ def main() -> None:
     ray.shutdown()
     print(json.dumps(out, indent=2))
     if args.json:
-        from orchestrator.store import atomic_write_text
+        from partfer.orchestrator.storage.store import atomic_write_text
         atomic_write_text(Path(args.json), json.dumps(out, indent=2))
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-step throughput: one model per task (the naive baseline) against the packed path.
 
-Runs the trainer's own step (orchestrator.train.train_step: class-balanced sampling from a
+Runs the trainer's own step (orchestrator.training.train.train_step: class-balanced sampling from a
 device-resident uint8 data set, on-device affine augmentation, forward, per-model loss, backward,
 Adam), on synthetic data, with no Ray import, so it runs on a bare GPU machine:
 
@@ -20,10 +20,10 @@ Variants (--variants, comma list or `all`):
     packed-nosplit      widening grouped convs (16 -> 32 per model) as one conv, not split into square ones
     packed-repeat       the grey first conv fed 3 repeated channels, not 16 zero-padded ones
     packed-nofuse       BN, ReLU and max-pool as PyTorch's kernels, not the fused Triton ones
-    packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/fused_grey.py)
-    packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel orchestrator/fused_augment.py
+    packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/kernels/fused_grey.py)
+    packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel orchestrator/training/fused_augment.py
     packed-splitcopy    split convs' outputs interleaved by a copy before the fused BN kernels (not read in place)
-    packed-tconv        the square grouped convs as Triton kernels (models/grouped_conv.py), not cuDNN's
+    packed-tconv        the square grouped convs as Triton kernels (models/kernels/grouped_conv.py), not cuDNN's
     small-tconv         the same for a tenth of --pack
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
@@ -35,15 +35,15 @@ Variants (--variants, comma list or `all`):
                         written back after every step (a pack between a stop and its compaction)
     packed-graph, small-graph, small-x3-graph, packed-stopped-graph
                         the same with each step replayed as a captured CUDA graph (train.cuda_graphs,
-                        orchestrator/step_graph.py; Adam capturable): one launch instead of ~600
+                        orchestrator/training/step_graph.py; Adam capturable): one launch instead of ~600
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
 device (on CUDA also the fused kernels with PyTorch's, and graphed steps with eager ones);
 --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
 ops and Triton launches of one packed step (PyTorch's kernels vs the fused ones); --tiles times the fused
-BatchNorm kernels (models/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
-at the first block's shapes; --conv-tiles times the Triton grouped convs (models/grouped_conv.py)
+BatchNorm kernels (models/kernels/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
+at the first block's shapes; --conv-tiles times the Triton grouped convs (models/kernels/grouped_conv.py)
 for several tiles and warp counts against cuDNN's at blocks 1 and 3's shapes. With --json every finished variant is written at once, so a run cut
 short by a time limit still leaves its results.
 """
@@ -61,14 +61,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare
 
 import torch  # noqa: E402
 
-import atomicio  # noqa: E402
-from models.packed import PackedNetwork, model_view  # noqa: E402
-from models.subnet import SubNetwork  # noqa: E402
-from orchestrator.augment import AugmentSettings  # noqa: E402
-from orchestrator.batches import fused_available  # noqa: E402
-from orchestrator.step_graph import PackStepper  # noqa: E402
-from orchestrator.config import load_config  # noqa: E402
-from orchestrator.train import StepPlan, model_kwargs, train_step, training_loss_fn  # noqa: E402
+import partfer.atomicio  # noqa: E402
+from partfer.models.packed import PackedNetwork, model_view  # noqa: E402
+from partfer.models.subnet import SubNetwork  # noqa: E402
+from partfer.orchestrator.training.augment import AugmentSettings  # noqa: E402
+from partfer.orchestrator.training.batches import fused_available  # noqa: E402
+from partfer.orchestrator.training.step_graph import PackStepper  # noqa: E402
+from partfer.orchestrator.config import load_config  # noqa: E402
+from partfer.orchestrator.training.train import StepPlan, model_kwargs, train_step, training_loss_fn  # noqa: E402
 
 # the network configs/paper.yaml trains (its pooling, BN and head settings)
 PAPER_ARCH = model_kwargs(load_config("paper")["model"])
@@ -127,8 +127,8 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
               interleave_mode: str = "auto", stopped: float = 0.0, graphs: bool = False,
               capturable: bool | None = None, n_images: int = 2048, n_classes: int = 7,
               conv_mode: str = "torch"):
-    """A closure doing one step of the trainer (orchestrator.train.train_step) for an M-model pack,
-    through the trainer's stepper (orchestrator.step_graph.PackStepper).
+    """A closure doing one step of the trainer (orchestrator.training.train.train_step) for an M-model pack,
+    through the trainer's stepper (orchestrator.training.step_graph.PackStepper).
     augment: auto (the fused kernel on CUDA where it passed its self-test, as the trainer) | on
     (the fused kernel wherever Triton runs it) | torch (PyTorch's ops).
     precision: bf16 (autocast, as CUDA packs train) | fp32.
@@ -405,8 +405,8 @@ def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: 
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from models import fused_bn, fused_grey
-    from orchestrator import fused_augment
+    from partfer.models.kernels import fused_bn, fused_grey
+    from partfer.orchestrator.training import fused_augment
     modules = (fused_bn, fused_grey, fused_augment)       # each calls launch by its own name
     views = {"view", "select", "slice", "detach", "transpose", "unsqueeze", "unflatten", "permute", "expand",
              "as_strided", "alias", "t", "_unsafe_view", "squeeze", "reshape", "flatten", "split", "unbind"}
@@ -508,7 +508,7 @@ def tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10) -> list[d
 
     import torch.nn.functional as F
 
-    from models import fused_bn
+    from partfer.models.kernels import fused_bn
     dev = torch.device("cuda")
     c = 16 * pack
     y = torch.randn(batch, c, image_size, image_size, device=dev, dtype=torch.bfloat16)
@@ -560,14 +560,14 @@ def _time_host(fn, reps: int) -> float:
 
 
 def conv_tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10, device: str = "cuda") -> list[dict]:
-    """A pack's square grouped convs by cuDNN and by the Triton kernels (models/grouped_conv.py) at
+    """A pack's square grouped convs by cuDNN and by the Triton kernels (models/kernels/grouped_conv.py) at
     several tiles and warp counts: block 1's (16 -> 16 per model at image_size) and block 3's
     (64 -> 64 at a quarter of it), bf16 channels-last. Milliseconds of the forward alone and of
     forward + both gradients; a sweep, not a training step. device "cpu": Triton's interpreter
     (a check that the sweep runs, not a measurement)."""
     import torch.nn.functional as F
 
-    from models import fused_bn, grouped_conv
+    from partfer.models.kernels import fused_bn, grouped_conv
     dev = torch.device(device)
     timer = _time_cuda if dev.type == "cuda" else _time_host
     rows = []

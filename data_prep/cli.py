@@ -1,4 +1,4 @@
-"""`partfer synth` and `partfer prep`: sub-commands that orchestrator/cli.py mounts.
+"""`partfer synth` and `partfer prep`: sub-commands that partfer.cli mounts.
 
 Whole-run problems (missing root, empty data set, missing model file, bad option) print one
 line on stderr and exit with code 2; no traceback, because they are the user's to fix.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_prep.errors import RejectError
+from partfer.data_prep.errors import RejectError
 
 EXIT_USAGE = 2
 # Whole-run errors: ValueError and FileNotFoundError subclasses of data_prep.errors, FileExistsError.
@@ -21,7 +21,7 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def add_synth_parser(subparsers) -> argparse.ArgumentParser:
-    from data_prep.synth import known_synth_layouts
+    from partfer.data_prep.synth import known_synth_layouts
 
     parser = subparsers.add_parser(
         "synth", help="write a synthetic face data set (drawn faces with true landmarks)",
@@ -44,7 +44,7 @@ def add_synth_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from data_prep.synth import synthesize
+    from partfer.data_prep.synth import synthesize
 
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
     try:
@@ -58,8 +58,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def add_prep_parser(subparsers) -> argparse.ArgumentParser:
-    from data_prep.readers.base import known_layouts
-    from data_prep.settings import NO_FACE_CHOICES, PrepSettings
+    from partfer.data_prep.readers.base import known_layouts
+    from partfer.data_prep.settings import NO_FACE_CHOICES, PrepSettings
 
     defaults = PrepSettings()
     parser = subparsers.add_parser(
@@ -90,7 +90,7 @@ def add_prep_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_prep(args: argparse.Namespace) -> int:
-    from data_prep.readers.base import known_layouts
+    from partfer.data_prep.readers.base import known_layouts
 
     if "://" in args.out:
         return _fail("prep", ValueError(
@@ -102,7 +102,7 @@ def run_prep(args: argparse.Namespace) -> int:
         return _fail("prep", ValueError(f"--layout is needed for data set {args.dataset!r} "
                                         f"(known layouts: {', '.join(known_layouts())})"))
     try:
-        from data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
+        from partfer.data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
 
         settings = PrepSettings(detector=args.detector, annotator=args.annotator, crop_size=args.crop_size,
                                 ssd_confidence=args.ssd_confidence, box_margin=args.box_margin,
@@ -115,7 +115,7 @@ def run_prep(args: argparse.Namespace) -> int:
         raise   # never a whole-run error: a RejectError escaping here is a bug
     except USER_ERRORS as err:
         return _fail("prep", err)
-    from data_prep.prepared import read_manifest
+    from partfer.data_prep.prepared import read_manifest
 
     manifest = read_manifest(info.path)
     for note in manifest.get("notes", []):

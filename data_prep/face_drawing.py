@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data_prep.ibug68 import N_POINTS
+from partfer.data_prep.ibug68 import N_POINTS
 
 _SHIFT = 4                     # cv2 fixed-point bits: draw at 1/16 pixel precision
 _ONE = 1 << _SHIFT

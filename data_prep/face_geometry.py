@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.ibug68 import N_POINTS
+from partfer.data_prep.ibug68 import N_POINTS
 
 # Index groups used by the expressions.
 JAW = np.arange(0, 17)

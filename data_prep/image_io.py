@@ -17,7 +17,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from data_prep.errors import RejectError
+from partfer.data_prep.errors import RejectError
 
 
 MEMBER_SEPARATOR = "#"
@@ -55,7 +55,7 @@ def split_member_path(path: str | os.PathLike) -> tuple[str, str] | None:
 
 def _member_loaders() -> dict[str, MemberLoader]:
     # Imported here, not at module top: the loader modules import this one to register.
-    from data_prep import csv_images  # noqa: F401
+    from partfer.data_prep import csv_images  # noqa: F401
     return _MEMBER_LOADERS
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-import atomicio
-from data_prep.ibug68 import N_POINTS
+import partfer.atomicio
+from partfer.data_prep.ibug68 import N_POINTS
 
 
 def read_points(path: str | os.PathLike) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from data_prep.errors import ModelFileError
+from partfer.data_prep.errors import ModelFileError
 
 SSD_MODEL = "res10_300x300_ssd_iter_140000.caffemodel"
 SSD_CONFIG = "deploy.prototxt.txt"

@@ -19,17 +19,17 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_prep.annotators.base import get_annotator_spec, load_annotator
-from data_prep.detectors.base import get_detector_spec, load_detector
-from data_prep.errors import EmptyDatasetError, RejectError
-from data_prep.prep_store import (
+from partfer.data_prep.annotators.base import get_annotator_spec, load_annotator
+from partfer.data_prep.detectors.base import get_detector_spec, load_detector
+from partfer.data_prep.errors import EmptyDatasetError, RejectError
+from partfer.data_prep.prep_store import (
     PreparedBuilder, check_name, content_hash, hash_inputs, input_fingerprint, prepared_path,
     write_rejects_csv,
 )
-from data_prep.prepared import read_manifest
-from data_prep.readers.base import ReadResult, Record, Reject, read_dataset
-from data_prep.schema import SCHEMA, SUCCESS_MARKER
-from data_prep.settings import PrepSettings
+from partfer.data_prep.prepared import read_manifest
+from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
+from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
+from partfer.data_prep.settings import PrepSettings
 
 __all__ = ["PrepSettings", "PrepRequest", "PreparedInfo", "prepare_datasets", "prepare_dataset",
            "ensure_ray"]
@@ -42,7 +42,6 @@ OUTPUT_SCHEMA = pa.schema(
     + [pa.field("request", pa.string()), pa.field("reject_reason", pa.string()),
        pa.field("clipped_points", pa.int32())]
 )
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -85,9 +84,7 @@ def ensure_ray(address: str | None = None) -> None:
         ray.init(address=address)   # the cluster's own auth settings apply
         return
     os.environ["RAY_AUTH_MODE"] = "disabled"   # Ray 2.60 turns token auth on for local clusters
-    python_path = os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,7 +106,7 @@ class PrepareBatch:
         self._cv2_error = cv2.error
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from data_prep.preprocess import prepare_row
+        from partfer.data_prep.preprocess import prepare_row
 
         out = []
         for item in batch.to_pylist():

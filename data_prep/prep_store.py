@@ -22,11 +22,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import atomicio
-from data_prep import labels
-from data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
-from data_prep.readers.base import Reject
-from data_prep.schema import FALLBACK_SOURCE, SCHEMA, SUCCESS_MARKER
+import partfer.atomicio
+from partfer.data_prep import labels
+from partfer.data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
+from partfer.data_prep.readers.base import Reject
+from partfer.data_prep.schema import FALLBACK_SOURCE, SCHEMA, SUCCESS_MARKER
 
 # Bump when the preprocessing code changes what it writes: old prepared data is then not reused.
 # 2: fallback crops and landmark-less rows instead of rejects; the SSD's echo boxes dropped.

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_prep.errors import PreparedDataError
-from data_prep.ibug68 import N_POINTS
-from data_prep.schema import ADDED_COLUMNS, SCHEMA, SUCCESS_MARKER
+from partfer.data_prep.errors import PreparedDataError
+from partfer.data_prep.ibug68 import N_POINTS
+from partfer.data_prep.schema import ADDED_COLUMNS, SCHEMA, SUCCESS_MARKER
 
 PREPARED_DIR = "prepared"
 MANIFEST = "manifest.json"

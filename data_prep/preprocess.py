@@ -16,15 +16,15 @@ import functools
 import cv2
 import numpy as np
 
-from data_prep.annotators.base import Annotator
-from data_prep.detectors.base import Detector
-from data_prep.errors import RejectError
-from data_prep.face_crop import Detection, FaceCrop
-from data_prep.ibug68 import N_POINTS
-from data_prep.image_io import load_grayscale
-from data_prep.readers.base import Record
-from data_prep.schema import COLUMNS, FALLBACK_SOURCE
-from data_prep.settings import PrepSettings
+from partfer.data_prep.annotators.base import Annotator
+from partfer.data_prep.detectors.base import Detector
+from partfer.data_prep.errors import RejectError
+from partfer.data_prep.face_crop import Detection, FaceCrop
+from partfer.data_prep.ibug68 import N_POINTS
+from partfer.data_prep.image_io import load_grayscale
+from partfer.data_prep.readers.base import Record
+from partfer.data_prep.schema import COLUMNS, FALLBACK_SOURCE
+from partfer.data_prep.settings import PrepSettings
 
 # Points this far outside the crop (fraction of its side) mean the annotator failed, not that
 # the chin sticks out a little: such images are rejected rather than clipped into nonsense.

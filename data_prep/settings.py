@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from data_prep.schema import CROP_SIZE
+from partfer.data_prep.schema import CROP_SIZE
 
 NO_FACE_CHOICES = ("center_square", "reject")
 

@@ -18,15 +18,15 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-import atomicio
-from data_prep import labels
-from data_prep.face_drawing import FaceStyle, background, draw_face, photograph
-from data_prep.face_geometry import (
+import partfer.atomicio
+from partfer.data_prep import labels
+from partfer.data_prep.face_drawing import FaceStyle, background, draw_face, photograph
+from partfer.data_prep.face_geometry import (
     Identity, expression_cues, expression_points, neutral_points, pose_points, random_identity,
     random_pose,
 )
-from data_prep.landmark_files import write_points
-from data_prep.readers.base import LANDMARKS_DIR
+from partfer.data_prep.landmark_files import write_points
+from partfer.data_prep.readers.base import LANDMARKS_DIR
 
 __all__ = ["SynthSummary", "SynthImage", "SynthRequest", "synthesize", "generate", "draw_face",
            "subject_codes", "render_image", "known_synth_layouts"]
@@ -148,7 +148,7 @@ def _write_jaffe(request: SynthRequest, out: Path) -> Written:
 
 def _layouts() -> dict[str, SynthLayout]:
     # Imported here, not at module top: the layout modules import this one's helpers.
-    from data_prep import synth_ckplus, synth_sfew
+    from partfer.data_prep import synth_ckplus, synth_sfew
 
     return {
         "jaffe": SynthLayout(_write_jaffe, JAFFE_CLASSES),

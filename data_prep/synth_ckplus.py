@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import labels
-from data_prep.face_drawing import draw_face, photograph, plain_background, random_lighting
-from data_prep.face_geometry import (
+from partfer.data_prep import labels
+from partfer.data_prep.face_drawing import draw_face, photograph, plain_background, random_lighting
+from partfer.data_prep.face_geometry import (
     Identity, Pose, expression_cues, expression_points, neutral_points, pose_points, random_identity,
     random_pose,
 )
-from data_prep.readers.ckplus import EMOTION_DIR, EMOTIONS, IMAGES_DIR, LANDMARKS_DIR, MIN_FRAMES
-from data_prep.synth import SynthRequest, Written, style_of, write_bytes_file, write_image_file
+from partfer.data_prep.readers.ckplus import EMOTION_DIR, EMOTIONS, IMAGES_DIR, LANDMARKS_DIR, MIN_FRAMES
+from partfer.data_prep.synth import SynthRequest, Written, style_of, write_bytes_file, write_image_file
 
 CKPLUS_CLASSES = labels.CANONICAL              # 8: the neutral class comes from the onset frames
 UNLABELLED_EVERY = 3

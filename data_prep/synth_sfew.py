@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import labels
-from data_prep.face_drawing import background, draw_face, photograph, random_lighting
-from data_prep.face_geometry import (
+from partfer.data_prep import labels
+from partfer.data_prep.face_drawing import background, draw_face, photograph, random_lighting
+from partfer.data_prep.face_geometry import (
     Identity, Pose, expression_cues, expression_points, neutral_points, pose_points, random_identity,
 )
-from data_prep.landmark_files import write_points
-from data_prep.readers.base import LANDMARKS_DIR
-from data_prep.synth import SynthRequest, Written, style_of, write_image_file
+from partfer.data_prep.landmark_files import write_points
+from partfer.data_prep.readers.base import LANDMARKS_DIR
+from partfer.data_prep.synth import SynthRequest, Written, style_of, write_image_file
 
 SFEW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 FOLDER_NAMES = {"anger": "Angry", "contempt": "Contempt", "disgust": "Disgust", "fear": "Fear",

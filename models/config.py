@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from models.pooling import check_pool
+from partfer.models.pooling import check_pool
 
 HEAD_ACTIVATIONS = ("none", "relu")
 

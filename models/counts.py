@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from models.pooling import MaxPool
+from partfer.models.pooling import MaxPool
 
 BYTES_PER_FLOAT32 = 4
 POOLS = (nn.MaxPool2d, MaxPool)      # the extractor's (any padding) and torch's

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from data_prep.ibug68 import ALL_REGIONS
-from models.config import ArchConfig
-from models.counts import BYTES_PER_FLOAT32, count_flops, count_parameters, storage_bytes
-from models.extractor import FeatureExtractor, feature_map_sizes
-from models.heads import LandmarkHead
-from models.subnet import SubNetwork
+from partfer.data_prep.ibug68 import ALL_REGIONS
+from partfer.models.config import ArchConfig
+from partfer.models.counts import BYTES_PER_FLOAT32, count_flops, count_parameters, storage_bytes
+from partfer.models.extractor import FeatureExtractor, feature_map_sizes
+from partfer.models.heads import LandmarkHead
+from partfer.models.subnet import SubNetwork
 
 # Figures stated in the paper (Sections III-C1 and IV-E), in the paper's units.
 PAPER = {

@@ -19,8 +19,8 @@ as inputs per group on fast kernels and widening ones (16 -> 32 per model) group
 widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
 in front of BN is not added (BN cancels it; the running mean still receives it) and every block
 applies its last ReLU after the max-pool (they commute; only Grad-CAM reads the unpooled maps).
-The square grouped convs may run as Triton kernels too (models.grouped_conv, conv_mode; opt-in).
-In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.fused_bn, fuse_mode):
+The square grouped convs may run as Triton kernels too (models.kernels.grouped_conv, conv_mode; opt-in).
+In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.kernels.fused_bn, fuse_mode):
 two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels; they
 read a split conv's two outputs where they lie (interleave_mode), so its interleaving copy goes.
 All of these compute the same function.
@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import fused_bn, fused_grey, grouped_conv
-from models.config import ArchConfig, ArchitectureError
-from models.init import conv_fans, constant_, he_uniform_
-from models.pooling import MaxPool, pool_geometry
+from partfer.models.kernels import fused_bn, fused_grey, grouped_conv
+from partfer.models.config import ArchConfig, ArchitectureError
+from partfer.models.init import conv_fans, constant_, he_uniform_
+from partfer.models.pooling import MaxPool, pool_geometry
 
 
 class InputTooSmallError(ValueError):
@@ -60,13 +60,13 @@ class ConvBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
         self.pool = MaxPool(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
         # How a 1-channel input meets a 3-channel first conv: fold | repeat | pad | fused (the conv
-        # computed inside the fused BN kernels, models.fused_grey, when those run) | auto (pad for
+        # computed inside the fused BN kernels, models.kernels.fused_grey, when those run) | auto (pad for
         # several models on CUDA, fold otherwise). Execution only: every mode computes the same.
         self.grey_mode = "auto"
         # A grouped conv that widens each group (16 -> 32 channels per model) as several convs
         # that do not (split_conv): auto = on CUDA with several models, on | off. Execution only.
         self.split_mode = "auto"
-        # Training-mode BN -> ReLU [-> max-pool] as fused Triton kernels (models.fused_bn): auto =
+        # Training-mode BN -> ReLU [-> max-pool] as fused Triton kernels (models.kernels.fused_bn): auto =
         # on CUDA with several models when Triton is installed | on (any device Triton can run
         # on: CPUs through its interpreter) | off. Execution only.
         self.fuse_mode = "auto"
@@ -74,7 +74,7 @@ class ConvBlock(nn.Module):
         # lie (fused_bn.bn_relu reads both) | copy = interleaved into one tensor first. Execution only.
         self.interleave_mode = "auto"
         # Who computes the square grouped convs without bias (training's): torch (cuDNN on CUDA) |
-        # triton (models.grouped_conv, where it runs and passed its self-test). Execution only.
+        # triton (models.kernels.grouped_conv, where it runs and passed its self-test). Execution only.
         self.conv_mode = "torch"
 
     def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
@@ -126,7 +126,7 @@ class ConvBlock(nn.Module):
         return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
 
     def _triton(self) -> bool:
-        """Whether square grouped convs go to models.grouped_conv (see conv_mode)."""
+        """Whether square grouped convs go to models.kernels.grouped_conv (see conv_mode)."""
         return self.conv_mode == "triton" and not torch.compiler.is_compiling()   # inductor has its own
 
     def _conv_bn(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
@@ -270,7 +270,7 @@ def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     The same function, but cuDNN runs grouped convs with as many outputs as inputs per group on
     its fast grouped kernels and widening ones group by group (H200 profile: 8x the time at half
     the FLOPs, BENCHMARKS.md). The interleave is one copy of the output (and of its gradient).
-    triton: the square convs by models.grouped_conv where it takes them.
+    triton: the square convs by models.kernels.grouped_conv where it takes them.
     """
     c = x.shape[1] // groups
     w = weight.unflatten(0, (groups, ratio, c))

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.packed import PackedNetwork
-from models.subnet import SubNetwork
+from partfer.models.packed import PackedNetwork
+from partfer.models.subnet import SubNetwork
 
 ClassIndex = int | Sequence[int] | torch.Tensor | None
 

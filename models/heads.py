@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.config import HEAD_ACTIVATIONS, ArchitectureError
-from models.init import constant_, glorot_uniform_
+from partfer.models.config import HEAD_ACTIVATIONS, ArchitectureError
+from partfer.models.init import constant_, glorot_uniform_
 
 
 def make_activation(name: str) -> nn.Module:

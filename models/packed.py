@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models import stages
-from models.config import ArchConfig, ArchitectureError
-from models.extractor import FeatureExtractor
-from models.init import draw_seeds, part_generators
-from models.packed_heads import PackedDenseStack, packed_classifier_head, packed_landmark_head
-from models.subnet import SubNetwork
+from partfer.models import stages
+from partfer.models.config import ArchConfig, ArchitectureError
+from partfer.models.extractor import FeatureExtractor
+from partfer.models.init import draw_seeds, part_generators
+from partfer.models.packed_heads import PackedDenseStack, packed_classifier_head, packed_landmark_head
+from partfer.models.subnet import SubNetwork
 
 HEADS = ("landmark_head", "classifier")
 SHARED_BUFFER_SUFFIX = "num_batches_tracked"
@@ -93,7 +93,7 @@ class FrozenSlices:
     BN's running statistics move it at every step. Which models are held is an (M,) boolean tensor
     on the network's device, read by every write-back and changed in place when more models stop:
     the write-back stays the same kernels on the same tensors, so a training step captured as a
-    CUDA graph (orchestrator.step_graph) stays valid across stops, and no step copies anything
+    CUDA graph (orchestrator.training.step_graph) stays valid across stops, and no step copies anything
     from the host (such a copy waits for the GPU's queue to drain).
     """
     targets: tuple[torch.Tensor, ...]     # (M, ...) views into the network's tensors

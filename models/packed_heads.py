@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.config import ArchitectureError
-from models.heads import make_activation
-from models.init import constant_, glorot_uniform_
+from partfer.models.config import ArchitectureError
+from partfer.models.heads import make_activation
+from partfer.models.init import constant_, glorot_uniform_
 
 
 class PackedLinear(nn.Module):

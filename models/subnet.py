@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models import stages
-from models.config import ArchConfig, ArchitectureError
-from models.extractor import FeatureExtractor
-from models.heads import ClassifierHead, LandmarkHead
-from models.init import draw_seeds, part_generators
+from partfer.models import stages
+from partfer.models.config import ArchConfig, ArchitectureError
+from partfer.models.extractor import FeatureExtractor
+from partfer.models.heads import ClassifierHead, LandmarkHead
+from partfer.models.init import draw_seeds, part_generators
 
 
 class SubNetwork(nn.Module):

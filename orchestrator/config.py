@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import copy
 import functools
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from data_prep.ibug68 import PARTS
-from orchestrator.config_schema import ConfigKeyError, check_against
+from partfer.data_prep.ibug68 import PARTS
+from partfer.orchestrator.config_schema import ConfigKeyError, check_against
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# the configs shipped inside the package (the checkout's configs/ folder in an editable install)
+CONFIG_DIR = Path(str(resources.files("partfer").joinpath("configs")))
 STAGES = ("baseline", "landmark", "head", "finetune")
 # train.selection: which epoch's weights a stage keeps (configs/paper.yaml explains each)
 SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
 TRANSFER_BN = ("frozen", "trainable")
 TRANSFER_STAGES = ("landmark", "head", "finetune")
 NETWORKS = ("baseline", "ftl", "el")
-# how a run trains its packs: Ray tasks, this process, or Ray Train runs (orchestrator/train_executor.py)
+# how a run trains its packs: Ray tasks, this process, or Ray Train runs (orchestrator/execution/train_executor.py)
 EXECUTORS = ("ray", "inline", "train")
 
 

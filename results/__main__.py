@@ -1,6 +1,6 @@
 """`python -m results report RUN_DIR`: the report command without the rest of the CLI."""
 import sys
 
-from results.cli import main
+from partfer.results.cli import main
 
 sys.exit(main())

@@ -2,6 +2,6 @@
 writing itself is the project's one atomic-write module (atomicio); this names it for results/."""
 from __future__ import annotations
 
-from atomicio import save_figure, write_bytes, write_text
+from partfer.atomicio import save_figure, write_bytes, write_text
 
 __all__ = ["save_figure", "write_bytes", "write_text"]

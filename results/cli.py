@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from results.load import PlanError, RunDirError
-from results.report import build_report
+from partfer.results.load import PlanError, RunDirError
+from partfer.results.report import build_report
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orchestrator.records import RunPlan
-from results.paper import PAPER_FOLDS, PAPER_IMAGE_SIZE, PAPER_MEMBERS, display_name
+from partfer.orchestrator.records import RunPlan
+from partfer.results.paper import PAPER_FOLDS, PAPER_IMAGE_SIZE, PAPER_MEMBERS, display_name
 
 
 def _flag_text(value) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from results import atomic
-from results.analysis_files import complexity_path
-from results.markdown import markdown_table
-from results.paper import COMPLEXITY_CLASSES, PAPER_IMAGE_SIZE
+from partfer.results import atomic
+from partfer.results.analysis_files import complexity_path
+from partfer.results.markdown import markdown_table
+from partfer.results.paper import COMPLEXITY_CLASSES, PAPER_IMAGE_SIZE
 
 COMPLEXITY_COLUMNS = ["quantity", "n_classes", "unit", "ours", "ours_exact", "paper"]
 # Keys every by_n_classes entry must carry (describe()'s per-class-count report).

@@ -12,9 +12,9 @@ from matplotlib.figure import Figure  # pyplot-free: no global backend or figure
 import numpy as np
 import pandas as pd
 
-from results import atomic
-from results.evaluate import RunEvaluation, SystemScore
-from results.paper import display_name
+from partfer.results import atomic
+from partfer.results.evaluate import RunEvaluation, SystemScore
+from partfer.results.paper import display_name
 
 CONFUSION_DIR = "confusion"
 

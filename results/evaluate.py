@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from orchestrator.records import NETWORKS, RunPlan
-from results import metrics
-from results.ensemble import ensemble_predictions
-from results.load import RunResults
-from results.paper import PART_ORDER, column_name
+from partfer.orchestrator.records import NETWORKS, RunPlan
+from partfer.results import metrics
+from partfer.results.ensemble import ensemble_predictions
+from partfer.results.load import RunResults
+from partfer.results.paper import PART_ORDER, column_name
 
 
 @dataclass

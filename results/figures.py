@@ -15,11 +15,11 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from results import atomic
-from results.comparability import shrink_reasons
-from results.evaluate import RunEvaluation, member_sort_key, network_sort_key
-from results.load import HISTORY_FILE, RunResults
-from results.paper import COLUMNS, TABLE1, display_name
+from partfer.results import atomic
+from partfer.results.comparability import shrink_reasons
+from partfer.results.evaluate import RunEvaluation, member_sort_key, network_sort_key
+from partfer.results.load import HISTORY_FILE, RunResults
+from partfer.results.paper import COLUMNS, TABLE1, display_name
 
 FIGURES_DIR = "figures"
 HISTORY_COLUMNS = ["dataset", "network", "member", "fold", "stage", "epoch", "val_loss"]

@@ -18,10 +18,10 @@ from pathlib import Path
 from matplotlib.figure import Figure  # pyplot-free: no global backend or figure registry
 import numpy as np
 
-from results import atomic
-from results.figures import FIGURES_DIR
-from results.analysis_files import analysis_dir, GRADCAM_PREFIX
-from results.paper import GRADCAM_SYSTEMS, display_name
+from partfer.results import atomic
+from partfer.results.figures import FIGURES_DIR
+from partfer.results.analysis_files import analysis_dir, GRADCAM_PREFIX
+from partfer.results.paper import GRADCAM_SYSTEMS, display_name
 
 _RANGE_TOLERANCE = 1e-3
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from results import atomic
+from partfer.results import atomic
 
 HTML_FILE = "report.html"
 _CODE = re.compile(r"`([^`]+)`")

@@ -13,13 +13,13 @@ from matplotlib.figure import Figure  # pyplot-free: no global backend or figure
 from matplotlib.lines import Line2D
 import numpy as np
 
-from data_prep.ibug68 import PART_COLOURS, PART_ORDER
-from data_prep.prepared import PreparedData, load_prepared
-from results import atomic
-from results.figures import FIGURES_DIR
-from results.landmarks import LandmarkStudy, ModelLandmarks
-from results.load import RunResults, resolve_stored
-from results.paper import display_name
+from partfer.data_prep.ibug68 import PART_COLOURS, PART_ORDER
+from partfer.data_prep.prepared import PreparedData, load_prepared
+from partfer.results import atomic
+from partfer.results.figures import FIGURES_DIR
+from partfer.results.landmarks import LandmarkStudy, ModelLandmarks
+from partfer.results.load import RunResults, resolve_stored
+from partfer.results.paper import display_name
 
 N_FACES = 6
 

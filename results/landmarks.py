@@ -19,15 +19,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_prep.ibug68 import ALL_REGIONS, FULL_FACE, PART_ORDER, region_indices
-from data_prep.schema import CROP_SIZE
-from orchestrator.records import ModelRecord, RunPlan
-from results import atomic
-from results.comparability import warning_line
-from results.evaluate import network_sort_key
-from results.load import RunResults, resolve_stored
-from results.markdown import bullets, markdown_table
-from results.paper import LANDMARK_CHANGE, display_name
+from partfer.data_prep.ibug68 import ALL_REGIONS, FULL_FACE, PART_ORDER, region_indices
+from partfer.data_prep.schema import CROP_SIZE
+from partfer.orchestrator.records import ModelRecord, RunPlan
+from partfer.results import atomic
+from partfer.results.comparability import warning_line
+from partfer.results.evaluate import network_sort_key
+from partfer.results.load import RunResults, resolve_stored
+from partfer.results.markdown import bullets, markdown_table
+from partfer.results.paper import LANDMARK_CHANGE, display_name
 
 LANDMARKS_FILE = "landmarks.parquet"
 BEFORE_STAGE, AFTER_STAGE = "landmark", "finetune"

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan, selections
+from partfer.orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan, selections
 
 PLAN_FILE = "plan.json"
 PREDICTIONS_FILE = "predictions.parquet"

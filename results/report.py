@@ -14,22 +14,22 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from results import atomic
-from results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
-from results.complexity import ComplexityInput, complexity_markdown, load_complexity
-from results.confusion import file_stem, write_confusions
-from results.evaluate import RunEvaluation, evaluate_run
-from results.figures import Histories, load_histories, write_figures
-from results.gradcam import write_gradcam_figures
-from results.html import write_html
-from results.landmark_figure import write_landmark_figures
-from results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
+from partfer.results import atomic
+from partfer.results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
+from partfer.results.complexity import ComplexityInput, complexity_markdown, load_complexity
+from partfer.results.confusion import file_stem, write_confusions
+from partfer.results.evaluate import RunEvaluation, evaluate_run
+from partfer.results.figures import Histories, load_histories, write_figures
+from partfer.results.gradcam import write_gradcam_figures
+from partfer.results.html import write_html
+from partfer.results.landmark_figure import write_landmark_figures
+from partfer.results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
                                write_landmark_tables)
-from results.load import load_run
-from results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
-from results.markdown import bullets, markdown_table
-from results.paper import display_name
-from results.tables import (TABLES_DIR, class_scores_markdown, comparison_markdown, members_markdown, pair_labels,
+from partfer.results.load import load_run
+from partfer.results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
+from partfer.results.markdown import bullets, markdown_table
+from partfer.results.paper import display_name
+from partfer.results.tables import (TABLES_DIR, class_scores_markdown, comparison_markdown, members_markdown, pair_labels,
                             pair_title, per_fold_markdown, table2_markdown, table3_pairs,
                             write_tables)
 

@@ -12,9 +12,9 @@ import math
 
 import pandas as pd
 
-from results.evaluate import RunEvaluation
-from results.markdown import markdown_table, pct
-from results.paper import COLUMNS, TABLE1, TABLE3, TEST_IMAGES, display_name
+from partfer.results.evaluate import RunEvaluation
+from partfer.results.markdown import markdown_table, pct
+from partfer.results.paper import COLUMNS, TABLE1, TABLE3, TEST_IMAGES, display_name
 
 SELECTION_WORDS = {
     "evaluated_fold": "each stage kept its epoch of lowest loss on the fold being tested (the authors' "

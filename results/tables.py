@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from results import atomic
-from results.comparability import warning_line
-from results.complexity import ComplexityInput, write_complexity
-from results.evaluate import RunEvaluation, SystemScore
-from results.markdown import markdown_table, pct  # noqa: F401  (pct: also imported from here)
-from results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, TEST_IMAGES, display_name,
+from partfer.results import atomic
+from partfer.results.comparability import warning_line
+from partfer.results.complexity import ComplexityInput, write_complexity
+from partfer.results.evaluate import RunEvaluation, SystemScore
+from partfer.results.markdown import markdown_table, pct  # noqa: F401  (pct: also imported from here)
+from partfer.results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, TEST_IMAGES, display_name,
                            split_name)
-from results.selection import denominator_line, scored_images, selection_sentence
+from partfer.results.selection import denominator_line, scored_images, selection_sentence
 
 TABLES_DIR = "tables"
 

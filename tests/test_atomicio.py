@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import atomicio
-from orchestrator.store import DONE_FILE, build_dir_for, publish_dir
-from results import atomic as results_atomic
+import partfer.atomicio
+from partfer.orchestrator.storage.store import DONE_FILE, build_dir_for, publish_dir
+from partfer.results import atomic as results_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,7 @@ def test_leftovers_of_dead_writers_are_cleaned_and_live_ones_kept(tmp_path):
 
 _KILLED_WRITER = """
 import os, signal, sys
-from orchestrator.store import build_dir_for
+from partfer.orchestrator.storage.store import build_dir_for
 build = build_dir_for(sys.argv[1])
 (build / "checkpoint.pt").write_bytes(b"half")
 os.kill(os.getpid(), signal.SIGKILL)

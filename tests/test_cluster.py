@@ -15,7 +15,7 @@ import pytest
 import yaml
 from local_ray import RAY, VENV_BIN, free_ports, left_running, stop_head
 
-from orchestrator.cluster import StorageNotSharedError, check_storage, find_local_cluster
+from partfer.orchestrator.execution.cluster import StorageNotSharedError, check_storage, find_local_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,7 @@ def test_connect_starts_a_private_local_ray_despite_a_stale_bootstrap_file(tmp_p
     cluster's address file is lying around (plain `ray.init()` would try to join it)."""
     (tmp_path / "ray_current_cluster").write_text("127.0.0.1:1\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    code = ("import os, ray; from orchestrator.cluster import connect; "
+    code = ("import os, ray; from orchestrator.execution.cluster import connect; "
             f"i = connect(temp_dir={str(tmp_path)!r}); "
             "print(i.nodes, i.cpus == os.cpu_count(), i.started_here, i.autoscaling, "
             "os.environ['RAY_AUTH_MODE']); ray.shutdown()")
@@ -121,7 +121,7 @@ def test_job_submit_to_a_real_head_runs_the_pipeline():
 
         # a driver connecting through RAY_ADDRESS sees this one-node, 2-CPU cluster
         probe = subprocess.run(
-            [sys.executable, "-c", "from orchestrator.cluster import connect; i = connect(); "
+            [sys.executable, "-c", "from orchestrator.execution.cluster import connect; i = connect(); "
                                    "print(i.nodes, i.cpus, i.gpus, i.started_here, i.autoscaling)"],
             cwd=REPO, env=dict(env, RAY_ADDRESS=address), capture_output=True, text=True, timeout=120)
         assert probe.returncode == 0, probe.stderr[-3000:]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from local_ray import RAY, free_ports, left_running, stop_head
 
-from orchestrator.cli import main
+from partfer.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_FILE = "~/.ray/auth_token"
@@ -44,10 +44,10 @@ def test_the_command_line_leaves_the_auth_mode_to_the_cluster(monkeypatch, capsy
 
 
 _CLIENT = """
-from orchestrator.cli import main
+from partfer.cli import main
 main(["describe", "--image-size", "32"])          # what every partfer command goes through first
 import ray
-from orchestrator.cluster import connect
+from partfer.orchestrator.execution.cluster import connect
 info = connect()
 print("CONNECTED", info.started_here, ray.get(ray.remote(lambda: 40 + 2).remote()))
 """

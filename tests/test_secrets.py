@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import remote
-from orchestrator.cli import main
+from partfer.orchestrator.storage import remote
+from partfer.cli import main
 
 SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
 KEY = "AKIAIOSFODNN7EXAMPLE"

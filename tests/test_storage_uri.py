@@ -19,7 +19,7 @@ SMALL = ["--config", str(TINY), "--set", "members=1", "--set", "parts=[mouth]", 
 
 
 def _partfer(*args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=child_env(),
+    return subprocess.run([sys.executable, "-m", "partfer", *args], cwd=cwd, env=child_env(),
                           capture_output=True, text=True, timeout=900)
 
 

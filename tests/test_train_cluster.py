@@ -15,7 +15,7 @@ import pytest
 from local_ray import RAY, VENV_BIN, free_ports, left_running, stop_head
 from test_cluster import REPO
 
-from orchestrator.cluster import find_local_cluster
+from partfer.orchestrator.execution.cluster import find_local_cluster
 
 
 def _start_node(temp_dir: str, env: dict, head: str | None = None) -> subprocess.CompletedProcess:

@@ -1,5 +1,5 @@
 """Landmark annotators behind one interface, registered by name (dlib, fan, dataset)."""
-from data_prep.annotators.base import (
+from partfer.data_prep.annotators.base import (
     Annotator, AnnotatorSpec, get_annotator_spec, list_annotators, load_annotator, register_annotator,
 )
 

@@ -11,10 +11,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from data_prep.errors import UnknownNameError
-from data_prep.face_crop import FaceCrop
-from data_prep.readers.base import Record
-from data_prep.settings import PrepSettings
+from partfer.data_prep.errors import UnknownNameError
+from partfer.data_prep.face_crop import FaceCrop
+from partfer.data_prep.readers.base import Record
+from partfer.data_prep.settings import PrepSettings
 
 
 class Annotator(Protocol):
@@ -44,7 +44,7 @@ def register_annotator(name: str, description: str, uses: tuple[str, ...] = ()):
 
 
 def _builtin() -> dict[str, AnnotatorSpec]:
-    from data_prep.annotators import dlib_ert, fan, ground_truth  # noqa: F401  (they register themselves)
+    from partfer.data_prep.annotators import dlib_ert, fan, ground_truth  # noqa: F401  (they register themselves)
     return _ANNOTATORS
 
 

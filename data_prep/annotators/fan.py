@@ -11,10 +11,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from data_prep.annotators.base import register_annotator
-from data_prep.errors import ModelFileError, RejectError
-from data_prep.face_crop import FaceCrop
-from data_prep.readers.base import Record
+from partfer.data_prep.annotators.base import register_annotator
+from partfer.data_prep.errors import ModelFileError, RejectError
+from partfer.data_prep.face_crop import FaceCrop
+from partfer.data_prep.readers.base import Record
 
 FAN_MODEL = "2DFAN-4"
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.annotators.base import register_annotator
-from data_prep.errors import RejectError
-from data_prep.face_crop import FaceCrop
-from data_prep.landmark_files import read_points
-from data_prep.readers.base import Record
+from partfer.data_prep.annotators.base import register_annotator
+from partfer.data_prep.errors import RejectError
+from partfer.data_prep.face_crop import FaceCrop
+from partfer.data_prep.landmark_files import read_points
+from partfer.data_prep.readers.base import Record
 
 
 @register_annotator(

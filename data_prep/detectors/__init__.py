@@ -1,5 +1,5 @@
 """Face detectors behind one interface, registered by name (ssd, hog, none)."""
-from data_prep.detectors.base import (
+from partfer.data_prep.detectors.base import (
     Detector, DetectorSpec, get_detector_spec, list_detectors, load_detector, register_detector,
 )
 

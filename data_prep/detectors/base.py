@@ -11,9 +11,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from data_prep.errors import UnknownNameError
-from data_prep.face_crop import Detection
-from data_prep.settings import PrepSettings
+from partfer.data_prep.errors import UnknownNameError
+from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.settings import PrepSettings
 
 
 class Detector(Protocol):
@@ -47,7 +47,7 @@ def register_detector(name: str, description: str, uses: tuple[str, ...] = ()):
 
 
 def _builtin() -> dict[str, DetectorSpec]:
-    from data_prep.detectors import hog, none, ssd  # noqa: F401  (they register themselves)
+    from partfer.data_prep.detectors import hog, none, ssd  # noqa: F401  (they register themselves)
     return _DETECTORS
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_prep.face_crop import Detection
+from partfer.data_prep.face_crop import Detection
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.detectors.base import register_detector
-from data_prep.face_crop import Detection
+from partfer.data_prep.detectors.base import register_detector
+from partfer.data_prep.face_crop import Detection
 
 
 @register_detector(

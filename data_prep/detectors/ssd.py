@@ -4,10 +4,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from data_prep.detectors.base import register_detector
-from data_prep.face_crop import Detection
-from data_prep.detectors.nms import box_iou, non_max_suppression
-from data_prep.model_files import ssd_files
+from partfer.data_prep.detectors.base import register_detector
+from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.detectors.nms import box_iou, non_max_suppression
+from partfer.data_prep.model_files import ssd_files
 
 INPUT_SIZE = 300
 MEAN_BGR = (104.0, 177.0, 123.0)   # the training means of the res10 model

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from data_prep.errors import DatasetRootError, UnknownNameError
+from partfer.data_prep.errors import DatasetRootError, UnknownNameError
 
 IMAGE_EXTENSIONS = frozenset({".tiff", ".tif", ".png", ".jpg", ".jpeg", ".bmp"})
 LANDMARKS_DIR = "landmarks"   # ground-truth points beside the images: landmarks/<stem>.txt
@@ -182,4 +182,4 @@ def landmarks_file(root: Path, rel_image: Path) -> str | None:
 
 def _load_builtin_readers() -> None:
     # Imported here, not at module top, because each reader module imports this one.
-    from data_prep.readers import ckplus, fer2013, folder, jaffe, sfew  # noqa: F401
+    from partfer.data_prep.readers import ckplus, fer2013, folder, jaffe, sfew  # noqa: F401

@@ -16,8 +16,8 @@ import os
 import re
 from pathlib import Path
 
-from data_prep.errors import DatasetRootError, RejectError
-from data_prep.readers.base import (
+from partfer.data_prep.errors import DatasetRootError, RejectError
+from partfer.data_prep.readers.base import (
     BROKEN_LINK, ReadResult, Record, Reject, is_broken_link, is_image_file, list_files, register_reader, rel,
     unreadable_folder,
 )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep.csv_images import (
+from partfer.data_prep.csv_images import (
     PIXELS_COLUMN, count_pixel_values, iter_data_lines, parse_line, read_header, row_member,
 )
-from data_prep.errors import DatasetRootError
-from data_prep.image_io import member_path
-from data_prep.readers.base import ReadResult, Record, Reject, register_reader, rel
+from partfer.data_prep.errors import DatasetRootError
+from partfer.data_prep.image_io import member_path
+from partfer.data_prep.readers.base import ReadResult, Record, Reject, register_reader, rel
 
 CSV_NAME = "fer2013.csv"
 SIDE = 48

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from data_prep import labels
-from data_prep.readers.base import (
+from partfer.data_prep import labels
+from partfer.data_prep.readers.base import (
     BROKEN_LINK, LANDMARKS_DIR, ReadResult, Record, Reject, is_broken_link, is_image_file, landmarks_file,
     list_files, register_reader, rel,
 )

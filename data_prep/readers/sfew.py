@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep import labels
-from data_prep.errors import DatasetRootError, RejectError
-from data_prep.readers.base import (
+from partfer.data_prep import labels
+from partfer.data_prep.errors import DatasetRootError, RejectError
+from partfer.data_prep.readers.base import (
     BROKEN_LINK, LANDMARKS_DIR, ReadResult, Record, Reject, is_broken_link, is_image_file, landmarks_file,
     list_files, register_reader, rel,
 )
-from data_prep.readers.folder import compile_subject_regex, subject_and_group
+from partfer.data_prep.readers.folder import compile_subject_regex, subject_and_group
 
 # Split folder names (lower case) -> split; SFEW ships Train, Val and an unlabelled Test.
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.compile_kernels import ARCHS, Compiled, failed, occupancy, verdict  # noqa: E402
-from models import fused_bn, grouped_conv  # noqa: E402
+from partfer.models.kernels import fused_bn, grouped_conv  # noqa: E402
 
 needs_triton = pytest.mark.skipif(fused_bn.triton is None, reason="needs Triton (CUDA builds of torch ship it)")
 
@@ -85,7 +85,7 @@ def test_a_kernel_the_compiler_rejects_is_reported_by_name(tmp_path):
         sys.path[:0] = [{str(tmp_path)!r}, {str(REPO)!r}]
         from bad_kernel import narrow_dot
         from bench.compile_kernels import compile_launches, failed
-        from models.fused_bn import Launch
+        from partfer.models.kernels.fused_bn import Launch
         x = torch.zeros(64, dtype=torch.bfloat16)
         done = {{}}
         compile_launches([Launch(narrow_dot, (1,), (x, x.float()), {{"B": 8, "num_warps": 4}})], [90], "test",

@@ -38,7 +38,7 @@ def test_host_ops_of_the_fused_path_stay_near_pytorchs():
     # the fused kernels' bookkeeping runs as one kernel per layer and pass, not as ~30 tiny ops
     sys.path.insert(0, str(REPO))
     from bench.train_throughput import count_host_ops
-    from models import fused_bn
+    from partfer.models.kernels import fused_bn
 
     if not fused_bn.runs_on(torch.zeros(1)):
         pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
@@ -76,7 +76,7 @@ def test_the_conv_tile_sweep_runs_and_restores_the_tiles():
     # on a GPU it times the Triton convs against cuDNN's; here (the interpreter) it only has to run
     sys.path.insert(0, str(REPO))
     from bench.train_throughput import conv_tile_sweep
-    from models import fused_bn, grouped_conv
+    from partfer.models.kernels import fused_bn, grouped_conv
 
     if not fused_bn.runs_on(torch.zeros(1)):
         pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from data_prep.cli import add_prep_parser, add_synth_parser, main, run_prep, run_synth
-from data_prep.prepared import find_prepared, load_prepared
+from partfer.data_prep.cli import add_prep_parser, add_synth_parser, main, run_prep, run_synth
+from partfer.data_prep.prepared import find_prepared, load_prepared
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.detectors import list_detectors, load_detector
-from data_prep.detectors.nms import box_iou, non_max_suppression
-from data_prep.face_crop import Detection
-from data_prep.image_io import load_grayscale
-from data_prep.preprocess import apply_clahe
+from partfer.data_prep.detectors import list_detectors, load_detector
+from partfer.data_prep.detectors.nms import box_iou, non_max_suppression
+from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.image_io import load_grayscale
+from partfer.data_prep.preprocess import apply_clahe
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_none_detector_returns_the_whole_image_as_one_face(four_faces):
 def test_ssd_boxes_centred_outside_the_image_are_not_faces(tmp_path):
     """The res10 model reports, now and then, a confident box beyond the image border (it did on
     these drawn faces): such a box would crash the crop, and it is not a face of the image."""
-    from data_prep.synth import synthesize
+    from partfer.data_prep.synth import synthesize
 
     synthesize("jaffe", str(tmp_path), subjects=3, per_class=2, seed=0, size=96)
     ssd = load_detector("ssd")
@@ -101,7 +101,7 @@ def test_ssd_boxes_centred_outside_the_image_are_not_faces(tmp_path):
 def test_ssd_echo_of_a_large_face_is_dropped_but_a_face_cut_by_the_border_is_kept():
     """The res10 echo: the same face shifted by a third of the image, past its border, scored
     higher than the true box. Dropped only when it overlaps a box inside the image."""
-    from data_prep.detectors.ssd import drop_echoes
+    from partfer.data_prep.detectors.ssd import drop_echoes
 
     true_face = Detection((48.0, 31.0, 204.0, 201.0), 0.999)
     echo = Detection((133.0, 114.0, 290.0, 287.0), 1.0)

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
-from data_prep.prepared import load_prepared
-from data_prep.readers import read_dataset
-from data_prep.schema import ADDED_COLUMNS, FALLBACK_SOURCE
-from data_prep.synth import synthesize
+from partfer.data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
+from partfer.data_prep.prepared import load_prepared
+from partfer.data_prep.readers import read_dataset
+from partfer.data_prep.schema import ADDED_COLUMNS, FALLBACK_SOURCE
+from partfer.data_prep.synth import synthesize
 
 GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset")
 GREY = "KA.NE9.99.tiff"          # a JAFFE name, a flat grey picture: no face in it

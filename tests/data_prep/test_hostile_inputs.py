@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.cli import main
-from data_prep.errors import DatasetRootError, PreparedDataError
-from data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
-from data_prep.prep_store import read_rejects_csv
-from data_prep.prepared import load_prepared
-from data_prep.readers import read_dataset
-from data_prep.readers.base import BROKEN_LINK
-from data_prep.synth import synthesize
+from partfer.data_prep.cli import main
+from partfer.data_prep.errors import DatasetRootError, PreparedDataError
+from partfer.data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
+from partfer.data_prep.prep_store import read_rejects_csv
+from partfer.data_prep.prepared import load_prepared
+from partfer.data_prep.readers import read_dataset
+from partfer.data_prep.readers.base import BROKEN_LINK
+from partfer.data_prep.synth import synthesize
 
 GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset", crop_size=32)
 

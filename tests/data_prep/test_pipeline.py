@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.annotators import load_annotator
-from data_prep.detectors import load_detector
-from data_prep.errors import DatasetRootError, EmptyDatasetError, PreparedDataError
-from data_prep.landmark_files import read_points
-from data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
-from data_prep.prepared import find_prepared, load_prepared
-from data_prep.preprocess import prepare_record
-from data_prep.readers import read_dataset
-from data_prep.schema import SUCCESS_MARKER
-from data_prep.synth import synthesize
+from partfer.data_prep.annotators import load_annotator
+from partfer.data_prep.detectors import load_detector
+from partfer.data_prep.errors import DatasetRootError, EmptyDatasetError, PreparedDataError
+from partfer.data_prep.landmark_files import read_points
+from partfer.data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
+from partfer.data_prep.prepared import find_prepared, load_prepared
+from partfer.data_prep.preprocess import prepare_record
+from partfer.data_prep.readers import read_dataset
+from partfer.data_prep.schema import SUCCESS_MARKER
+from partfer.data_prep.synth import synthesize
 
 GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset")
 SIZE = 96

@@ -5,13 +5,13 @@ import os
 import pyarrow as pa
 import pytest
 
-from data_prep.prep_store import (
+from partfer.data_prep.prep_store import (
     PREP_VERSION, PreparedBuilder, check_name, content_hash, hash_inputs, input_fingerprint, prepared_path,
     read_rejects_csv,
 )
-from data_prep.readers import Reject
-from data_prep.schema import SCHEMA, SUCCESS_MARKER
-from data_prep.settings import PrepSettings
+from partfer.data_prep.readers import Reject
+from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
+from partfer.data_prep.settings import PrepSettings
 
 
 def _inputs(root, settings=PrepSettings(), options=None, layout="jaffe"):

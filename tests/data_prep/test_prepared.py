@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.errors import PreparedDataError
-from data_prep.prepared import find_prepared, load_prepared, read_manifest
+from partfer.data_prep.errors import PreparedDataError
+from partfer.data_prep.prepared import find_prepared, load_prepared, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.annotators import list_annotators, load_annotator
-from data_prep.annotators.fan import fan_weights
-from data_prep.detectors import list_detectors, load_detector
-from data_prep.errors import ModelFileError, RejectError, UnknownNameError
-from data_prep.image_io import load_grayscale, load_with_pillow
-from data_prep.landmark_files import read_points
-from data_prep.model_files import require_model_file
-from data_prep.preprocess import apply_clahe, locate_face, normalise_points, prepare_record, square_box
-from data_prep.readers import Record, read_dataset
-from data_prep.schema import FALLBACK_SOURCE, SCHEMA
-from data_prep.settings import PrepSettings
-from data_prep.synth import synthesize
+from partfer.data_prep.annotators import list_annotators, load_annotator
+from partfer.data_prep.annotators.fan import fan_weights
+from partfer.data_prep.detectors import list_detectors, load_detector
+from partfer.data_prep.errors import ModelFileError, RejectError, UnknownNameError
+from partfer.data_prep.image_io import load_grayscale, load_with_pillow
+from partfer.data_prep.landmark_files import read_points
+from partfer.data_prep.model_files import require_model_file
+from partfer.data_prep.preprocess import apply_clahe, locate_face, normalise_points, prepare_record, square_box
+from partfer.data_prep.readers import Record, read_dataset
+from partfer.data_prep.schema import FALLBACK_SOURCE, SCHEMA
+from partfer.data_prep.settings import PrepSettings
+from partfer.data_prep.synth import synthesize
 
 PAPER = PrepSettings()                     # ssd + dlib, 160x160, CLAHE 2.0 / 8x8
 # The astronaut's face (eyes to mouth) in source pixels of skimage.data.astronaut() (512x512).

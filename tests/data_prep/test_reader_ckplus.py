@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.errors import DatasetRootError
-from data_prep.landmark_files import read_points
-from data_prep.readers import Reject, read_dataset
-from data_prep.synth import synthesize
+from partfer.data_prep.errors import DatasetRootError
+from partfer.data_prep.landmark_files import read_points
+from partfer.data_prep.readers import Reject, read_dataset
+from partfer.data_prep.synth import synthesize
 
 CLASSES = ("contempt", "happiness", "surprise")
 FRAMES = 6

@@ -4,17 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep.detectors import load_detector
-from data_prep.errors import DatasetRootError, RejectError
-from data_prep.image_io import load_grayscale, member_path
-from data_prep.pipeline import PrepRequest, prepare_dataset
-from data_prep.prep_store import read_rejects_csv
-from data_prep.prepared import load_prepared
-from data_prep.preprocess import apply_clahe, locate_face
-from data_prep.readers import Reject, read_dataset
-from data_prep.readers.fer2013 import NO_SUBJECTS_NOTE, NO_USAGE_NOTE, CsvLayoutError
-from data_prep.settings import PrepSettings
-from data_prep.synth import generate
+from partfer.data_prep.detectors import load_detector
+from partfer.data_prep.errors import DatasetRootError, RejectError
+from partfer.data_prep.image_io import load_grayscale, member_path
+from partfer.data_prep.pipeline import PrepRequest, prepare_dataset
+from partfer.data_prep.prep_store import read_rejects_csv
+from partfer.data_prep.prepared import load_prepared
+from partfer.data_prep.preprocess import apply_clahe, locate_face
+from partfer.data_prep.readers import Reject, read_dataset
+from partfer.data_prep.readers.fer2013 import NO_SUBJECTS_NOTE, NO_USAGE_NOTE, CsvLayoutError
+from partfer.data_prep.settings import PrepSettings
+from partfer.data_prep.synth import generate
 
 FER_CODES = {"anger": 0, "disgust": 1, "fear": 2, "happiness": 3, "sadness": 4, "surprise": 5, "neutral": 6}
 

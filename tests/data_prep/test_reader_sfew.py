@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from data_prep.errors import DatasetRootError
-from data_prep.readers import Reject, read_dataset
-from data_prep.readers.sfew import NO_REGEX_NOTE
+from partfer.data_prep.errors import DatasetRootError
+from partfer.data_prep.readers import Reject, read_dataset
+from partfer.data_prep.readers.sfew import NO_REGEX_NOTE
 
 
 def _sfew_like(root, write_image):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from data_prep.errors import DatasetRootError, UnknownNameError
-from data_prep.readers import Record, Reject, get_reader, known_layouts, read_dataset
-from data_prep.readers.folder import NO_REGEX_NOTE
+from partfer.data_prep.errors import DatasetRootError, UnknownNameError
+from partfer.data_prep.readers import Record, Reject, get_reader, known_layouts, read_dataset
+from partfer.data_prep.readers.folder import NO_REGEX_NOTE
 
 
 # ---------------------------------------------------------------- JAFFE

@@ -3,15 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_prep import labels
-from data_prep.face_geometry import (
+from partfer.data_prep import labels
+from partfer.data_prep.face_geometry import (
     Identity, expression_points, neutral_points, pose_points, Pose,
 )
-from data_prep.ibug68 import FLIP_PERMUTATION, PARTS
-from data_prep.image_io import load_grayscale
-from data_prep.landmark_files import read_points
-from data_prep.readers import read_dataset
-from data_prep.synth import draw_face, generate, subject_codes, synthesize
+from partfer.data_prep.ibug68 import FLIP_PERMUTATION, PARTS
+from partfer.data_prep.image_io import load_grayscale
+from partfer.data_prep.landmark_files import read_points
+from partfer.data_prep.readers import read_dataset
+from partfer.data_prep.synth import draw_face, generate, subject_codes, synthesize
 
 
 def _files(folder):

@@ -8,17 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.annotators import load_annotator
-from data_prep.cli import main
-from data_prep.detectors import load_detector
-from data_prep.landmark_files import read_points
-from data_prep.pipeline import PrepRequest, prepare_datasets
-from data_prep.prep_store import read_rejects_csv
-from data_prep.prepared import load_prepared
-from data_prep.preprocess import prepare_record
-from data_prep.readers import read_dataset
-from data_prep.settings import PrepSettings
-from data_prep.synth import synthesize
+from partfer.data_prep.annotators import load_annotator
+from partfer.data_prep.cli import main
+from partfer.data_prep.detectors import load_detector
+from partfer.data_prep.landmark_files import read_points
+from partfer.data_prep.pipeline import PrepRequest, prepare_datasets
+from partfer.data_prep.prep_store import read_rejects_csv
+from partfer.data_prep.prepared import load_prepared
+from partfer.data_prep.preprocess import prepare_record
+from partfer.data_prep.readers import read_dataset
+from partfer.data_prep.settings import PrepSettings
+from partfer.data_prep.synth import synthesize
 
 GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset", crop_size=64)
 SFEW_REGEX = r"^(Movie\d+)_"

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from models.packed import PackedNetwork
+from partfer.models.packed import PackedNetwork
 
 
 def packed_grads_as_plain(packed: PackedNetwork, i: int) -> dict[str, torch.Tensor]:

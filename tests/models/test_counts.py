@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from models.counts import count_flops, count_parameters, storage_bytes
-from models.describe import PAPER, describe
-from models.extractor import FeatureExtractor
-from models.heads import LandmarkHead
-from models.packed import PackedNetwork
-from models.subnet import SubNetwork
+from partfer.models.counts import count_flops, count_parameters, storage_bytes
+from partfer.models.describe import PAPER, describe
+from partfer.models.extractor import FeatureExtractor
+from partfer.models.heads import LandmarkHead
+from partfer.models.packed import PackedNetwork
+from partfer.models.subnet import SubNetwork
 
 
 def test_exact_parameter_counts():

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import fused_bn
-from models.extractor import FeatureExtractor, _pad_grey, split_conv
+from partfer.models.kernels import fused_bn
+from partfer.models.extractor import FeatureExtractor, _pad_grey, split_conv
 
 needs_triton = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
                                   reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.gradcam import gradcam, union
-from models.packed import PackedNetwork
-from models.subnet import SubNetwork
+from partfer.models.gradcam import gradcam, union
+from partfer.models.packed import PackedNetwork
+from partfer.models.subnet import SubNetwork
 
 SMALL = dict(widths=(4, 8, 8, 16), head_hidden=16)
 

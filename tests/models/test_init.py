@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from models.init import conv_fans, glorot_uniform_, he_uniform_, part_generators
+from partfer.models.init import conv_fans, glorot_uniform_, he_uniform_, part_generators
 
 
 def test_bounds_and_fans():

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.losses import packed_cross_entropy, packed_l1_loss
+from partfer.models.losses import packed_cross_entropy, packed_l1_loss
 
 
 def test_l1_matches_plain_per_model_and_ignores_padding():

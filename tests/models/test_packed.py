@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.config import ArchitectureError
-from models.losses import packed_cross_entropy, packed_l1_loss
-from models.packed import PackedNetwork, StateDictError, model_view
-from models.subnet import SubNetwork
+from partfer.models.config import ArchitectureError
+from partfer.models.losses import packed_cross_entropy, packed_l1_loss
+from partfer.models.packed import PackedNetwork, StateDictError, model_view
+from partfer.models.subnet import SubNetwork
 SIZE = 32                        # tiny inputs keep every test to seconds
 BATCH = 4
 PART_OUTPUTS = [18, 40, 136]     # nose, mouth, full face: ragged landmark heads
@@ -269,7 +269,7 @@ def _adam_steps(packed, opt, active, seeds, after_step=None):
 
 
 def test_frozen_slices_hold_stopped_models_through_many_steps():
-    # What a training step applies after every optimizer step (orchestrator/train.py): built once,
+    # What a training step applies after every optimizer step (orchestrator/training/train.py): built once,
     # then one torch.where per tensor, step after step; more models are held by setting the mask
     # in place, without building anything new (a step captured as a CUDA graph stays valid).
     packed = PackedNetwork(3, N_CLASSES, None, seeds=SEEDS)
@@ -438,7 +438,7 @@ def test_input_validation():
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("channels", [3, 1])
 def test_model_subset_computes_exactly_those_models(train, channels):
-    # A pack whose other models stopped computes only the chosen ones (orchestrator/train.py):
+    # A pack whose other models stopped computes only the chosen ones (orchestrator/training/train.py):
     # same outputs, same gradients on their slices, zero on the others, and BN statistics
     # updated for them alone.
     dtype = torch.float64

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import ArchConfig, ArchitectureError, arch_from_kwargs
-from models.counts import count_flops, count_parameters
-from models.describe import describe
-from models.extractor import FeatureExtractor, feature_map_sizes, min_input_size
-from models.pooling import MaxPool, _torch_ceil_out, check_pool, pool_geometry
-from models.subnet import SubNetwork
+from partfer.models.config import ArchConfig, ArchitectureError, arch_from_kwargs
+from partfer.models.counts import count_flops, count_parameters
+from partfer.models.describe import describe
+from partfer.models.extractor import FeatureExtractor, feature_map_sizes, min_input_size
+from partfer.models.pooling import MaxPool, _torch_ceil_out, check_pool, pool_geometry
+from partfer.models.subnet import SubNetwork
 
 
 def tf_same_max_pool(x: np.ndarray, k: int, s: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from models.config import ArchitectureError
-from models.extractor import FeatureExtractor, InputTooSmallError, feature_map_sizes, min_input_size
-from models.heads import ClassifierHead, LandmarkHead
-from models.subnet import SubNetwork
+from partfer.models.config import ArchitectureError
+from partfer.models.extractor import FeatureExtractor, InputTooSmallError, feature_map_sizes, min_input_size
+from partfer.models.heads import ClassifierHead, LandmarkHead
+from partfer.models.subnet import SubNetwork
 
 
 @pytest.mark.parametrize("size, maps", [(32, 3), (48, 5), (64, 7), (160, 19)])

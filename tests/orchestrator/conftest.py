@@ -10,9 +10,9 @@ import pytest
 def tiny_prepared(tmp_path_factory) -> str:
     import ray
 
-    from data_prep.pipeline import PrepRequest, prepare_datasets
-    from data_prep.settings import PrepSettings
-    from data_prep.synth import synthesize
+    from partfer.data_prep.pipeline import PrepRequest, prepare_datasets
+    from partfer.data_prep.settings import PrepSettings
+    from partfer.data_prep.synth import synthesize
 
     root = tmp_path_factory.mktemp("synth") / "jaffe"
     synthesize("jaffe", str(root), subjects=4, per_class=3, seed=1, size=96)

@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.config import ConfigError, epochs_for, load_config
+from partfer.orchestrator.config import ConfigError, epochs_for, load_config
 
 
 def test_demo_includes_paper_and_overrides_win():
@@ -50,7 +50,7 @@ def test_include_cycle_detected(tmp_path):
 
 
 def test_command_line_numbers_in_e_notation_are_numbers():
-    from orchestrator.config import parse_value
+    from partfer.orchestrator.config import parse_value
     assert parse_value("1e-5") == 1e-5 and parse_value("3") == 3 and parse_value("[a, b]") == ["a", "b"]
     assert parse_value("ssd") == "ssd"
 
@@ -62,7 +62,7 @@ def test_an_including_config_replaces_the_synthetic_section():
 
 
 def test_compile_mode_is_checked_and_yaml_booleans_read_as_modes():
-    from orchestrator.config import compile_mode_of
+    from partfer.orchestrator.config import compile_mode_of
     assert compile_mode_of(load_config("paper")) == "off"
     assert compile_mode_of(load_config("paper", {"train.compile": False})) == "off"
     assert compile_mode_of(load_config("paper", {"train.compile": True})) == "default"

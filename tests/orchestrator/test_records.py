@@ -1,5 +1,5 @@
 """Run records: a run with a no-peeking twin holds every model twice; ensembles take one copy."""
-from orchestrator.records import ModelRecord, RunPlan, main_models, selections
+from partfer.orchestrator.records import ModelRecord, RunPlan, main_models, selections
 
 
 def _plan(main: str, *selection_of_records: str) -> RunPlan:

@@ -11,7 +11,7 @@ from run_builder import build_run
 def complexity_report():
     """The real models.describe() output: the exact structure the orchestrator writes, for the
     paper's class counts (7, 8) and this suite's (3 for SFEW, 4 for CK+)."""
-    from models.describe import describe
+    from partfer.models.describe import describe
     return describe(n_classes_list=(3, 4, 7, 8))
 
 

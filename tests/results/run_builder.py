@@ -27,10 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_prep.ibug68 import FULL_FACE, region_indices
-from data_prep.schema import SCHEMA, SUCCESS_MARKER
-from orchestrator.records import PREDICTION_SCHEMA, DatasetInfo, ModelRecord, RunPlan
-from results.paper import GRADCAM_SYSTEMS
+from partfer.data_prep.ibug68 import FULL_FACE, region_indices
+from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
+from partfer.orchestrator.records import PREDICTION_SCHEMA, DatasetInfo, ModelRecord, RunPlan
+from partfer.results.paper import GRADCAM_SYSTEMS
 
 CK_CLASSES = ["anger", "contempt", "happiness", "surprise"]
 SFEW_CLASSES = ["anger", "happiness", "surprise"]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from results.cli import add_report_parser
+from partfer.results.cli import add_report_parser
 
 REPO = Path(__file__).resolve().parents[2]
 

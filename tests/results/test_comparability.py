@@ -1,6 +1,6 @@
 """When a run may not be set beside the paper, and why."""
-from orchestrator.records import DatasetInfo, ModelRecord, RunPlan
-from results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
+from partfer.orchestrator.records import DatasetInfo, ModelRecord, RunPlan
+from partfer.results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
 
 
 def _plan(settings, folds=10, members=5):

@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.confusion import write_confusions
-from results.evaluate import evaluate_run
-from results.load import load_run
+from partfer.results.confusion import write_confusions
+from partfer.results.evaluate import evaluate_run
+from partfer.results.load import load_run
 from run_builder import CK_CLASSES, PARTS, SFEW_CLASSES, model_key
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -64,7 +64,7 @@ def test_system_without_predictions_gets_no_matrix(make_run):
 
 
 def test_heat_map_is_row_normalised_with_counts_in_the_cells(written):
-    from results.confusion import plot_confusion, row_normalised
+    from partfer.results.confusion import plot_confusion, row_normalised
     assert row_normalised(np.array([[3, 1], [0, 0]])).tolist() == [[0.75, 0.25], [0.0, 0.0]]
     ev, _ = written
     score = ev.score("ckplus", "ckplus", "EL")

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from results.ensemble import ensemble_argmax, ensemble_predictions, sum_softmax
-from results.evaluate import evaluate_run, members_by_network
-from results.load import load_run
+from partfer.results.ensemble import ensemble_argmax, ensemble_predictions, sum_softmax
+from partfer.results.evaluate import evaluate_run, members_by_network
+from partfer.results.load import load_run
 from run_builder import CK_CLASSES, PARTS, member_probs, model_key
 
 

@@ -1,8 +1,8 @@
 """Training curves from history.csv and the ours-vs-paper accuracy charts."""
 
-from results.evaluate import evaluate_run
-from results.figures import load_histories, write_figures
-from results.load import load_run
+from partfer.results.evaluate import evaluate_run
+from partfer.results.figures import load_histories, write_figures
+from partfer.results.load import load_run
 from run_builder import PAPER_SETTINGS, model_key
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,7 +32,7 @@ def test_unusable_history_is_named_with_its_reason(make_run):
 
 
 def test_loss_curves_use_a_log_axis(shrunk_run):
-    from results.figures import plot_curves
+    from partfer.results.figures import plot_curves
     frame = load_histories(load_run(shrunk_run)).frame
     fig = plot_curves("ckplus", frame[frame["dataset"] == "ckplus"].dropna(subset=["val_loss"]))
     shown = [ax for ax in fig.axes if ax.get_visible()]

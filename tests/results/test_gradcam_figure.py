@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from results.gradcam import (GradcamFileError, gradcam_files, plot_gradcam, read_gradcam,
+from partfer.results.gradcam import (GradcamFileError, gradcam_files, plot_gradcam, read_gradcam,
                              write_gradcam_figures)
-from results.paper import GRADCAM_SYSTEMS
+from partfer.results.paper import GRADCAM_SYSTEMS
 from run_builder import write_gradcam
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 """report.html from the report's Markdown: the subset it uses, escaping, and embedded images."""
 import base64
 
-from results.html import markdown_to_html, render_page, write_html
+from partfer.results.html import markdown_to_html, render_page, write_html
 
 MD = """# Run `r1`
 

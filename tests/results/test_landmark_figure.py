@@ -1,7 +1,7 @@
 """Fig. 10: EL points before/after fine-tuning drawn on prepared test crops."""
-from results.landmark_figure import choose_faces, load_crops, write_landmark_figures
-from results.landmarks import load_landmark_study
-from results.load import load_run
+from partfer.results.landmark_figure import choose_faces, load_crops, write_landmark_figures
+from partfer.results.landmarks import load_landmark_study
+from partfer.results.load import load_run
 from run_builder import model_key
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

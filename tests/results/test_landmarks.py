@@ -4,9 +4,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from results.landmarks import (LandmarkFileError, direction, load_landmark_study, models_frame,
+from partfer.results.landmarks import (LandmarkFileError, direction, load_landmark_study, models_frame,
                                read_points, study_markdown, summary_frame, write_landmark_tables)
-from results.load import load_run
+from partfer.results.load import load_run
 from run_builder import AFTER_FACTOR, build_run, model_key
 
 

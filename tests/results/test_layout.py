@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from results import layout_check
-from results.report import build_report
+from partfer.results import layout_check
+from partfer.results.report import build_report
 
 pytestmark = pytest.mark.skipif(
     layout_check.find_chromium() is None,

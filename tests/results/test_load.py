@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from run_builder import CK_CLASSES, model_key
-from results.load import COLUMNS, RunDirError, PlanError, load_run
+from partfer.results.load import COLUMNS, RunDirError, PlanError, load_run
 
 
 def test_loads_every_model_with_the_contract_columns(shrunk_run):

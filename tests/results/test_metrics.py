@@ -7,9 +7,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from results import metrics
-from results.evaluate import evaluate_run
-from results.load import load_run
+from partfer.results import metrics
+from partfer.results.evaluate import evaluate_run
+from partfer.results.load import load_run
 from run_builder import CK_CLASSES, SFEW_CLASSES, model_key
 
 

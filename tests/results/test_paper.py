@@ -1,7 +1,7 @@
 """The paper's numbers: internal consistency checks the paper itself states in its text."""
 import pytest
 
-from results import paper
+from partfer.results import paper
 
 
 def test_table1_columns_and_datasets():

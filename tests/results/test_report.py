@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from results.report import build_report
+from partfer.results.report import build_report
 from run_builder import PAPER_SETTINGS, model_key
 
 MD_LINK = re.compile(r"\]\(([^)]+)\)")

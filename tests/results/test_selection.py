@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.records import PREDICTION_SCHEMA, RunPlan
-from results.evaluate import evaluate_run
-from results.load import PlanError, load_run
-from results.report import build_report
-from results.selection import denominator_line, denominator_mismatches, selection_frame
+from partfer.orchestrator.records import PREDICTION_SCHEMA, RunPlan
+from partfer.results.evaluate import evaluate_run
+from partfer.results.load import PlanError, load_run
+from partfer.results.report import build_report
+from partfer.results.selection import denominator_line, denominator_mismatches, selection_frame
 from tests.results.run_builder import PAPER_SETTINGS, build_run
 
 

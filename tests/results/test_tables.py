@@ -2,10 +2,10 @@
 import pandas as pd
 import pytest
 
-from results.complexity import load_complexity
-from results.evaluate import evaluate_run
-from results.load import load_run
-from results.tables import table1_frame, write_tables
+from partfer.results.complexity import load_complexity
+from partfer.results.evaluate import evaluate_run
+from partfer.results.load import load_run
+from partfer.results.tables import table1_frame, write_tables
 from run_builder import PAPER_SETTINGS, model_key
 
 

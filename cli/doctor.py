@@ -1,0 +1,161 @@
+"""`partfer doctor`: what this machine has of what partfer needs, one line each, with the fix.
+
+Required (exit status 1 when one is missing): the SSD face detector's files and dlib's 68-point
+predictor (the paper's preparation), Ray, a writable store, and Triton where a CUDA GPU is present
+(the fused training kernels run on it). A machine without a GPU is reported, not refused: every
+command also runs on CPUs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import partfer.atomicio
+
+OK, MISSING, NOTE = "OK", "MISSING", "NOTE"
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str              # OK | MISSING | NOTE (absent, but not needed here)
+    what: str
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def line(self) -> str:
+        text = f"{self.status:<8} {self.what}: {self.detail}"
+        return text + (f" -> fix: {self.fix}" if self.fix and self.status != OK else "")
+
+
+def model_file_checks() -> list[Check]:
+    from partfer.data_prep.errors import ModelFileError
+    from partfer.data_prep.model_files import dlib_68_file, ssd_files
+    checks = []
+    for what, find in (("SSD face detector (caffemodel + prototxt)", lambda: ", ".join(ssd_files()[::-1])),
+                       ("dlib 68-point landmark predictor", dlib_68_file)):
+        try:
+            checks.append(Check(OK, what, find()))
+        except ModelFileError as err:
+            message = str(err)
+            fix = message.split("install it with ", 1)[-1].strip("`") if "install it with" in message else ""
+            checks.append(Check(MISSING, what, message.split("; install", 1)[0], fix))
+    return checks
+
+
+def _version(module: str) -> str | None:
+    try:
+        return str(getattr(importlib.import_module(module), "__version__", "version unknown"))
+    except Exception:            # an import can fail in many ways (missing library, ABI mismatch)
+        return None
+
+
+def ray_check() -> Check:
+    version = _version("ray")
+    if version is None:
+        return Check(MISSING, "Ray", "not importable", "pip install 'ray[data,train,tune]' (see constraints.txt)")
+    return Check(OK, "Ray", version)
+
+
+def gpu_checks() -> list[Check]:
+    """The GPU and its driver (torch.cuda, nvidia-smi), and Triton where a GPU needs it."""
+    import torch
+    checks = []
+    cuda = torch.cuda.is_available()
+    if cuda:
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        driver = nvidia_driver() or "driver version unknown (no nvidia-smi)"
+        checks.append(Check(OK, "GPU", f"{names}; driver {driver}; CUDA runtime {torch.version.cuda}"))
+    else:
+        why = ("this torch has no CUDA support" if torch.version.cuda is None
+               else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no device or driver")
+        checks.append(Check(NOTE, "GPU", f"none: {why}; training runs on the CPUs (slow)",
+                            "install the NVIDIA driver, or torch built for CUDA", required=False))
+    version = _version("triton")
+    if version is not None:
+        checks.append(Check(OK, "Triton", version))
+    else:
+        checks.append(Check(MISSING if cuda else NOTE, "Triton",
+                            "not importable" + ("" if cuda else " (needed only on a CUDA GPU)"),
+                            "pip install triton (or --set train.fused_bn=false train.fused_augment=false)",
+                            required=cuda))
+    return checks
+
+
+def nvidia_driver() -> str | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    versions = sorted({line.strip() for line in out.splitlines() if line.strip()})
+    return ", ".join(versions) or None
+
+
+def storage_check(storage: str) -> Check:
+    """Whether the store can be written: a probe object at a URI, a probe file in a local folder
+    (or in the nearest existing folder above one that a run would create)."""
+    from partfer.orchestrator.storage.remote import StorageError, check, is_uri, redact
+    what = f"storage {redact(storage)}"
+    if is_uri(storage):
+        try:
+            check(storage, write=True)
+        except StorageError as err:
+            return Check(MISSING, what, str(err), "check the URI and this cloud's credentials (README: stores)")
+        return Check(OK, what, "reachable and writable")
+    folder = Path(storage).expanduser().resolve()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return Check(MISSING, what, f"{existing} is not a folder", "give --out a folder")
+    probe = atomicio.temp_path(existing / "partfer-doctor")
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        return Check(MISSING, what, f"cannot write in {existing} ({err.strerror or err})",
+                     "give --out a folder you can write")
+    return Check(OK, what, "writable" if existing == folder else f"will be created in {existing} (writable)")
+
+
+def run_checks(storage: str) -> list[Check]:
+    return [*model_file_checks(), ray_check(), *gpu_checks(), storage_check(storage)]
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+
+def add_doctor_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "doctor", help="check model files, Ray, Triton, the GPU and driver, and the store",
+        description="One line per thing partfer needs: OK, MISSING (with the fix) or NOTE (absent but not "
+                    "needed here). Exit status 1 when something required is missing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default="paper", help="config whose `storage` is checked when --out is not given")
+    parser.add_argument("--out", default=None, help="storage root to check: a path or a URI (left out: the config's)")
+    parser.set_defaults(func=doctor_command)
+    return parser
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    storage = args.out
+    if storage is None:
+        from partfer.orchestrator.config import load_config
+        storage = str(load_config(args.config)["storage"])
+    checks = run_checks(os.path.expanduser(storage))
+    for check in checks:
+        print(check.line())
+    missing = [c for c in checks if c.status == MISSING and c.required]
+    if missing:
+        print(f"partfer doctor: {len(missing)} required item(s) missing", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Trained models scored beyond their own test fold: cross-data-set tests, Grad-CAM and landmark analysis."""

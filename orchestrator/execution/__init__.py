@@ -1,0 +1,1 @@
+"""A run from config to finished packs: folds and plan, pack layout, Ray / inline / Ray Train executors, progress."""

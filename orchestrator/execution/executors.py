@@ -1,0 +1,254 @@
+"""Running the plan's pack chains: in this process (`inline`), or as Ray tasks (`ray`).
+
+Inline imports no Ray: it serves debugging, profiling, and GPU machines where Ray is absent.
+The Ray executor submits every chain at once; stage s+1 of a chain is a task that depends on
+stage s's result, so Ray runs independent chains concurrently on whatever CPUs/GPUs exist and
+retries a pack whose worker died (the pack resumes from its last saved epoch).
+"""
+from __future__ import annotations
+
+import os
+
+from partfer.orchestrator.training.epoch_metrics import epoch_reporter
+from partfer.orchestrator.execution.progress import Progress
+from partfer.orchestrator.training.train import PackJob, PackResult, run_pack
+
+# Peak GPU memory of a training pack per pixel of its batch (models x batch x side^2), measured on
+# an H200: 14,440 MB for 50 models x 32 images at 160 px, bf16 (BENCHMARKS.md, session 3, run 5).
+PACK_BYTES_PER_PIXEL = 14_440 * 2**20 / (50 * 32 * 160 * 160)
+
+
+def pack_memory_bytes(job: PackJob) -> int:
+    """Estimated peak GPU memory of a pack's training step. A captured step (train.cuda_graphs)
+    keeps its own memory pool beside what its eager warm-up steps left cached: twice as much."""
+    graphs = 2 if job.cuda_graphs and job.device.startswith("cuda") else 1
+    return int(graphs * len(job.models) * job.stage.batch_size * job.image_size ** 2 * PACK_BYTES_PER_PIXEL)
+
+
+def packs_that_fit(chains: list[list[PackJob]], wanted: int) -> int:
+    """`wanted` concurrent packs, fewer if the biggest pack that many times overfills the GPU."""
+    jobs = [job for chain in chains for job in chain]
+    if wanted <= 1 or not jobs or not jobs[0].device.startswith("cuda"):
+        return max(1, wanted)
+    import torch
+    total = torch.cuda.get_device_properties(torch.device(jobs[0].device)).total_memory
+    need = max(pack_memory_bytes(job) for job in jobs)
+    return max(1, min(wanted, int(0.9 * total // max(1, need))))
+
+
+def explain_oom(job: PackJob, exc: BaseException) -> RuntimeError:
+    """A GPU out-of-memory error restated with the pack's estimated need and what to change."""
+    return RuntimeError(
+        f"{job.dataset} {job.stage.stage} pack of {len(job.models)} models at {job.image_size} px ran out of "
+        f"GPU memory (it needs about {pack_memory_bytes(job) / 2**30:.1f} GiB); packs sharing the GPU "
+        f"(train.gpus_per_pack < 1) take the rest: set train.gpus_per_pack=1 or a smaller "
+        f"train.pack_size. ({str(exc).splitlines()[0]})")
+
+
+def run_inline(chains: list[list[PackJob]], progress: Progress, threads: int | None = None,
+               concurrent: int = 1) -> list[PackResult]:
+    """Run every chain in this process; `concurrent` chains at a time (threads).
+
+    One pack rarely fills a GPU for its whole life: early-stopped models leave the computation and
+    its last epochs run a few models. Concurrent chains fill those gaps; each thread issues its
+    packs on its own CUDA stream, so their kernels overlap instead of queueing on one. A pack's
+    randomness is its own generator's, so results do not depend on `concurrent`. A failed pack
+    stops its chain and starts no new chain; the packs running finish, then its error is raised.
+    """
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    progress.plan(chains)
+    fit = packs_that_fit(chains, concurrent)
+    if fit < concurrent:
+        progress.note(f"{fit} pack chain(s) at a time, not {concurrent}: more do not fit in the GPU's memory")
+    concurrent = fit
+    if concurrent <= 1 or len(chains) <= 1:
+        results = []
+        for chain in chains:
+            results.extend(_run_chain(chain, progress))
+        return results
+
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    failed = threading.Event()
+
+    def worker(chain: list[PackJob]) -> list[PackResult]:
+        device = torch.device(chain[0].device)
+        if device.type != "cuda":
+            return _run_chain(chain, progress, failed)
+        stream = torch.cuda.Stream(device)
+        try:
+            with torch.cuda.stream(stream):
+                return _run_chain(chain, progress, failed)
+        finally:
+            stream.synchronize()
+
+    with ThreadPoolExecutor(max_workers=min(concurrent, len(chains)), thread_name_prefix="pack") as pool:
+        futures = [pool.submit(worker, chain) for chain in chains]   # longest chains first (plan)
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.extend(future.result())
+            except BaseException as exc:     # noqa: BLE001 - re-raised below, after the others end
+                failed.set()
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _run_chain(chain: list[PackJob], progress: Progress, failed=None) -> list[PackResult]:
+    results = []
+    for job in chain:
+        if failed is not None and failed.is_set():
+            break                              # another chain failed: finish no more packs
+        try:
+            progress.started(job)
+            result = _run_pack(job, lambda text, job=job: progress.pack_line(job, text),
+                               epoch_reporter(job, lambda epoch, figures, job=job: progress.epoch(job, epoch, figures)))
+        except BaseException:
+            if failed is not None:
+                failed.set()
+            raise
+        progress.finished(job, result)
+        results.append(result)
+    return results
+
+
+def _run_pack(job: PackJob, log, on_epoch=None) -> PackResult:
+    import torch
+    try:
+        return run_pack(job, log=log, on_epoch=on_epoch)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise explain_oom(job, exc) from exc
+
+
+def run_cross_evals_inline(jobs: list, progress: Progress) -> int:
+    from partfer.orchestrator.evaluation.cross_eval import run_cross_eval
+    written = 0
+    for job in jobs:
+        written += run_cross_eval(job)
+    if jobs:
+        progress.note(f"cross-data-set tests: {written} prediction files written")
+    return written
+
+
+def run_cross_evals_ray(jobs: list, progress: Progress, gpus: float) -> int:
+    import ray
+
+    from partfer.orchestrator.evaluation.cross_eval import run_cross_eval
+    remote = ray.remote(run_cross_eval)
+    refs = [remote.options(num_cpus=1, num_gpus=gpus if job.device.startswith("cuda") else 0).remote(job)
+            for job in jobs]
+    written = sum(ray.get(refs)) if refs else 0
+    if jobs:
+        progress.note(f"cross-data-set tests: {written} prediction files written")
+    return written
+
+
+def _remote_pack(job: PackJob, index: int, sink, *_upstream: PackResult) -> PackResult:
+    """Ray task body: the pack's lines and epochs go to the driver through `sink` (a Ray queue),
+    tagged with the pack's `index`; `_upstream` only carries the dependency on the previous stage."""
+    import torch
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    if threads:
+        torch.set_num_threads(threads)
+    send = _sender(sink, index)
+    return _run_pack(job, lambda text: send("log", text),
+                     epoch_reporter(job, lambda epoch, figures: send("epoch", epoch, figures)))
+
+
+def _sender(sink, index: int):
+    """Puts (index, kind, *payload) on the driver's queue; a lost queue must not stop the pack,
+    so its lines then go to the worker's stdout (which Ray forwards to the driver)."""
+    lost = []
+
+    def send(kind: str, *payload) -> None:
+        if not lost:
+            try:
+                sink.put((index, kind, *payload))
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure of the queue actor
+                lost.append(exc)
+                print(f"pack messages no longer reach the driver ({exc}); lines follow here", flush=True)
+        if kind == "log":
+            print(payload[0], flush=True)
+    return send
+
+
+def deliver(messages: list[tuple], jobs: list[PackJob], progress: Progress) -> None:
+    """Hand the packs' queued lines and epochs to the driver's Progress."""
+    for index, kind, *payload in messages:
+        job = jobs[index]
+        if kind == "log":
+            progress.pack_line(job, payload[0])
+        elif kind == "epoch":
+            progress.epoch(job, *payload)
+
+
+def _drain(sink) -> list[tuple]:
+    size = sink.qsize()
+    return sink.get_nowait_batch(size) if size else []
+
+
+def run_ray(chains: list[list[PackJob]], progress: Progress, cpus_per_pack: float,
+            gpus_per_pack: float, max_retries: int) -> list[PackResult]:
+    import ray
+    from ray.util.queue import Queue
+    progress.plan(chains)
+    remote = ray.remote(_remote_pack)
+    sink = Queue(actor_options={"num_cpus": 0})
+    jobs = [job for chain in chains for job in chain]
+    pending: dict = {}
+    index = 0
+    for chain in chains:
+        previous = None
+        for job in chain:
+            uses_gpu = job.device.startswith("cuda")
+            ref = remote.options(num_cpus=cpus_per_pack, num_gpus=gpus_per_pack if uses_gpu else 0,
+                                 max_retries=max_retries, retry_exceptions=False,
+                                 name=f"{job.dataset}-{job.stage.stage}-pack").remote(
+                job, index, sink, *([previous] if previous is not None else []))
+            pending[ref] = job
+            previous = ref
+            index += 1
+    results: list[PackResult] = []
+
+    def finished(job: PackJob, result: PackResult) -> None:
+        progress.finished(job, result)
+        results.append(result)
+    failures = collect(pending, sink, jobs, progress,
+                       lambda job: f"{job.dataset} {job.stage.stage} pack ({len(job.models)} models)", finished)
+    ray.kill(sink.actor)
+    if failures:
+        raise PackFailure(failures)
+    return results
+
+
+def collect(pending: dict, sink, jobs: list[PackJob], progress: Progress, describe, on_done) -> list[str]:
+    """Wait for every pending Ray task (ref -> what it runs), handing the packs' queued lines to
+    Progress as they come; on_done(what, value) for each task that succeeds. A failed task does not
+    stop the others: its description (describe(what) and Ray's last line) is returned with the rest."""
+    import ray
+    failures: list[str] = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        deliver(_drain(sink), jobs, progress)     # a pack's last lines before its done line
+        for ref in ready:
+            what = pending.pop(ref)
+            try:
+                value = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                failures.append(f"{describe(what)}: {str(exc).strip().splitlines()[-1]}")
+                progress.error(f"FAILED {failures[-1]}")
+                continue
+            on_done(what, value)
+    deliver(_drain(sink), jobs, progress)
+    return failures
+
+
+class PackFailure(RuntimeError):
+    def __init__(self, failures: list[str]):
+        super().__init__(f"{len(failures)} pack(s) failed: " + "; ".join(failures))
+        self.failures = failures

@@ -1,0 +1,145 @@
+"""What a plan will train, before any training: packs, models, epochs, image-steps, and a projected
+time from a throughput measured by earlier runs in the same store (`partfer run --dry-run`).
+
+An image-step is one training image through one model's forward and backward pass: a stage of
+E epochs of S steps at batch B costs E * S * B per model. Validation passes are not counted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from partfer.orchestrator.storage.store import is_done, is_uri
+from partfer.orchestrator.training.train import PackJob, steps_per_epoch
+
+
+@dataclass(frozen=True)
+class PackWork:
+    dataset: str
+    selection: str
+    stage: str
+    models: int                   # models still to train in the pack
+    epochs: int
+    steps: int                    # per epoch
+    batch: int
+
+    @property
+    def image_steps(self) -> int:
+        return self.models * self.epochs * self.steps * self.batch
+
+
+def pack_work(job: PackJob) -> PackWork:
+    todo = [m for m in job.models if not is_done(m.out_dir)]
+    st = job.stage
+    steps = steps_per_epoch(st, [len(m.train) for m in (todo or job.models)])
+    return PackWork(job.dataset, st.selection, st.stage, len(todo), st.max_epochs, steps, st.batch_size)
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    images_per_second: float
+    run_id: str
+
+
+def measured_rate(storage: str, device: str, image_size: int) -> MeasuredRate | None:
+    """Training throughput of the most recent finished run in the store on the same kind of
+    device at the same image size: its training images over the time its packs were running."""
+    if is_uri(storage):
+        return None
+    best: tuple[float, MeasuredRate] | None = None
+    for path in sorted(Path(storage, "runs").glob("*/plan.json")):
+        try:
+            settings = json.loads(path.read_text())["settings"]
+        except (OSError, ValueError, KeyError):
+            continue
+        images, busy = settings.get("train_images"), settings.get("pack_busy_seconds")
+        same = (str(settings.get("device", "")).split(":")[0] == device.split(":")[0]
+                and settings.get("image_size") == image_size)
+        if settings.get("status") != "finished" or not same or not images or not busy:
+            continue
+        stamp = float(settings.get("finished") or 0)
+        if best is None or stamp > best[0]:
+            best = (stamp, MeasuredRate(images / busy, path.parent.name))
+    return best[1] if best else None
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.2f}M"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{max(seconds, 0) / 60:.1f} min"
+
+
+def summary_lines(chains: list[list[PackJob]], n_model_stages: int, n_done: int, main_selection: str,
+                  rate: MeasuredRate | None) -> list[str]:
+    """The dry run's report, one line each."""
+    work = [pack_work(job) for chain in chains for job in chain]
+    lines = [f"plan: {n_model_stages} model-stages ({n_done} already done), "
+             f"{sum(len(c) for c in chains)} packs in {len(chains)} chains"]
+    groups: dict[tuple, list[PackWork]] = {}
+    for w in work:
+        groups.setdefault((w.dataset, w.selection, w.stage), []).append(w)
+    header = f"  {'data set':<10} {'selection':<17} {'stage':<9} {'packs':>5} {'models':>6} {'epochs':>6} " \
+             f"{'steps/epoch':>11} {'batch':>5} {'image-steps':>12}"
+    lines.append(header)
+    order = ("baseline", "landmark", "head", "finetune")
+    for (dataset, selection, stage), ws in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], kv[0][1] != main_selection, order.index(kv[0][2]) if kv[0][2] in order else 9)):
+        models = sum(w.models for w in ws)
+        steps = sorted({w.steps for w in ws})
+        lines.append(f"  {dataset:<10} {selection:<17} {stage:<9} {len(ws):>5} {models:>6} {ws[0].epochs:>6} "
+                     f"{'/'.join(map(str, steps)):>11} {ws[0].batch:>5} {_millions(sum(w.image_steps for w in ws)):>12}")
+    total = sum(w.image_steps for w in work)
+    per_dataset: dict[str, int] = {}
+    for w in work:
+        per_dataset[w.dataset] = per_dataset.get(w.dataset, 0) + w.image_steps
+    lines.append("image-steps by data set: " + ", ".join(f"{d} {_millions(n)}" for d, n in per_dataset.items()))
+    twin = sum(w.image_steps for w in work if w.selection != main_selection)
+    lines.append(f"image-steps in all: {_millions(total)}"
+                 + (f" (the no-peeking twin: {_millions(twin)} of them)" if twin else ""))
+    if rate is None:
+        lines.append("projected time: no measured rate in this store for this device and image size "
+                     "(a finished run records one)")
+    else:
+        lines.append(f"projected training time: {_duration(total / rate.images_per_second)} at "
+                     f"{rate.images_per_second:,.0f} images/s (measured by run {rate.run_id})")
+    return lines
+
+
+def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: float,
+                 rate: MeasuredRate | None, gpu_counts: tuple[int, ...] = (1, 4, 8, 32)) -> list[str]:
+    """The planner's layout for this cluster (executor train), and the plan's projected wall time
+    on 1, 4, 8 and 32 GPUs at the measured H200 pack rates."""
+    from partfer.orchestrator.execution.pack_planner import H200, TRAINER_START_SECONDS, choose, curve_for, slots_for, workload
+    kinds = workload(chains)
+    if not kinds:
+        return []
+    size = max(len(job.models) for chain in chains for job in chain)
+    slots = slots_for(device, gpus, cpus, 1.0, 1.0)
+    where = f"{slots} GPU(s)" if device.startswith("cuda") else f"{slots} CPU worker(s)"
+    if device.startswith("cuda") or rate is not None:
+        curve = curve_for(device, rate.images_per_second if rate else None)
+        mine = choose(kinds, slots, curve, pack_sizes=(size,))
+        best = choose(kinds, slots, curve)
+        lines = [f"executor train on this cluster ({where}): {mine.workers} pack(s) of {size} per Train run, "
+                 f"{mine.concurrent} run(s) at once: {_duration(mine.wall_seconds)}"]
+        if best.pack_size != size:
+            lines.append(f"  faster here: train.pack_size={best.pack_size}, {best.workers} per run: "
+                         f"{_duration(best.wall_seconds)} (other packs, other batch draws: other numbers)")
+    else:
+        lines = [f"executor train on this cluster ({where}): no measured rate for a projection"]
+    lines.append(f"projected on H200-class GPUs ({H200_NOTE}, {TRAINER_START_SECONDS:.0f} s per Train run):")
+    for n in gpu_counts:
+        best = choose(kinds, n, H200)
+        lines.append(f"  {n:>3} GPU(s): {_duration(best.wall_seconds):>9}  (pack_size {best.pack_size}, "
+                     f"{best.workers} per run, {best.concurrent} runs at once, {best.runs} runs)")
+    return lines
+
+
+H200_NOTE = "13.0k img/s a 5-model pack, 34.7k a 50-model pack"
+
+
+__all__ = ["MeasuredRate", "PackWork", "layout_lines", "measured_rate", "pack_work", "summary_lines"]

@@ -1,0 +1,359 @@
+"""One run, end to end: data sets -> prepared Parquet -> plan -> packs executed -> plan.json.
+
+The caller (the CLI or run_all.py) builds the report from the run directory afterwards, so this
+module never imports `results`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from partfer.data_prep.errors import DatasetRootError
+from partfer.data_prep.prepared import PREPARED_DIR
+from partfer.orchestrator.storage import remote
+from partfer.orchestrator.config import EXECUTORS, ConfigError, dump, epochs_for, packs_per_gpu, resolve_device
+from partfer.orchestrator.execution.progress import Progress
+from partfer.orchestrator.storage.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
+                                pull_outputs, push_run, remove_dir, stable_hash, work_root)
+
+
+@dataclass
+class RunRequest:
+    config: dict
+    datasets: dict[str, str] = field(default_factory=dict)     # name -> raw root
+    prepared: dict[str, str] = field(default_factory=dict)     # name -> prepared directory
+    storage: str | None = None
+    executor: str | None = None
+    device: str | None = None
+    dry_run: bool = False        # print the plan (work, image-steps, projected time) and train nothing
+
+
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def parse_assignments(text: str | None, flag: str) -> dict[str, str]:
+    """`jaffe=/data/jaffe,ckplus=/data/ck` -> {"jaffe": "/data/jaffe", "ckplus": "/data/ck"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise ConfigError(f"{flag} expects NAME=PATH[,NAME=PATH], got {item!r}")
+        name, path = item.split("=", 1)
+        out[name.strip()] = path.strip()
+    return out
+
+
+def check_inputs(cfg: dict, datasets: dict[str, str], prepared: dict[str, str]) -> None:
+    """Fail before any work when a data set is unknown or its root is missing or empty."""
+    for name in list(datasets) + list(prepared):
+        if name not in cfg["datasets"]:
+            raise ConfigError(f"data set {name!r} is not described in the config "
+                              f"(known: {', '.join(sorted(cfg['datasets']))})")
+    for name, root in datasets.items():
+        path = Path(root)
+        if not path.is_dir():
+            raise DatasetRootError(f"{name}: data set root {root} does not exist or is not a folder")
+        if not any(path.iterdir()):
+            raise DatasetRootError(f"{name}: data set root {root} is empty")
+    for name, directory in prepared.items():
+        if is_uri(directory):
+            remote.check(directory, write=False)
+        if not exists(join(directory, "_SUCCESS")):
+            raise DatasetRootError(f"{name}: {directory} is not a finished prepared data set "
+                                   f"(no _SUCCESS marker)")
+
+
+def ensure_ray(storage: str, shared: bool = False):
+    """Join the cluster to use (RAY_ADDRESS, a `ray start` cluster on this machine, else a private
+    local Ray) and refuse a store that some of its nodes could not see."""
+    from partfer.orchestrator.execution.cluster import check_storage, connect
+    info = connect(os.environ.get("RAY_ADDRESS"))
+    check_storage(storage, info.nodes, shared=shared, may_grow=info.autoscaling)
+    return info
+
+
+SYNTHETIC_MTIME = 946684800           # 2000-01-01T00:00:00Z
+
+
+def synthesize_defaults(cfg: dict, storage: str, log) -> dict[str, str]:
+    """Generate the config's synthetic data sets (reused when already there)."""
+    from partfer.data_prep.synth import synthesize
+    roots = {}
+    for name, spec in (cfg.get("synthetic") or {}).items():
+        layout = cfg["datasets"][name]["layout"]
+        root = Path(storage) / "synthetic" / f"{name}-{stable_hash([layout, spec], 10)}"
+        marker = root.with_name(root.name + ".done")      # beside the data set, not inside it
+        if not marker.is_file():
+            log(f"generating synthetic {name} ({layout} layout) in {root}")
+            if root.exists():
+                shutil.rmtree(root)                          # an unfinished earlier attempt
+            synthesize(layout, str(root), **spec)
+            for path in root.rglob("*"):
+                # the files' times enter the prepared data's hash: fixed times make a regenerated
+                # set (another node's cache of a URI store) hash, and so reuse, the same
+                os.utime(path, (SYNTHETIC_MTIME, SYNTHETIC_MTIME), follow_symlinks=False)
+            marker.write_text("ok\n")
+        roots[name] = str(root)
+    if not roots:
+        raise ConfigError("no data sets given (--datasets / --prepared) and the config has no `synthetic` section")
+    return roots
+
+
+def prep_config(cfg: dict, name: str, synthetic: bool) -> dict:
+    """The preprocessing settings of one data set: the global `prep`, then the data set's own
+    `datasets.<name>.prep`, then (for generated faces, which are drawn crops that ship their
+    landmarks) `synthetic_prep`."""
+    merged = dict(cfg["prep"])
+    merged.update(cfg["datasets"][name].get("prep") or {})
+    if synthetic:
+        merged.update(cfg.get("synthetic_prep") or {"detector": "none", "annotator": "dataset"})
+    return merged
+
+
+def _prep_settings(p: dict):
+    from partfer.data_prep.pipeline import PrepSettings
+    return PrepSettings(detector=p["detector"], annotator=p["annotator"], crop_size=int(p["crop_size"]),
+                        clahe_clip=float(p["clahe_clip"]), clahe_tile=int(p["clahe_tile"]),
+                        ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]),
+                        no_face=str(p.get("no_face", "center_square")))
+
+
+def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = (),
+            this_node: bool = False, remote_store: str | None = None) -> dict[str, str]:
+    """Raw roots -> prepared directories under `storage`, all data sets in one Ray Data job
+    (`this_node`: on this machine's CPUs only, for inputs no other node sees). With
+    `remote_store` (a URI whose cache is `storage`), a data set already prepared there is
+    downloaded instead of prepared again."""
+    from partfer.data_prep.pipeline import PrepRequest, prepare_datasets
+    requests = [PrepRequest(name=name, layout=cfg["datasets"][name]["layout"], root=root,
+                            settings=_prep_settings(prep_config(cfg, name, name in synthetic)),
+                            options=dict(cfg["datasets"][name].get("options") or {}))
+                for name, root in datasets.items()]
+
+    def fetch(final: Path) -> bool:
+        from partfer.data_prep.schema import SUCCESS_MARKER
+        try:
+            remote.download_dir(join(remote_store, PREPARED_DIR, final.name), final, SUCCESS_MARKER)
+        except FileNotFoundError:              # not prepared there (yet)
+            return False
+        return True
+    infos = prepare_datasets(requests, storage, this_node=this_node, fetch=fetch if remote_store else None)
+    for name, info in infos.items():
+        log(f"prepared {name}: {info.n_ok} images, {info.n_rejected} rejected"
+            f"{' (reused)' if info.reused else ''} -> {info.path}")
+    return {name: info.path for name, info in infos.items()}
+
+
+def store_prepared(path: str, storage: str) -> str:
+    """Where a run's plan reads a prepared data set from: the directory itself when the store is
+    local; for a store at a URI, its copy under `<storage>/prepared/` (uploaded with _SUCCESS last
+    when not there yet), which every node can read. `path` is a directory or a URI."""
+    from partfer.data_prep.schema import SUCCESS_MARKER
+    if not is_uri(storage):
+        return path
+    target = join(storage, PREPARED_DIR, basename(path))
+    if path != target and not exists(join(target, SUCCESS_MARKER)):
+        remote.upload_dir(local_dir(path, SUCCESS_MARKER), target, marker=SUCCESS_MARKER)
+    return target
+
+
+def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
+    """Every way this run's training budget differs from configs/paper.yaml's (empty: the paper's)."""
+    from partfer.orchestrator.config import load_config
+    paper = load_config("paper")
+    reasons = []
+    if int(cfg["image_size"]) != int(paper["image_size"]):
+        reasons.append(f"image size {cfg['image_size']} instead of {paper['image_size']}")
+    for name in datasets:
+        if name not in paper["datasets"]:
+            continue
+        cut = [f"{stage} {epochs_for(cfg, name, stage)}/{paper['datasets'][name]['epochs'][stage]}"
+               for stage in ("baseline", "landmark", "head", "finetune")
+               if epochs_for(cfg, name, stage) < int(paper["datasets"][name]["epochs"][stage])]
+        if cut:
+            reasons.append(f"{name} epochs below the paper's (ours/paper): {', '.join(cut)}")
+    ours, theirs = cfg["train"].get("steps_per_epoch"), paper["train"]["steps_per_epoch"]
+    if ours != theirs and (ours is None or theirs is None or int(ours) < int(theirs)):
+        what = "one pass over the training rows" if ours is None else str(ours)
+        reasons.append(f"steps per epoch: {what} instead of {theirs}")
+    return reasons
+
+
+def write_complexity(cfg: dict, run_dir: Path, class_counts: tuple[int, ...] = ()) -> None:
+    """Parameters, GFLOPs (paper's formulas 7-9) and storage of this run's architecture."""
+    import json
+
+    from partfer.models.describe import describe
+    arch = {k: cfg["model"][k] for k in ("widths", "pool_kernel", "pool_stride", "pool_padding",
+                                         "bn_eps", "bn_momentum", "head_hidden", "head_activation")}
+    arch["widths"] = tuple(arch["widths"])
+    counts = tuple(sorted({7, 8, *class_counts}))
+    info = describe(n_classes_list=counts, image_size=160, n_members=int(cfg["members"]), **arch)
+    atomic_write_text(run_dir / "analysis" / "complexity.json", json.dumps(info, indent=2, default=str))
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import ray
+        out["ray"] = ray.__version__
+    except ImportError:
+        out["ray"] = None
+    return out
+
+
+def run(req: RunRequest, log=None) -> str | None:
+    """Execute a run; returns its directory (`<storage>/runs/<run_id>`; for a store at a URI, this
+    node's copy of it, already published to `<URI>/runs/<run_id>`). A dry run prepares the data
+    (reused when done), prints the plan and returns None."""
+    cfg = req.config
+    storage = req.storage or cfg["storage"]
+    executor = req.executor or cfg["executor"]
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    device = resolve_device(req.device or cfg["device"])
+    if is_uri(storage):
+        remote.check(storage)        # unusable (scheme, credentials, network): stop now, in one line
+    else:
+        storage = str(Path(storage).resolve())
+    work = work_root(storage)        # files made here first: the store, or this node's cache of a URI
+    progress_log = Progress(0, 0, 0)
+    log = log or progress_log.note
+    check_inputs(cfg, req.datasets, req.prepared)
+    t_start = time.time()
+
+    info = None
+    if req.datasets or not req.prepared or executor != "inline":
+        info = ensure_ray(storage, bool(cfg.get("storage_shared", False)))
+        log(f"Ray at {info.address}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs")
+    raw, synthetic = dict(req.datasets), []
+    if not raw and not req.prepared:
+        raw = synthesize_defaults(cfg, str(work), log)
+        synthetic = sorted(raw)
+    # a relative local path would later be read against the store's root (plan.json, results/)
+    prepared_dirs = {name: path if is_uri(path) else os.path.abspath(path) for name, path in req.prepared.items()}
+    if raw:
+        # synthetic faces generated into this node's cache of a URI store: no other node has them
+        prepared_dirs.update(prepare(cfg, raw, str(work), log, tuple(synthetic),
+                                     this_node=bool(synthetic) and is_uri(storage),
+                                     remote_store=storage if is_uri(storage) else None))
+    prepared_dirs = {name: store_prepared(path, storage) for name, path in prepared_dirs.items()}
+
+    from partfer.orchestrator.execution.plan import build_plan, precision_for
+    prepared = {name: open_prepared(path) for name, path in prepared_dirs.items()}
+    pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
+    identity = {"config": {k: v for k, v in cfg.items()
+                           if k not in ("storage", "executor", "device", "storage_shared")},
+                "prepared": {k: basename(v) for k, v in sorted(prepared_dirs.items())},
+                "precision": precision_for(cfg, device)}
+    run_id = f"{cfg.get('name', 'run')}-{stable_hash(identity, 10)}"
+    plan = build_plan(cfg, prepared, storage, device, run_id, pack_size)
+    if req.dry_run:
+        from partfer.orchestrator.execution.plan_summary import measured_rate, summary_lines
+        rate = measured_rate(str(work), device, int(cfg["image_size"]))
+        for line in summary_lines(plan.chains, plan.n_model_stages, plan.n_done, cfg["train"]["selection"], rate):
+            print(line, flush=True)
+        if info is not None:
+            from partfer.orchestrator.execution.plan_summary import layout_lines
+            for line in layout_lines(plan.chains, device, info.gpus, info.cpus, rate):
+                print(line, flush=True)
+        return None
+    for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
+        remove_dir(state_dir)
+    run_dir = work / "runs" / run_id
+    run_uri = join(storage, "runs", run_id) if is_uri(storage) else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shrunk_reasons = shrunk_against_paper(cfg, list(prepared))
+    if synthetic:
+        shrunk_reasons.append(f"synthetic data ({', '.join(sorted(set(synthetic)))})")
+    plan.run_plan.settings = {
+        "config_name": cfg.get("name"), "image_size": int(cfg["image_size"]),
+        "epochs_scale": float(cfg["epochs_scale"]), "seed": int(cfg["seed"]), "device": device,
+        "executor": executor, "precision": precision_for(cfg, device), "pack_size": pack_size,
+        "networks": list(cfg["networks"]), "parts": list(cfg["parts"]), "members": int(cfg["members"]),
+        "selection": cfg["train"]["selection"], "twin_selection": cfg["train"].get("twin_selection"),
+        "steps_per_epoch": cfg["train"].get("steps_per_epoch"), "patience": cfg["train"].get("patience"),
+        "transfer_bn": cfg["train"].get("transfer_bn", "frozen"),
+        "epochs": {name: {s: epochs_for(cfg, name, s) for s in ("baseline", "landmark", "head", "finetune")}
+                   for name in prepared},
+        "prep": {n: prep_config(cfg, n, n in synthetic) for n in prepared},
+        "detector": ", ".join(sorted({prep_config(cfg, n, n in synthetic)["detector"] for n in prepared})),
+        "annotator": ", ".join(sorted({prep_config(cfg, n, n in synthetic)["annotator"] for n in prepared})),
+        "synthetic": sorted(set(synthetic)),
+        "shrunk": bool(shrunk_reasons), "shrunk_reasons": shrunk_reasons,
+        # "finished" only once everything is written: a run killed or crashed on the way stays
+        # "incomplete" (never "running", which a report could not know to be true)
+        "versions": versions(), "started": t_start, "status": "incomplete",
+    }
+    atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    write_complexity(cfg, run_dir, tuple(len(d.classes) for d in prepared.values()))
+    atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
+    if run_uri:
+        push_run(run_dir, run_uri)                  # a crashed run is visible at the URI too
+
+    progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start, run_dir=run_dir)
+    progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
+                  f"in {sum(len(c) for c in plan.chains)} packs on {device} ({executor} executor)")
+    t_train = time.time()
+    sharing = packs_per_gpu(cfg) if device.startswith("cuda") else 1     # packs at once on a GPU
+    if executor == "inline":
+        from partfer.orchestrator.execution.executors import run_inline
+        results = run_inline(plan.chains, progress, concurrent=sharing)
+        from partfer.orchestrator.execution.executors import run_cross_evals_inline
+        run_cross_evals_inline(plan.cross_evals, progress)
+    elif executor == "train":
+        from partfer.orchestrator.execution.train_executor import run_train, settings_for
+        results = run_train(plan.chains, progress, settings_for(cfg, plan.chains, storage, device, info))
+        from partfer.orchestrator.execution.executors import run_cross_evals_ray
+        run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(cfg["train"]["gpus_per_worker"])))
+    else:
+        from partfer.orchestrator.execution.executors import run_ray
+        tr = cfg["train"]
+        results = run_ray(plan.chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
+                          gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
+        from partfer.orchestrator.execution.executors import run_cross_evals_ray
+        run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(tr["gpus_per_pack"])))
+    if run_uri:
+        copied = pull_outputs(plan.run_plan, storage)   # what the analysis and the report read
+        progress.note(f"{copied} output files copied from {storage} to {work}")
+    from partfer.orchestrator.evaluation.analysis import gradcam_dataset
+    for name in prepared:
+        # on the driver, which may have no GPU: a few faces, cheap on a CPU
+        path = gradcam_dataset(plan.run_plan, name, run_dir, cfg["model"], int(cfg["image_size"]), "cpu")
+        if path:
+            progress.note(f"Grad-CAM maps of {name} test faces -> {path}")
+    t_end = time.time()
+    plan.run_plan.settings.update({
+        "status": "finished", "finished": t_end, "wall_seconds": round(t_end - t_start, 1),
+        "train_seconds": round(t_end - t_train, 1),
+        "trained_model_stages": sum(r.trained for r in results),
+        "train_images": sum(r.images for r in results),
+        # time inside packs (setup included), summed, and the wall time during which at least
+        # one pack ran (packs may overlap): the rest of the training phase is scheduling, i.e.
+        # devices idle between packs, plus the cross-data-set tests and Grad-CAM
+        "pack_seconds": round(sum(r.seconds for r in results), 1),
+        "pack_busy_seconds": round(busy_seconds([(r.started, r.started + r.seconds) for r in results]), 1),
+        "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
+        "packs_per_gpu": sharing,
+        "step_plans": sum(r.step_plans for r in results),
+        "graph_captures": sum(r.graph_captures for r in results),
+        "graph_replays": sum(r.graph_replays for r in results),
+    })
+    atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
+    if run_uri:
+        push_run(run_dir, run_uri)
+    progress.note(f"training done in {t_end - t_train:.0f} s; run directory {run_dir}"
+                  + (f" (published to {run_uri})" if run_uri else ""))
+    return str(run_dir)

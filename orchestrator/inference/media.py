@@ -1,0 +1,186 @@
+"""Inputs of `partfer predict`: image files, folders (walked recursively), video files, arrays.
+
+Every input becomes a stream of grayscale frames; a video is read one frame at a time (and only
+every Nth frame is decoded), so memory does not grow with its length. An input that cannot be
+used yields one frame carrying the reason instead of pixels: the caller reports it as a row.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from partfer.data_prep.errors import RejectError
+from partfer.data_prep.image_io import load_grayscale, to_gray_uint8
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm",
+                              ".pnm", ".webp", ".gif", ".jp2"})
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                              ".flv", ".3gp", ".ogv"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: what the output's `input` column calls it, and how to read it."""
+    name: str
+    kind: str                         # image | video | array | invalid
+    path: str | None = None
+    array: np.ndarray | None = None
+    reason: str = ""                  # kind == invalid: why it cannot be read
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A grayscale frame of a source, or the reason there is none."""
+    source: Source
+    index: int | None                 # frame number in a video; None for a still image
+    gray: np.ndarray | None           # uint8 (H, W)
+    error: str = ""
+    time: float | None = None         # seconds into a video (frame / its frame rate); None elsewhere
+
+
+def _file_source(path: Path, name: str, walked: bool) -> Source:
+    ext = path.suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        return Source(name, "video", str(path))
+    if ext in IMAGE_EXTENSIONS or not walked:
+        return Source(name, "image", str(path))        # a file named explicitly is always tried
+    return Source(name, "invalid", str(path), reason=f"not an image or video file ({ext or 'no extension'})")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Files under a folder, sorted by their path inside it; hidden files and folders are skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(root) / name for name in files if not name.startswith("."))
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike | np.ndarray]) -> list[Source]:
+    """Paths, folders and arrays -> the list of sources, in the order given (folders sorted)."""
+    sources: list[Source] = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, np.ndarray):
+            sources.append(Source(f"array:{i}", "array", array=item))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = _walk(path)
+            if not found:
+                sources.append(Source(str(path), "invalid", str(path), reason="empty folder: no file to read"))
+            sources.extend(_file_source(p, str(p), walked=True) for p in found)
+        elif path.is_file():
+            sources.append(_file_source(path, str(path), walked=False))
+        else:
+            sources.append(Source(str(path), "invalid", str(path), reason="no such file or folder"))
+    return sources
+
+
+def estimated_frames(source: Source, every: int) -> int:
+    """How many frames `frames` will yield (a video's frame count is its header's claim)."""
+    if source.kind != "video":
+        return 1
+    cap = cv2.VideoCapture(source.path)
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return max(1, math.ceil(count / every)) if count > 0 else 1
+
+
+def frames(source: Source, every: int = 1, channel_order: str = "rgb") -> Iterator[Frame]:
+    """The source's grayscale frames: one for an image or array, every `every`-th of a video.
+
+    channel_order says how colour arrays passed in memory are laid out (files are decoded
+    knowing their own order).
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if source.kind == "invalid":
+        yield Frame(source, None, None, source.reason)
+    elif source.kind == "image":
+        try:
+            yield Frame(source, None, load_grayscale(source.path))
+        except RejectError as err:
+            yield Frame(source, None, None, str(err))
+    elif source.kind == "array":
+        try:
+            yield Frame(source, None, to_gray_uint8(np.asarray(source.array), channel_order=channel_order))
+        except RejectError as err:
+            yield Frame(source, None, None, str(err))
+    elif source.kind == "video":
+        yield from _video_frames(source, every)
+    else:
+        raise ValueError(f"unknown source kind {source.kind!r}")
+
+
+def _video_frames(source: Source, every: int) -> Iterator[Frame]:
+    cap = cv2.VideoCapture(source.path)
+    try:
+        if not cap.isOpened():
+            yield Frame(source, None, None, f"unreadable video: {os.path.basename(source.path)}")
+            return
+        fps = frame_rate(cap)
+        index = 0
+        while cap.grab():                       # grab without decoding; decode only kept frames
+            if index % every == 0:
+                ok, image = cap.retrieve()
+                time = index / fps if fps else None
+                if ok and image is not None:
+                    yield Frame(source, index, to_gray_uint8(image, channel_order="bgr"), time=time)
+                else:
+                    yield Frame(source, index, None, f"frame {index} could not be decoded", time=time)
+            index += 1
+        if index == 0:
+            yield Frame(source, None, None, f"unreadable video: no frame could be read from "
+                                            f"{os.path.basename(source.path)}")
+    finally:
+        cap.release()
+
+
+def frame_rate(cap: "cv2.VideoCapture") -> float | None:
+    """The container's frames per second, None when it does not say (timestamps are then unknown)."""
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if math.isfinite(fps) and 0.0 < fps < 10000.0 else None
+
+
+def colour_image(source: Source, channel_order: str = "rgb") -> np.ndarray | None:
+    """A BGR uint8 picture of an image or array source to draw on (its decoded colours, else its
+    grey levels); None when it cannot be read."""
+    try:
+        if source.kind == "array":
+            array = np.asarray(source.array)
+            if array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint8:
+                code = cv2.COLOR_RGB2BGR if channel_order == "rgb" else None
+                colour = np.ascontiguousarray(array[:, :, :3])
+                return cv2.cvtColor(colour, code) if code is not None else colour
+            return cv2.cvtColor(to_gray_uint8(array, channel_order=channel_order), cv2.COLOR_GRAY2BGR)
+        if source.kind == "image":
+            image = cv2.imread(source.path, cv2.IMREAD_COLOR)
+            if image is not None:
+                return image
+            return cv2.cvtColor(load_grayscale(source.path), cv2.COLOR_GRAY2BGR)
+    except (RejectError, cv2.error):
+        return None
+    return None
+
+
+def colour_video_frames(source: Source, every: int = 1) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(frame index, BGR frame or None) of every `every`-th frame of a video: the frames
+    `frames` classified, decoded again in colour for drawing."""
+    cap = cv2.VideoCapture(source.path)
+    try:
+        index = 0
+        while cap.isOpened() and cap.grab():
+            if index % every == 0:
+                ok, image = cap.retrieve()
+                yield index, image if ok else None
+            index += 1
+    finally:
+        cap.release()

@@ -1,0 +1,443 @@
+"""`partfer predict`: expressions of every face in images, folders and videos, with an exported ensemble.
+
+Each frame goes through the training preprocessing (grayscale, CLAHE, the detector, square crop
+resized to the crop size, then orchestrator.training.tensors.resize_uint8 to the network's size and
+orchestrator.training.augment.normalise_pixels), every face it holds is classified by all sub-networks at
+once (one packed network, batched on the device), and the ensemble sums their softmax vectors.
+
+Output: one row per face (input, frame and its time in a video, face, box, label, confidence and
+the ensemble's class probabilities p_<class>; with details also the detector's score and every
+member's probabilities p_<member>_<class>); a frame without a face and an input that cannot be
+read get one row each saying so (status no_face / error), so nothing disappears silently. Rows are
+produced in chunks as batches finish, so a long video streams to the output file in bounded memory.
+Python: `Predictor.from_dir(dir).predict_image(array)` gives one dict per face.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+import partfer.atomicio
+from partfer.data_prep.detectors import list_detectors, load_detector
+from partfer.data_prep.errors import RejectError
+from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.preprocess import apply_clahe, crop_face
+from partfer.data_prep.settings import PrepSettings
+from partfer.models.gradcam import gradcam, union
+from partfer.models.packed import PackedNetwork
+from partfer.models.subnet import SubNetwork
+from partfer.orchestrator.inference.annotate import Annotator, safe_stem
+from partfer.orchestrator.training.augment import normalise_pixels
+from partfer.orchestrator.config import ConfigError, resolve_device
+from partfer.orchestrator.inference.gradcam_sheet import encode_png, gradcam_sheet
+from partfer.orchestrator.inference.media import Frame, estimated_frames, expand_inputs, frames
+from partfer.orchestrator.storage.model_dir import ModelSpec, load_model_dir
+from partfer.orchestrator.storage.store import atomic_write_bytes
+from partfer.orchestrator.training.tensors import resize_uint8
+
+EXIT_USAGE = 2
+EXIT_NOTHING_READ = 1
+OK, NO_FACE, ERROR = "ok", "no_face", "error"
+MAX_PENDING_ROWS = 1024       # rows (faces or not) held before a chunk is emitted anyway
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+NO_DETECTOR = "none"
+WHOLE_FRAME_NOTE = ("no face detector (the model's training data used detector none): each whole "
+                    "image was classified as one face, faces or not; --detector ssd finds faces")
+
+
+class PredictError(ValueError):
+    """A whole-run problem of prediction (bad device, bad option, unwritable output)."""
+
+
+@dataclass
+class _Chunk:
+    """Rows waiting for their batch: face rows point at their crop in `crops`."""
+    rows: list[dict] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    face_rows: list[int] = field(default_factory=list)
+
+
+class Predictor:
+    """An exported ensemble ready to classify faces: its packed network on a device and its detector."""
+
+    def __init__(self, spec: ModelSpec, nets: list[SubNetwork], device: str = "auto", detector: str | None = None):
+        self.spec = spec
+        self.classes = list(spec.classes)
+        self.members = spec.member_names
+        try:
+            resolved = resolve_device(device)
+        except ConfigError as err:
+            raise PredictError(str(err)) from None
+        if resolved.startswith("cuda") and not torch.cuda.is_available():
+            raise PredictError("--device cuda was asked for, but torch sees no CUDA device here")
+        self.device = torch.device(resolved)
+        # All members in one packed network: one pass of a batch computes every sub-network.
+        self.net = PackedNetwork.from_subnetworks(nets).to(self.device).eval()
+        prep = dict(spec.preprocessing)
+        if detector is not None:
+            if detector not in list_detectors():
+                raise PredictError(f"unknown detector {detector!r}; known: {', '.join(list_detectors())}")
+            prep["detector"] = detector
+        self.settings = PrepSettings.from_dict(prep)
+        self.detector = load_detector(self.settings.detector, self.settings)
+        # Without a detector every frame is "one face": say so on each row rather than let a
+        # picture without a face pass for one.
+        self.whole_frame_note = (WHOLE_FRAME_NOTE if self.settings.detector == NO_DETECTOR else "")
+
+    @classmethod
+    def from_dir(cls, model_dir: str | os.PathLike, device: str = "auto", detector: str | None = None) -> "Predictor":
+        """Load a directory written by `partfer export`, a path or a URI (detector: override the
+        exported one)."""
+        spec, nets = load_model_dir(model_dir)
+        return cls(spec, nets, device=device, detector=detector)
+
+    # ---- columns ---------------------------------------------------------------------------
+
+    def prob_columns(self, details: bool = False) -> list[str]:
+        """The ensemble's p_<class>, then (details) each member's p_<member>_<class>."""
+        columns = [f"p_{c}" for c in self.classes]
+        if details:
+            columns += self.member_columns()
+        return columns
+
+    def member_columns(self) -> list[str]:
+        return [f"p_{m}_{c}" for m in self.members for c in self.classes]
+
+    def schema(self, with_gradcam: bool = False, details: bool = False) -> pa.Schema:
+        """Arrow schema of the output (also the column order of the DataFrame)."""
+        fields = [pa.field("input", pa.string()), pa.field("frame", pa.int64()), pa.field("time_s", pa.float64()),
+                  pa.field("face", pa.int64()), pa.field("status", pa.string()), pa.field("message", pa.string()),
+                  pa.field("x0", pa.float64()), pa.field("y0", pa.float64()), pa.field("x1", pa.float64()),
+                  pa.field("y1", pa.float64()), pa.field("label", pa.string()), pa.field("confidence", pa.float32())]
+        fields += [pa.field(c, pa.float32()) for c in self.prob_columns()]
+        if details:
+            fields.append(pa.field("score", pa.float64()))
+            fields += [pa.field(c, pa.float32()) for c in self.member_columns()]
+        if with_gradcam:
+            fields.append(pa.field("gradcam", pa.string()))
+        return pa.schema(fields)
+
+    # ---- the network -------------------------------------------------------------------------
+
+    def network_input(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 crops (N, S, S) -> (N, M, 1, s, s) in [-1, 1]: every member sees the same face."""
+        images = normalise_pixels(resize_uint8(np.ascontiguousarray(crops), self.spec.image_size).to(self.device))
+        return images[:, None, None].expand(-1, len(self.members), 1, -1, -1)
+
+    @torch.no_grad()
+    def probabilities(self, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Each member's softmax for each crop: (N, M, C) float32."""
+        out = []
+        for start in range(0, len(crops), batch_size):
+            logits = self.net.classify(self.network_input(crops[start:start + batch_size]))
+            out.append(torch.softmax(logits.float(), dim=-1).cpu())
+        if not out:
+            return np.zeros((0, len(self.members), len(self.classes)), np.float32)
+        return torch.cat(out).numpy().astype(np.float32)
+
+    def gradcam_maps(self, crops: np.ndarray, member_classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's Grad-CAM map for the given classes (N, M) and their union: (N, M, s, s), (N, s, s)."""
+        x = self.network_input(crops)
+        maps = gradcam(self.net, x, torch.as_tensor(member_classes, device=self.device))
+        return maps.cpu().numpy(), union(maps).cpu().numpy()
+
+    # ---- faces -------------------------------------------------------------------------------
+
+    def _faces(self, gray: np.ndarray) -> list[tuple[Detection, np.ndarray | None, str]]:
+        """(detection, crop or None, reason) for every face of a frame, most confident first."""
+        equalised = apply_clahe(gray, self.settings.clahe_clip, self.settings.clahe_tile)
+        found = []
+        for detection in self.detector.detect_all(equalised):
+            try:
+                found.append((detection, crop_face(equalised, detection, self.settings).crop, ""))
+            except RejectError as err:
+                found.append((detection, None, str(err)))
+        return found
+
+    def _add_frame(self, chunk: _Chunk, frame: Frame) -> None:
+        base = {"input": frame.source.name, "frame": frame.index, "time_s": frame.time, "face": None}
+        if frame.gray is None:
+            chunk.rows.append({**base, "status": ERROR, "message": frame.error})
+            return
+        faces = self._faces(frame.gray)
+        if not faces:
+            chunk.rows.append({**base, "status": NO_FACE, "message": f"no face found by the {self.detector.name} detector"})
+            return
+        for k, (det, crop, reason) in enumerate(faces):
+            row = {**base, "face": k, "x0": det.box[0], "y0": det.box[1], "x1": det.box[2], "y1": det.box[3],
+                   "score": det.score, "status": OK if crop is not None else ERROR,
+                   "message": reason or self.whole_frame_note}
+            if crop is not None:
+                chunk.face_rows.append(len(chunk.rows))
+                chunk.crops.append(crop)
+            chunk.rows.append(row)
+
+    def _emit(self, chunk: _Chunk, source_ids: list[int], batch_size: int, gradcam_dir: Path | None,
+              details: bool = False) -> pd.DataFrame:
+        """Classify the chunk's crops and turn its rows into a DataFrame in the output schema."""
+        n_rows, n_members, n_classes = len(chunk.rows), len(self.members), len(self.classes)
+        probs = np.full((n_rows, n_members + 1, n_classes), np.nan, np.float32)
+        labels: list[str | None] = [None] * n_rows
+        paths: list[str | None] = [None] * n_rows
+        if chunk.crops:
+            crops = np.stack(chunk.crops)
+            member = self.probabilities(crops, batch_size)                       # (F, M, C)
+            ensemble = member.sum(axis=1)
+            ensemble /= ensemble.sum(axis=1, keepdims=True)
+            rows = np.asarray(chunk.face_rows)
+            probs[rows, :n_members] = member
+            probs[rows, n_members] = ensemble
+            for r, c in zip(chunk.face_rows, ensemble.argmax(axis=1)):
+                labels[r] = self.classes[int(c)]
+            if gradcam_dir is not None:
+                self._write_sheets(gradcam_dir, chunk, source_ids, crops, member.argmax(axis=2), labels,
+                                   paths, batch_size)
+        columns: dict[str, object] = {}
+        for name in ("input", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1"):
+            columns[name] = [row.get(name) for row in chunk.rows]
+        columns["label"] = labels
+        columns["confidence"] = probs[:, n_members].max(axis=1)      # NaN where no face was classified
+        for c, name in enumerate(self.prob_columns()):
+            columns[name] = probs[:, n_members, c]
+        if details:
+            columns["score"] = [row.get("score") for row in chunk.rows]
+            flat = probs[:, :n_members].reshape(n_rows, -1)
+            for i, name in enumerate(self.member_columns()):
+                columns[name] = flat[:, i]
+        if gradcam_dir is not None:
+            columns["gradcam"] = paths
+        frame = pd.DataFrame(columns)
+        for name in ("frame", "face"):
+            frame[name] = frame[name].astype("Int64")
+        for name in ("time_s", "x0", "y0", "x1", "y1") + (("score",) if details else ()):
+            frame[name] = frame[name].astype("float64")
+        return frame
+
+    def _write_sheets(self, folder: Path, chunk: _Chunk, source_ids: list[int], crops: np.ndarray,
+                      predicted: np.ndarray, labels: list, paths: list, batch_size: int) -> None:
+        """Grad-CAM of each member for its own predicted class, one PNG per face; fills `paths`."""
+        for start in range(0, len(crops), batch_size):
+            maps, merged = self.gradcam_maps(crops[start:start + batch_size], predicted[start:start + batch_size])
+            for j in range(len(maps)):
+                f = start + j
+                r = chunk.face_rows[f]
+                paths[r] = self._write_sheet(folder, chunk.rows[r], source_ids[r], crops[f], maps[j], merged[j],
+                                             predicted[f], labels[r])
+
+    def _write_sheet(self, folder: Path, row: dict, source_id: int, crop: np.ndarray, maps: np.ndarray,
+                     merged: np.ndarray, predicted: np.ndarray, label: str) -> str:
+        name = f"{source_id:05d}_{safe_stem(row['input'])}"
+        if row["frame"] is not None:
+            name += f"_frame{row['frame']:06d}"
+        name += f"_face{row['face']}.png"
+        titles = [f"{m}: {self.classes[int(c)]}" for m, c in zip(self.members, predicted)]
+        sheet = gradcam_sheet(crop, maps, titles, merged, f"union (ensemble: {label})")
+        path = folder / name
+        atomic_write_bytes(path, encode_png(sheet))
+        return str(path)
+
+    # ---- the public calls ----------------------------------------------------------------------
+
+    def iter_predict(self, inputs: Sequence[str | os.PathLike | np.ndarray] | str | os.PathLike | np.ndarray,
+                     batch_size: int = 64, every: int = 1, gradcam_dir: str | os.PathLike | None = None,
+                     progress: bool = False, channel_order: str = "rgb", details: bool = False,
+                     annotate_dir: str | os.PathLike | None = None) -> Iterator[pd.DataFrame]:
+        """Chunks of output rows, in input order, as batches finish (bounded memory on long videos).
+        annotate_dir: each input drawn with its boxes and labels (orchestrator.inference.annotate)."""
+        if batch_size < 1 or every < 1:
+            raise PredictError(f"batch size and --every must be >= 1 (got {batch_size}, {every})")
+        if isinstance(inputs, (str, os.PathLike, np.ndarray)):
+            inputs = [inputs]
+        folder = None
+        if gradcam_dir is not None:
+            folder = Path(gradcam_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+        annotator = Annotator(annotate_dir, self.classes, every, channel_order) if annotate_dir is not None else None
+        sources = expand_inputs(list(inputs))
+        total = sum(estimated_frames(s, every) for s in sources) if progress else None
+        bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="frame", desc="predict",
+                   mininterval=0.5)
+        chunk, ids = _Chunk(), []
+        drawn = 0                        # sources [0, drawn) are annotated
+
+        def emitted(current: int) -> pd.DataFrame:
+            """The chunk's rows; with an annotator, the sources before `current` are then complete
+            (a chunk is emitted whole, and every source has at least one row)."""
+            nonlocal drawn
+            out = self._emit(chunk, ids, batch_size, folder, details)
+            if annotator is not None:
+                annotator.collect(out, ids)
+                for k in range(drawn, current):
+                    annotator.finish(k, sources[k])
+                drawn = max(drawn, current)
+            return out
+        try:
+            for n, source in enumerate(sources):
+                for frame in frames(source, every, channel_order):
+                    before = len(chunk.rows)
+                    self._add_frame(chunk, frame)
+                    ids.extend([n] * (len(chunk.rows) - before))
+                    bar.update(1)
+                    if len(chunk.crops) >= batch_size or len(chunk.rows) >= MAX_PENDING_ROWS:
+                        yield emitted(n)
+                        chunk, ids = _Chunk(), []
+            if chunk.rows:
+                yield emitted(len(sources))
+            elif annotator is not None:
+                for k in range(drawn, len(sources)):
+                    annotator.finish(k, sources[k])
+        finally:
+            bar.close()
+
+    def predict(self, inputs, batch_size: int = 64, every: int = 1, gradcam_dir: str | os.PathLike | None = None,
+                progress: bool = False, channel_order: str = "rgb", details: bool = False,
+                annotate_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+        """All output rows as one DataFrame. Inputs: paths (files, folders, videos) or numpy images
+        (colour arrays in `channel_order`)."""
+        chunks = list(self.iter_predict(inputs, batch_size, every, gradcam_dir, progress, channel_order,
+                                        details, annotate_dir))
+        if not chunks:
+            return self._empty(gradcam_dir is not None, details)
+        return pd.concat(chunks, ignore_index=True)
+
+    def predict_image(self, image: np.ndarray, channel_order: str = "rgb") -> list[dict]:
+        """One dict per face of one image given as an array (colour in `channel_order`, or grey):
+        box (x0, y0, x1, y1) in its pixels, label, confidence, the ensemble's probabilities by
+        class, each member's, and the detector's score; [] when no face is found. A face found but
+        not classified has label None and says why in `message`; an array that is no image raises
+        PredictError."""
+        if not isinstance(image, np.ndarray):
+            raise PredictError(f"predict_image takes a numpy array, not {type(image).__name__}")
+        rows = self.predict([image], channel_order=channel_order, details=True)
+        if (rows["status"] == ERROR).any() and rows["face"].isna().all():
+            raise PredictError(f"not an image: {rows['message'].iloc[0]}")
+        faces = []
+        for row in rows[rows["status"] != NO_FACE].to_dict("records"):
+            classified = row["status"] == OK
+            faces.append({
+                "face": int(row["face"]), "box": tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1")),
+                "score": float(row["score"]), "label": row["label"] if classified else None,
+                "confidence": float(row["confidence"]) if classified else None,
+                "probabilities": {c: float(row[f"p_{c}"]) for c in self.classes} if classified else None,
+                "members": ({m: {c: float(row[f"p_{m}_{c}"]) for c in self.classes} for m in self.members}
+                            if classified else None),
+                "message": row["message"] or ""})
+        return faces
+
+    def _empty(self, with_gradcam: bool, details: bool = False) -> pd.DataFrame:
+        return self.schema(with_gradcam, details).empty_table().to_pandas()
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    rows: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    frames_read: int = 0          # rows of a frame that was decoded (a face, none, or a refused crop)
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        self.rows += len(chunk)
+        counts = chunk["status"].value_counts()
+        self.faces += int(counts.get(OK, 0))
+        self.no_face += int(counts.get(NO_FACE, 0))
+        self.errors += int(counts.get(ERROR, 0))
+        self.frames_read += int(((chunk["status"] != ERROR) | chunk["face"].notna()).sum())
+
+
+def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | None, schema: pa.Schema) -> Summary:
+    """Stream chunks to CSV (stdout when out is None) or Parquet; a file appears only when complete."""
+    summary = Summary()
+    if out is None:
+        for i, chunk in enumerate(chunks):
+            chunk.to_csv(sys.stdout, header=i == 0, index=False)
+            summary.add(chunk)
+        return summary
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise PredictError(f"--out must end in {' or '.join(OUTPUT_SUFFIXES)}, got {path.name}")
+
+    def write(tmp: Path) -> None:
+        if suffix == ".csv":
+            with open(tmp, "w", newline="") as fh:
+                fh.write(",".join(schema.names) + "\n")
+                for chunk in chunks:
+                    chunk.to_csv(fh, header=False, index=False)
+                    summary.add(chunk)
+        else:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for chunk in chunks:
+                    writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+                    summary.add(chunk)
+    atomicio.write_with(path, write)
+    return summary
+
+
+# ---- command line ------------------------------------------------------------------------------------
+
+def add_predict_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "predict", help="predict the expression of every face in images, folders and videos",
+        description="Classify every face found in the inputs with a model directory written by "
+                    "`partfer export`. One output row per face (input, frame, time_s, face, box, label, "
+                    "confidence, the ensemble's p_<class>); frames without a face and unreadable "
+                    "inputs get a row saying so. Exit status 1 when no input could be read.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", required=True,
+                        help="model directory from `partfer export`: a path or a URI (s3://..., gs://..., file:///...)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (walked recursively), videos")
+    parser.add_argument("--out", default=None, help="output .csv or .parquet (left out: CSV on stdout)")
+    parser.add_argument("--details", action="store_true",
+                        help="also the detector's score and every member's (part's) probabilities p_<member>_<class>")
+    parser.add_argument("--annotate", default=None, metavar="DIR",
+                        help="write each input with its boxes and labels drawn: images as PNG/JPEG, videos as "
+                             "MPEG-4 .mp4 (Motion-JPEG .avi where no MPEG-4 encoder opens)")
+    parser.add_argument("--gradcam", default=None, metavar="DIR",
+                        help="write one PNG per face: the crop and each sub-network's Grad-CAM map")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the network runs")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per network pass")
+    parser.add_argument("--every", type=int, default=1, help="videos: use every Nth frame")
+    parser.add_argument("--detector", default=None, choices=list_detectors(),
+                        help="face detector, overriding the model's (left out: the one its training data used)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=predict_command)
+    return parser
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    try:
+        predictor = Predictor.from_dir(args.model, device=args.device, detector=args.detector)
+        chunks = predictor.iter_predict(args.inputs, batch_size=args.batch_size, every=args.every,
+                                        gradcam_dir=args.gradcam, progress=not args.no_progress,
+                                        details=args.details, annotate_dir=args.annotate)
+        summary = write_predictions(chunks, args.out, predictor.schema(args.gradcam is not None, args.details))
+    except (ValueError, FileNotFoundError) as err:    # ModelDirError, ModelFormatError, PredictError ...
+        print(f"partfer predict: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if predictor.whole_frame_note:
+        print(f"partfer predict: note: {predictor.whole_frame_note}", file=sys.stderr)
+    where = f" -> {args.out}" if args.out else ""
+    print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face, "
+          f"{summary.errors} errors{where}", file=sys.stderr)
+    if args.annotate is not None:
+        print(f"partfer predict: annotated inputs -> {args.annotate}", file=sys.stderr)
+    if summary.frames_read == 0:
+        print(f"partfer predict: warning: no input could be read ({summary.errors} unreadable; the "
+              f"message column says why)", file=sys.stderr)
+        return EXIT_NOTHING_READ
+    return 0

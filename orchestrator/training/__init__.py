@@ -1,0 +1,1 @@
+"""One pack's training: batches and augmentation, the step, the epoch loop, per-epoch metrics."""

@@ -1,0 +1,63 @@
+"""A pack trained with the fused kernels (Triton's interpreter here) against PyTorch's kernels:
+the same parameters, running statistics and eval-mode outputs after a few SGD steps. The same
+check runs on a GPU in `bench/train_throughput.py --check`."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from partfer.models.kernels import fused_bn, grouped_conv
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from bench.train_throughput import check_training  # noqa: E402
+
+
+@pytest.fixture
+def few_programs(monkeypatch):
+    """Few, large tiles: the interpreter runs a kernel program by program."""
+    monkeypatch.setitem(fused_bn.TILES, "rows", 512)
+    monkeypatch.setitem(fused_bn.TILES, "stat_programs", 16)
+    monkeypatch.setitem(fused_bn.TILES, "rows_per_program", 2048)
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", 65536)
+    monkeypatch.setitem(grouped_conv.CONV_TILES, "wgrad_programs", 1)
+
+
+@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
+                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+def test_fused_pack_trains_like_pytorch_kernels(few_programs):
+    result = check_training("cpu", image_size=32, n_models=2, batch=4, steps=3, fuse="on")
+    for grey, diffs in result.items():
+        for what, value in diffs.items():
+            assert value < 1e-4, (grey, what, value)     # float32 rounding: ~1e-6
+
+
+@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
+                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("grey,conv", [("pad", "torch"), ("fused", "torch"), ("pad", "triton")])
+def test_fused_kernels_read_nothing_back(few_programs, grey, conv, autograd_nodes):
+    # The host code around the kernels (tiles, partial sums, finalize, running statistics, model
+    # subsets, split parts; the Triton convs' weights and partial sums) must queue GPU work without
+    # waiting for it, as a training step does (tests/orchestrator/test_train_step.py), which a
+    # step captured as a CUDA graph needs; Triton's interpreter itself is not watched.
+    from host_reads import HostReads
+    from partfer.models.packed import PackedNetwork
+    net = PackedNetwork(3, 7, None, seeds=[1, 2, 3]).train()
+    for block in net.extractor.blocks:
+        block.fuse_mode, block.grey_mode, block.split_mode, block.conv_mode = "on", grey, "on", conv
+    gen = torch.Generator().manual_seed(0)
+    subset = net.model_index([0, 2])
+
+    def _step(models):
+        k = 3 if models is None else len(models)
+        x = torch.rand(4, k, 1, 32, 32, generator=gen)
+        net.classifier(net.features(x, models=models).transpose(0, 1), models).sum().backward()
+
+    with HostReads("_step") as reads:
+        for models in (None, None, subset):
+            _step(models)
+    assert reads.calls == 3 and not reads.found_after_first, reads.found
+    if conv == "triton":      # the watched steps did go through the Triton convs
+        out = net.features(torch.rand(4, 3, 1, 32, 32, generator=gen))
+        assert autograd_nodes(out, "GroupedConv") > 0
+

@@ -1,0 +1,87 @@
+"""The inline executor running several pack chains at once (threads; CUDA streams on a GPU)."""
+import dataclasses
+import io
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from partfer.data_prep.prepared import load_prepared
+from partfer.orchestrator.config import ConfigError, load_config, packs_per_gpu
+from partfer.orchestrator.execution.executors import explain_oom, pack_memory_bytes, packs_that_fit, run_inline
+from partfer.orchestrator.execution.plan import build_plan
+from partfer.orchestrator.execution.progress import Progress
+
+TINY = {"image_size": 32, "networks": ["el", "baseline"], "parts": ["mouth", "nose"], "members": 2,
+        "train.twin_selection": None,
+        "datasets.jaffe.epochs": {"baseline": 3, "landmark": 2, "head": 2, "finetune": 2}}
+
+
+def _plan(prepared_dir, storage):
+    cfg = load_config("demo", TINY)
+    return build_plan(cfg, {"jaffe": load_prepared(prepared_dir)}, str(storage), "cpu", "t", pack_size=8)
+
+
+def _outputs(plan) -> dict[str, object]:
+    out = {}
+    for chain in plan.chains:
+        for job in chain:
+            for m in job.models:
+                out[f"{m.key}/ckpt"] = torch.load(f"{m.out_dir}/checkpoint.pt", weights_only=True)
+                if job.stage.stage != "landmark":
+                    out[f"{m.key}/pred"] = pq.read_table(f"{m.out_dir}/predictions.parquet").to_pandas()
+    return out
+
+
+def test_concurrent_chains_give_the_sequential_results(tiny_prepared, tmp_path):
+    seq, par = _plan(tiny_prepared, tmp_path / "seq"), _plan(tiny_prepared, tmp_path / "par")
+    assert len(par.chains) == 2 and len(par.chains[0]) == 3      # EL's three stages, Baseline's one
+    log = io.StringIO()
+    n = sum(len(c) for c in par.chains)
+    run_inline(seq.chains, Progress(0, 0, n, stream=io.StringIO()))
+    results = run_inline(par.chains, Progress(0, 0, n, stream=log), concurrent=2)
+    assert len(results) == n and all(r.trained for r in results)
+    # both chains were under way at once: Baseline started before EL's last stage did
+    lines = log.getvalue().splitlines()
+    first_baseline = next(i for i, s in enumerate(lines) if "start" in s and "baseline" in s)
+    el_finetune = next(i for i, s in enumerate(lines) if "start" in s and "finetune" in s)
+    assert first_baseline < el_finetune
+    a, b = _outputs(seq), _outputs(par)
+    assert a.keys() == b.keys()
+    for key in a:
+        if key.endswith("/ckpt"):
+            for name in a[key]:
+                assert torch.equal(a[key][name], b[key][name]), f"{key} {name}"
+        else:
+            assert [list(p) for p in a[key]["probs"]] == [list(p) for p in b[key]["probs"]], key
+
+
+def test_a_failing_chain_raises_after_the_others_stop(tiny_prepared, tmp_path):
+    plan = _plan(tiny_prepared, tmp_path)
+    broken = dataclasses.replace(plan.chains[1][0], prepared_dir=str(tmp_path / "missing"))
+    chains = [plan.chains[0], [broken]]
+    with pytest.raises(Exception, match="missing"):
+        run_inline(chains, Progress(0, 0, 4, stream=io.StringIO()), concurrent=2)
+
+
+def test_packs_per_gpu_from_the_gpu_share():
+    assert packs_per_gpu(load_config("paper")) == 3            # gpus_per_pack 0.33
+    assert packs_per_gpu(load_config("paper", {"train.gpus_per_pack": 1.0})) == 1
+    assert packs_per_gpu(load_config("paper", {"train.gpus_per_pack": 0.25})) == 4
+    with pytest.raises(ConfigError, match="gpus_per_pack"):
+        load_config("paper", {"train.gpus_per_pack": 2})
+
+
+def test_gpu_memory_estimate_and_the_out_of_memory_message(tiny_prepared, tmp_path):
+    job = _plan(tiny_prepared, tmp_path).chains[0][0]
+    paper_sized = dataclasses.replace(job, image_size=160, models=tuple(job.models[:1]) * 50)
+    # the measured H200 peak of a 50-model pack at 160 px and batch 32 (BENCHMARKS.md)
+    assert job.stage.batch_size == 32
+    assert abs(pack_memory_bytes(paper_sized) / 2**20 - 14_440) < 1
+    assert packs_that_fit([[paper_sized]], 3) == 3          # a CPU job: memory is not the GPU's
+    # a captured step keeps its own memory pool beside the eager warm-up's cache
+    graphed = dataclasses.replace(paper_sized, cuda_graphs=True)
+    assert pack_memory_bytes(graphed) == pack_memory_bytes(paper_sized)        # on a CPU: no graphs
+    assert pack_memory_bytes(dataclasses.replace(graphed, device="cuda")) == 2 * pack_memory_bytes(paper_sized)
+    err = explain_oom(paper_sized, RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\\nmore"))
+    assert "train.gpus_per_pack=1" in str(err) and "14.1 GiB" in str(err) and "Tried to allocate" in str(err)

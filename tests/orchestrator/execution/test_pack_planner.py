@@ -1,0 +1,54 @@
+"""The planner: the paper's work from its config, the rate curve through the measured packs, and
+layouts that use more GPUs only through more (smaller) packs."""
+from __future__ import annotations
+
+import pytest
+
+from partfer.orchestrator.config import load_config
+from partfer.orchestrator.execution.pack_planner import H200, RateCurve, choose, paper_workload, project
+
+PAPER_FOLDS = {"ckplus": 10, "jaffe": 10, "sfew": 1}
+
+
+def _steps(kinds, selection=None) -> int:
+    return sum(k.units * sum(k.per_model) for k in kinds if selection in (None, k.selection))
+
+
+def test_paper_workload_is_the_recipe_image_steps():
+    kinds = paper_workload(load_config("paper"), PAPER_FOLDS)
+    assert _steps(kinds, "evaluated_fold") == 106_560_000
+    assert _steps(kinds) == 213_120_000                        # with the no-peeking twin
+    by_set = {name: sum(k.units * sum(k.per_model) for k in kinds
+                        if k.dataset == name and k.selection == "evaluated_fold") for name in PAPER_FOLDS}
+    assert by_set == {"ckplus": 57_600_000, "jaffe": 43_200_000, "sfew": 5_760_000}
+
+
+def test_rate_curve_passes_through_the_measured_packs():
+    assert H200.rate(5) == pytest.approx(13_000)
+    assert H200.rate(50) == pytest.approx(34_700)
+    assert H200.rate(10) < H200.rate(25) < H200.rate(50) < H200.top
+    assert RateCurve.flat(7.0).rate(1) == RateCurve.flat(7.0).rate(50) == 7.0
+
+
+def test_one_gpu_takes_the_work_at_the_pack_rate_plus_startups():
+    cfg = load_config("paper", {"train.twin_selection": None, "networks": ["baseline"]})
+    kinds = paper_workload(cfg, {"ckplus": 10})               # 50 Baseline models: one 50-model pack
+    layout = project(kinds, 1, 50, 1, H200, start=15.0)
+    assert layout.runs == 1 and layout.concurrent == 1
+    assert layout.wall_seconds == pytest.approx(19_200_000 / 34_700 + 15.0)
+
+
+def test_past_the_chain_count_only_smaller_packs_use_more_gpus():
+    kinds = paper_workload(load_config("paper", {"train.twin_selection": None}), PAPER_FOLDS)
+    big8, big32 = project(kinds, 8, 50, 1, H200), project(kinds, 32, 50, 1, H200)
+    assert big32.wall_seconds == pytest.approx(big8.wall_seconds, rel=0.2)    # ~9 chains: 32 GPUs idle
+    best = choose(kinds, 32, H200)
+    assert best.pack_size < 50 and best.wall_seconds < 0.6 * big32.wall_seconds
+    assert choose(kinds, 1, H200).pack_size == 50                              # one GPU: the biggest packs
+
+
+def test_startups_make_more_runs_cost_more():
+    kinds = paper_workload(load_config("paper", {"train.twin_selection": None}), PAPER_FOLDS)
+    assert project(kinds, 1, 5, 1, H200).wall_seconds > project(kinds, 1, 50, 1, H200).wall_seconds
+    free, paid = project(kinds, 4, 50, 1, H200, start=0.0), project(kinds, 4, 50, 1, H200, start=15.0)
+    assert paid.wall_seconds > free.wall_seconds
