@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare checkout
+if not __package__:                              # run as a script, maybe from a bare checkout
+    from checkout import ensure_partfer_importable  # noqa: E402  (bench/, beside this script)
+    ensure_partfer_importable()
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

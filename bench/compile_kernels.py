@@ -38,7 +38,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare checkout
+if not __package__:                              # run as a script, maybe from a bare checkout
+    from checkout import ensure_partfer_importable  # noqa: E402  (bench/, beside this script)
+    ensure_partfer_importable()
 
 import torch  # noqa: E402
 
@@ -236,7 +238,10 @@ def record_step(route: str, pack: int, batch: int, image_size: int, n_images: in
     """The kernel launches of one packed training step along `route` (as on CUDA: bf16 autocast,
     channels-last, fused augmentation), then of a forward and backward of half the pack (a
     compacted pack), recorded on the CPU."""
-    from bench.train_throughput import make_step
+    if __package__:                                  # imported as bench.compile_kernels (the tests)
+        from bench.train_throughput import make_step
+    else:                                            # run as a script: bench/ is on sys.path
+        from train_throughput import make_step
     from partfer.models.kernels import fused_bn
     settings = dict(split_mode="on", fuse_mode="on", augment="on", **ROUTES[route])
     with fused_bn.recording() as launches:

@@ -25,7 +25,9 @@ out=${2:-${OUT:-/tmp/gpu_session}}
 store=${STORE:-/tmp/partfer_gpu_store}
 py=${PYTHON:-python3}
 mkdir -p "$out"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
+# the checkout is the package `partfer`: a folder holding a link to it goes on the path (nothing installed there)
+holder=$(mktemp -d /tmp/partfer-checkout-XXXX) && ln -s "$PWD" "$holder/partfer"
+export PYTHONPATH="$holder${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 
 {
   date -u

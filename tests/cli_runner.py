@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def child_env() -> dict:
     """A private local Ray for the child: no auth token, no cluster address inherited."""
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     return env
 

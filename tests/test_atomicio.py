@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.orchestrator.storage.store import DONE_FILE, build_dir_for, publish_dir
 from partfer.results import atomic as results_atomic
 
@@ -126,8 +126,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def test_a_folder_left_by_a_sigkilled_writer_is_cleaned_by_the_next_one(tmp_path):
     final = tmp_path / "models" / "m"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(final)], env=env, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(final)], cwd=tmp_path)
     assert proc.returncode == -signal.SIGKILL
     assert [p for p in final.parent.iterdir() if atomicio.is_temporary(p.name)], "the kill left nothing"
     build = build_dir_for(str(final))

@@ -54,6 +54,7 @@ print("CONNECTED", info.started_here, ray.get(ray.remote(lambda: 40 + 2).remote(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_token_auth_head_refuses_a_client_without_the_token_and_serves_partfer_with_it(tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="pfauth", dir="/tmp")      # short: Ray's socket paths live here
     with_token, without = tmp_path / "home-with", tmp_path / "home-without"
@@ -62,7 +63,6 @@ def test_a_token_auth_head_refuses_a_client_without_the_token_and_serves_partfer
     (with_token / ".ray" / "auth_token").write_text("partfer-test-" + os.urandom(16).hex())
     gcs, client, agent_http, agent_grpc, metrics, env_agent = free_ports(6)
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    base["PYTHONPATH"] = str(REPO)
     try:
         start = subprocess.run(
             [RAY, "start", "--head", f"--port={gcs}", f"--ray-client-server-port={client}", "--num-cpus=1",

@@ -38,12 +38,12 @@ def _ran_packs(temp_dir: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_tiny_paper_on_two_nodes_with_the_train_executor():
     head_tmp = tempfile.mkdtemp(prefix="pfth", dir="/tmp")        # short: Ray's socket paths live here
     node_tmp = tempfile.mkdtemp(prefix="pftn", dir="/tmp")
     store = tempfile.mkdtemp(prefix="pftstore")
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=str(REPO))
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     env.pop("RAY_ADDRESS", None)
     try:
         head = _start_node(head_tmp, env)

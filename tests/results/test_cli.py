@@ -11,8 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*args):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "results", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "partfer.results", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -45,19 +44,18 @@ def test_add_report_parser_registers_a_subcommand(tmp_path, capsys):
 
 
 # data_prep's reader of prepared crops and its pure-data modules: pyarrow and numpy only.
-ALLOWED_DATA_PREP = {"data_prep", "data_prep.errors", "data_prep.ibug68", "data_prep.prepared",
-                     "data_prep.schema"}
+ALLOWED_DATA_PREP = {"partfer.data_prep", "partfer.data_prep.errors", "partfer.data_prep.ibug68",
+                     "partfer.data_prep.prepared", "partfer.data_prep.schema"}
 
 
-def test_results_imports_no_training_stack():
+def test_results_imports_no_training_stack(tmp_path):
     # Reports must rebuild anywhere: no torch, ray, OpenCV, dlib or other orchestrator modules
     # behind them; data_prep only for reading prepared face crops (pyarrow + numpy).
-    code = ("import sys, results.cli, results.report; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'ray', 'cv2', 'dlib', 'data_prep', 'models', 'skimage') "
-            "or (m.startswith('orchestrator.') and m != 'orchestrator.records')))")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+    code = ("import sys, partfer.results.cli, partfer.results.report; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'cv2', 'dlib', 'skimage') "
+            "or m.startswith(('partfer.data_prep', 'partfer.models')) "
+            "or (m.startswith('partfer.orchestrator.') and m != 'partfer.orchestrator.records')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     imported = set(eval(done.stdout.strip()))     # a printed list of module names

@@ -4,7 +4,6 @@ checkpoint and the outputs equal an uninterrupted run's."""
 from __future__ import annotations
 
 import io
-import os
 import threading
 import time
 from pathlib import Path
@@ -20,23 +19,9 @@ from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.execution.train_executor import TrainSettings, group_chains, run_train
 
-REPO = Path(__file__).resolve().parents[3]
 # Baseline only, one member, LOSO over the fixture's 4 subjects: 4 models, 2 packs of 2
 SMALL = {"image_size": 32, "networks": ["baseline"], "members": 1, "train.twin_selection": None,
          "train.checkpoint_seconds": 0, "train.checkpoint_every": 2}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-    yield
-    if started:
-        ray.shutdown()
 
 
 def _plan(prepared_dir: str, storage: Path, epochs: int):
@@ -74,7 +59,7 @@ def _settings(workers: int, storage: Path) -> TrainSettings:
     return TrainSettings(workers=workers, cpus_per_worker=1, gpus_per_worker=0, max_failures=1, storage=str(storage))
 
 
-def test_two_workers_train_what_one_worker_each_does(local_ray, tiny_prepared, tmp_path):
+def test_two_workers_train_what_one_worker_each_does(shared_ray, tiny_prepared, tmp_path):
     """Tolerance zero: every weight, probability and history line bit-identical (CPU)."""
     one, two, inline = (_plan(tiny_prepared, tmp_path / n, 3) for n in ("one", "two", "inline"))
     assert [len(g) for g in group_chains(two.chains, 2)] == [2]          # one Trainer run, two workers
@@ -140,7 +125,7 @@ def _train_and_kill_a_worker(plan, storage: Path, max_failures: int, log: io.Str
     return outcome
 
 
-def test_killed_worker_resumes_from_the_trainer_checkpoint(local_ray, tiny_prepared, tmp_path):
+def test_killed_worker_resumes_from_the_trainer_checkpoint(shared_ray, tiny_prepared, tmp_path):
     epochs = 16
     killed, whole = _plan(tiny_prepared, tmp_path / "killed", epochs), _plan(tiny_prepared, tmp_path / "whole", epochs)
     log = io.StringIO()
@@ -151,7 +136,7 @@ def test_killed_worker_resumes_from_the_trainer_checkpoint(local_ray, tiny_prepa
     _assert_identical(_outputs(killed), _outputs(whole))
 
 
-def test_a_failed_run_resumes_when_the_plan_runs_again(local_ray, tiny_prepared, tmp_path):
+def test_a_failed_run_resumes_when_the_plan_runs_again(shared_ray, tiny_prepared, tmp_path):
     """No restarts left: the run fails; running the plan again (a new driver would) reuses the
     Trainer run's storage path and name, and so its checkpoint."""
     epochs = 12

@@ -10,7 +10,7 @@ import torch
 
 from partfer.orchestrator.training.step_graph import PackStepper, make_capturable
 from partfer.orchestrator.training.train import run_pack
-from tests.orchestrator.test_train import _chain
+from tests.orchestrator.training.test_train import _chain
 
 
 def _adam(capturable: bool):
