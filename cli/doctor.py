@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import partfer.atomicio
+from partfer import atomicio
 
 OK, MISSING, NOTE = "OK", "MISSING", "NOTE"
 

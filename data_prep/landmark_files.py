@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.data_prep.ibug68 import N_POINTS
 
 

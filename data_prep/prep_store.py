@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.data_prep import labels
 from partfer.data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
 from partfer.data_prep.readers.base import Reject

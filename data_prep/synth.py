@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.data_prep import labels
 from partfer.data_prep.face_drawing import FaceStyle, background, draw_face, photograph
 from partfer.data_prep.face_geometry import (

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.orchestrator.inference.media import Source, colour_image, colour_video_frames, frame_rate
 from partfer.orchestrator.storage.store import atomic_write_bytes
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.data_prep.detectors import list_detectors, load_detector
 from partfer.data_prep.errors import RejectError
 from partfer.data_prep.face_crop import Detection

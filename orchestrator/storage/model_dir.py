@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.models.subnet import SubNetwork
 from partfer.orchestrator.storage.remote import check, is_uri, join

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-import partfer.atomicio
+from partfer import atomicio
 
 CACHE_ENV = "PARTFER_CACHE"
 TIMEOUT_ENV = "PARTFER_STORAGE_TIMEOUT"

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-import partfer.atomicio
+from partfer import atomicio
 from partfer.orchestrator.storage import remote
 from partfer.orchestrator.storage.remote import basename, is_uri, join, relative  # noqa: F401  (re-exported)
 

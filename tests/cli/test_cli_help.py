@@ -106,14 +106,14 @@ def test_run_final_trains_the_final_models_after_the_run(tmp_path, monkeypatch, 
     import partfer.orchestrator.execution.final
     import partfer.orchestrator.execution.runner
     calls: list = []
-    monkeypatch.setattr(orchestrator.execution.runner, "run", lambda req, log=None: calls.append(("run", req)) or str(tmp_path))
-    monkeypatch.setattr(orchestrator.execution.final, "train_final_for_run",
+    monkeypatch.setattr(partfer.orchestrator.execution.runner, "run", lambda req, log=None: calls.append(("run", req)) or str(tmp_path))
+    monkeypatch.setattr(partfer.orchestrator.execution.final, "train_final_for_run",
                         lambda run_dir, cfg, log=None: calls.append(("final", run_dir, cfg["name"])))
     assert main(["run", "--config", "demo", "--final", "--no-report", "--out", str(tmp_path)]) == 0
     assert [c[0] for c in calls] == ["run", "final"] and calls[1][1:] == (str(tmp_path), "demo")
     calls.clear()
     assert main(["run", "--config", "demo", "--no-report", "--out", str(tmp_path)]) == 0
     assert [c[0] for c in calls] == ["run"]                                # no --final: no final models
-    monkeypatch.setattr(orchestrator.execution.runner, "run", lambda req, log=None: None)   # a dry run returns nothing
+    monkeypatch.setattr(partfer.orchestrator.execution.runner, "run", lambda req, log=None: None)   # a dry run returns nothing
     assert main(["run", "--config", "demo", "--final", "--dry-run", "--out", str(tmp_path)]) == 0
     assert "final models are planned once the cross-validated run" in capsys.readouterr().out

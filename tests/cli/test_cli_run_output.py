@@ -23,7 +23,7 @@ def fake_run(tmp_path, monkeypatch):
         (Path(path) / "report.html").write_text("<html></html>")
         return Path(path) / "report.md"
     monkeypatch.setattr(runner, "run", run)
-    monkeypatch.setattr("results.report.build_report", build_report)
+    monkeypatch.setattr("partfer.results.report.build_report", build_report)
     monkeypatch.setattr(progress, "_verbosity", progress.NORMAL)
     return run_dir, seen
 
@@ -38,5 +38,7 @@ def test_flags_set_the_verbosity_and_the_last_line_is_report_html(fake_run, caps
 
 
 def test_quiet_and_verbose_exclude_each_other(fake_run, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["run", "-q", "-v"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
