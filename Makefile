@@ -1,10 +1,11 @@
-# Two commands a user needs: `make demo` (the main job on synthetic data) and `make test`.
+# Two commands a user needs: `make demo` (the main job on synthetic data) and `make test` (the
+# whole suite, what CI runs); `make test-fast` is the edit loop's lane (no `slow` tests).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.partfer-installed
 
-.PHONY: install demo test bench kernels clean
+.PHONY: install demo test test-fast bench kernels clean
 
 install: $(STAMP)
 
@@ -22,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py

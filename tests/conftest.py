@@ -1,4 +1,5 @@
-"""Process-wide test settings, applied before any test module imports torch or Triton."""
+"""Process-wide test settings (applied before any test module imports torch or Triton), the
+suite's markers' effects and the one in-process Ray that the whole test run shares."""
 import os
 
 # The fused BatchNorm kernels (models/kernels/fused_bn.py) are Triton kernels: on a machine without a GPU
@@ -18,3 +19,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked `triton` is skipped where Triton cannot run (skips.needs_triton); a test
+    that uses the shared Ray, itself or through a fixture (tiny_prepared...), is marked `ray`."""
+    marked = [item for item in items if item.get_closest_marker("triton")]
+    if marked:
+        from skips import needs_triton
+        for item in marked:
+            item.add_marker(needs_triton)
+    for item in items:
+        if "shared_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """One real local Ray (2 CPUs, no dashboard) for every test of the run that uses Ray in this
+    process, started on first use and shut down at the end: starting one costs seconds, so
+    modules do not start their own. A test that needs its own cluster starts a `ray start` head
+    (tests/local_ray.py) or runs the command line in a child process; none may call
+    ray.shutdown(). address="local": never join a cluster that happens to run on the machine."""
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"      # Ray turns token auth on for local clusters
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -51,11 +51,11 @@ def test_ray_validation_catches_a_broken_config():
     from ray.autoscaler._private.util import prepare_config, validate_config
     broken = copy.deepcopy(yaml.safe_load((REPO / "cluster.yaml").read_text()))
     broken["setup_command"] = broken.pop("setup_commands")           # a typo'd key
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema.ValidationError, match="'setup_command' was unexpected"):
         validate_config(prepare_config(broken))
     broken = yaml.safe_load((REPO / "cluster.yaml").read_text())
     broken["head_node_type"] = "gpu"                                   # not a declared node type
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="`head_node_type` must be one of `available_node_types`"):
         validate_config(prepare_config(broken))
 
 
@@ -81,12 +81,13 @@ def test_stale_bootstrap_file_is_ignored(tmp_path):
     assert find_local_cluster(str(tmp_path / "never_started")) is None
 
 
+@pytest.mark.ray
 def test_connect_starts_a_private_local_ray_despite_a_stale_bootstrap_file(tmp_path):
     """No RAY_ADDRESS and no live `ray start` cluster: a local Ray on all CPUs, even though a dead
     cluster's address file is lying around (plain `ray.init()` would try to join it)."""
     (tmp_path / "ray_current_cluster").write_text("127.0.0.1:1\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    code = ("import os, ray; from orchestrator.execution.cluster import connect; "
+    code = ("import os, ray; from partfer.orchestrator.execution.cluster import connect; "
             f"i = connect(temp_dir={str(tmp_path)!r}); "
             "print(i.nodes, i.cpus == os.cpu_count(), i.started_here, i.autoscaling, "
             "os.environ['RAY_AUTH_MODE']); ray.shutdown()")
@@ -97,6 +98,7 @@ def test_connect_starts_a_private_local_ray_despite_a_stale_bootstrap_file(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_job_submit_to_a_real_head_runs_the_pipeline():
     temp_dir = tempfile.mkdtemp(prefix="pfray", dir="/tmp")       # short: Ray's socket paths live here
     store = tempfile.mkdtemp(prefix="pfstore")
@@ -121,7 +123,7 @@ def test_job_submit_to_a_real_head_runs_the_pipeline():
 
         # a driver connecting through RAY_ADDRESS sees this one-node, 2-CPU cluster
         probe = subprocess.run(
-            [sys.executable, "-c", "from orchestrator.execution.cluster import connect; i = connect(); "
+            [sys.executable, "-c", "from partfer.orchestrator.execution.cluster import connect; i = connect(); "
                                    "print(i.nodes, i.cpus, i.gpus, i.started_here, i.autoscaling)"],
             cwd=REPO, env=dict(env, RAY_ADDRESS=address), capture_output=True, text=True, timeout=120)
         assert probe.returncode == 0, probe.stderr[-3000:]

@@ -24,6 +24,7 @@ def _partfer(*args, cwd) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_run_at_a_uri_is_published_and_found_again_from_another_node(tmp_path, monkeypatch):
     store = tmp_path / "bucket" / "store"
     uri = store.as_uri()

@@ -27,6 +27,7 @@ def _rows(path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_every_data_set_has_its_table1_row(run_dir):
     rows = {r["dataset"]: r for r in _rows(run_dir / "tables" / "table1.csv")}
     assert set(rows) == {"ckplus", "jaffe", "sfew"}
@@ -41,6 +42,7 @@ def test_every_data_set_has_its_table1_row(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_cross_data_set_table3_drops_contempt(run_dir):
     sfew_models = [m for m in json.loads((run_dir / "plan.json").read_text())["models"]
                    if m["dataset"] == "sfew"]
@@ -51,6 +53,7 @@ def test_cross_data_set_table3_drops_contempt(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_report_has_every_table_and_figure(run_dir):
     for name in ("table2.csv", "complexity.csv", "landmarks.csv"):
         assert (run_dir / "tables" / name).stat().st_size > 0, name

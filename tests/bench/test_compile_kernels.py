@@ -17,8 +17,6 @@ sys.path.insert(0, str(REPO))
 from bench.compile_kernels import ARCHS, Compiled, failed, occupancy, verdict  # noqa: E402
 from partfer.models.kernels import fused_bn, grouped_conv  # noqa: E402
 
-needs_triton = pytest.mark.skipif(fused_bn.triton is None, reason="needs Triton (CUDA builds of torch ship it)")
-
 
 def _compiling_env(cache: Path) -> dict:
     # compiled, not interpreted (the interpreter replaces the kernels' helper functions), into a
@@ -28,7 +26,7 @@ def _compiling_env(cache: Path) -> dict:
     return env
 
 
-@needs_triton
+@pytest.mark.triton
 def test_recording_keeps_launches_as_cuda_would_get_them_and_runs_none():
     y = torch.randn(2, 32, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
     weight, bias = torch.ones(32, requires_grad=True), torch.zeros(32, requires_grad=True)
@@ -69,7 +67,8 @@ def test_shared_memory_over_a_gpus_limit_fails_and_spills_are_flagged():
     assert not failed(entry)
 
 
-@needs_triton
+@pytest.mark.slow
+@pytest.mark.triton
 def test_a_kernel_the_compiler_rejects_is_reported_by_name(tmp_path):
     # a matrix product of 8-wide tiles: below the tensor cores' 16, which the compiler refuses
     (tmp_path / "bad_kernel.py").write_text(textwrap.dedent('''
@@ -109,7 +108,8 @@ def test_a_kernel_the_compiler_rejects_is_reported_by_name(tmp_path):
         fused_bn.triton.jit(narrow_dot)[(1,)](x, torch.zeros(64), B=8)
 
 
-@needs_triton
+@pytest.mark.slow
+@pytest.mark.triton
 def test_every_kernel_of_every_route_compiles_for_sm90(tmp_path):
     out = tmp_path / "kernels.json"
     proc = subprocess.run(

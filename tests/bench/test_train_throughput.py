@@ -10,6 +10,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_runs_variants_check_and_profile(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -33,15 +34,13 @@ def test_bench_rejects_unknown_variant():
     assert proc.returncode != 0 and "unknown variant 'warp-speed'" in proc.stderr
 
 
+@pytest.mark.triton
 def test_host_ops_of_the_fused_path_stay_near_pytorchs():
     # per-step host work (aten ops dispatched, Triton launches) bounds the rate of small packs;
     # the fused kernels' bookkeeping runs as one kernel per layer and pass, not as ~30 tiny ops
     sys.path.insert(0, str(REPO))
     from bench.train_throughput import count_host_ops
-    from partfer.models.kernels import fused_bn
 
-    if not fused_bn.runs_on(torch.zeros(1)):
-        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
     counts = count_host_ops("cpu", image_size=32, n_models=2, batch=2)
     plain, fused = counts["pytorch_kernels"], counts["fused_kernels"]
     assert plain["triton_launches"] == 0 and fused["triton_launches"] >= 4 * 8     # 8 BN layers
@@ -72,14 +71,13 @@ def test_a_model_stopped_in_place_is_held_from_the_next_step_on():
         stop_in_place(make_step(2, "cpu", 32, 2, "fp32", False, fuse_mode="off", augment="torch", n_images=8), 0)
 
 
+@pytest.mark.triton
 def test_the_conv_tile_sweep_runs_and_restores_the_tiles():
     # on a GPU it times the Triton convs against cuDNN's; here (the interpreter) it only has to run
     sys.path.insert(0, str(REPO))
     from bench.train_throughput import conv_tile_sweep
     from partfer.models.kernels import fused_bn, grouped_conv
 
-    if not fused_bn.runs_on(torch.zeros(1)):
-        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
     before = (dict(grouped_conv.CONV_TILES), fused_bn.TILES["warps"])
     rows = conv_tile_sweep(2, 1, 16, reps=1, device="cpu")
     assert [r["convs"] for r in rows] == ["torch"] + ["triton"] * 6 + ["torch"] + ["triton"] * 2

@@ -1,7 +1,7 @@
-"""Fixtures shared by the data_prep tests: real image files, real synthetic sets, a real Ray."""
+"""Fixtures shared by the data_prep tests: real image files, real synthetic sets (the real Ray is
+tests/conftest.py's shared_ray)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -32,18 +32,3 @@ def astronaut_png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("astronaut") / "astronaut.png"
     cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
     return path
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """A real local Ray with 2 CPUs for one test module, shut down at its end (so other
-    packages' tests can start their own)."""
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    yield ray
-    if started:
-        ray.shutdown()

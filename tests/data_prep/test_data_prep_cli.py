@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from partfer.data_prep.cli import add_prep_parser, add_synth_parser, main, run_prep, run_synth
 from partfer.data_prep.prepared import find_prepared, load_prepared
 
@@ -44,7 +46,8 @@ def test_prep_whole_run_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "unknown face detector 'mtcnn'" in capsys.readouterr().err
 
 
-def test_prep_prepares_then_reuses(tmp_path, capsys, ray_local):
+@pytest.mark.slow
+def test_prep_prepares_then_reuses(tmp_path, capsys, shared_ray):
     root = tmp_path / "raw"
     assert main(["synth", "--out", str(root), "--subjects", "2", "--per-class", "1", "--size", "64"]) == 0
     argv = ["prep", "--dataset", "jaffe", "--root", str(root), "--out", str(tmp_path / "out"),

@@ -80,6 +80,7 @@ def test_none_detector_returns_the_whole_image_as_one_face(four_faces):
     assert faces == [Detection((0.0, 0.0, 500.0, 300.0), 1.0)]
 
 
+@pytest.mark.slow
 def test_ssd_boxes_centred_outside_the_image_are_not_faces(tmp_path):
     """The res10 model reports, now and then, a confident box beyond the image border (it did on
     these drawn faces): such a box would crash the crop, and it is not a face of the image."""

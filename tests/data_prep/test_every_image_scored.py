@@ -17,6 +17,9 @@ from partfer.data_prep.readers import read_dataset
 from partfer.data_prep.schema import ADDED_COLUMNS, FALLBACK_SOURCE
 from partfer.data_prep.synth import synthesize
 
+# real SSD + dlib through the Ray pipeline, on many faces
+pytestmark = pytest.mark.slow
+
 GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset")
 GREY = "KA.NE9.99.tiff"          # a JAFFE name, a flat grey picture: no face in it
 
@@ -39,7 +42,7 @@ def faces_and_grey(tmp_path_factory, write_image) -> Path:
     return root
 
 
-def test_a_faceless_image_is_kept_with_the_fallback_flag(faces_and_grey, tmp_path, ray_local):
+def test_a_faceless_image_is_kept_with_the_fallback_flag(faces_and_grey, tmp_path, shared_ray):
     info = prepare_datasets([PrepRequest("grey", "jaffe", str(faces_and_grey), PrepSettings())],
                             tmp_path / "out", progress=False)["grey"]
     assert (info.n_ok, info.n_rejected) == (3, 0)
@@ -57,7 +60,7 @@ def test_a_faceless_image_is_kept_with_the_fallback_flag(faces_and_grey, tmp_pat
     assert manifest["no_landmarks"]["by_reason"] == {"no face in the no-face fallback crop": 1}
 
 
-def test_no_face_reject_keeps_the_old_behaviour_in_another_folder(faces_and_grey, tmp_path, ray_local):
+def test_no_face_reject_keeps_the_old_behaviour_in_another_folder(faces_and_grey, tmp_path, shared_ray):
     out = tmp_path / "out"
     requests = {mode: PrepRequest("grey", "jaffe", str(faces_and_grey), PrepSettings(no_face=mode))
                 for mode in ("center_square", "reject")}
@@ -69,7 +72,7 @@ def test_no_face_reject_keeps_the_old_behaviour_in_another_folder(faces_and_grey
     assert _manifest(rejected.path)["face_fallback"]["rows"] == 0
 
 
-def test_failed_landmarks_keep_the_row_and_leave_only_the_landmark_targets(tmp_path, ray_local):
+def test_failed_landmarks_keep_the_row_and_leave_only_the_landmark_targets(tmp_path, shared_ray):
     root = Path(synthesize("jaffe", tmp_path / "jaffe", subjects=1, per_class=1, size=96).out_dir)
     records = read_dataset("jaffe", root).records
     missing, far = records[0], records[1]
@@ -89,7 +92,7 @@ def test_failed_landmarks_keep_the_row_and_leave_only_the_landmark_targets(tmp_p
         "by_reason": {"landmarks fall far outside the face crop": 1, "no ground-truth landmark file": 1}}
 
 
-def test_synthetic_ckplus_gives_exactly_the_protocol_count_with_real_landmarks(tmp_path, ray_local):
+def test_synthetic_ckplus_gives_exactly_the_protocol_count_with_real_landmarks(tmp_path, shared_ray):
     """First frame + last 3 of every labelled sequence, all with landmarks: the SSD's echo box
     (a shifted duplicate of a large face) used to crop the wrong place on a third of these."""
     root = synthesize("ckplus", tmp_path / "ckplus", subjects=2, per_class=1, seed=3).out_dir
@@ -106,7 +109,7 @@ def test_synthetic_ckplus_gives_exactly_the_protocol_count_with_real_landmarks(t
     assert ((nose_tip > 0.3) & (nose_tip < 0.7)).all()    # each crop is centred on its face
 
 
-def test_folders_prepared_before_the_flags_still_load(tmp_path, ray_local):
+def test_folders_prepared_before_the_flags_still_load(tmp_path, shared_ray):
     root = Path(synthesize("jaffe", tmp_path / "jaffe", subjects=1, per_class=1, size=64).out_dir)
     info = prepare_datasets([PrepRequest("old", "jaffe", str(root), GROUND_TRUTH)], tmp_path / "out",
                             progress=False)["old"]

@@ -69,7 +69,7 @@ def jaffe(tmp_path) -> Path:
     return Path(synthesize("jaffe", tmp_path / "jaffe", subjects=1, per_class=1, size=48).out_dir)
 
 
-def test_symlink_loop_and_dangling_link_are_rejects_not_a_failed_run(jaffe, tmp_path, ray_local):
+def test_symlink_loop_and_dangling_link_are_rejects_not_a_failed_run(jaffe, tmp_path, shared_ray):
     (jaffe / "a.tiff").symlink_to("a.tiff")                     # ln -s a.tiff a.tiff
     (jaffe / "KA.AN9.9.tiff").symlink_to("gone.tiff")           # dangling
     info = prepare_datasets([PrepRequest("links", "jaffe", str(jaffe), GROUND_TRUTH)], tmp_path / "out",
@@ -144,7 +144,7 @@ def test_an_unreadable_root_is_one_line_naming_it(jaffe, tmp_path, capsys, make_
 
 
 @pytest.fixture
-def prepared(jaffe, tmp_path, ray_local) -> Path:
+def prepared(jaffe, tmp_path, shared_ray) -> Path:
     return Path(prepare_datasets([PrepRequest("ok", "jaffe", str(jaffe), GROUND_TRUTH)], tmp_path / "out",
                                  progress=False)["ok"].path)
 

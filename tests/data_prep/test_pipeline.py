@@ -42,7 +42,7 @@ def raw(tmp_path_factory, write_image) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def first_run(raw, tmp_path_factory, ray_local):
+def first_run(raw, tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("out")
     requests = [
         PrepRequest("synjaffe", "jaffe", str(raw["jaffe"]), GROUND_TRUTH),
@@ -147,7 +147,7 @@ def test_changed_settings_prepare_a_new_directory(first_run, raw):
     assert len(find_prepared(out, "synjaffe")) == 2
 
 
-def test_a_data_set_with_every_image_rejected_names_its_rejects(tmp_path, raw, ray_local):
+def test_a_data_set_with_every_image_rejected_names_its_rejects(tmp_path, raw, shared_ray):
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in ("KA.AN1.1.tiff", "KA.HA1.2.tiff"):
@@ -174,7 +174,7 @@ def test_whole_run_problems_raise_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_paper_chain_ssd_and_dlib_runs_in_ray_actors(tmp_path, astronaut_png, write_image, ray_local):
+def test_paper_chain_ssd_and_dlib_runs_in_ray_actors(tmp_path, astronaut_png, write_image, shared_ray):
     """The default settings (SSD + dlib) load their models inside the actors and find one face."""
     root = tmp_path / "photos"
     (root / "neutral").mkdir(parents=True)

@@ -15,8 +15,6 @@ from torch import nn
 from partfer.models.kernels import fused_bn
 from partfer.models.extractor import FeatureExtractor, _pad_grey, split_conv
 
-needs_triton = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                                  reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 # float32 kernels against float64 layers
 FUSED_TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -55,8 +53,8 @@ def big_tiles(monkeypatch):
 
 
 @pytest.mark.parametrize("momentum,fuse,padding", [(0.1, "off", 0), (None, "off", 0), (0.1, "off", "same"),
-                                                   pytest.param(None, "on", 0, marks=needs_triton),
-                                                   pytest.param(0.1, "on", "same", marks=needs_triton)])
+                                                   pytest.param(None, "on", 0, marks=[pytest.mark.triton, pytest.mark.slow]),
+                                                   pytest.param(0.1, "on", "same", marks=[pytest.mark.triton, pytest.mark.slow])])
 def test_training_forward_equals_conv_bias_bn_relu_pool(momentum, fuse, padding, big_tiles):
     # with "same" pooling the maps are 40, 20, 10, 5 -> 3: even and odd sides. Its seed keeps
     # every BN output clear of ReLU's kink, where the float32 kernels may see the other sign than
@@ -151,7 +149,8 @@ def test_execution_modes_compute_the_same(grey, split, channels_last):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
 
 
-@needs_triton
+@pytest.mark.slow
+@pytest.mark.triton
 @pytest.mark.parametrize("grey,interleave", [("pad", "auto"), ("pad", "copy"), ("fused", "auto")])
 @pytest.mark.parametrize("subset", [False, True])
 def test_fused_kernels_compute_the_same(subset, grey, interleave, big_tiles):
@@ -178,7 +177,7 @@ def test_fused_kernels_compute_the_same(subset, grey, interleave, big_tiles):
                                        atol=0, rtol=0)
 
 
-@needs_triton
+@pytest.mark.triton
 def test_fused_kernels_with_same_pooling_on_a_non_square_input(big_tiles):
     # Keras "same" pooling in the fused kernels of a pack (split convs read in place, a model
     # subset): 37 x 30 pads its two axes differently (19 x 15, 10 x 8, 5 x 4, 3 x 2)

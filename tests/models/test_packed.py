@@ -37,6 +37,7 @@ def plain_input(x: torch.Tensor, i: int, channels: int) -> torch.Tensor:
     return xi.repeat(1, 3, 1, 1) if channels == 1 else xi
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("train", [True, False])
@@ -168,7 +169,7 @@ def test_load_model_state_rejects_bad_inputs():
         packed.load_model_state(0, {k: v for k, v in good.items() if "blocks.3" not in k})
     with pytest.raises(StateDictError, match="belong to no part"):
         packed.load_model_state(0, {**good, "optimizer.lr": torch.tensor(1.0)})
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="model index 2 out of range for 2 models"):
         packed.load_model_state(2, good)
     wide = SubNetwork(N_CLASSES, 18, seed=1, widths=(8, 16, 32, 128)).state_dict()
     with pytest.raises(StateDictError, match="shape"):
@@ -427,11 +428,11 @@ def test_input_validation():
     packed = PackedNetwork(2, N_CLASSES, None, seeds=[1, 2])
     with pytest.raises(ValueError, match="packed input"):
         packed.classify(torch.zeros(BATCH, 3, 3, SIZE, SIZE))
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="no landmark_head"):
         packed.landmarks(torch.zeros(BATCH, 2, 3, SIZE, SIZE))
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match=r"one positive size per model \(2\), got \[18\]"):
         PackedNetwork(2, N_CLASSES, [18])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"shape \(5,\) has no model dimension for M=2"):
         model_view(torch.zeros(5), 2)
 
 

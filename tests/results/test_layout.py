@@ -8,10 +8,9 @@ from PIL import Image
 
 from partfer.results import layout_check
 from partfer.results.report import build_report
+from skips import needs_chromium
 
-pytestmark = pytest.mark.skipif(
-    layout_check.find_chromium() is None,
-    reason="no headless Chromium on PATH (apt-get install -y chromium; .ci/run installs it)")
+pytestmark = [needs_chromium, pytest.mark.slow]       # a real browser on the whole report
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ import torch.nn.functional as F
 from partfer.models.kernels import fused_bn
 from partfer.models.pooling import MaxPool
 
-# skipped only where Triton cannot run at all: kernels failing their self-test must fail here
-pytestmark = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                                reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+pytestmark = pytest.mark.triton         # skipped only where Triton cannot run at all
 
 POOLS = [None, (3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 2, "same")]
 
@@ -75,6 +73,7 @@ def test_same_pooling_at_even_and_odd_sizes(pool, h, w):
     _compare(*_inputs((2, 16, h, w), seed=h * 10 + w), pool, tol=2e-5)
 
 
+@pytest.mark.slow
 def test_many_programs_and_loop_iterations(monkeypatch):
     # small tiles: the statistics and gradient sums are split over several programs, each looping
     monkeypatch.setitem(fused_bn.TILES, "rows", 16)
@@ -127,6 +126,7 @@ def _halves(y, groups):
             for j in (0, 1)], c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", [None, (3, 2, 0), (3, 2, "same")])
 @pytest.mark.parametrize("groups,c", [(3, 8), (2, 16), (5, 4)])
 def test_reads_the_two_parts_of_a_split_conv_in_place(pool, groups, c, monkeypatch):

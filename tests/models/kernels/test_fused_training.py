@@ -12,6 +12,8 @@ from partfer.models.kernels import fused_bn, grouped_conv
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from bench.train_throughput import check_training  # noqa: E402
 
+pytestmark = [pytest.mark.triton, pytest.mark.slow]     # packs trained in Triton's interpreter
+
 
 @pytest.fixture
 def few_programs(monkeypatch):
@@ -23,8 +25,6 @@ def few_programs(monkeypatch):
     monkeypatch.setitem(grouped_conv.CONV_TILES, "wgrad_programs", 1)
 
 
-@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 def test_fused_pack_trains_like_pytorch_kernels(few_programs):
     result = check_training("cpu", image_size=32, n_models=2, batch=4, steps=3, fuse="on")
     for grey, diffs in result.items():
@@ -32,8 +32,6 @@ def test_fused_pack_trains_like_pytorch_kernels(few_programs):
             assert value < 1e-4, (grey, what, value)     # float32 rounding: ~1e-6
 
 
-@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 @pytest.mark.parametrize("grey,conv", [("pad", "torch"), ("fused", "torch"), ("pad", "triton")])
 def test_fused_kernels_read_nothing_back(few_programs, grey, conv, autograd_nodes):
     # The host code around the kernels (tiles, partial sums, finalize, running statistics, model

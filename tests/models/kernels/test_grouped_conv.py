@@ -12,8 +12,6 @@ from partfer.models.kernels import fused_bn, grouped_conv
 from partfer.models.extractor import FeatureExtractor
 from partfer.models.kernels.grouped_conv import grouped_conv as tconv
 
-needs_triton = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                                  reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
 
 
 def _both(x: torch.Tensor, w: torch.Tensor, groups: int):
@@ -35,7 +33,7 @@ def _assert_close(got, want, rel=1e-5):
         assert err <= rel * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
 
 
-@needs_triton
+@pytest.mark.triton
 @pytest.mark.parametrize("batch,groups,c,h,w,k", [(2, 2, 16, 6, 5, 3), (1, 3, 32, 4, 7, 3), (2, 1, 16, 3, 9, 1),
                                                   (1, 2, 16, 7, 6, 5), (1, 1, 64, 2, 3, 3)])
 def test_grouped_conv_is_conv2d(batch, groups, c, h, w, k):
@@ -47,7 +45,7 @@ def test_grouped_conv_is_conv2d(batch, groups, c, h, w, k):
     assert got[0].is_contiguous(memory_format=torch.channels_last)
 
 
-@needs_triton
+@pytest.mark.triton
 def test_the_weight_gradient_adds_many_runs_of_pixels(monkeypatch):
     # small tiles: several tiles per program's run, several runs summed, a ragged last tile
     monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", 256)
@@ -59,7 +57,7 @@ def test_the_weight_gradient_adds_many_runs_of_pixels(monkeypatch):
     _assert_close(got, want)
 
 
-@needs_triton
+@pytest.mark.triton
 def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
     torch.manual_seed(2)
     x = torch.randn(2, 32, 6, 6).contiguous(memory_format=torch.channels_last)
@@ -73,7 +71,7 @@ def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
     assert wt.grad.dtype == torch.float32 and torch.isfinite(wt.grad).all()
 
 
-@needs_triton
+@pytest.mark.triton
 def test_supported_takes_square_same_convs_only():
     def conv(cin, cout, k=3, groups=2, **kw):
         return nn.Conv2d(groups * cin, groups * cout, k, padding=kw.pop("padding", k // 2), groups=groups, **kw)
@@ -91,7 +89,8 @@ def test_supported_takes_square_same_convs_only():
         assert not grouped_conv.supported(x_bad, bad.weight, groups, bad)
 
 
-@needs_triton
+@pytest.mark.slow
+@pytest.mark.triton
 @pytest.mark.parametrize("fuse", ["off", "on"])
 def test_an_extractor_with_triton_convs_computes_the_same(fuse, monkeypatch, autograd_nodes):
     # the paper's widths' pattern at a small size: block 1's 16 -> 16 and the padded grey conv,

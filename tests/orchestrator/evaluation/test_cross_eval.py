@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from partfer.data_prep.prepared import load_prepared
@@ -42,6 +43,7 @@ def _other_dataset(source: str, target: Path) -> Path:
 
 
 def test_cross_predictions_equal_the_saved_model_applied_to_the_other_set(tiny_prepared, tmp_path):
+@pytest.mark.slow
     size = 32
     cfg = load_config("demo", {"image_size": size, "networks": ["baseline"], "members": 1,
                                "train.twin_selection": None, "datasets.jaffe.epochs.baseline": 2})

@@ -33,6 +33,7 @@ def _outputs(plan) -> dict[str, object]:
     return out
 
 
+@pytest.mark.slow
 def test_concurrent_chains_give_the_sequential_results(tiny_prepared, tmp_path):
     seq, par = _plan(tiny_prepared, tmp_path / "seq"), _plan(tiny_prepared, tmp_path / "par")
     assert len(par.chains) == 2 and len(par.chains[0]) == 3      # EL's three stages, Baseline's one

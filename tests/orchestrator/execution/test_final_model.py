@@ -3,7 +3,6 @@ each part trained on every subject for the median kept epoch, exported by defaul
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
 
@@ -25,30 +24,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def final_run(tmp_path_factory):
+def final_run(tmp_path_factory, shared_ray):
     """3 subjects -> 3 folds, selection on the evaluated fold (epochs kept differ by fold), no twin."""
-    import ray
-
     from partfer.orchestrator.config import load_config
     from partfer.orchestrator.execution.runner import RunRequest, run
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        cfg = load_config("demo", {
-            "image_size": 32, "networks": ["el"], "train.twin_selection": None,
-            "train.selection": "evaluated_fold", "datasets.jaffe.epochs": EPOCHS,
-            "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}}})
-        store = tmp_path_factory.mktemp("store")
-        run_dir = Path(run(RunRequest(config=cfg, storage=str(store), executor="inline", device="cpu"),
-                           log=lambda text: None))
-        lines: list[str] = []
-        results = train_final_for_run(run_dir, cfg, log=lines.append)
-    finally:
-        if started:
-            ray.shutdown()
+    cfg = load_config("demo", {
+        "image_size": 32, "networks": ["el"], "train.twin_selection": None,
+        "train.selection": "evaluated_fold", "datasets.jaffe.epochs": EPOCHS,
+        "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}}})
+    store = tmp_path_factory.mktemp("store")
+    run_dir = Path(run(RunRequest(config=cfg, storage=str(store), executor="inline", device="cpu"),
+                       log=lambda text: None))
+    lines: list[str] = []
+    results = train_final_for_run(run_dir, cfg, log=lines.append)
     return run_dir, cfg, results, lines
 
 
@@ -61,6 +50,7 @@ def test_median_epoch_rounds_half_up_and_never_below_one():
     assert median_epoch([0, 0, 1]) == 1
 
 
+@pytest.mark.slow
 def test_final_models_train_on_every_subject_for_the_median_selected_epochs(final_run):
     run_dir, cfg, results, lines = final_run
     storage = run_dir.parent.parent
@@ -102,6 +92,7 @@ def test_final_models_train_on_every_subject_for_the_median_selected_epochs(fina
     assert json.loads((run_dir / FINAL_FILE).read_text()) == record
 
 
+@pytest.mark.slow
 def test_export_takes_the_final_model_by_default(final_run, tmp_path):
     run_dir, _, _, _ = final_run
     notes: list[str] = []

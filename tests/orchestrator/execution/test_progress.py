@@ -39,6 +39,7 @@ def test_event_files_read_back_by_tensorboard(tmp_path):
     assert _scalars(tmp_path) == {"loss/train": [(1, 2.0), (2, 1.5)], "loss/val": [(2, 1.25)]}
 
 
+@pytest.mark.slow
 def test_a_training_run_writes_every_model_epoch_to_csv_and_tensorboard(tiny_prepared, tmp_path):
     plan = _plan(tiny_prepared, tmp_path / "store")
     run_dir = tmp_path / "run"

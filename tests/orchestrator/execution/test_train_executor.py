@@ -59,6 +59,7 @@ def _settings(workers: int, storage: Path) -> TrainSettings:
     return TrainSettings(workers=workers, cpus_per_worker=1, gpus_per_worker=0, max_failures=1, storage=str(storage))
 
 
+@pytest.mark.slow
 def test_two_workers_train_what_one_worker_each_does(shared_ray, tiny_prepared, tmp_path):
     """Tolerance zero: every weight, probability and history line bit-identical (CPU)."""
     one, two, inline = (_plan(tiny_prepared, tmp_path / n, 3) for n in ("one", "two", "inline"))
@@ -125,6 +126,7 @@ def _train_and_kill_a_worker(plan, storage: Path, max_failures: int, log: io.Str
     return outcome
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_the_trainer_checkpoint(shared_ray, tiny_prepared, tmp_path):
     epochs = 16
     killed, whole = _plan(tiny_prepared, tmp_path / "killed", epochs), _plan(tiny_prepared, tmp_path / "whole", epochs)
@@ -136,6 +138,7 @@ def test_killed_worker_resumes_from_the_trainer_checkpoint(shared_ray, tiny_prep
     _assert_identical(_outputs(killed), _outputs(whole))
 
 
+@pytest.mark.slow
 def test_a_failed_run_resumes_when_the_plan_runs_again(shared_ray, tiny_prepared, tmp_path):
     """No restarts left: the run fails; running the plan again (a new driver would) reuses the
     Trainer run's storage path and name, and so its checkpoint."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -31,32 +30,23 @@ PARTS = ["eyebrows", "eyes", "nose", "mouth", "jaw"]
 IMAGE_SIZE = 32
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# every test but one uses the module's trained run
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
+def trained_run(tmp_path_factory, shared_ray) -> Path:
     """A tiny EL run (3 subjects -> 3 folds, one epoch per stage) trained through the real code path."""
-    import ray
-
     from partfer.orchestrator.config import load_config
     from partfer.orchestrator.execution.runner import RunRequest, run
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        cfg = load_config("demo", {
-            "image_size": IMAGE_SIZE, "networks": ["el"],
-            "datasets.jaffe.epochs": {"baseline": 1, "landmark": 1, "head": 1, "finetune": 1},
-            "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}}})
-        store = tmp_path_factory.mktemp("store")
-        run_dir = run(RunRequest(config=cfg, storage=str(store), executor="inline", device="cpu"),
-                      log=lambda text: None)
-    finally:
-        if started:
-            ray.shutdown()
+    cfg = load_config("demo", {
+        "image_size": IMAGE_SIZE, "networks": ["el"],
+        "datasets.jaffe.epochs": {"baseline": 1, "landmark": 1, "head": 1, "finetune": 1},
+        "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}}})
+    store = tmp_path_factory.mktemp("store")
+    run_dir = run(RunRequest(config=cfg, storage=str(store), executor="inline", device="cpu"),
+                  log=lambda text: None)
     return Path(run_dir)
 
 

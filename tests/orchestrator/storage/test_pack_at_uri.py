@@ -29,6 +29,7 @@ def _at_uri(location: str) -> Path:
     return Path(path)
 
 
+@pytest.mark.slow
 def test_a_chain_moves_between_nodes_through_the_uri(tiny_prepared, tmp_path, monkeypatch):
     uri = (tmp_path / "store").as_uri()
     monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "node-a"))

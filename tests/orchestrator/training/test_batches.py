@@ -3,7 +3,6 @@ on a CPU) draw the same transforms and give the same images and landmarks."""
 import pytest
 import torch
 
-from partfer.models.kernels import fused_bn
 from partfer.orchestrator.training.augment import AugmentSettings
 from partfer.orchestrator.training.batches import augmented_batch, fused_available
 
@@ -39,8 +38,7 @@ def test_auto_takes_the_fused_route_on_cuda_only():
         fused_available(images, True)
 
 
-@pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                    reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+@pytest.mark.triton
 def test_fused_route_gives_the_same_batch():
     images, landmarks, idx = _data(seed=2)
     got = {}

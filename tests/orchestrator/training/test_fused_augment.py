@@ -3,13 +3,10 @@ gather, normalise, affine_grid + grid_sample (bilinear, border), transpose to th
 import pytest
 import torch
 
-from partfer.models.kernels import fused_bn
 from partfer.orchestrator.training import fused_augment
 from partfer.orchestrator.training.augment import AugmentSettings, normalise_pixels, random_transforms, warp_images
 
-# skipped only where Triton cannot run at all: a kernel failing its self-test must fail here
-pytestmark = pytest.mark.skipif(not fused_bn.runs_on(torch.zeros(1)),
-                                reason="needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+pytestmark = pytest.mark.triton         # skipped only where Triton cannot run at all
 
 STRONG = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear_deg=17.0)   # reaches the borders
 

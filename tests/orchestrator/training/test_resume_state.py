@@ -65,6 +65,7 @@ def test_a_damaged_state_is_named_removed_and_forgotten(tmp_path, content):
     assert load_state(str(state), lines.append) is None and len(lines) == 1   # absent: nothing to say
 
 
+@pytest.mark.slow
 def test_a_pack_refuses_a_hostile_state_and_trains_from_scratch(tiny_prepared, tmp_path):
     job = _landmark_job(tiny_prepared, tmp_path / "store")
     marker, state = tmp_path / "ran", Path(job.state_dir) / "state.pt"
@@ -76,6 +77,7 @@ def test_a_pack_refuses_a_hostile_state_and_trains_from_scratch(tiny_prepared, t
     assert not any("resumed" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_a_truncated_state_no_longer_blocks_the_pack(tiny_prepared, tmp_path):
     job = _landmark_job(tiny_prepared, tmp_path / "store")
 
@@ -94,6 +96,7 @@ def test_a_truncated_state_no_longer_blocks_the_pack(tiny_prepared, tmp_path):
     assert not state.exists()
 
 
+@pytest.mark.slow
 def test_a_saved_state_resumes(tiny_prepared, tmp_path):
     job = _landmark_job(tiny_prepared, tmp_path / "store")
 

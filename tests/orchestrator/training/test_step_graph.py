@@ -52,6 +52,7 @@ def test_make_capturable_converts_a_state_written_by_an_eager_run():
     assert step.device == q.device and step.dtype == torch.float32 and float(step) == 1.0
 
 
+@pytest.mark.slow
 def test_run_pack_with_cuda_graphs_on_a_cpu_says_so_and_trains_as_without(tiny_prepared, tmp_path):
     checkpoints, logs = {}, {}
     for graphs in (False, True):

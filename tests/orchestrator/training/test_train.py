@@ -8,6 +8,8 @@ from partfer.orchestrator.config import load_config
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.training.train import run_pack
 
+pytestmark = pytest.mark.slow          # every test trains packs through run_pack
+
 TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth", "nose"], "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 2, "head": 2, "finetune": 2}}
 
@@ -158,14 +160,13 @@ def test_compiled_training_step_trains_the_same(tiny_prepared, tmp_path):
         assert compiled == pytest.approx(eager, rel=5e-3)
 
 
+@pytest.mark.triton
 def test_the_fused_augmentation_route_trains_like_pytorchs(tiny_prepared, tmp_path):
     # run_pack on the kernel route (on CUDA by default; forced here, in Triton's interpreter) and
     # on PyTorch's: the same draws and the same images to float rounding, so the same training
+    # (a failing self-test fails run_pack: mode "on")
     import dataclasses
 
-    from partfer.models.kernels import fused_bn
-    if not fused_bn.runs_on(torch.zeros(1)):      # (a failing self-test fails run_pack: mode "on")
-        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
     hist = {}
     for mode in ("off", "on"):
         job = dataclasses.replace(_chain(tiny_prepared, tmp_path / mode)[0], fused_augment=mode)
@@ -180,15 +181,14 @@ def test_the_fused_augmentation_route_trains_like_pytorchs(tiny_prepared, tmp_pa
         assert abs(a - b).max() <= rel * abs(b).max(), (column, a, b)
 
 
+@pytest.mark.triton
 def test_the_triton_convs_train_like_pytorchs(tiny_prepared, tmp_path, monkeypatch):
     # run_pack with train.triton_conv (on CUDA; here in Triton's interpreter, where a CPU pack
     # takes the square 16 -> 16 and 32 -> 32 convs to the kernels too): the same training to
     # float rounding. Large tiles: few programs, which the interpreter runs fast.
     import dataclasses
 
-    from partfer.models.kernels import fused_bn, grouped_conv
-    if not fused_bn.runs_on(torch.zeros(1)):
-        pytest.skip("needs Triton (its interpreter on a CPU: TRITON_INTERPRET=1)")
+    from partfer.models.kernels import grouped_conv
     monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", 65536)
     monkeypatch.setitem(grouped_conv.CONV_TILES, "wgrad_programs", 1)
     calls = []          # the real kernels, counted: the switch must reach the blocks

@@ -1,6 +1,7 @@
 """A training step issues GPU work without waiting for it (orchestrator.training.train.train_step)."""
 import math
 
+import pytest
 import torch
 
 from partfer.data_prep.prepared import load_prepared
@@ -18,6 +19,7 @@ def _pack(prepared_dir, storage, networks, epochs, **over):
     return plan.chains[0][0]
 
 
+@pytest.mark.slow
 def test_no_step_reads_the_device_back(tiny_prepared, tmp_path):
     # Models that stop at different epochs (so stopped slices are written back after each step, and
     # the pack is cut down to its active models), on both stage kinds: classification (Baseline)

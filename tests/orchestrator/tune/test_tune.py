@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,6 @@ TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"], "device": "cpu
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 2, "head": 2, "finetune": 3}}
 
 
-@pytest.fixture(scope="module")
-def ray_two_cpus(tiny_prepared):
-    """Started after tiny_prepared (which starts and stops its own Ray)."""
-    import ray
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    yield tiny_prepared
-    if started:
-        ray.shutdown()
-
-
 def _stage_dirs(store: Path, stage: str) -> list[Path]:
     return sorted(p for p in (store / "models" / "jaffe").glob(f"*/fold*/{stage}-*") if (p / "meta.json").is_file())
 
@@ -40,11 +26,12 @@ def _csv_rows(path: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_sweep_reuses_earlier_stages_and_writes_a_runnable_best_config(ray_two_cpus, tmp_path):
+@pytest.mark.slow
+def test_sweep_reuses_earlier_stages_and_writes_a_runnable_best_config(tiny_prepared, tmp_path):
     store = tmp_path / "store"
     req = SweepRequest(config="demo", dataset="jaffe", network="el", stage="finetune",
                        lr="loguniform:1e-4:1e-2", samples=3, scheduler="asha",
-                       overrides={**TINY, "storage": str(store)}, prepared={"jaffe": ray_two_cpus})
+                       overrides={**TINY, "storage": str(store)}, prepared={"jaffe": tiny_prepared})
     result = run_sweep(req)
 
     n_models = len(_stage_dirs(store, "landmark"))
@@ -67,7 +54,7 @@ def test_sweep_reuses_earlier_stages_and_writes_a_runnable_best_config(ray_two_c
     assert best["image_size"] == 32 and best["storage"] == str(store.resolve())
     assert best["train"]["lr"]["landmark"] == load_config("demo")["train"]["lr"]["landmark"]
     # `partfer run --config best.yaml` plans nothing to train: every stage is the sweep's
-    plan = build_plan(best, {"jaffe": load_prepared(ray_two_cpus)}, best["storage"], "cpu", "r", pack_size=5)
+    plan = build_plan(best, {"jaffe": load_prepared(tiny_prepared)}, best["storage"], "cpu", "r", pack_size=5)
     assert plan.chains == [] and plan.n_done == plan.n_model_stages == 3 * n_models
 
     # A second sweep on the same store: a finished rate replays its stored curve, a new one trains,
