@@ -78,7 +78,7 @@ def test_every_command_refuses_credentials_in_a_uri(isolated, capsys, argv):
 def test_storage_functions_refuse_credentials_and_messages_are_redacted():
     uri = f"s3://{KEY}:{SECRET}@bucket/p"
     for use in (remote.cache_path, lambda u: remote.join(u, "x"), remote.resolve, remote.check):
-        with pytest.raises(remote.StorageError) as err:
+        with pytest.raises(remote.StorageError, match="storage s3://bucket/p: credentials in a URI are refused") as err:
             use(uri)
         assert SECRET not in str(err.value) and KEY not in str(err.value)
     assert remote.redact(f"at {uri} and s3://u@b") == "at s3://***@bucket/p and s3://***@b"

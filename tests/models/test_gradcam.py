@@ -101,7 +101,7 @@ def test_bad_class_indices_are_refused():
         gradcam(net, x, 3)
     with pytest.raises(ValueError, match="does not fit"):
         gradcam(net, x, [0, 1, 2])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="needs a SubNetwork or PackedNetwork, got Linear"):
         gradcam(torch.nn.Linear(2, 2), x, 0)
 
 
@@ -111,7 +111,7 @@ def test_union_is_the_elementwise_maximum():
     expected = torch.tensor([[[0.3, 1.0], [0.9, 0.2]]])
     assert torch.equal(union([a, b]), expected)
     assert torch.equal(union(torch.stack([a, b], 1)), expected)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one map"):
         union([])
 
 

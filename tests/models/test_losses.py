@@ -36,7 +36,7 @@ def test_cross_entropy_matches_plain_and_sample_mask():
 
 
 def test_shape_errors():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"labels \(B, M\), got \(2, 3, 7\) and \(2, 2\)"):
         packed_cross_entropy(torch.zeros(2, 3, 7), torch.zeros(2, 2, dtype=torch.long))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"pred and target .* got \(2, 3, 4\) and \(2, 3, 5\)"):
         packed_l1_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.ones(3, 4, dtype=torch.bool))

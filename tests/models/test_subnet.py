@@ -97,7 +97,7 @@ def test_head_activation_option():
     with torch.no_grad():
         relu.fc1.bias.fill_(-100.0)     # every hidden unit negative -> ReLU zeroes them
     assert torch.all(relu(x) == relu.fc2.bias)
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="head activation must be one of .* got 'tanh'"):
         ClassifierHead(7, activation="tanh")
 
 
@@ -127,11 +127,11 @@ def test_bad_inputs_and_settings():
         net(torch.zeros(1, 3, 24, 24))
     with pytest.raises(ValueError, match="expects"):
         net(torch.zeros(1, 2, 32, 32))
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="no landmark_head"):
         net.landmarks(torch.zeros(1, 3, 32, 32))
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="bn_momentum .* got None"):
         FeatureExtractor(bn_momentum=None)
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="n_classes must be >= 1 or None, got 0"):
         SubNetwork(0, None)
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="head_activation .* got 'gelu'"):
         SubNetwork(7, None, head_activation="gelu")

@@ -2,13 +2,20 @@
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import colormaps
 
 from partfer.results.confusion import write_confusions
 from partfer.results.evaluate import evaluate_run
 from partfer.results.load import load_run
+from png_checks import DPI, assert_drawn, colour_pixels, panel_grid, read_png
 from run_builder import CK_CLASSES, PARTS, SFEW_CLASSES, model_key
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CELL = 0.55          # inches per matrix cell (results.confusion.plot_confusion)
+
+
+def _figsize(n_classes: int) -> tuple[float, float]:
+    """plot_confusion's size: fixed margins around n x n cells, at least 4 inches wide."""
+    return max(1.25 + 0.2 + CELL * n_classes, 4.0), 1.15 + 0.75 + CELL * n_classes
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +32,11 @@ def test_every_network_and_part_has_csv_and_png(written):
         stems |= {f"sfew_on_{test}_{n}" for n in ("baseline", "ftl", "el")}
         stems |= {f"sfew_on_{test}_el-{p}" for p in PARTS}
     assert set(files) == stems
-    for paths in files.values():
-        png = paths["png"].read_bytes()
-        assert png.startswith(PNG_SIGNATURE) and len(png) > 2000
-        assert paths["csv"].stat().st_size > 0
+    for stem, paths in files.items():
+        classes = pd.read_csv(paths["csv"], index_col=0).index
+        pixels = read_png(paths["png"])
+        assert_drawn(pixels, _figsize(len(classes)))
+        assert panel_grid(pixels) == (1, 1), stem
 
 
 def test_csv_is_the_labelled_fold_sum(written):
@@ -37,6 +45,13 @@ def test_csv_is_the_labelled_fold_sum(written):
     assert list(frame.index) == CK_CLASSES and list(frame.columns) == CK_CLASSES
     score = ev.score("ckplus", "ckplus", "EL")
     np.testing.assert_array_equal(frame.to_numpy(), sum(score.fold_confusion.values()))
+    # the heat map shows these row shares: each share's Blues colour fills its cells (less text)
+    counts = frame.to_numpy()
+    shares = np.round(counts / counts.sum(axis=1, keepdims=True), 6)
+    pixels = read_png(files["ckplus_el"]["png"])
+    for share in np.unique(shares):
+        cells = int((shares == share).sum())
+        assert colour_pixels(pixels, colormaps["Blues"](share)) > cells * (CELL * DPI) ** 2 / 2, share
     mouth = pd.read_csv(files["ckplus_el-mouth"]["csv"], index_col=0)
     assert np.trace(mouth.to_numpy()) == 4       # 33.33% pooled of 12 samples
     cross = pd.read_csv(files["sfew_on_ckplus_el"]["csv"], index_col=0)

@@ -5,9 +5,8 @@ import pytest
 from partfer.results.gradcam import (GradcamFileError, gradcam_files, plot_gradcam, read_gradcam,
                              write_gradcam_figures)
 from partfer.results.paper import GRADCAM_SYSTEMS
+from png_checks import assert_drawn, chromatic_share, panel_grid, read_png
 from run_builder import write_gradcam
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _npz(tmp_path, name="ckplus", **change):
@@ -34,8 +33,12 @@ def test_contract_is_read_and_every_system_drawn(tmp_path):
     written, notes = write_gradcam_figures(tmp_path, ["ckplus", "sfew"])
     assert set(written) == {"ckplus_gradcam.png"}
     assert notes == ["SFEW: no Grad-CAM figure: the run wrote no analysis/gradcam_sfew.npz"]
-    data = written["ckplus_gradcam.png"].read_bytes()
-    assert data.startswith(PNG_SIGNATURE) and len(data) > 20000
+    pixels = read_png(written["ckplus_gradcam.png"])
+    ncols = 1 + len(GRADCAM_SYSTEMS)                         # the crop, then one map per system
+    assert_drawn(pixels, (1.45 * ncols, 1.65 * 3 + 0.5))
+    assert panel_grid(pixels) == (3, ncols)                  # a row per face
+    # the maps are drawn in jet over grey crops: most of each map panel is coloured
+    assert chromatic_share(pixels) > 0.3
 
 
 def test_absent_systems_are_left_out_and_named(tmp_path):
@@ -45,8 +48,9 @@ def test_absent_systems_are_left_out_and_named(tmp_path):
     assert gc.absent == ["ftl", "el-jaw"] and "ftl" not in gc.maps
     fig = plot_gradcam(gc)
     assert len(fig.axes) == 3 * (1 + len(GRADCAM_SYSTEMS) - 2)
-    _, notes = write_gradcam_figures(tmp_path, ["ckplus"])
+    written, notes = write_gradcam_figures(tmp_path, ["ckplus"])
     assert notes == ["CK+: Grad-CAM maps absent for FTL, EL jaw"]
+    assert panel_grid(read_png(written["ckplus_gradcam.png"])) == (3, 1 + len(GRADCAM_SYSTEMS) - 2)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,10 +1,10 @@
 """Fig. 10: EL points before/after fine-tuning drawn on prepared test crops."""
+from partfer.data_prep.ibug68 import PART_COLOURS
 from partfer.results.landmark_figure import choose_faces, load_crops, write_landmark_figures
 from partfer.results.landmarks import load_landmark_study
 from partfer.results.load import load_run
+from png_checks import assert_drawn, colour_pixels, panel_grid, read_png
 from run_builder import model_key
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_figure_of_six_sfew_faces_from_the_prepared_crops(make_run):
@@ -19,8 +19,13 @@ def test_figure_of_six_sfew_faces_from_the_prepared_crops(make_run):
     assert sorted(choice.parts) == ["eyebrows", "eyes", "jaw", "mouth", "nose"]
     written, notes = write_landmark_figures(study, results, run)
     assert notes == [] and set(written) == {"sfew_landmarks.png"}
-    data = written["sfew_landmarks.png"].read_bytes()
-    assert data.startswith(PNG_SIGNATURE) and len(data) > 10000
+    pixels = read_png(written["sfew_landmarks.png"])
+    assert_drawn(pixels, (1.9 * 6 + 0.4, 5.0))
+    assert panel_grid(pixels) == (2, 6)                      # before / after, one column per face
+    # every part's points are drawn in its colour on the faces, far more than its legend marker
+    for part, colour in PART_COLOURS.items():
+        assert colour_pixels(pixels, colour) > 200, part
+    assert colour_pixels(pixels, "lightgrey") > 200          # the true points
 
 
 def test_fold_with_every_part_is_chosen_and_faces_capped(make_run):

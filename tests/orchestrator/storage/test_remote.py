@@ -39,9 +39,9 @@ def test_locations_join_and_split_like_paths():
     assert remote.basename("gs://b/p/prepared/jaffe-0123?x=1") == "jaffe-0123"
     assert remote.parent(remote.parent("s3://b/p/runs/r1")) == "s3://b/p"
     assert remote.relative("s3://b/p/models/m", "s3://b/p") == "models/m"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="s3://b/other/m is not under s3://b/p"):
         remote.relative("s3://b/other/m", "s3://b/p")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="s3://c/p/m is not under s3://b/p"):
         remote.relative("s3://c/p/m", "s3://b/p")
 
 
@@ -123,7 +123,7 @@ def test_files_that_change_are_fetched_fresh_and_removed_everywhere(uri):
     store.remove_dir(store.join(uri, "packs", "abc"))
     assert not _remote_path(state).exists() and not remote.cache_path(state).exists()
     assert store.local_file(state, fresh=True, missing_ok=True) is None
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"packs/abc/state\.pt does not exist"):
         store.local_file(state)
 
 
