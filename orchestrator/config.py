@@ -1,8 +1,13 @@
-"""YAML configuration: `include` chains, command-line overrides, validation, the resolved copy.
+"""YAML configuration: composed defaults, `include` chains, command-line overrides, validation.
 
-A config is a plain nested dict. `load_config` resolves includes, applies overrides given as
-dotted keys (`train.patience=5`), and checks the few things that would otherwise fail deep
-inside a run (unknown networks or parts, missing epoch caps).
+A config is a plain nested dict. Each default is written once, in the file of its concern:
+configs/run.yaml (run settings: storage, executor, device, checkpoints, retries),
+configs/hardware/<profile>.yaml (pack sizes, GPU/CPU shares, kernel switches; the profile is the
+top-level `hardware` key) and configs/paper.yaml (the paper's hyper-parameters and protocol).
+`load_config` composes run settings <- hardware profile <- the experiment config's include chain
+<- overrides given as dotted keys (`train.patience=5`), so the resolved config has every key, and
+checks it strictly (orchestrator/config_schema.py) plus the few things that would otherwise fail
+deep inside a run (unknown networks or parts, missing epoch caps).
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from partfer.orchestrator.config_schema import ConfigKeyError, check_against
 
 # the configs shipped inside the package (the checkout's configs/ folder in an editable install)
 CONFIG_DIR = Path(str(resources.files("partfer").joinpath("configs")))
+RUN_SETTINGS = "run.yaml"            # in CONFIG_DIR: the run settings every config starts from
+HARDWARE_DIR = "hardware"            # in CONFIG_DIR: one <profile>.yaml per kind of machine
 STAGES = ("baseline", "landmark", "head", "finetune")
 # train.selection: which epoch's weights a stage keeps (configs/paper.yaml explains each)
 SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
@@ -105,9 +112,42 @@ def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def hardware_profiles() -> list[str]:
+    """The names `hardware` may take: the files in configs/hardware/."""
+    return sorted(path.stem for path in (CONFIG_DIR / HARDWARE_DIR).glob("*.yaml"))
+
+
+def composed_defaults(hardware: Any = None) -> dict:
+    """Run settings with a hardware profile over them (None: run.yaml's own `hardware`)."""
+    run = _read(CONFIG_DIR / RUN_SETTINGS)
+    name = run["hardware"] if hardware is None else hardware
+    known = hardware_profiles()
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(f"unknown hardware profile {name!r}; known: {', '.join(known)} "
+                          f"({CONFIG_DIR / HARDWARE_DIR})")
+    return _merge(run, {**_read(CONFIG_DIR / HARDWARE_DIR / f"{name}.yaml"), "hardware": name})
+
+
+def _ordered_like(tree: dict, first: dict) -> dict:
+    """`tree` with the keys of `first` first, at every level (the saved config reads paper-first)."""
+    out = {}
+    for key, value in first.items():
+        if key in tree:
+            inner = tree[key]
+            out[key] = _ordered_like(inner, value) if isinstance(inner, dict) and isinstance(value, dict) else inner
+    for key, value in tree.items():
+        out.setdefault(key, value)
+    return out
+
+
 def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> dict:
-    cfg = _read(find_config(name_or_path))
-    for dotted, value in (overrides or {}).items():
+    """The resolved config: run.yaml <- hardware/<profile>.yaml <- the config and its includes <-
+    `overrides`. The profile is the overrides' `hardware`, else the config's, else run.yaml's."""
+    overrides = dict(overrides or {})
+    own = _read(find_config(name_or_path))
+    defaults = composed_defaults(overrides.get("hardware", own.get("hardware")))
+    cfg = _ordered_like(_merge(defaults, own), own)
+    for dotted, value in overrides.items():
         set_dotted(cfg, dotted, value)
     validate(cfg)
     return cfg
@@ -115,14 +155,13 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> d
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
-# train.* switches of the custom kernels on CUDA, and their defaults when a config leaves them out
-KERNEL_SWITCHES = {"fused_bn": True, "fused_grey_conv": False, "fused_augment": True, "cuda_graphs": False,
-                   "triton_conv": False}
+# train.* switches of the custom kernels on CUDA (their values: configs/hardware/gpu.yaml)
+KERNEL_SWITCHES = ("fused_bn", "fused_grey_conv", "fused_augment", "cuda_graphs", "triton_conv")
 
 
 def compile_mode_of(cfg: dict) -> str:
     """train.compile as a mode name (YAML reads a bare `off` as false, `on` as true)."""
-    value = cfg.get("train", {}).get("compile", "off")
+    value = cfg["train"]["compile"]
     if value is False or value is None:
         return "off"
     if value is True:
@@ -131,19 +170,20 @@ def compile_mode_of(cfg: dict) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _paper_reference() -> dict:
-    return _read(CONFIG_DIR / "paper.yaml")
+def _reference() -> dict:
+    """Every known key with its default: run.yaml <- hardware/<default profile> <- paper.yaml."""
+    return _merge(composed_defaults(), _read(CONFIG_DIR / "paper.yaml"))
 
 
 def validate(cfg: dict) -> None:
+    """ConfigError for the first key or value that cannot describe a run (checked strictly
+    against the composed defaults first: every key known, present and of its kind)."""
     try:
-        check_against(cfg, copy.deepcopy(_paper_reference()))
+        check_against(cfg, copy.deepcopy(_reference()))
     except ConfigKeyError as err:
         raise ConfigError(str(err)) from None
-    for key in ("networks", "members", "parts", "image_size", "epochs_scale", "train", "model",
-                "prep", "datasets"):
-        if key not in cfg:
-            raise ConfigError(f"config is missing `{key}`")
+    if cfg["hardware"] not in hardware_profiles():
+        raise ConfigError(f"unknown hardware profile {cfg['hardware']!r}; known: {', '.join(hardware_profiles())}")
     if not cfg["networks"]:
         raise ConfigError(f"networks is empty: name at least one of {list(NETWORKS)}")
     if "el" in cfg["networks"] and not cfg["parts"]:
@@ -161,23 +201,20 @@ def validate(cfg: dict) -> None:
     compile_mode = compile_mode_of(cfg)
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
-    for key, default in KERNEL_SWITCHES.items():
-        if not isinstance(cfg["train"].get(key, default), bool):
-            raise ConfigError(f"train.{key} must be true or false, not {cfg['train'][key]!r}")
-    if cfg["train"].get("cuda_graphs", False) and compile_mode != "off":
+    if cfg["train"]["cuda_graphs"] and compile_mode != "off":
         raise ConfigError("train.cuda_graphs and train.compile both change how the step runs; "
                           "choose one (compile's reduce-overhead mode captures graphs of its own)")
     _validate_recipe(cfg["train"])
-    gpus = float(cfg["train"].get("gpus_per_pack", 1.0))
+    gpus = float(cfg["train"]["gpus_per_pack"])
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
-    if cfg.get("executor") not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {cfg.get('executor')!r}")
-    workers = cfg["train"].get("workers_per_run")
+    if cfg["executor"] not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {cfg['executor']!r}")
+    workers = cfg["train"]["workers_per_run"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {workers!r}")
     for name, ds in cfg["datasets"].items():
-        missing = [s for s in STAGES if s not in ds.get("epochs", {})]
+        missing = [s for s in STAGES if s not in (ds.get("epochs") or {})]
         if missing:
             raise ConfigError(f"datasets.{name}.epochs lacks {missing}")
         if ds.get("protocol") not in ("loso", "kfold", "holdout"):
@@ -186,29 +223,24 @@ def validate(cfg: dict) -> None:
 
 def _validate_recipe(tr: dict) -> None:
     """The training recipe's knobs (selection, stopping, epoch length, BN in transfer)."""
-    if tr.get("selection") not in SELECTIONS:
-        raise ConfigError(f"train.selection must be one of {', '.join(SELECTIONS)}, not {tr.get('selection')!r}")
-    twin = tr.get("twin_selection")
+    if tr["selection"] not in SELECTIONS:
+        raise ConfigError(f"train.selection must be one of {', '.join(SELECTIONS)}, not {tr['selection']!r}")
+    twin = tr["twin_selection"]
     if twin is not None and twin not in SELECTIONS:
         raise ConfigError(f"train.twin_selection must be null or one of {', '.join(SELECTIONS)}, not {twin!r}")
-    if tr.get("transfer_bn", "frozen") not in TRANSFER_BN:
-        raise ConfigError(f"train.transfer_bn must be frozen or trainable, not {tr.get('transfer_bn')!r}")
-    steps = tr.get("steps_per_epoch")
+    if tr["transfer_bn"] not in TRANSFER_BN:
+        raise ConfigError(f"train.transfer_bn must be frozen or trainable, not {tr['transfer_bn']!r}")
+    steps = tr["steps_per_epoch"]
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"train.steps_per_epoch must be a whole number >= 1 or null, not {steps!r}")
-    patience = tr.get("patience")
+    patience = tr["patience"]
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise ConfigError(f"train.patience must be a whole number of epochs >= 1 or null, not {patience!r}")
-    aug = tr.get("augment") or {}
-    known_aug = ("hflip", "rotation_deg", "shift", "shear_deg")
-    unknown = sorted(set(aug) - set(known_aug))
-    if unknown:
-        raise ConfigError(f"unknown train.augment setting(s) {unknown}; known: {list(known_aug)} "
-                          "(Keras units: rotation_deg and shear_deg in degrees, shift a fraction of the side)")
-    if not 0 <= float(aug.get("shear_deg", 0)) < 60 or not 0 <= float(aug.get("shift", 0)) < 1:
+    aug = tr["augment"]      # its keys: checked against paper.yaml's (Keras units, explained there)
+    if not 0 <= float(aug["shear_deg"]) < 60 or not 0 <= float(aug["shift"]) < 1:
         raise ConfigError(f"train.augment needs 0 <= shear_deg < 60 and 0 <= shift < 1, got {aug}")
-    if "heldout_subjects" in (tr.get("selection"), twin):
-        fraction = tr.get("val_subject_fraction")
+    if "heldout_subjects" in (tr["selection"], twin):
+        fraction = tr["val_subject_fraction"]
         if not isinstance(fraction, (int, float)) or not 0 < float(fraction) < 1:
             raise ConfigError("selection heldout_subjects needs train.val_subject_fraction in (0, 1), "
                               f"not {fraction!r}")
@@ -216,7 +248,7 @@ def _validate_recipe(tr: dict) -> None:
 
 def selections_of(cfg: dict) -> list[str]:
     """The selections a run trains under: the main one, then its no-peeking twin if any."""
-    main, twin = cfg["train"]["selection"], cfg["train"].get("twin_selection")
+    main, twin = cfg["train"]["selection"], cfg["train"]["twin_selection"]
     return [main] if twin in (None, main) else [main, twin]
 
 
@@ -226,7 +258,7 @@ def packs_per_gpu(cfg: dict) -> int:
     Ray reads the fraction itself (num_gpus per task); the inline executor runs this many pack
     chains at once in threads, each on its own CUDA stream, so a pack whose early-stopped models
     left the computation does not leave the GPU idle."""
-    return max(1, int(1.0 / float(cfg["train"].get("gpus_per_pack", 1.0)) + 1e-6))
+    return max(1, int(1.0 / float(cfg["train"]["gpus_per_pack"]) + 1e-6))
 
 
 def resolve_device(requested: str) -> str:

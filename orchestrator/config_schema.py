@@ -1,10 +1,12 @@
-"""Strict checking of a resolved config against configs/paper.yaml, the one source of every key.
+"""Strict checking of a resolved config against the composed defaults, the one source of every key.
 
-A key paper.yaml does not have is refused with the nearest known one ("did you mean
-train.patience?"); a value of the wrong kind (text for a number, a number for a switch) or out
-of its range is refused naming the key. All of it happens in load_config, before a run writes
-anything: a typo would otherwise retrain everything to no effect, and a bad value fail deep
-inside a pack after plan.json says "running".
+The reference is configs/run.yaml <- configs/hardware/<default profile>.yaml <- configs/paper.yaml
+(orchestrator.config composes it). A key it does not have is refused with the nearest known one
+("did you mean train.patience?"); a key it has but the config lacks, a value of the wrong kind
+(text for a number, a number for a switch) or out of its range is refused naming the key. All of
+it happens in load_config, before a run writes anything: a typo would otherwise retrain everything
+to no effect, and a bad value fail deep inside a pack after plan.json says "running"; and the code
+can read every key without a fallback default of its own.
 
 Free-form subtrees: the data sets a config describes (`datasets.<name>`, checked key by key
 against DATASET_KEYS), their generators (`synthetic.<name>`) and the preprocessing overrides of
@@ -15,7 +17,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-# keys whose value may be of several kinds (paper.yaml's null ones among them)
+# keys whose value may be of several kinds (the reference's null ones among them)
 KINDS: dict[str, tuple[type, ...]] = {
     "train.steps_per_epoch": (int, type(None)), "train.patience": (int, type(None)),
     "train.twin_selection": (str, type(None)), "model.pool_padding": (str, int),
@@ -36,7 +38,7 @@ MINIMUM: dict[str, tuple[float, bool]] = {
 
 
 class ConfigKeyError(ValueError):
-    """A config key or value that paper.yaml does not allow."""
+    """A config key or value that the composed defaults do not allow."""
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -69,12 +71,16 @@ def _near(key: str, known: list[str]) -> str:
 
 
 def check_against(cfg: dict, reference: dict) -> None:
-    """ConfigKeyError for the first key or value of `cfg` that `reference` (paper.yaml) rules out."""
+    """ConfigKeyError for the first key or value of `cfg` that `reference` (the composed
+    defaults) rules out, or the first key of `reference` that `cfg` lacks."""
     known = _flatten({k: v for k, v in reference.items() if k not in ("datasets", *FREE_SECTIONS)})
     names = sorted(known) + ["datasets", *FREE_SECTIONS]
-    for key, value in _flatten({k: v for k, v in cfg.items() if k not in ("datasets", *FREE_SECTIONS)}).items():
+    ours = _flatten({k: v for k, v in cfg.items() if k not in ("datasets", *FREE_SECTIONS)})
+    for key, value in ours.items():
         if key not in known:
             parent = next((p for p in sorted(known) if key.startswith(p + ".")), None)
+            if any(k.startswith(key + ".") for k in known):
+                raise ConfigKeyError(f"{key} must be a mapping, not {value!r}")
             if parent is None or not isinstance(known[parent], dict):
                 raise ConfigKeyError(f"unknown config key {key}{_near(key, names)}")
             continue
@@ -87,6 +93,12 @@ def check_against(cfg: dict, reference: dict) -> None:
             low, open_ = bound
             if value < low or (open_ and value == low):
                 raise ConfigKeyError(f"{key} must be {'>' if open_ else '>='} {low:g}, not {value!r}")
+    for key in known:
+        if key not in ours and not any(k.startswith(key + ".") for k in ours):
+            raise ConfigKeyError(f"config lacks {key} (configs/run.yaml, hardware/ and paper.yaml define every key)")
+    for section in ("datasets", *FREE_SECTIONS):
+        if not isinstance(cfg.get(section) or {}, dict):
+            raise ConfigKeyError(f"{section} must be a mapping, not {cfg[section]!r}")
     for name, spec in (cfg.get("datasets") or {}).items():
         if not isinstance(spec, dict):
             raise ConfigKeyError(f"datasets.{name} must be a mapping, not {spec!r}")

@@ -56,7 +56,8 @@ def test_the_wheel_holds_one_import_name_and_its_configs(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"partfer", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}, tops
-    for config in ("paper.yaml", "demo.yaml", "synthetic.yaml"):
+    for config in ("paper.yaml", "demo.yaml", "synthetic.yaml", "run.yaml", "hardware/gpu.yaml", "hardware/cpu.yaml",
+                   "hardware/cluster.yaml"):
         assert f"partfer/configs/{config}" in names
     assert not [n for n in names if n.startswith(("partfer/tests/", "partfer/bench/"))]
     top_level = next(n for n in names if n.endswith("top_level.txt"))

@@ -97,7 +97,7 @@ def paper_workload(cfg: dict, folds: dict[str, int]) -> list[ChainKind]:
     units of plan.units_for, at steps_per_epoch x batch_size images an epoch."""
     from partfer.orchestrator.config import TRANSFER_STAGES, epochs_for, selections_of
     tr = cfg["train"]
-    if tr.get("steps_per_epoch") is None:
+    if tr["steps_per_epoch"] is None:
         raise ValueError("paper_workload needs train.steps_per_epoch (one pass depends on the data)")
     per_epoch = int(tr["steps_per_epoch"]) * int(tr["batch_size"])
     kinds = []

@@ -65,18 +65,18 @@ def units_for(cfg: dict, dataset: str, folds: list[int]) -> list[Unit]:
 def stage_settings(cfg: dict, dataset: str, stage: str, selection: str | None = None) -> StageSettings:
     """A stage's training settings; `selection` overrides train.selection (the no-peeking twin)."""
     tr = cfg["train"]
-    patience, steps = tr.get("patience"), tr.get("steps_per_epoch")
+    patience, steps = tr["patience"], tr["steps_per_epoch"]
     return StageSettings(
         stage=stage, lr=float(tr["lr"][stage]), max_epochs=epochs_for(cfg, dataset, stage),
         patience=None if patience is None else int(patience), min_delta=float(tr["min_delta"]),
         selection=selection or tr["selection"], batch_size=int(tr["batch_size"]),
         steps_per_epoch=None if steps is None else int(steps),
-        frozen_bn=stage in FROZEN_BN_STAGES and tr.get("transfer_bn", "frozen") == "frozen",
+        frozen_bn=stage in FROZEN_BN_STAGES and tr["transfer_bn"] == "frozen",
         class_balanced=bool(tr["class_balanced"]), augment=AugmentSettings.from_config(tr["augment"]),
-        adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg.get("eval_every", 1)),
+        adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg["eval_every"]),
         checkpoint_every=int(tr["checkpoint_every"]),
-        checkpoint_seconds=float(tr.get("checkpoint_seconds", 0.0)),
-        compact_stopped=bool(tr.get("compact_stopped", True)), recalibrate_bn=bool(tr.get("recalibrate_bn", False)))
+        checkpoint_seconds=float(tr["checkpoint_seconds"]),
+        compact_stopped=bool(tr["compact_stopped"]), recalibrate_bn=bool(tr["recalibrate_bn"]))
 
 
 # Resume bookkeeping: changing it changes no result, so it is not part of a model's key.
@@ -93,7 +93,7 @@ def unit_seed(cfg: dict, unit: Unit) -> int:
 
 
 def precision_for(cfg: dict, device: str) -> str:
-    want = cfg["train"].get("precision", "auto")
+    want = cfg["train"]["precision"]
     if want == "auto":
         return "bf16" if device.startswith("cuda") else "fp32"
     return want
@@ -113,13 +113,13 @@ def _recorded(prepared: str, storage: str) -> str:
 def pack_options(cfg: dict, device: str) -> dict:
     """A PackJob's execution options (none is part of any key): memory layout, determinism,
     compilation and the custom kernels' switches."""
-    channels_last = cfg["train"].get("channels_last", "auto")
+    channels_last = cfg["train"]["channels_last"]
     channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
     # the augmentation's kernel runs where the pack does, so true means "on CUDA"
-    switches = {key: bool(cfg["train"].get(key, default)) for key, default in KERNEL_SWITCHES.items()}
+    switches = {key: bool(cfg["train"][key]) for key in KERNEL_SWITCHES}
     switches["fused_augment"] = "auto" if switches["fused_augment"] else "off"
-    return dict(channels_last=channels_last, deterministic=bool(cfg["train"].get("deterministic", False)),
-                cudnn_benchmark=bool(cfg["train"].get("cudnn_benchmark", False)), compile=compile_mode_of(cfg),
+    return dict(channels_last=channels_last, deterministic=bool(cfg["train"]["deterministic"]),
+                cudnn_benchmark=bool(cfg["train"]["cudnn_benchmark"]), compile=compile_mode_of(cfg),
                 **switches)
 
 

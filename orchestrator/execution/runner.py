@@ -125,7 +125,7 @@ def _prep_settings(p: dict):
     return PrepSettings(detector=p["detector"], annotator=p["annotator"], crop_size=int(p["crop_size"]),
                         clahe_clip=float(p["clahe_clip"]), clahe_tile=int(p["clahe_tile"]),
                         ssd_confidence=float(p["ssd_confidence"]), box_margin=float(p["box_margin"]),
-                        no_face=str(p.get("no_face", "center_square")))
+                        no_face=str(p["no_face"]))
 
 
 def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = (),
@@ -182,7 +182,7 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
                if epochs_for(cfg, name, stage) < int(paper["datasets"][name]["epochs"][stage])]
         if cut:
             reasons.append(f"{name} epochs below the paper's (ours/paper): {', '.join(cut)}")
-    ours, theirs = cfg["train"].get("steps_per_epoch"), paper["train"]["steps_per_epoch"]
+    ours, theirs = cfg["train"]["steps_per_epoch"], paper["train"]["steps_per_epoch"]
     if ours != theirs and (ours is None or theirs is None or int(ours) < int(theirs)):
         what = "one pass over the training rows" if ours is None else str(ours)
         reasons.append(f"steps per epoch: {what} instead of {theirs}")
@@ -236,7 +236,7 @@ def run(req: RunRequest, log=None) -> str | None:
 
     info = None
     if req.datasets or not req.prepared or executor != "inline":
-        info = ensure_ray(storage, bool(cfg.get("storage_shared", False)))
+        info = ensure_ray(storage, bool(cfg["storage_shared"]))
         log(f"Ray at {info.address}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs")
     raw, synthetic = dict(req.datasets), []
     if not raw and not req.prepared:
@@ -254,11 +254,12 @@ def run(req: RunRequest, log=None) -> str | None:
     from partfer.orchestrator.execution.plan import build_plan, precision_for
     prepared = {name: open_prepared(path) for name, path in prepared_dirs.items()}
     pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
+    # the profile's name adds nothing to its values, which are in the config
     identity = {"config": {k: v for k, v in cfg.items()
-                           if k not in ("storage", "executor", "device", "storage_shared")},
+                           if k not in ("storage", "executor", "device", "storage_shared", "hardware")},
                 "prepared": {k: basename(v) for k, v in sorted(prepared_dirs.items())},
                 "precision": precision_for(cfg, device)}
-    run_id = f"{cfg.get('name', 'run')}-{stable_hash(identity, 10)}"
+    run_id = f"{cfg['name']}-{stable_hash(identity, 10)}"
     plan = build_plan(cfg, prepared, storage, device, run_id, pack_size)
     if req.dry_run:
         from partfer.orchestrator.execution.plan_summary import measured_rate, summary_lines
@@ -279,13 +280,13 @@ def run(req: RunRequest, log=None) -> str | None:
     if synthetic:
         shrunk_reasons.append(f"synthetic data ({', '.join(sorted(set(synthetic)))})")
     plan.run_plan.settings = {
-        "config_name": cfg.get("name"), "image_size": int(cfg["image_size"]),
+        "config_name": cfg["name"], "image_size": int(cfg["image_size"]),
         "epochs_scale": float(cfg["epochs_scale"]), "seed": int(cfg["seed"]), "device": device,
         "executor": executor, "precision": precision_for(cfg, device), "pack_size": pack_size,
         "networks": list(cfg["networks"]), "parts": list(cfg["parts"]), "members": int(cfg["members"]),
-        "selection": cfg["train"]["selection"], "twin_selection": cfg["train"].get("twin_selection"),
-        "steps_per_epoch": cfg["train"].get("steps_per_epoch"), "patience": cfg["train"].get("patience"),
-        "transfer_bn": cfg["train"].get("transfer_bn", "frozen"),
+        "selection": cfg["train"]["selection"], "twin_selection": cfg["train"]["twin_selection"],
+        "steps_per_epoch": cfg["train"]["steps_per_epoch"], "patience": cfg["train"]["patience"],
+        "transfer_bn": cfg["train"]["transfer_bn"],
         "epochs": {name: {s: epochs_for(cfg, name, s) for s in ("baseline", "landmark", "head", "finetune")}
                    for name in prepared},
         "prep": {n: prep_config(cfg, n, n in synthetic) for n in prepared},

@@ -52,13 +52,14 @@ class StageSettings:
     class_balanced: bool
     augment: AugmentSettings
     adam: dict
-    steps_per_epoch: int | None = None   # None: one pass over the model's training rows (mean over the pack)
-    frozen_bn: bool = False       # BN in inference mode (statistics neither used from the batch nor updated)
-    eval_every: int = 1
-    checkpoint_every: int = 10
-    recalibrate_bn: bool = False
-    checkpoint_seconds: float = 0.0   # and at least this long since the last one (a big pack's state is ~0.3 GB)
-    compact_stopped: bool = True      # stop computing stopped models once half the computed ones stopped
+    # No defaults below: every value comes from the resolved config (orchestrator.execution.plan.stage_settings)
+    steps_per_epoch: int | None   # None: one pass over the model's training rows (mean over the pack)
+    frozen_bn: bool               # BN in inference mode (statistics neither used from the batch nor updated)
+    eval_every: int
+    checkpoint_every: int
+    recalibrate_bn: bool
+    checkpoint_seconds: float     # and at least this long since the last one (a big pack's state is costly to write)
+    compact_stopped: bool         # stop computing stopped models once half the computed ones stopped
 
     @property
     def restore_best(self) -> bool:
@@ -98,15 +99,17 @@ class PackJob:
     precision: str                # fp32 | bf16
     channels_last: bool
     state_dir: str                # resumable pack state
-    deterministic: bool = False
-    cudnn_benchmark: bool = False
-    compile: str = "off"          # off | a torch.compile mode for the training step's forward + loss
-    fused_bn: bool = True         # BN -> ReLU [-> max-pool] as Triton kernels on CUDA packs (models.kernels.fused_bn)
-    fused_grey_conv: bool = False  # ... with the grey first conv computed inside them (models.kernels.fused_grey)
-    fused_augment: str = "auto"   # a batch gathered + augmented + normalised by one kernel (orchestrator.training.batches):
+    # Execution options, from the resolved config's train.* (orchestrator.execution.plan.pack_options;
+    # their values: configs/run.yaml and configs/hardware/), so no defaults here
+    deterministic: bool
+    cudnn_benchmark: bool
+    compile: str                  # off | a torch.compile mode for the training step's forward + loss
+    fused_bn: bool                # BN -> ReLU [-> max-pool] as Triton kernels on CUDA packs (models.kernels.fused_bn)
+    fused_grey_conv: bool         # ... with the grey first conv computed inside them (models.kernels.fused_grey)
+    fused_augment: str            # a batch gathered + augmented + normalised by one kernel (orchestrator.training.batches):
                                   # auto = on CUDA | on = wherever Triton runs (its interpreter on a CPU) | off
-    cuda_graphs: bool = False     # steps replayed as a captured CUDA graph (orchestrator.training.step_graph); CUDA only
-    triton_conv: bool = False     # square grouped convs as Triton kernels (models.kernels.grouped_conv); where Triton runs
+    cuda_graphs: bool             # steps replayed as a captured CUDA graph (orchestrator.training.step_graph); CUDA only
+    triton_conv: bool             # square grouped convs as Triton kernels (models.kernels.grouped_conv); where Triton runs
 
 
 @dataclass

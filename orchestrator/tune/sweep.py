@@ -238,7 +238,7 @@ def _prepare_data(req: SweepRequest, cfg: dict, storage: str, log) -> str:
     if req.dataset not in raw:
         given = sorted(set(req.datasets) | set(req.prepared) | set(raw))
         raise SweepError(f"data set {req.dataset!r} is not among those given ({', '.join(given) or 'none'})")
-    ensure_ray(storage, bool(cfg.get("storage_shared", False)))
+    ensure_ray(storage, bool(cfg["storage_shared"]))
     dirs = prepare(cfg, {req.dataset: raw[req.dataset]}, work, log, synthetic,
                    this_node=bool(synthetic) and is_uri(storage),
                    remote_store=storage if is_uri(storage) else None)
@@ -273,7 +273,7 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     device = resolve_device(cfg["device"])
     prepared_dir = _prepare_data(req, cfg, storage, log)
     from partfer.orchestrator.execution.runner import ensure_ray
-    ensure_ray(storage, bool(cfg.get("storage_shared", False)))
+    ensure_ray(storage, bool(cfg["storage_shared"]))
     setup = SweepSetup(config=cfg, dataset=req.dataset, prepared_dir=prepared_dir, storage=storage,
                        device=device, network=req.network, stage=req.stage)
     points = sample_points(spaces, req.samples, int(cfg["seed"]))

@@ -108,3 +108,105 @@ def test_paper_yaml_is_the_authors_recipe():
                                   "train.transfer_bn": "trainable", "train.class_balanced": True,
                                   "model.pool_padding": 0, "train.twin_selection": None})
     assert other["train"]["patience"] == 20 and other["model"]["pool_padding"] == 0
+
+
+# Configs by concern: run.yaml (run settings) <- hardware/<profile>.yaml <- the experiment config.
+
+def _leaf_paths(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= _leaf_paths(value, f"{prefix}{key}.")
+        else:
+            out.add(f"{prefix}{key}")
+    return out
+
+
+def _raw(relative: str) -> dict:
+    import yaml
+
+    from partfer.orchestrator.config import CONFIG_DIR
+    return yaml.safe_load((CONFIG_DIR / relative).read_text())
+
+
+def test_each_default_has_one_source():
+    paper, run, gpu = (_leaf_paths(_raw(f)) for f in ("paper.yaml", "run.yaml", "hardware/gpu.yaml"))
+    assert "include" not in paper | run | gpu
+    assert not paper & run, f"defined in paper.yaml and run.yaml: {sorted(paper & run)}"
+    assert not paper & gpu, f"defined in paper.yaml and hardware/gpu.yaml: {sorted(paper & gpu)}"
+    assert not run & gpu, f"defined in run.yaml and hardware/gpu.yaml: {sorted(run & gpu)}"
+    # the paper's file holds no run setting and no machine sizing
+    assert {"storage", "executor", "device", "train.checkpoint_every", "train.pack_size", "train.fused_bn"}.isdisjoint(paper)
+
+
+def test_other_profiles_include_gpu_and_define_no_key_of_their_own():
+    from partfer.orchestrator.config import hardware_profiles
+    gpu = _leaf_paths(_raw("hardware/gpu.yaml"))
+    for name in set(hardware_profiles()) - {"gpu"}:
+        raw = _raw(f"hardware/{name}.yaml")
+        assert raw.pop("include") == "gpu.yaml"
+        assert _leaf_paths(raw) <= gpu, name
+
+
+def test_the_composed_paper_config_keeps_todays_values():
+    cfg = load_config("paper")
+    assert cfg["hardware"] == "gpu" and cfg["storage"] == "partfer_store" and cfg["executor"] == "ray"
+    assert cfg["device"] == "auto" and cfg["storage_shared"] is False
+    tr = cfg["train"]
+    assert (tr["pack_size"], tr["pack_size_cpu"], tr["gpus_per_pack"], tr["cpus_per_pack"]) == (50, 5, 0.33, 1)
+    assert (tr["fused_bn"], tr["fused_augment"], tr["fused_grey_conv"], tr["cuda_graphs"], tr["triton_conv"]) == (
+        True, True, False, False, False)
+    assert (tr["compile"], tr["precision"], tr["channels_last"], tr["cudnn_benchmark"]) == ("off", "auto", "auto", False)
+    assert (tr["checkpoint_every"], tr["checkpoint_seconds"], tr["max_retries"], tr["deterministic"]) == (10, 60, 2, False)
+    assert (tr["workers_per_run"], tr["gpus_per_worker"], tr["compact_stopped"]) == (0, 1.0, True)
+    assert tr["batch_size"] == 32 and cfg["image_size"] == 160 and cfg["members"] == 5
+
+
+@pytest.mark.parametrize("name", ["gpu", "cpu", "cluster"])
+def test_each_hardware_profile_loads(name):
+    from partfer.orchestrator.config import hardware_profiles
+    assert name in hardware_profiles()
+    cfg = load_config("paper", {"hardware": name})
+    assert cfg["hardware"] == name
+    assert cfg["train"]["lr"]["finetune"] == 1e-4 and cfg["storage"] == "partfer_store"   # paper.yaml, run.yaml
+
+
+def test_the_profile_is_chosen_by_set_or_by_the_config(tmp_path):
+    assert load_config("paper")["train"]["gpus_per_pack"] == 0.33
+    assert load_config("paper", {"hardware": "cluster"})["train"]["gpus_per_pack"] == 1.0
+    # an experiment config's own choice, and its own values over the profile's
+    (tmp_path / "mine.yaml").write_text("include: paper.yaml\nhardware: cluster\n")
+    assert load_config(str(tmp_path / "mine.yaml"))["train"]["gpus_per_pack"] == 1.0
+    assert load_config(str(tmp_path / "mine.yaml"), {"hardware": "gpu"})["train"]["gpus_per_pack"] == 0.33
+    (tmp_path / "sized.yaml").write_text("include: paper.yaml\nhardware: cluster\ntrain: {gpus_per_pack: 0.5}\n")
+    assert load_config(str(tmp_path / "sized.yaml"))["train"]["gpus_per_pack"] == 0.5
+    # a run setting and a profile value, each overridden on the command line
+    cfg = load_config("demo", {"hardware": "cpu", "storage": "/tmp/x", "train.fused_bn": False})
+    assert (cfg["hardware"], cfg["storage"], cfg["train"]["fused_bn"]) == ("cpu", "/tmp/x", False)
+    assert cfg["train"]["pack_size_cpu"] == 10                                          # demo.yaml's own
+
+
+def test_an_unknown_hardware_profile_is_refused_listing_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown hardware profile 'tpu'; known: cluster, cpu, gpu"):
+        load_config("paper", {"hardware": "tpu"})
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"train.fused_bnn": True}, r"unknown config key train.fused_bnn \(did you mean train.fused_bn\?\)"),
+    ({"storag": "x"}, r"unknown config key storag \(did you mean storage\?\)"),
+    ({"train.pack_size": "big"}, "train.pack_size must be a whole number, not 'big'"),
+    ({"train.max_retries": -1}, "train.max_retries must be >= 0"),
+    ({"storage_shared": "yes"}, "storage_shared must be true or false"),
+    ({"train": None}, "train must be a mapping"),
+])
+def test_run_settings_and_hardware_keys_are_checked_as_strictly(over, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("paper", over)
+
+
+def test_a_config_that_lacks_a_key_is_refused():
+    from partfer.orchestrator.config import validate
+    cfg = load_config("paper")
+    del cfg["train"]["fused_bn"]
+    with pytest.raises(ConfigError, match="config lacks train.fused_bn"):
+        validate(cfg)
