@@ -4,7 +4,7 @@ from the stored uint8 images and the rows each model draws to the network's inpu
 
     torch, F.affine_grid   PyTorch's ops with F.affine_grid (a batched GEMM against a base grid)
     torch                  PyTorch's ops with orchestrator.training.augment.affine_grid (broadcast)
-    fused                  orchestrator/training/fused_augment.py: one Triton kernel, written in --dtype
+    fused                  models/kernels/warp.py: one Triton kernel, written in --dtype
                            (CUDA; on a CPU only with TRITON_INTERPRET=1, and then slow)
 
     python bench/augment_batch.py                                   # 400 images (8 x 50) on the CPU
@@ -24,7 +24,8 @@ if not __package__:                              # run as a script, maybe from a
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from partfer.orchestrator.training import fused_augment  # noqa: E402
+from partfer.models.kernels import warp  # noqa: E402
+from partfer.orchestrator.training.batches import _compare_routes  # noqa: E402
 from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms,  # noqa: E402
                                   sampling_maps, warp_images)
 
@@ -62,8 +63,8 @@ def main(argv=None) -> int:
     routes = {"torch, F.affine_grid": torch_affine_grid,
               "torch": lambda: _pack_layout(warp_images(normalise_pixels(images[idx]).reshape(-1, 1, s, s), forward),
                                             idx)}
-    if fused_augment.available(images):
-        routes["fused"] = lambda: fused_augment.warp_batch(images, idx, forward, dtype)
+    if warp.available(images, _compare_routes):
+        routes["fused"] = lambda: warp.warp_batch(images, idx, sampling_maps(forward), dtype)
     else:
         print(f"fused: not run (no Triton kernel on {args.device}; CPUs need TRITON_INTERPRET=1)")
     ref = routes["torch"]().float()

@@ -249,7 +249,7 @@ def record_step(route: str, pack: int, batch: int, image_size: int, n_images: in
         step()
         net = step.net
         subset = net.model_index(list(range(0, pack, 2)))
-        # laid out as the trainer's batches are (orchestrator.training.fused_augment.warp_batch): each
+        # laid out as the trainer's batches are (models.kernels.warp.warp_batch): each
         # pixel's models adjacent
         x = torch.rand(batch, image_size, image_size, len(subset)).to(torch.bfloat16).permute(0, 3, 1, 2).unsqueeze(2)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -259,15 +259,14 @@ def record_step(route: str, pack: int, batch: int, image_size: int, n_images: in
 
 
 def _tile_tables() -> dict:
-    from partfer.models.kernels import fused_bn, grouped_conv
-    from partfer.orchestrator.training import fused_augment
-    return {"bn": fused_bn.TILES, "conv": grouped_conv.CONV_TILES, "augment": fused_augment.TILES}
+    from partfer.models.kernels import fused_bn, grouped_conv, warp
+    return {"bn": fused_bn.TILES, "conv": grouped_conv.CONV_TILES, "augment": warp.TILES}
 
 
 
 def set_tiles(settings: list[str]) -> dict:
     """Apply TABLE.KEY=VALUE settings to the kernels' tile tables (models.kernels.fused_bn.TILES,
-    models.kernels.grouped_conv.CONV_TILES, orchestrator.training.fused_augment.TILES), e.g. to check the tiles a
+    models.kernels.grouped_conv.CONV_TILES, models.kernels.warp.TILES), e.g. to check the tiles a
     GPU sweep will try before it tries them. Returns what was set."""
     tables, done = _tile_tables(), {}
     for setting in settings:

@@ -1,24 +1,22 @@
 """A training batch gathered, warped and normalised in one Triton kernel, straight from the uint8
 images on the GPU into the packed network's input layout.
 
-Why: the PyTorch path (orchestrator.training.augment) takes five passes per step over a 1,600-image batch
-at 160 px: gather the uint8 rows, convert them to float, build a sampling grid (two floats per
-pixel), grid_sample, then copy into the network's layout (and autocast casts to bf16 after
-that). On an H200 these took ~5 ms of a 46 ms step (BENCHMARKS.md, session 4's profile). Here each
-output pixel reads its four source pixels from the stored images, interpolates, normalises and
-is written once, in the dtype the network computes in.
+Why: PyTorch's route (orchestrator.training.augment) passes over the batch five times (gather,
+convert to float, build a sampling grid, grid_sample, copy into the network's layout); here each
+output pixel reads its four source pixels, interpolates, normalises and is written once, in the
+dtype the network computes in (the measured gain is in BENCHMARKS.md).
 
-Same function as augment.warp_images(normalise_pixels(images[idx]), forward) (bilinear,
-border padding, align_corners=False; the sampling map of each output pixel computed as
-augment.affine_grid does), in float32, rounded once to the output dtype. The landmarks are
-moved by augment.move_landmarks as before: only the images take this path.
+The function is grid_sample's (bilinear, border padding, align_corners=False) under per-sample
+sampling maps, with the pixels normalised as augment.normalise_pixels does, in float32, rounded
+once to the output dtype. The caller gives the sampling maps; the landmarks are moved elsewhere.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from partfer.models.kernels.fused_bn import launch, runs_on, self_test, triton
-from partfer.orchestrator.training.augment import AugmentSettings, sampling_maps
 
 # Output pixels x models per program: rows of the channels-last output are models, so a tile
 # writes BLOCK_M contiguous values per pixel.
@@ -77,44 +75,30 @@ if triton is not None:
         tl.store(OUT + dst, out.to(OUT.dtype.element_ty), mask=mask)
 
 
-def available(images: torch.Tensor) -> bool:
+def available(images: torch.Tensor, check: Callable[[str], None]) -> bool:
     """Whether the kernel runs on the images' device (Triton compiled on CUDA, or its interpreter
-    on a CPU) and passed its self-test there; otherwise augment's PyTorch path is used."""
-    return runs_on(images) and self_test(str(images.device), _compare_with_pytorch, "fused augmentation") is None
+    on a CPU) and passed `check` there once (a comparison with the caller's reference route,
+    raising on a difference)."""
+    return runs_on(images) and self_test(str(images.device), check, "fused augmentation") is None
 
 
-def _compare_with_pytorch(device: str) -> None:
-    """Raise unless the fused route gives the batch PyTorch's route gives (orchestrator.training.batches)
-    on a small pack, with strong but well-conditioned maps as training draws them (flips, and
-    far past the borders)."""
-    from partfer.orchestrator.training.batches import augmented_batch     # (it imports this module)
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (5, 9, 11), generator=gen, dtype=torch.uint8).to(device)
-    idx = torch.tensor([[0, 3, 4], [2, 2, 1]], device=device)
-    strong = AugmentSettings(hflip=True, rotation_deg=40.0, shift=0.3, shear_deg=17.0)
-    got, want = (augmented_batch(images, idx, strong, torch.Generator(device=device).manual_seed(1), fused=fused,
-                                 channels_last=True)[0] for fused in (True, False))
-    err = float((got - want).abs().max())
-    if not err < 1e-4:
-        raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}")
-
-
-def warp_batch(images: torch.Tensor, idx: torch.Tensor, forward: torch.Tensor, dtype: torch.dtype,
+def warp_batch(images: torch.Tensor, idx: torch.Tensor, theta: torch.Tensor, dtype: torch.dtype,
                channels_last: bool = True) -> torch.Tensor:
     """The augmented batch of a pack: images (N, H, W) uint8, idx (M, B) the rows each model
-    trains on, forward (M * B, 2, 3) the forward maps (augment.random_transforms, model-major).
+    trains on, theta (M * B, 2, 3) the sampling maps (for each output pixel, where to read in
+    its image, in affine_grid's [-1, 1] units; augment.sampling_maps of the forward maps), model-major.
 
     Returns (B, M, 1, H, W) in [-1, 1] in `dtype`: the packed network's input, its (B, M, H, W)
     view channels-last (each pixel's M values adjacent) unless channels_last=False.
     """
     if images.dtype != torch.uint8 or images.dim() != 3:
         raise ValueError(f"expected (N, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
-    if idx.dim() != 2 or forward.shape != (idx.numel(), 2, 3):
-        raise ValueError(f"expected idx (M, B) and forward (M*B, 2, 3), got {tuple(idx.shape)} and "
-                         f"{tuple(forward.shape)}")
+    if idx.dim() != 2 or theta.shape != (idx.numel(), 2, 3):
+        raise ValueError(f"expected idx (M, B) and theta (M*B, 2, 3), got {tuple(idx.shape)} and "
+                         f"{tuple(theta.shape)}")
     k, b = idx.shape
     _, h, w = images.shape
-    theta = sampling_maps(forward.float()).contiguous()
+    theta = theta.float().contiguous()
     if channels_last:
         out = torch.empty((b, h, w, k), dtype=dtype, device=images.device).permute(0, 3, 1, 2)
     else:

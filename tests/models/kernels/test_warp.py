@@ -3,8 +3,10 @@ gather, normalise, affine_grid + grid_sample (bilinear, border), transpose to th
 import pytest
 import torch
 
-from partfer.orchestrator.training import fused_augment
-from partfer.orchestrator.training.augment import AugmentSettings, normalise_pixels, random_transforms, warp_images
+from partfer.models.kernels import warp
+from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms, sampling_maps,
+                                                   warp_images)
+from partfer.orchestrator.training.batches import _compare_routes
 
 pytestmark = pytest.mark.triton         # skipped only where Triton cannot run at all
 
@@ -31,7 +33,7 @@ def test_matches_grid_sample(m, b, h, w, channels_last):
     # 17 models: more than one tile of models, the last one masked; (1, 1): arguments equal to 1
     # reach Triton as constants
     images, idx, forward = _case(6, m, b, h, w, seed=m * 100 + h)
-    got = fused_augment.warp_batch(images, idx, forward, torch.float32, channels_last)
+    got = warp.warp_batch(images, idx, sampling_maps(forward), torch.float32, channels_last)
     assert got.shape == (b, m, 1, h, w) and got.dtype == torch.float32
     flat = got.squeeze(2)
     assert flat.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -40,7 +42,7 @@ def test_matches_grid_sample(m, b, h, w, channels_last):
 
 def test_bf16_output_is_the_float32_result_rounded():
     images, idx, forward = _case(4, 6, 5, 16, 16, seed=3)
-    got = fused_augment.warp_batch(images, idx, forward, torch.bfloat16)
+    got = warp.warp_batch(images, idx, sampling_maps(forward), torch.bfloat16)
     want = _pytorch(images, idx, forward)
     assert got.dtype == torch.bfloat16
     # one rounding of float32 values that agree to ~1e-6: at most one bf16 step apart
@@ -51,17 +53,17 @@ def test_bf16_output_is_the_float32_result_rounded():
 def test_identity_maps_return_the_normalised_images():
     images, idx, _ = _case(3, 2, 2, 10, 14, seed=4)
     forward = torch.eye(2, 3).repeat(4, 1, 1)
-    got = fused_augment.warp_batch(images, idx, forward, torch.float32)
+    got = warp.warp_batch(images, idx, sampling_maps(forward), torch.float32)
     torch.testing.assert_close(got.squeeze(2).transpose(0, 1), normalise_pixels(images[idx]), atol=1e-6, rtol=0)
 
 
 def test_bad_inputs_are_named():
     images, idx, forward = _case(3, 2, 2, 10, 10, seed=5)
     with pytest.raises(ValueError, match="uint8"):
-        fused_augment.warp_batch(images.float(), idx, forward, torch.float32)
-    with pytest.raises(ValueError, match="forward"):
-        fused_augment.warp_batch(images, idx, forward[:3], torch.float32)
+        warp.warp_batch(images.float(), idx, sampling_maps(forward), torch.float32)
+    with pytest.raises(ValueError, match="theta"):
+        warp.warp_batch(images, idx, sampling_maps(forward)[:3], torch.float32)
 
 
 def test_self_test_passes_where_the_kernel_runs():
-    assert fused_augment.available(torch.zeros(1, dtype=torch.uint8))
+    assert warp.available(torch.zeros(1, dtype=torch.uint8), _compare_routes)
