@@ -118,11 +118,11 @@ def allreduce_seconds(params: int, repeats: int = 5) -> float:
 
 
 def pack_params(models: int) -> int:
+    from partfer.models.config import ArchConfig
     from partfer.models.packed import PackedNetwork
     from partfer.orchestrator.config import load_config
-    from partfer.orchestrator.training.train import model_kwargs
-    net = PackedNetwork(models, n_classes=7, landmark_outputs=None, seeds=list(range(models)),
-                        **model_kwargs(load_config("paper")["model"]))
+    net = PackedNetwork.from_arch(models, 7, None, ArchConfig.from_config(load_config("paper")["model"]),
+                                  seeds=list(range(models)))
     return sum(p.numel() for p in net.parameters())
 
 

@@ -62,16 +62,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare
 import torch  # noqa: E402
 
 import partfer.atomicio  # noqa: E402
+from partfer.models.config import ArchConfig  # noqa: E402
+from partfer.models.options import ExecOptions  # noqa: E402
 from partfer.models.packed import PackedNetwork, model_view  # noqa: E402
 from partfer.models.subnet import SubNetwork  # noqa: E402
 from partfer.orchestrator.training.augment import AugmentSettings  # noqa: E402
 from partfer.orchestrator.training.batches import fused_available  # noqa: E402
 from partfer.orchestrator.training.step_graph import PackStepper  # noqa: E402
 from partfer.orchestrator.config import load_config  # noqa: E402
-from partfer.orchestrator.training.train import StepPlan, model_kwargs, train_step, training_loss_fn  # noqa: E402
+from partfer.orchestrator.training.train import StepPlan, train_step, training_loss_fn  # noqa: E402
 
 # the network configs/paper.yaml trains (its pooling, BN and head settings)
-PAPER_ARCH = model_kwargs(load_config("paper")["model"])
+PAPER_ARCH = ArchConfig.from_config(load_config("paper")["model"])
 
 # ~75 million image-training-steps at the paper's epoch caps (Baseline + FTL + EL, all data sets).
 PAPER_IMAGE_STEPS = 75e6
@@ -141,10 +143,10 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
     labels = torch.randint(0, n_classes, (n_images,), device=dev)
-    net = PackedNetwork(n_models, n_classes, None, seeds=list(range(n_models)), **PAPER_ARCH).to(dev)
-    for block in net.extractor.blocks:
-        block.grey_mode, block.split_mode, block.fuse_mode = grey_mode, split_mode, fuse_mode
-        block.interleave_mode, block.conv_mode = interleave_mode, conv_mode
+    options = ExecOptions(grey=grey_mode, split=split_mode, fuse=fuse_mode, interleave=interleave_mode,
+                          conv=conv_mode)
+    net = PackedNetwork.from_arch(n_models, n_classes, None, PAPER_ARCH, seeds=list(range(n_models)),
+                                  options=options).to(dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
@@ -241,7 +243,7 @@ def check_equivalence(device: str, image_size: int, n_models: int = 3, batch: in
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     gen = torch.Generator().manual_seed(0)
-    nets = [SubNetwork(n_classes=7, n_landmark_outputs=None, seed=s, **PAPER_ARCH).to(device) for s in range(n_models)]
+    nets = [SubNetwork.from_arch(7, None, PAPER_ARCH, seed=s).to(device) for s in range(n_models)]
     packed = PackedNetwork.from_subnetworks(nets)
     for net in nets:
         net.train()
@@ -285,17 +287,16 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: int = 6, steps: int = 3,
                    fuse: str = "auto") -> dict:
     """Train copies of one pack for a few SGD steps on the same grey batches (fp32, TF32 off):
-    PyTorch's kernels (fuse_mode off) against the fused BN kernels (reading split convs' outputs
+    PyTorch's kernels (fuse off) against the fused BN kernels (reading split convs' outputs
     in place) with the grey input padded ("pad"), with the first conv fused too ("fused"), and
     with the padded input and the square grouped convs as Triton kernels ("tconv"). Relative differences (norm of the
     difference over norm) of all parameters as one vector, of all BN running statistics, and of
     eval-mode logits afterwards, and the largest parameter difference: the fused kernels must
     train the same network."""
-    import copy
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     gen = torch.Generator().manual_seed(1)
-    base = PackedNetwork(n_models, 7, None, seeds=list(range(n_models)), **PAPER_ARCH).train()
+    base = PackedNetwork.from_arch(n_models, 7, None, PAPER_ARCH, seeds=list(range(n_models))).train()
     with torch.no_grad():
         for name, p in base.named_parameters():
             if name.endswith("bias") and ".conv" in name:
@@ -306,11 +307,12 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
     probe = torch.rand(batch, n_models, 1, image_size, image_size, generator=gen).to(device)
 
     def train(fuse_mode: str, grey_mode: str, conv_mode: str = "torch") -> tuple[list, list, torch.Tensor]:
-        net = copy.deepcopy(base)
-        for block in net.extractor.blocks:
-            block.fuse_mode, block.grey_mode, block.conv_mode = fuse_mode, grey_mode, conv_mode
-            if fuse_mode != "off":
-                block.split_mode = "on"     # as on CUDA: widening convs split, read in place by the kernels
+        # as on CUDA with the fused kernels: widening convs split, read in place by the kernels
+        options = ExecOptions(fuse=fuse_mode, grey=grey_mode, conv=conv_mode,
+                              split="on" if fuse_mode != "off" else "auto")
+        net = PackedNetwork.from_arch(n_models, 7, None, PAPER_ARCH, seeds=list(range(n_models)),
+                                      options=options).to(device)
+        net.load_state_dict(base.state_dict())      # base's weights, biases and statistics exactly
         opt = torch.optim.SGD(net.parameters(), lr=0.01)      # small steps: a smooth path to compare
         for x, y in batches:
             loss = torch.nn.functional.cross_entropy(net.classify(x).flatten(0, 1), y.flatten())

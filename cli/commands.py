@@ -134,10 +134,10 @@ def report_at_uri(report_command):
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from partfer.models.config import ArchConfig
     from partfer.models.describe import describe
-    from partfer.orchestrator.training.train import model_kwargs
-    arch = model_kwargs(load_config(args.config)["model"])     # the network the config trains
-    print(json.dumps(describe(image_size=args.image_size, **arch), indent=2))
+    arch = ArchConfig.from_config(load_config(args.config)["model"])     # the network the config trains
+    print(json.dumps(describe(image_size=args.image_size, **arch.to_dict()), indent=2))
     return 0
 
 

@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass
 from partfer.models.pooling import check_pool
 
 HEAD_ACTIVATIONS = ("none", "relu")
+# The settings a run config's `model:` section holds (ArchConfig.from_config); the input channels
+# and conv kernel are fixed by the paper and the prepared data, not by a config.
+CONFIG_KEYS = ("widths", "pool_kernel", "pool_stride", "pool_padding", "bn_eps", "bn_momentum",
+               "head_hidden", "head_activation")
 
 
 class ArchitectureError(ValueError):
@@ -61,6 +65,19 @@ class ArchConfig:
         """Size of the extractor's output vector (the last block's width, after global pooling)."""
         return self.widths[-1]
 
+    @classmethod
+    def from_config(cls, model_cfg: dict) -> "ArchConfig":
+        """The network a run config's `model:` section describes. Every key in CONFIG_KEYS must be
+        there (a missing one would silently fall back to a default the run never asked for), and
+        no other: a misspelt setting is refused, named, rather than ignored."""
+        unknown = sorted(set(model_cfg) - set(CONFIG_KEYS), key=str)
+        missing = [k for k in CONFIG_KEYS if k not in model_cfg]
+        if unknown or missing:
+            parts = ([f"unknown settings {unknown}"] if unknown else []) + \
+                    ([f"missing settings {missing}"] if missing else [])
+            raise ArchitectureError(f"model: {'; '.join(parts)}; a model section has exactly {list(CONFIG_KEYS)}")
+        return cls(**{k: model_cfg[k] for k in CONFIG_KEYS})
+
     def to_dict(self) -> dict:
         """Plain JSON-friendly form (for checkpoints' metadata and configs)."""
         d = asdict(self)
@@ -77,4 +94,4 @@ def arch_from_kwargs(**kwargs) -> ArchConfig:
     return ArchConfig(**kwargs)
 
 
-__all__ = ["ArchConfig", "ArchitectureError", "HEAD_ACTIVATIONS", "arch_from_kwargs"]
+__all__ = ["ArchConfig", "ArchitectureError", "CONFIG_KEYS", "HEAD_ACTIVATIONS", "arch_from_kwargs"]

@@ -11,7 +11,7 @@ The state-dict keys are therefore the same for both (only the channel counts dif
 Grayscale input: the paper repeats the grey channel 3 times, and a conv over 3 identical channels
 equals a conv over 1 channel whose weight is summed over the input channels. A 1-channel input
 (per model) takes that path on a CPU ("fold"); packs on CUDA put the grey channel first in 16
-zero-padded ones ("pad", see ConvBlock.grey_mode), so the first conv is square per model like the
+zero-padded ones ("pad", see ExecOptions.grey), so the first conv is square per model like the
 rest. Weights stay stored with 3 input channels so checkpoints match.
 
 Speed on CUDA (H200 measurements in BENCHMARKS.md): cuDNN runs grouped convs with as many outputs
@@ -19,11 +19,12 @@ as inputs per group on fast kernels and widening ones (16 -> 32 per model) group
 widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
 in front of BN is not added (BN cancels it; the running mean still receives it) and every block
 applies its last ReLU after the max-pool (they commute; only Grad-CAM reads the unpooled maps).
-The square grouped convs may run as Triton kernels too (models.kernels.grouped_conv, conv_mode; opt-in).
-In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.kernels.fused_bn, fuse_mode):
+The square grouped convs may run as Triton kernels too (models.kernels.grouped_conv, ExecOptions.conv; opt-in).
+In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.kernels.fused_bn, ExecOptions.fuse):
 two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels; they
-read a split conv's two outputs where they lie (interleave_mode), so its interleaving copy goes.
-All of these compute the same function.
+read a split conv's two outputs where they lie (ExecOptions.interleave), so its interleaving copy goes.
+All of these compute the same function; which ones run is fixed when the network is built, by one
+models.options.ExecOptions passed down to every block.
 
 Every forward takes an optional `models` index: the input then holds only those models' channels
 and only their weights and BN statistics are used (a pack computing only its unstopped models).
@@ -37,6 +38,7 @@ from torch import nn
 from partfer.models.kernels import fused_bn, fused_grey, grouped_conv
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.models.init import conv_fans, constant_, he_uniform_
+from partfer.models.options import ExecOptions, resolve
 from partfer.models.pooling import MaxPool, pool_geometry
 
 
@@ -47,8 +49,10 @@ class InputTooSmallError(ValueError):
 class ConvBlock(nn.Module):
     """[conv -> BN -> ReLU] x 2 for n_models models side by side (grouped convs), then max-pool."""
 
-    def __init__(self, in_channels: int, out_channels: int, arch: ArchConfig, n_models: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, arch: ArchConfig, n_models: int = 1, *,
+                 options: ExecOptions | None = None):
         super().__init__()
+        self._options = resolve(options)
         self.n_models = n_models
         self.in_channels = in_channels      # per model
         self.out_channels = out_channels    # per model
@@ -59,23 +63,12 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(m * out_channels, m * out_channels, k, padding=pad, groups=m, bias=True)
         self.bn2 = nn.BatchNorm2d(m * out_channels, eps=arch.bn_eps, momentum=arch.bn_momentum)
         self.pool = MaxPool(arch.pool_kernel, arch.pool_stride, arch.pool_padding)
-        # How a 1-channel input meets a 3-channel first conv: fold | repeat | pad | fused (the conv
-        # computed inside the fused BN kernels, models.kernels.fused_grey, when those run) | auto (pad for
-        # several models on CUDA, fold otherwise). Execution only: every mode computes the same.
-        self.grey_mode = "auto"
-        # A grouped conv that widens each group (16 -> 32 channels per model) as several convs
-        # that do not (split_conv): auto = on CUDA with several models, on | off. Execution only.
-        self.split_mode = "auto"
-        # Training-mode BN -> ReLU [-> max-pool] as fused Triton kernels (models.kernels.fused_bn): auto =
-        # on CUDA with several models when Triton is installed | on (any device Triton can run
-        # on: CPUs through its interpreter) | off. Execution only.
-        self.fuse_mode = "auto"
-        # Where the fused kernels take a split conv's output from: auto = its two parts where they
-        # lie (fused_bn.bn_relu reads both) | copy = interleaved into one tensor first. Execution only.
-        self.interleave_mode = "auto"
-        # Who computes the square grouped convs without bias (training's): torch (cuDNN on CUDA) |
-        # triton (models.kernels.grouped_conv, where it runs and passed its self-test). Execution only.
-        self.conv_mode = "torch"
+
+    @property
+    def options(self) -> ExecOptions:
+        """How this block computes (grey input, split convs, fused kernels, Triton convs); fixed
+        at construction, read-only: every choice computes the same function."""
+        return self._options
 
     def _weights(self, t: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
         """The chosen models' rows of a model-major tensor (all of it when models is None)."""
@@ -87,14 +80,14 @@ class ConvBlock(nn.Module):
 
     def _conv(self, conv: nn.Conv2d, x: torch.Tensor, models: torch.Tensor | None, first: bool,
               bias: bool = True, parts: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        """The conv's output; with parts=True a split widening conv (see split_mode) with ratio 2
+        """The conv's output; with parts=True a split widening conv (ExecOptions.split) with ratio 2
         returns its two square convs' outputs as they are, for the fused kernels to interleave."""
         groups = self.n_models if models is None else len(models)
         weight = self._weights(conv.weight, models)
         bias_t = self._weights(conv.bias, models) if bias and conv.bias is not None else None
         if first and self.in_channels > 1 and x.shape[1] == groups:
             # One grey channel per model stands for in_channels identical copies.
-            mode = self.grey_mode
+            mode = self._options.grey
             if mode == "auto":
                 mode = "pad" if x.is_cuda and groups > 1 else "fold"
             if mode == "fused":
@@ -105,7 +98,7 @@ class ConvBlock(nn.Module):
                 weight = weight.sum(dim=1, keepdim=True)
             elif mode == "pad":
                 # the folded weight in channel 0 of as many input channels as outputs: a square
-                # grouped conv (see split_mode), paid for with a zero-filled input; measured
+                # grouped conv (see ExecOptions.split), paid for with a zero-filled input; measured
                 # +5 % per training step over "repeat" on an H200 (BENCHMARKS.md)
                 x, weight = _pad_grey(x, weight.sum(dim=1, keepdim=True), weight.shape[0] // groups)
             else:
@@ -115,7 +108,8 @@ class ConvBlock(nn.Module):
                 x = x.unsqueeze(2).expand(b, groups, self.in_channels, h, w).reshape(
                     b, groups * self.in_channels, h, w)
         ratio = _widening(x.shape[1], weight.shape[0], groups)
-        split = self.split_mode == "on" or (self.split_mode == "auto" and x.is_cuda and groups > 1)
+        split_opt = self._options.split
+        split = split_opt == "on" or (split_opt == "auto" and x.is_cuda and groups > 1)
         if split and ratio > 1:
             return split_conv(x, weight, bias_t, conv, groups, ratio,
                               interleave=not (parts and ratio == 2 and bias_t is None), triton=self._triton())
@@ -126,8 +120,8 @@ class ConvBlock(nn.Module):
         return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
 
     def _triton(self) -> bool:
-        """Whether square grouped convs go to models.kernels.grouped_conv (see conv_mode)."""
-        return self.conv_mode == "triton" and not torch.compiler.is_compiling()   # inductor has its own
+        """Whether square grouped convs go to models.kernels.grouped_conv (see ExecOptions.conv)."""
+        return self._options.conv == "triton" and not torch.compiler.is_compiling()   # inductor has its own
 
     def _conv_bn(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
                  first: bool) -> torch.Tensor:
@@ -174,13 +168,14 @@ class ConvBlock(nn.Module):
         return out
 
     def _fuse(self, x: torch.Tensor, models: torch.Tensor | None) -> bool:
-        """Whether this forward takes the fused BN kernels (see fuse_mode)."""
+        """Whether this forward takes the fused BN kernels (see ExecOptions.fuse)."""
         bn = self.bn1
-        if self.fuse_mode == "off" or not (bn.training and bn.track_running_stats):
+        fuse = self._options.fuse
+        if fuse == "off" or not (bn.training and bn.track_running_stats):
             return False
         if torch.compiler.is_compiling():      # inductor fuses these itself
             return False
-        if self.fuse_mode == "on":
+        if fuse == "on":
             return True
         groups = self.n_models if models is None else len(models)
         return x.is_cuda and groups > 1 and fused_bn.available(x)
@@ -204,14 +199,14 @@ class ConvBlock(nn.Module):
                                              + torch.arange(co, device=models.device)).flatten()
         running = fused_bn.Running(bn.running_mean, bn.running_var, factor, index,
                                    self._weights(conv.bias, models) if conv.bias is not None else None)
-        if (first and self.grey_mode == "fused" and x.shape[1] == groups and not x.requires_grad and not pooled
+        if (first and self._options.grey == "fused" and x.shape[1] == groups and not x.requires_grad and not pooled
                 and fused_grey.supported(x, self.out_channels, conv.kernel_size[0])):
             # one grey channel per model: the conv is recomputed inside the BN kernels
             kind = x.device.type
             dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
             wfold = self._weights(conv.weight, models).sum(dim=1, keepdim=True)
             return fused_grey.grey_conv_bn_relu(x, wfold, weight, bias, bn.eps, dtype, running)[0]
-        y = self._conv(conv, x, models, first, bias=False, parts=self.interleave_mode != "copy")
+        y = self._conv(conv, x, models, first, bias=False, parts=self._options.interleave != "copy")
         pool = self._pool_args() if pooled else None
         if isinstance(y, list):     # a split conv's two parts, read where they lie
             return fused_bn.bn_relu(y, weight, bias, bn.eps, pool, group_channels=y[0].shape[1] // groups,
@@ -342,7 +337,7 @@ class FeatureExtractor(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), in_channels: int = 3,
                  pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int | str = 0,
                  bn_eps: float = 1e-3, bn_momentum: float = 0.01, conv_kernel: int = 3,
-                 *, n_models: int = 1):
+                 *, n_models: int = 1, options: ExecOptions | None = None):
         super().__init__()
         if n_models < 1:
             raise ArchitectureError(f"n_models must be >= 1, got {n_models}")
@@ -350,14 +345,22 @@ class FeatureExtractor(nn.Module):
                                pool_kernel=pool_kernel, pool_stride=pool_stride, pool_padding=pool_padding,
                                bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.n_models = n_models
+        self._options = resolve(options)
         chans = (in_channels,) + self.arch.widths
         self.blocks = nn.ModuleList(
-            ConvBlock(cin, cout, self.arch, n_models) for cin, cout in zip(chans[:-1], chans[1:]))
+            ConvBlock(cin, cout, self.arch, n_models, options=self._options)
+            for cin, cout in zip(chans[:-1], chans[1:]))
 
     @classmethod
-    def from_arch(cls, arch: ArchConfig, n_models: int = 1) -> "FeatureExtractor":
+    def from_arch(cls, arch: ArchConfig, n_models: int = 1, *,
+                  options: ExecOptions | None = None) -> "FeatureExtractor":
         return cls(arch.widths, arch.in_channels, arch.pool_kernel, arch.pool_stride, arch.pool_padding,
-                   arch.bn_eps, arch.bn_momentum, arch.conv_kernel, n_models=n_models)
+                   arch.bn_eps, arch.bn_momentum, arch.conv_kernel, n_models=n_models, options=options)
+
+    @property
+    def options(self) -> ExecOptions:
+        """How every block computes (models.options); fixed at construction."""
+        return self._options
 
     @property
     def feature_dim(self) -> int:

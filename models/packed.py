@@ -28,6 +28,7 @@ from partfer.models import stages
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.models.extractor import FeatureExtractor
 from partfer.models.init import draw_seeds, part_generators
+from partfer.models.options import ExecOptions
 from partfer.models.packed_heads import PackedDenseStack, packed_classifier_head, packed_landmark_head
 from partfer.models.subnet import SubNetwork
 
@@ -115,7 +116,7 @@ class PackedNetwork(nn.Module):
                  pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int | str = 0,
                  bn_eps: float = 1e-3, bn_momentum: float = 0.01,
                  head_hidden: int = 128, head_activation: str = "none",
-                 seeds: Sequence[int] | torch.Generator | None = None):
+                 seeds: Sequence[int] | torch.Generator | None = None, options: ExecOptions | None = None):
         super().__init__()
         if n_models < 1:
             raise ArchitectureError(f"n_models must be >= 1, got {n_models}")
@@ -132,7 +133,7 @@ class PackedNetwork(nn.Module):
         self.n_classes = n_classes
         self.landmark_outputs = None if landmark_outputs is None else [int(n) for n in landmark_outputs]
         f = self.arch.feature_dim
-        self.extractor = FeatureExtractor.from_arch(self.arch, n_models=n_models)
+        self.extractor = FeatureExtractor.from_arch(self.arch, n_models=n_models, options=options)
         self.landmark_head: PackedDenseStack | None = (
             None if landmark_outputs is None else
             packed_landmark_head(n_models, self.landmark_outputs, head_hidden, head_activation, f))
@@ -145,12 +146,14 @@ class PackedNetwork(nn.Module):
 
     @classmethod
     def from_arch(cls, n_models: int, n_classes: int | None, landmark_outputs: list[int] | None,
-                  arch: ArchConfig, seeds: Sequence[int] | torch.Generator | None = None) -> "PackedNetwork":
-        return cls(n_models, n_classes, landmark_outputs, seeds=seeds, **arch.to_dict())
+                  arch: ArchConfig, seeds: Sequence[int] | torch.Generator | None = None, *,
+                  options: ExecOptions | None = None) -> "PackedNetwork":
+        return cls(n_models, n_classes, landmark_outputs, seeds=seeds, options=options, **arch.to_dict())
 
     @classmethod
-    def from_subnetworks(cls, nets: Sequence[SubNetwork]) -> "PackedNetwork":
-        """Pack plain networks (same architecture and heads; landmark sizes may differ)."""
+    def from_subnetworks(cls, nets: Sequence[SubNetwork], *, options: ExecOptions | None = None) -> "PackedNetwork":
+        """Pack plain networks (same architecture and heads; landmark sizes may differ), computing
+        with `options` (the defaults when None)."""
         if not nets:
             raise ArchitectureError("from_subnetworks needs at least one SubNetwork")
         first = nets[0]
@@ -159,7 +162,8 @@ class PackedNetwork(nn.Module):
                     (net.n_landmark_outputs is None) != (first.n_landmark_outputs is None):
                 raise ArchitectureError(f"network {i} differs from network 0 in architecture or heads")
         sizes = None if first.n_landmark_outputs is None else [n.n_landmark_outputs for n in nets]
-        packed = cls.from_arch(len(nets), first.n_classes, sizes, first.arch, seeds=[0] * len(nets))
+        packed = cls.from_arch(len(nets), first.n_classes, sizes, first.arch, seeds=[0] * len(nets),
+                               options=options)
         ref = next(first.parameters())
         packed.to(device=ref.device, dtype=ref.dtype)
         for i, net in enumerate(nets):
@@ -184,6 +188,11 @@ class PackedNetwork(nn.Module):
                 if module is not None:
                     module.reset_model_(m, gens[head])
         return self
+
+    @property
+    def options(self) -> ExecOptions:
+        """How the network computes (models.options); fixed at construction."""
+        return self.extractor.options
 
     # ---- forward ------------------------------------------------------------------------------
 
@@ -339,9 +348,11 @@ class PackedNetwork(nn.Module):
         return out
 
     def subnetwork(self, i: int) -> SubNetwork:
-        """Model i as a plain SubNetwork (same device), e.g. for checkpoints or per-model Grad-CAM."""
+        """Model i as a plain SubNetwork (same device and options), e.g. for checkpoints or
+        per-model Grad-CAM."""
         sizes = self.landmark_outputs
-        net = SubNetwork.from_arch(self.n_classes, None if sizes is None else sizes[i], self.arch, seed=0)
+        net = SubNetwork.from_arch(self.n_classes, None if sizes is None else sizes[i], self.arch, seed=0,
+                                   options=self.options)
         ref = next(self.parameters())
         net.to(device=ref.device, dtype=ref.dtype)
         net.load_state_dict(self.model_state(i), strict=True)

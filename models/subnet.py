@@ -17,6 +17,7 @@ from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.models.extractor import FeatureExtractor
 from partfer.models.heads import ClassifierHead, LandmarkHead
 from partfer.models.init import draw_seeds, part_generators
+from partfer.models.options import ExecOptions
 
 
 class SubNetwork(nn.Module):
@@ -27,7 +28,7 @@ class SubNetwork(nn.Module):
                  pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int | str = 0,
                  bn_eps: float = 1e-3, bn_momentum: float = 0.01,
                  head_hidden: int = 128, head_activation: str = "none",
-                 seed: int | torch.Generator | None = None):
+                 seed: int | torch.Generator | None = None, options: ExecOptions | None = None):
         super().__init__()
         self.arch = ArchConfig(widths=widths, in_channels=in_channels, conv_kernel=conv_kernel,
                                pool_kernel=pool_kernel, pool_stride=pool_stride, pool_padding=pool_padding,
@@ -39,7 +40,7 @@ class SubNetwork(nn.Module):
         self.n_classes = n_classes
         self.n_landmark_outputs = n_landmark_outputs
         f = self.arch.feature_dim
-        self.extractor = FeatureExtractor.from_arch(self.arch)
+        self.extractor = FeatureExtractor.from_arch(self.arch, options=options)
         self.landmark_head = (None if n_landmark_outputs is None else
                               LandmarkHead(n_landmark_outputs, head_hidden, head_activation, in_features=f))
         self.classifier = (None if n_classes is None else
@@ -48,8 +49,14 @@ class SubNetwork(nn.Module):
 
     @classmethod
     def from_arch(cls, n_classes: int | None, n_landmark_outputs: int | None, arch: ArchConfig,
-                  seed: int | torch.Generator | None = None) -> "SubNetwork":
-        return cls(n_classes, n_landmark_outputs, seed=seed, **arch.to_dict())
+                  seed: int | torch.Generator | None = None, *,
+                  options: ExecOptions | None = None) -> "SubNetwork":
+        return cls(n_classes, n_landmark_outputs, seed=seed, options=options, **arch.to_dict())
+
+    @property
+    def options(self) -> ExecOptions:
+        """How the network computes (models.options); fixed at construction."""
+        return self.extractor.options
 
     @torch.no_grad()
     def init_(self, seed: int | torch.Generator | None = None) -> "SubNetwork":

@@ -425,7 +425,8 @@ def _kernel(fn, device_type: str):
     """A kernel function, Triton-compiled for CUDA, interpreted by Triton on a CPU."""
     if device_type == "cpu" and not _env_interpret():
         raise RuntimeError("the fused BatchNorm kernels run on a CPU only in Triton's interpreter: "
-                           "start Python with TRITON_INTERPRET=1 (tests do), or use fuse_mode 'off'")
+                           "start Python with TRITON_INTERPRET=1 (tests do), or build the network with "
+                           "ExecOptions(fuse='off')")
     return triton.jit(fn)
 
 

@@ -40,12 +40,12 @@ def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
 
 
 def _load(rec, storage: str, n_classes: int, model_cfg: dict, device: str):
+    from partfer.models.config import ArchConfig
     from partfer.models.subnet import SubNetwork
-    from partfer.orchestrator.training.train import model_kwargs
     state = torch.load(local_file(join(storage, rec.dir, "checkpoint.pt")), map_location="cpu",
                        weights_only=True)
     n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
-    net = SubNetwork(n_classes, n_landmarks, seed=0, **model_kwargs(model_cfg))
+    net = SubNetwork.from_arch(n_classes, n_landmarks, ArchConfig.from_config(model_cfg), seed=0)
     net.load_state_dict(state, strict=True)
     return net.to(device).eval()
 

@@ -40,15 +40,16 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 @torch.no_grad()
 def run_cross_eval(job: CrossEvalJob, chunk: int = 256) -> int:
     """Predict every image of the evaluation set with each model; returns files written."""
+    from partfer.models.config import ArchConfig
     from partfer.models.subnet import SubNetwork
     from partfer.orchestrator.training.augment import normalise_pixels
-    from partfer.orchestrator.training.train import model_kwargs
 
     todo = [i for i, p in enumerate(job.out_paths) if not exists(p)]
     if not todo:
         return 0
     data = device_data(job.eval_prepared, job.image_size, job.device, list(job.classes))
     prepared = data.prepared
+    arch = ArchConfig.from_config(job.model_cfg)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if job.precision == "bf16" and job.device.startswith("cuda")
                 else torch.autocast("cpu", enabled=False))
@@ -56,7 +57,7 @@ def run_cross_eval(job: CrossEvalJob, chunk: int = 256) -> int:
         state = torch.load(local_file(join(job.model_dirs[i], "checkpoint.pt")), map_location="cpu",
                            weights_only=True)
         n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
-        net = SubNetwork(len(job.classes), n_landmarks, seed=0, **model_kwargs(job.model_cfg))
+        net = SubNetwork.from_arch(len(job.classes), n_landmarks, arch, seed=0)
         net.load_state_dict(state, strict=True)
         net.to(job.device).eval()
         probs = []

@@ -31,7 +31,6 @@ from partfer.orchestrator.storage.model_dir import MemberSpec, ModelSpec, write_
 from partfer.orchestrator.records import NETWORKS, ModelRecord, RunPlan, main_models
 from partfer.orchestrator.storage.remote import check, parent
 from partfer.orchestrator.storage.store import DONE_FILE, is_uri, join, local_file, pull_run, safe_relative
-from partfer.orchestrator.training.train import model_kwargs
 
 EXIT_USAGE = 2
 
@@ -215,7 +214,7 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
                 local_file(join(parent(parent(uri)), r.dir, name), missing_ok=True)
     storage = storage_root(run_dir, plan, records)
     try:
-        arch = ArchConfig(**model_kwargs(cfg["model"]))
+        arch = ArchConfig.from_config(cfg["model"])
     except (KeyError, TypeError, ArchitectureError) as err:
         raise ExportError(f"{run_dir / 'config.yaml'}: `model:` does not describe the network ({err})") from None
     classes = list(plan.datasets[dataset].classes)

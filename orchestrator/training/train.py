@@ -26,7 +26,9 @@ import torch.nn.functional as F
 
 from partfer.data_prep.ibug68 import region_indices
 from partfer.models.kernels import fused_bn
+from partfer.models.config import ArchConfig
 from partfer.models.losses import packed_cross_entropy, packed_l1_loss
+from partfer.models.options import ExecOptions
 from partfer.models.packed import FrozenSlices, PackedNetwork
 from partfer.orchestrator.training.augment import AugmentSettings, normalise_pixels
 from partfer.orchestrator.training.batches import augmented_batch, fused_available
@@ -148,19 +150,20 @@ def steps_per_epoch(settings: StageSettings, train_sizes: list[int]) -> int:
     return max(1, math.ceil(float(np.mean(train_sizes)) / settings.batch_size))
 
 
-def model_kwargs(cfg: dict) -> dict:
-    return dict(widths=tuple(cfg["widths"]), pool_kernel=cfg["pool_kernel"],
-                pool_stride=cfg["pool_stride"], pool_padding=cfg["pool_padding"],
-                bn_eps=cfg["bn_eps"], bn_momentum=cfg["bn_momentum"], head_hidden=cfg["head_hidden"],
-                head_activation=cfg["head_activation"])
+def exec_options(job: PackJob) -> ExecOptions:
+    """How the pack's network computes, from the job's train.* switches (models.options): the
+    fused BN kernels where they pay (or never), the grey first conv inside them, Triton convs."""
+    return ExecOptions(fuse="auto" if job.fused_bn else "off",
+                       grey="fused" if job.fused_grey_conv else "auto",
+                       conv="triton" if job.triton_conv else "torch")
 
 
 def build_network(job: PackJob, models: list[ModelJob]) -> PackedNetwork:
     transfer = job.stage.stage != "baseline"
     landmark_outputs = [2 * len(region_indices(m.region)) for m in models] if transfer else None
     n_classes = None if job.stage.stage == "landmark" else len(job.classes)
-    return PackedNetwork(len(models), n_classes=n_classes, landmark_outputs=landmark_outputs,
-                         seeds=[m.seed for m in models], **model_kwargs(job.model_cfg))
+    return PackedNetwork.from_arch(len(models), n_classes, landmark_outputs, ArchConfig.from_config(job.model_cfg),
+                                   seeds=[m.seed for m in models], options=exec_options(job))
 
 
 def _pad_rows(rows: list[tuple[int, ...]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -505,10 +508,6 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     net = build_network(job, models)
     _load_upstream(net, models)
     net.to(device)
-    for block in net.extractor.blocks:
-        block.fuse_mode = "auto" if job.fused_bn else "off"
-        block.grey_mode = "fused" if job.fused_grey_conv else "auto"
-        block.conv_mode = "triton" if job.triton_conv else "torch"
     if job.channels_last:
         net.to(memory_format=torch.channels_last)
     params = net.trainable_parameters(st.stage)

@@ -6,14 +6,13 @@ ones and the grey input may be zero-padded, and BN -> ReLU [-> max-pool] may run
 kernels (here in Triton's interpreter, computing in float32). None may change outputs, gradients or
 BN statistics.
 """
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 from partfer.models.kernels import fused_bn
 from partfer.models.extractor import FeatureExtractor, _pad_grey, split_conv
+from partfer.models.options import ExecOptions
 
 # float32 kernels against float64 layers
 FUSED_TOL = dict(atol=1e-5, rtol=1e-5)
@@ -60,9 +59,8 @@ def test_training_forward_equals_conv_bias_bn_relu_pool(momentum, fuse, padding,
     # every BN output clear of ReLU's kink, where the float32 kernels may see the other sign than
     # float64 layers and route a gradient differently (seed 0's comes within 2e-6 of it)
     torch.manual_seed(0 if padding == 0 else 24)
-    ext = FeatureExtractor(WIDTHS, bn_momentum=0.1, pool_padding=padding).double()
-    for block in ext.blocks:
-        block.fuse_mode = fuse
+    ext = FeatureExtractor(WIDTHS, bn_momentum=0.1, pool_padding=padding,
+                           options=ExecOptions(fuse=fuse)).double()
     tol = dict(atol=1e-10, rtol=1e-10) if fuse == "off" else FUSED_TOL
     for m in ext.modules():
         if isinstance(m, nn.Conv2d):
@@ -105,12 +103,17 @@ def test_pooled_block_equals_pool_of_block(padding):
     torch.testing.assert_close(block(x, pooled=True), block.pool(block(x)), atol=0, rtol=0)
 
 
+def with_options(ext: FeatureExtractor, options: ExecOptions) -> FeatureExtractor:
+    """ext's twin (same weights and BN statistics, dtype and device) built with other options."""
+    ref = next(ext.parameters())
+    twin = FeatureExtractor.from_arch(ext.arch, ext.n_models, options=options).to(ref.device, ref.dtype)
+    twin.load_state_dict(ext.state_dict())
+    return twin.train(ext.training)
+
+
 def _run(ext: FeatureExtractor, x: torch.Tensor, grey: str, split: str, channels_last: bool,
          fuse: str = "off", models: torch.Tensor | None = None, interleave: str = "auto"):
-    ext = copy.deepcopy(ext)
-    for block in ext.blocks:
-        block.grey_mode, block.split_mode, block.fuse_mode = grey, split, fuse
-        block.interleave_mode = interleave
+    ext = with_options(ext, ExecOptions(grey=grey, split=split, fuse=fuse, interleave=interleave))
     if channels_last:
         ext = ext.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -133,8 +136,8 @@ def _pack_with_biases(pool_padding: int | str = 0) -> FeatureExtractor:
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("grey,split", [("repeat", "off"), ("pad", "off"), ("fold", "on"), ("pad", "on")])
 def test_execution_modes_compute_the_same(grey, split, channels_last):
-    # widening grouped convs split into square ones (split_mode) and the grey first conv fed as
-    # folded / repeated / zero-padded channels (grey_mode): CUDA speed-ups, one function
+    # widening grouped convs split into square ones (ExecOptions.split) and the grey first conv fed
+    # as folded / repeated / zero-padded channels (ExecOptions.grey): CUDA speed-ups, one function
     torch.manual_seed(2)
     ext = _pack_with_biases()
     x = torch.rand(4, 3, SIZE, SIZE, dtype=torch.float64)          # one grey channel per model
@@ -214,10 +217,9 @@ def test_grey_padding_under_autocast_is_built_in_the_autocast_dtype():
     x = torch.rand(4, 3, SIZE, SIZE)
     outs = {}
     for grey in ("fold", "pad"):
-        for block in ext.blocks:
-            block.grey_mode = grey
+        net = with_options(ext, ExecOptions(grey=grey))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            outs[grey] = ext(x).float()
+            outs[grey] = net(x).float()
     torch.testing.assert_close(outs["pad"], outs["fold"], atol=0.1, rtol=0.05)   # bf16: close
     with torch.autocast("cpu", dtype=torch.bfloat16):
         padded, weight = _pad_grey(x, torch.ones(3 * 4, 1, 3, 3), 4)

@@ -483,12 +483,12 @@ def test_model_subset_computes_exactly_those_models(train, channels):
 def test_grey_input_modes_compute_the_same():
     # "fold" sums the first conv's weight over its 3 input channels, "repeat" hands the conv 3
     # copies of the grey channel (faster on CUDA): the same function either way.
-    net = PackedNetwork.from_subnetworks(plain_nets(torch.float64)).eval()
+    from partfer.models.options import ExecOptions
     x, _, _ = batch(3, 1, torch.float64)
     outs = {}
     for mode in ("fold", "repeat", "pad"):
-        for block in net.extractor.blocks:
-            block.grey_mode = mode
+        net = PackedNetwork.from_subnetworks(plain_nets(torch.float64), options=ExecOptions(grey=mode)).eval()
+        assert net.options.grey == mode
         outs[mode] = net.classify(x)
     torch.testing.assert_close(outs["fold"], outs["repeat"], **TOL[torch.float64])
     torch.testing.assert_close(outs["fold"], outs["pad"], **TOL[torch.float64])

@@ -40,9 +40,9 @@ def test_fused_kernels_read_nothing_back(few_programs, grey, conv, autograd_node
     # step captured as a CUDA graph needs; Triton's interpreter itself is not watched.
     from host_reads import HostReads
     from partfer.models.packed import PackedNetwork
-    net = PackedNetwork(3, 7, None, seeds=[1, 2, 3]).train()
-    for block in net.extractor.blocks:
-        block.fuse_mode, block.grey_mode, block.split_mode, block.conv_mode = "on", grey, "on", conv
+    from partfer.models.options import ExecOptions
+    net = PackedNetwork(3, 7, None, seeds=[1, 2, 3],
+                        options=ExecOptions(fuse="on", grey=grey, split="on", conv=conv)).train()
     gen = torch.Generator().manual_seed(0)
     subset = net.model_index([0, 2])
 

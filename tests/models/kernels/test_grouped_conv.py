@@ -1,8 +1,6 @@
 """The square grouped convolutions as Triton kernels (models.kernels.grouped_conv), here in Triton's
 interpreter: the same function as F.conv2d, forward and both gradients, and the same network
-when the extractor uses them (conv_mode "triton")."""
-import copy
-
+when the extractor uses them (ExecOptions.conv "triton")."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +8,7 @@ from torch import nn
 
 from partfer.models.kernels import fused_bn, grouped_conv
 from partfer.models.extractor import FeatureExtractor
+from partfer.models.options import ExecOptions
 from partfer.models.kernels.grouped_conv import grouped_conv as tconv
 
 
@@ -107,10 +106,11 @@ def test_an_extractor_with_triton_convs_computes_the_same(fuse, monkeypatch, aut
             nn.init.uniform_(m.bias, -1.0, 1.0)
     x = torch.rand(2, 2, 31, 31).contiguous(memory_format=torch.channels_last)     # one grey channel per model
 
-    def run(conv_mode: str):
-        net = copy.deepcopy(ext).to(memory_format=torch.channels_last)
-        for block in net.blocks:
-            block.grey_mode, block.split_mode, block.fuse_mode, block.conv_mode = "pad", "on", fuse, conv_mode
+    def run(conv: str):
+        options = ExecOptions(grey="pad", split="on", fuse=fuse, conv=conv)
+        net = FeatureExtractor.from_arch(ext.arch, ext.n_models, options=options)
+        net.load_state_dict(ext.state_dict())       # ext's weights and statistics, untouched by the runs
+        net = net.train().to(memory_format=torch.channels_last)
         out = net(x)
         grads = torch.autograd.grad(out.square().sum(), list(net.parameters()), allow_unused=True)
         return out, grads, [b.clone() for name, b in net.named_buffers() if "running" in name]

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from partfer.data_prep.prepared import load_prepared
+from partfer.models.config import ArchConfig
 from partfer.models.subnet import SubNetwork
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.config import load_config
 from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob, run_cross_eval
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.training.tensors import resize_uint8
-from partfer.orchestrator.training.train import model_kwargs, run_pack
+from partfer.orchestrator.training.train import run_pack
 from partfer.results import metrics
 
 
@@ -42,8 +43,8 @@ def _other_dataset(source: str, target: Path) -> Path:
     return target
 
 
-def test_cross_predictions_equal_the_saved_model_applied_to_the_other_set(tiny_prepared, tmp_path):
 @pytest.mark.slow
+def test_cross_predictions_equal_the_saved_model_applied_to_the_other_set(tiny_prepared, tmp_path):
     size = 32
     cfg = load_config("demo", {"image_size": size, "networks": ["baseline"], "members": 1,
                                "train.twin_selection": None, "datasets.jaffe.epochs.baseline": 2})
@@ -65,7 +66,7 @@ def test_cross_predictions_equal_the_saved_model_applied_to_the_other_set(tiny_p
         assert table["sample_id"].tolist() == data.sample_ids          # every image, none dropped
         assert table["label"].tolist() == data.labels                  # the other set's names
         state = torch.load(f"{model.out_dir}/checkpoint.pt", weights_only=True)
-        net = SubNetwork(len(trained_classes), None, seed=0, **model_kwargs(cfg["model"]))
+        net = SubNetwork.from_arch(len(trained_classes), None, ArchConfig.from_config(cfg["model"]), seed=0)
         net.load_state_dict({k: v for k, v in state.items() if not k.startswith("landmark_head.")})
         net.eval()
         with torch.no_grad():
