@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if not __package__:                              # run as a script, maybe from a bare checkout
+    from checkout import ensure_partfer_importable  # noqa: E402  (bench/, beside this script)
+    ensure_partfer_importable()
 
 
 def _prepared(work: Path) -> str:
@@ -139,8 +141,7 @@ def main() -> None:
         out[f"allreduce_{models}_models"] = {"params": params, "seconds": round(allreduce_seconds(params), 4)}
         print(f"gloo all-reduce of a {models}-model pack's gradients ({params:,} floats): "
               f"{out[f'allreduce_{models}_models']['seconds'] * 1e3:.0f} ms", flush=True)
-    ray.init(address="local", num_cpus=2, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     with tempfile.TemporaryDirectory(prefix="pfbench") as tmp:
         work = Path(tmp)
         out["overhead_seconds"] = executor_overheads(_prepared(work), work, args.repeats)

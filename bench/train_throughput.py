@@ -21,7 +21,7 @@ Variants (--variants, comma list or `all`):
     packed-repeat       the grey first conv fed 3 repeated channels, not 16 zero-padded ones
     packed-nofuse       BN, ReLU and max-pool as PyTorch's kernels, not the fused Triton ones
     packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/kernels/fused_grey.py)
-    packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel orchestrator/training/fused_augment.py
+    packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel models/kernels/warp.py
     packed-splitcopy    split convs' outputs interleaved by a copy before the fused BN kernels (not read in place)
     packed-tconv        the square grouped convs as Triton kernels (models/kernels/grouped_conv.py), not cuDNN's
     small-tconv         the same for a tenth of --pack
@@ -57,11 +57,13 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a bare checkout
+if not __package__:                              # run as a script, maybe from a bare checkout
+    from checkout import ensure_partfer_importable  # noqa: E402  (bench/, beside this script)
+    ensure_partfer_importable()
 
 import torch  # noqa: E402
 
-import partfer.atomicio  # noqa: E402
+from partfer import atomicio  # noqa: E402
 from partfer.models.config import ArchConfig  # noqa: E402
 from partfer.models.options import ExecOptions  # noqa: E402
 from partfer.models.packed import PackedNetwork, model_view  # noqa: E402
@@ -407,9 +409,8 @@ def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: 
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from partfer.models.kernels import fused_bn, fused_grey
-    from partfer.orchestrator.training import fused_augment
-    modules = (fused_bn, fused_grey, fused_augment)       # each calls launch by its own name
+    from partfer.models.kernels import fused_bn, fused_grey, warp
+    modules = (fused_bn, fused_grey, warp)       # each calls launch by its own name
     views = {"view", "select", "slice", "detach", "transpose", "unsqueeze", "unflatten", "permute", "expand",
              "as_strided", "alias", "t", "_unsafe_view", "squeeze", "reshape", "flatten", "split", "unbind"}
     launches = {"n": 0, "counting": True}
