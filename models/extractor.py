@@ -14,7 +14,7 @@ equals a conv over 1 channel whose weight is summed over the input channels. A 1
 zero-padded ones ("pad", see ExecOptions.grey), so the first conv is square per model like the
 rest. Weights stay stored with 3 input channels so checkpoints match.
 
-Speed on CUDA (H200 measurements in BENCHMARKS.md): cuDNN runs grouped convs with as many outputs
+Speed on CUDA (BENCHMARKS.md): cuDNN runs grouped convs with as many outputs
 as inputs per group on fast kernels and widening ones (16 -> 32 per model) group by group, so the
 widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
 in front of BN is not added (BN cancels it; the running mean still receives it) and every block
@@ -98,12 +98,12 @@ class ConvBlock(nn.Module):
                 weight = weight.sum(dim=1, keepdim=True)
             elif mode == "pad":
                 # the folded weight in channel 0 of as many input channels as outputs: a square
-                # grouped conv (see ExecOptions.split), paid for with a zero-filled input; measured
-                # +5 % per training step over "repeat" on an H200 (BENCHMARKS.md)
+                # grouped conv (see ExecOptions.split), paid for with a zero-filled input; the
+                # fastest of the three on a GPU (BENCHMARKS.md)
                 x, weight = _pad_grey(x, weight.sum(dim=1, keepdim=True), weight.shape[0] // groups)
             else:
                 # "repeat": hand cuDNN the copies (a cheap 1-channel expand), keeping it on its
-                # grouped-convolution kernels; +21 % over "fold" on an H200 (BENCHMARKS.md)
+                # grouped-convolution kernels rather than the depthwise ones (BENCHMARKS.md)
                 b, _, h, w = x.shape
                 x = x.unsqueeze(2).expand(b, groups, self.in_channels, h, w).reshape(
                     b, groups * self.in_channels, h, w)
@@ -263,8 +263,8 @@ def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     `ratio` outputs as a list, output j holding channel g * ratio*c + j*c + i as g*c + i; no bias).
 
     The same function, but cuDNN runs grouped convs with as many outputs as inputs per group on
-    its fast grouped kernels and widening ones group by group (H200 profile: 8x the time at half
-    the FLOPs, BENCHMARKS.md). The interleave is one copy of the output (and of its gradient).
+    its fast grouped kernels and widening ones group by group, far slower for their FLOPs
+    (BENCHMARKS.md). The interleave is one copy of the output (and of its gradient).
     triton: the square convs by models.kernels.grouped_conv where it takes them.
     """
     c = x.shape[1] // groups

@@ -1,8 +1,8 @@
 """Training-mode BatchNorm fused with its ReLU (and the block's max-pool), as Triton kernels.
 
-Why: on an H200 a 50-model pack spent over half of its training step in PyTorch's BatchNorm,
-ReLU and max-pool kernels (BENCHMARKS.md, session 3's profile: BN 28 %, max-pool 24 %), each a
-separate pass over activations of 1.3 GB at 160 px, and max-pool kept int64 indices. Here:
+Why: PyTorch's BatchNorm, ReLU and max-pool kernels are each a separate pass over a pack's
+activations (which are large at 160 px), and max-pool keeps int64 indices; in a pack's training
+step they outweigh the convolutions (the profile is in BENCHMARKS.md). Here:
 
   forward:  1 pass for the per-channel statistics, 1 pass that normalises, applies ReLU and (in
             the pooled blocks) max-pools, writing only the pooled output and a 1-byte in-window
@@ -11,9 +11,9 @@ separate pass over activations of 1.3 GB at 160 px, and max-pool kept int64 indi
             the pooled gradient by gathering over the <= 4 windows that cover a pixel.
 
 Between the passes one tiny kernel turns the per-program partial sums into the per-channel
-coefficients (and, forward, updates the running statistics), where PyTorch ops took ~30 launches
-per layer and step: a pack's training step dispatched ~880 host-side ops with the fused kernels
-against ~540 with PyTorch's, now ~590 (`bench/train_throughput.py --count-ops`; BENCHMARKS.md).
+coefficients (and, forward, updates the running statistics) instead of a string of small PyTorch
+ops, which keeps the host-side op count of a step near PyTorch's own path
+(`bench/train_throughput.py --count-ops`; BENCHMARKS.md).
 
 Same function as conv -> nn.BatchNorm2d (training mode) -> ReLU [-> max-pool, models.pooling], in
 the order the extractor runs them (ReLU after the pool commutes with it): the first maximum in a
@@ -46,7 +46,7 @@ try:  # Triton ships with CUDA builds of torch; without it the extractor keeps P
 except ImportError:  # pragma: no cover - depends on the install
     triton = None
 
-# Tile sizes (pixels x channels) and warps, measured on an H200 (bench/train_throughput.py --tiles).
+# Tile sizes (pixels x channels) and warps, chosen by bench/train_throughput.py --tiles (BENCHMARKS.md).
 TILES = {"rows": 64, "channels": 32, "divide": True, "warps": 4, "rows_per_program": 256, "stat_programs": 1024}
 
 

@@ -2,10 +2,9 @@
 
 Why: the pack's convs are grouped by model with as many outputs as inputs per group (16 -> 16
 channels in block 1, 32 -> 32 and 64 -> 64 in blocks 2 and 3, and the square halves of the
-widening ones, models.extractor.split_conv).
-On an H200, cuDNN took 5.3 ms for block 1's conv backward alone (session 4's profile), about
-three times what its bytes need at the device's bandwidth; the convs were 17 ms of a 46.5 ms
-step. Each group's conv is a small matrix product per kernel tap (pixels x C by C x C), so:
+widening ones, models.extractor.split_conv), a shape cuDNN serves far below the device's memory
+bandwidth (the profile is in BENCHMARKS.md). Each group's conv is a small matrix product per
+kernel tap (pixels x C by C x C), so:
 
   forward:          out = sum over taps of x shifted by the tap @ W[tap]  (one tile of pixels
                     and one group per program, the groups of a tile side by side so that the

@@ -13,8 +13,8 @@ from partfer.orchestrator.training.epoch_metrics import epoch_reporter
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.training.train import PackJob, PackResult, run_pack
 
-# Peak GPU memory of a training pack per pixel of its batch (models x batch x side^2), measured on
-# an H200: 14,440 MB for 50 models x 32 images at 160 px, bf16 (BENCHMARKS.md, session 3, run 5).
+# Peak GPU memory of a training pack per pixel of its batch (models x batch x side^2), from the
+# measured peak of a 50-model, 32-image, 160 px bf16 pack (BENCHMARKS.md).
 PACK_BYTES_PER_PIXEL = 14_440 * 2**20 / (50 * 32 * 160 * 160)
 
 

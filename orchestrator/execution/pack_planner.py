@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from partfer.orchestrator.training.train import PackJob
 
-# Packs measured alone on an H200, bf16, 160 px (BENCHMARKS.md): 5 models 13.0k img/s, 50 models 34.7k.
+# The rates of a 5- and a 50-model pack measured alone on an H200, bf16, 160 px (BENCHMARKS.md).
 H200_POINTS = ((5, 13_000.0), (50, 34_700.0))
-# A Trainer run's start-up before its first step (BENCHMARKS.md, 2026-12-04, 2-core CPU).
+# A Trainer run's start-up before its first step (BENCHMARKS.md).
 TRAINER_START_SECONDS = 15.0
 PACK_SIZES = (50, 40, 25, 20, 10, 5)
 WORKERS = (1, 2, 4, 8)

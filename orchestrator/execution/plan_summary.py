@@ -113,7 +113,7 @@ def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: fl
                  rate: MeasuredRate | None, gpu_counts: tuple[int, ...] = (1, 4, 8, 32)) -> list[str]:
     """The planner's layout for this cluster (executor train), and the plan's projected wall time
     on 1, 4, 8 and 32 GPUs at the measured H200 pack rates."""
-    from partfer.orchestrator.execution.pack_planner import H200, TRAINER_START_SECONDS, choose, curve_for, slots_for, workload
+    from partfer.orchestrator.execution.pack_planner import H200, H200_POINTS, TRAINER_START_SECONDS, choose, curve_for, slots_for, workload
     kinds = workload(chains)
     if not kinds:
         return []
@@ -131,15 +131,14 @@ def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: fl
                          f"{_duration(best.wall_seconds)} (other packs, other batch draws: other numbers)")
     else:
         lines = [f"executor train on this cluster ({where}): no measured rate for a projection"]
-    lines.append(f"projected on H200-class GPUs ({H200_NOTE}, {TRAINER_START_SECONDS:.0f} s per Train run):")
+    rates = ", ".join(f"{rate / 1000:.1f}k img/s a {m}-model pack" for m, rate in H200_POINTS)
+    lines.append(f"projected on H200-class GPUs ({rates}, {TRAINER_START_SECONDS:.0f} s per Train run):")
     for n in gpu_counts:
         best = choose(kinds, n, H200)
         lines.append(f"  {n:>3} GPU(s): {_duration(best.wall_seconds):>9}  (pack_size {best.pack_size}, "
                      f"{best.workers} per run, {best.concurrent} runs at once, {best.runs} runs)")
     return lines
 
-
-H200_NOTE = "13.0k img/s a 5-model pack, 34.7k a 50-model pack"
 
 
 __all__ = ["MeasuredRate", "PackWork", "layout_lines", "measured_rate", "pack_work", "summary_lines"]

@@ -91,8 +91,8 @@ def _inverse_2x2(m: torch.Tensor) -> torch.Tensor:
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """F.affine_grid(theta, (n, C, height, width), align_corners=False), computed by broadcasting:
     each output coordinate is two multiply-adds of the pixel centres. F.affine_grid multiplies a
-    (height * width, 3) base grid by each (3, 2) theta as a batched GEMM, which on an H200 ran as
-    a 1.9 ms fp32 GEMM per 1,600-image step (BENCHMARKS.md); this writes the grid once."""
+    (height * width, 3) base grid by each (3, 2) theta as a batched fp32 GEMM, a costly pass at a
+    pack's batch size (BENCHMARKS.md); this writes the grid once."""
     xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
     ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
     t = theta[:, :, None, None, :]                                      # (n, 2, 1, 1, 3)

@@ -233,9 +233,8 @@ def _training_loss(net: PackedNetwork, stage: str, x: torch.Tensor, labels_bm: t
 
 def training_loss_fn(mode: str):
     """_training_loss, compiled when asked. Inductor then generates its own kernels in place of the
-    fused BN ones (models.kernels.fused_bn): on an H200 a 50-model step ran 9 % slower than eager with them
-    (32.1k vs 34.7k img/s), and each new shape (every pack, every cut of stopped models) costs
-    20-40 s of compilation (BENCHMARKS.md)."""
+    fused BN ones (models.kernels.fused_bn), which are faster, and each new shape (every pack, every
+    cut of stopped models) pays a compilation: off by default (BENCHMARKS.md)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
     if mode == "off":
@@ -496,9 +495,8 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
         torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device(job.device)
     if device.type == "cuda":
-        # Off by default: on an H200 it bought no speed (bench/train_throughput.py, packed vs
-        # packed-nobench) but cost ~9 s of tuning for every new shape, i.e. for every pack and
-        # every time stopped models leave the computation.
+        # Off by default: it buys no speed here but tunes again for every new shape, i.e. for
+        # every pack and every time stopped models leave the computation (BENCHMARKS.md).
         torch.backends.cudnn.benchmark = job.cudnn_benchmark and not job.deterministic
     data = device_data(job.prepared_dir, job.image_size, job.device, list(job.classes))
     st = job.stage
