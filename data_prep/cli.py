@@ -130,8 +130,8 @@ def run_prep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A parser with just these two commands (for `python -m data_prep`)."""
-    parser = argparse.ArgumentParser(prog="python -m data_prep")
+    """A parser with just these two commands (for `python -m partfer.data_prep`)."""
+    parser = argparse.ArgumentParser(prog="python -m partfer.data_prep")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_synth_parser(subparsers)
     add_prep_parser(subparsers)

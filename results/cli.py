@@ -35,7 +35,7 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m results")
+    parser = argparse.ArgumentParser(prog="python -m partfer.results")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_report_parser(subparsers)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""`partfer report RUN_DIR` through `python -m results` and through add_report_parser."""
+"""`partfer report RUN_DIR` through `python -m partfer.results` and through add_report_parser."""
 import argparse
 import os
 import subprocess
