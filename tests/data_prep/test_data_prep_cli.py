@@ -62,9 +62,9 @@ def test_prep_prepares_then_reuses(tmp_path, capsys, shared_ray):
     assert "jaffe: reused, 14 images" in capsys.readouterr().out
 
 
-def test_python_dash_m_data_prep_runs(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "data_prep", "synth", "--out", str(tmp_path / "s"),
+def test_python_dash_m_partfer_data_prep_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "partfer.data_prep", "synth", "--out", str(tmp_path / "s"),
                            "--subjects", "1", "--per-class", "1", "--size", "48", "--classes", "happiness,anger"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "s").glob("*.tiff")) == ["KA.AN1.1.tiff", "KA.HA1.2.tiff"]
