@@ -4,14 +4,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from partfer.data_prep.cli import add_prep_parser, add_synth_parser, main, run_prep, run_synth
 from partfer.data_prep.prepared import find_prepared, load_prepared
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_parsers_mount_on_any_subparsers_object():
