@@ -81,6 +81,7 @@ def test_stale_bootstrap_file_is_ignored(tmp_path):
     assert find_local_cluster(str(tmp_path / "never_started")) is None
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_connect_starts_a_private_local_ray_despite_a_stale_bootstrap_file(tmp_path):
     """No RAY_ADDRESS and no live `ray start` cluster: a local Ray on all CPUs, even though a dead

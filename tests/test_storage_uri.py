@@ -72,6 +72,7 @@ def test_a_run_at_a_uri_is_published_and_found_again_from_another_node(tmp_path,
     assert f"storage: {uri}" in best
 
 
+@pytest.mark.slow
 def test_an_unusable_store_uri_stops_the_run_in_one_line(tmp_path):
     done = _run("--config", str(TINY), "--out", "nosuchscheme://bucket/x", cwd=tmp_path, timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]

@@ -66,6 +66,7 @@ def test_report_has_every_table_and_figure(run_dir):
     assert "SHRUNK" in html.upper()
 
 
+@pytest.mark.slow
 def test_a_missing_data_set_root_fails_before_any_work(tmp_path):
     done = _run("--config", str(CONFIG), "--out", str(tmp_path), "--datasets", f"jaffe={tmp_path / 'nope'}",
                 cwd=tmp_path)

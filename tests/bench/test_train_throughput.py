@@ -34,6 +34,7 @@ def test_bench_rejects_unknown_variant():
     assert proc.returncode != 0 and "unknown variant 'warp-speed'" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_host_ops_of_the_fused_path_stay_near_pytorchs():
     # per-step host work (aten ops dispatched, Triton launches) bounds the rate of small packs;
@@ -48,6 +49,7 @@ def test_host_ops_of_the_fused_path_stay_near_pytorchs():
     assert "native_batch_norm" in plain["by_op"] and "native_batch_norm" not in fused["by_op"]
 
 
+@pytest.mark.slow
 def test_a_model_stopped_in_place_is_held_from_the_next_step_on():
     # what check_graphs does to a captured step on the GPU, here eagerly: the plan is not rebuilt
     sys.path.insert(0, str(REPO))
@@ -71,6 +73,7 @@ def test_a_model_stopped_in_place_is_held_from_the_next_step_on():
         stop_in_place(make_step(2, "cpu", 32, 2, "fp32", False, fuse_mode="off", augment="torch", n_images=8), 0)
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_the_conv_tile_sweep_runs_and_restores_the_tiles():
     # on a GPU it times the Triton convs against cuDNN's; here (the interpreter) it only has to run

@@ -69,6 +69,7 @@ def jaffe(tmp_path) -> Path:
     return Path(synthesize("jaffe", tmp_path / "jaffe", subjects=1, per_class=1, size=48).out_dir)
 
 
+@pytest.mark.slow
 def test_symlink_loop_and_dangling_link_are_rejects_not_a_failed_run(jaffe, tmp_path, shared_ray):
     (jaffe / "a.tiff").symlink_to("a.tiff")                     # ln -s a.tiff a.tiff
     (jaffe / "KA.AN9.9.tiff").symlink_to("gone.tiff")           # dangling
@@ -149,6 +150,7 @@ def prepared(jaffe, tmp_path, shared_ray) -> Path:
                                  progress=False)["ok"].path)
 
 
+@pytest.mark.slow
 def test_a_truncated_parquet_file_is_one_error_naming_it(prepared):
     part = next((prepared / "data").glob("*.parquet"))
     part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
@@ -157,6 +159,7 @@ def test_a_truncated_parquet_file_is_one_error_naming_it(prepared):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_manifest_whose_classes_disagree_with_the_data_is_refused(prepared):
     manifest_path = prepared / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

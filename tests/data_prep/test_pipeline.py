@@ -22,6 +22,8 @@ from partfer.data_prep.synth import synthesize
 GROUND_TRUTH = PrepSettings(detector="none", annotator="dataset")
 SIZE = 96
 
+pytestmark = pytest.mark.slow          # the Ray Data pipeline, run for real: seconds a run
+
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory, write_image) -> dict[str, Path]:

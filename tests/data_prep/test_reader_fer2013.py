@@ -136,6 +136,7 @@ def test_header_variants_and_whole_run_errors(tmp_path):
     assert [r.label for r in read_dataset("fer2013", tmp_path, csv_name="train.csv").records] == ["sadness"]
 
 
+@pytest.mark.slow
 def test_rows_go_through_the_ray_pipeline(tmp_path, shared_ray):
     """Ray workers decode the rows themselves: a prepared set with the good rows, and rejects.csv
     holding both the reader's rejects and the row whose pixels fail to decode."""

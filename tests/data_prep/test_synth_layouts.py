@@ -146,6 +146,7 @@ def test_ckplus_points_sit_on_the_drawn_face_after_preprocessing(ck_set):
             assert crop[y, x] < crop[cy, cx] - 30, record.rel_path
 
 
+@pytest.mark.slow
 def test_both_layouts_through_the_ray_pipeline(ck_set, sfew_set, tmp_path, shared_ray):
     requests = [PrepRequest("ckplus", "ckplus", ck_set[0].out_dir, GROUND_TRUTH),
                 PrepRequest("sfew", "sfew", sfew_set[0].out_dir, GROUND_TRUTH, {"subject_regex": SFEW_REGEX})]

@@ -436,6 +436,7 @@ def test_input_validation():
         model_view(torch.zeros(5), 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("channels", [3, 1])
 def test_model_subset_computes_exactly_those_models(train, channels):
