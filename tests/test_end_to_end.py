@@ -9,6 +9,8 @@ import pytest
 from cli_runner import REPO, report_path
 from cli_runner import run_all as _run
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]       # each run starts its own local Ray
+
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 CHANCE = 100 / 7
 
@@ -22,7 +24,6 @@ def tiny_run(tmp_path_factory):
     return out, report, first
 
 
-@pytest.mark.slow
 def test_report_and_tables_are_written(tiny_run):
     out, report, _ = tiny_run
     assert report.name == "report.html" and report.is_file()
@@ -44,7 +45,6 @@ def test_report_and_tables_are_written(tiny_run):
     assert len(plan["models"]) == 3 * 2 * 3          # 3 networks x 2 members (parts) x 3 folds
 
 
-@pytest.mark.slow
 def test_models_learn_on_held_out_subjects(tiny_run):
     out, report, _ = tiny_run
     with open(report.parent / "tables" / "table1.csv") as fh:
@@ -62,12 +62,14 @@ def test_models_learn_on_held_out_subjects(tiny_run):
         assert min(losses) < 0.5 * losses[0], (model["network"], model["member"], losses)
 
 
-@pytest.mark.slow
 def test_rerun_skips_finished_work(tiny_run):
     out, report, first = tiny_run
     again = _run("--config", str(TINY), "--out", str(out), cwd=out)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "175 model-stages already finished" not in first.stderr
-    assert "model-stages already finished in the store: skipped" in again.stderr
+    assert "model-stages already finished" not in first.stderr      # a fresh store: all trained
+    plan = json.loads((report.parent / "plan.json").read_text())
+    planned = sum(len(model["stage_dirs"]) for model in plan["models"])
+    assert planned > len(plan["models"])                             # the transfer networks' stages
+    assert f"] {planned} model-stages already finished in the store: skipped" in again.stderr
     assert "done   jaffe" not in again.stderr                  # no pack was scheduled again
     assert report_path(again.stdout) == report

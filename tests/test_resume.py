@@ -4,19 +4,36 @@ different settings share a store without touching each other's outputs."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+import torch
 from cli_runner import REPO, report_path
 from cli_runner import run_all as _run
 from cli_runner import start_run_all as _start
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]       # each run starts its own local Ray
+
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SMALL = ["--config", str(TINY), "--set", "members=1", "--set", "parts=[mouth]",
          "--set", "train.checkpoint_every=1", "--set", "train.checkpoint_seconds=0"]
+INLINE = SMALL + ["--executor", "inline"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted inline run of SMALL: (its store, its report.html, the finished process),
+    the reference of the resume test and the first run of the shared-store test."""
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    store = cwd / "store"
+    done = _run(*INLINE, "--out", str(store), cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return store, report_path(done.stdout), done
 
 
 def _wait_for(predicate, proc, timeout=600):
@@ -48,14 +65,49 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.slow
-def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    inline = SMALL + ["--executor", "inline"]
-    whole = _run(*inline, "--out", str(tmp_path / "whole"), cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr[-3000:]
+def _stage_dirs(report: Path) -> list[str]:
+    """The run's model-stage directories, relative to its store (from its plan.json)."""
+    plan = json.loads((report.parent / "plan.json").read_text())
+    return sorted({d for model in plan["models"] for d in model["stage_dirs"].values()})
 
+
+def _assert_same_values(a, b, where: str) -> None:
+    """Checkpoint contents equal exactly: tensors by torch.equal, containers element by element."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_values(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_values(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _assert_identical_outputs(store_a: Path, report_a: Path, store_b: Path, report_b: Path) -> None:
+    """Two CPU runs of the same plan wrote bit-identical predictions and checkpoints."""
+    dirs = _stage_dirs(report_a)
+    assert dirs and dirs == _stage_dirs(report_b)
+    n_predictions = 0
+    for rel in dirs:
+        a, b = store_a / rel, store_b / rel
+        names = sorted(p.name for p in a.glob("*.parquet"))
+        assert names == sorted(p.name for p in b.glob("*.parquet")), rel
+        for name in names:
+            assert pq.read_table(a / name).equals(pq.read_table(b / name), check_metadata=True), f"{rel}/{name}"
+        n_predictions += len(names)
+        _assert_same_values(torch.load(a / "checkpoint.pt", weights_only=True),
+                            torch.load(b / "checkpoint.pt", weights_only=True), f"{rel}/checkpoint.pt")
+    assert n_predictions >= len(dirs), "a stage wrote no predictions"
+
+
+def test_killed_driver_resumes_and_matches_an_uninterrupted_run(uninterrupted, tmp_path):
+    whole_store, whole_report, _ = uninterrupted
     store = tmp_path / "killed"
-    proc = _start(*inline, "--out", str(store), cwd=tmp_path, log=tmp_path / "killed.log")
+    proc = _start(*INLINE, "--out", str(store), cwd=tmp_path, log=tmp_path / "killed.log")
     models = store / "models"
     def mid_pack() -> bool:
         """A stage is finished and a LATER pack is mid-way: its resumable state is newer than any output."""
@@ -70,7 +122,7 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     finished_before = {p.parent for p in models.glob("*/*/*/*/meta.json")}
     stamps = {p: p.stat().st_mtime_ns for p in finished_before}
 
-    again = _run(*inline, "--out", str(store), cwd=tmp_path)
+    again = _run(*INLINE, "--out", str(store), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already finished in the store: skipped" in again.stderr
     assert "resumed" in again.stderr                       # the interrupted pack went on from its state
@@ -78,12 +130,12 @@ def test_killed_driver_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert not any(store.glob("packs/*/state.pt")), "resumable state left behind"
     assert not list(store.rglob("*.tmp-*")), "a half-written file is visible"
 
-    a = report_path(whole.stdout).parent / "tables" / "table1.csv"
-    b = report_path(again.stdout).parent / "tables" / "table1.csv"
-    assert a.read_text() == b.read_text()
+    resumed = report_path(again.stdout)
+    _assert_identical_outputs(whole_store, whole_report, store, resumed)
+    assert (whole_report.parent / "tables" / "table1.csv").read_text() == \
+        (resumed.parent / "tables" / "table1.csv").read_text()
 
 
-@pytest.mark.slow
 def test_killed_worker_is_retried_and_the_run_completes(tmp_path):
     store = tmp_path / "store"
     log = tmp_path / "run.log"
@@ -104,17 +156,14 @@ def test_killed_worker_is_retried_and_the_run_completes(tmp_path):
     assert (store / "runs").is_dir() and list(store.glob("runs/*/report.md"))
 
 
-@pytest.mark.slow
-def test_two_runs_in_one_store_keep_their_own_outputs(tmp_path):
-    store = tmp_path / "store"
-    first = _run(*SMALL, "--executor", "inline", "--out", str(store), cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_two_runs_in_one_store_keep_their_own_outputs(uninterrupted):
+    store, first_report, _ = uninterrupted
+    cwd = store.parent
     before = {p: _digest(p) for p in store.rglob("*") if p.is_file() and "runs" not in p.parts}
     # the second trains on the first's prepared data, named by a path relative to its cwd
-    prepared = next((store / "prepared").glob("jaffe-*")).relative_to(tmp_path)
-    second = _run(*SMALL, "--executor", "inline", "--seed", "7", "--out", str(store),
-                  "--prepared", f"jaffe={prepared}", cwd=tmp_path)
+    prepared = next((store / "prepared").glob("jaffe-*")).relative_to(cwd)
+    second = _run(*INLINE, "--seed", "7", "--out", str(store), "--prepared", f"jaffe={prepared}", cwd=cwd)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert report_path(first.stdout).parent != report_path(second.stdout).parent
+    assert first_report.parent != report_path(second.stdout).parent
     assert all(_digest(p) == d for p, d in before.items()), "the second run changed the first's files"
-    assert (report_path(first.stdout).parent / "tables" / "table1.csv").is_file()
+    assert (first_report.parent / "tables" / "table1.csv").is_file()
