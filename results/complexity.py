@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.analysis_files import complexity_path
 from partfer.results.markdown import markdown_table
 from partfer.results.paper import COMPLEXITY_CLASSES, PAPER_IMAGE_SIZE
@@ -171,5 +171,5 @@ def write_complexity(complexity: ComplexityInput, out_dir: Path) -> dict[str, Pa
     csv = complexity_frame(complexity.report).to_csv(index=False, lineterminator="\n")
     md = ("# Model complexity (Section IV-E): ours beside the paper's\n\n"
           + complexity_markdown(complexity.report))
-    return {"complexity.csv": atomic.write_text(out_dir / "complexity.csv", csv),
-            "complexity.md": atomic.write_text(out_dir / "complexity.md", md)}
+    return {"complexity.csv": atomicio.write_text(out_dir / "complexity.csv", csv),
+            "complexity.md": atomicio.write_text(out_dir / "complexity.md", md)}

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure  # pyplot-free: no global backend or figure
 import numpy as np
 import pandas as pd
 
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.evaluate import RunEvaluation, SystemScore
 from partfer.results.paper import display_name
 
@@ -104,6 +104,6 @@ def write_confusions(ev: RunEvaluation, run_dir: Path) -> dict[str, dict[str, Pa
         csv_text = confusion_frame(score).to_csv(lineterminator="\n")
         info = ev.plan.datasets.get(score.train_dataset)
         holdout = info is not None and info.protocol == "holdout"
-        png = atomic.save_figure(plot_confusion(score, holdout), out / f"{stem}.png")
-        written[stem] = {"csv": atomic.write_text(out / f"{stem}.csv", csv_text), "png": png}
+        png = atomicio.save_figure(plot_confusion(score, holdout), out / f"{stem}.png")
+        written[stem] = {"csv": atomicio.write_text(out / f"{stem}.csv", csv_text), "png": png}
     return written

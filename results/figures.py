@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.comparability import shrink_reasons
 from partfer.results.evaluate import RunEvaluation, member_sort_key, network_sort_key
 from partfer.results.load import HISTORY_FILE, RunResults
@@ -137,8 +137,8 @@ def write_figures(ev: RunEvaluation, run_dir: Path, histories: Histories | None 
         rows = frame[frame["dataset"] == dataset].dropna(subset=["val_loss"])
         if len(rows):
             name = f"{dataset}_curves.png"
-            written[name] = atomic.save_figure(plot_curves(dataset, rows), out / name)
+            written[name] = atomicio.save_figure(plot_curves(dataset, rows), out / name)
     for dataset, _ in ev.self_pairs:
         name = f"{dataset}_accuracy.png"
-        written[name] = atomic.save_figure(plot_accuracy(ev, dataset), out / name)
+        written[name] = atomicio.save_figure(plot_accuracy(ev, dataset), out / name)
     return written

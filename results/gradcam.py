@@ -18,7 +18,7 @@ from pathlib import Path
 from matplotlib.figure import Figure  # pyplot-free: no global backend or figure registry
 import numpy as np
 
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.figures import FIGURES_DIR
 from partfer.results.analysis_files import analysis_dir, GRADCAM_PREFIX
 from partfer.results.paper import GRADCAM_SYSTEMS, display_name
@@ -170,5 +170,5 @@ def write_gradcam_figures(run_dir: Path, datasets: list[str]
             notes.append(f"{display_name(dataset)}: Grad-CAM maps absent for "
                          + ", ".join(system_title(s) for s in gc.absent))
         name = f"{dataset}_gradcam.png"
-        written[name] = atomic.save_figure(plot_gradcam(gc), out / name)
+        written[name] = atomicio.save_figure(plot_gradcam(gc), out / name)
     return written, notes

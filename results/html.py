@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from partfer.results import atomic
+from partfer import atomicio
 
 HTML_FILE = "report.html"
 _CODE = re.compile(r"`([^`]+)`")
@@ -150,4 +150,4 @@ def render_page(markdown: str, title: str, run_dir: Path, embed: bool = False) -
 
 def write_html(markdown: str, title: str, run_dir: Path, embed: bool = False) -> Path:
     """report.html beside report.md, written atomically."""
-    return atomic.write_text(Path(run_dir) / HTML_FILE, render_page(markdown, title, run_dir, embed))
+    return atomicio.write_text(Path(run_dir) / HTML_FILE, render_page(markdown, title, run_dir, embed))

@@ -15,7 +15,7 @@ import numpy as np
 
 from partfer.data_prep.ibug68 import PART_COLOURS, PART_ORDER
 from partfer.data_prep.prepared import PreparedData, load_prepared
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.figures import FIGURES_DIR
 from partfer.results.landmarks import LandmarkStudy, ModelLandmarks
 from partfer.results.load import RunResults, resolve_stored
@@ -151,5 +151,5 @@ def write_landmark_figures(study: LandmarkStudy, results: RunResults, run_dir: P
                          "part of one fold predicted is in the prepared data")
             continue
         name = f"{dataset}_landmarks.png"
-        written[name] = atomic.save_figure(plot_landmarks(dataset, choice, crops), out / name)
+        written[name] = atomicio.save_figure(plot_landmarks(dataset, choice, crops), out / name)
     return written, notes

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from partfer.data_prep.ibug68 import ALL_REGIONS, FULL_FACE, PART_ORDER, region_indices
 from partfer.data_prep.schema import CROP_SIZE
 from partfer.orchestrator.records import ModelRecord, RunPlan
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.comparability import warning_line
 from partfer.results.evaluate import network_sort_key
 from partfer.results.load import RunResults, resolve_stored
@@ -307,8 +307,8 @@ def write_landmark_tables(study: LandmarkStudy, out_dir: Path, plan: RunPlan | N
     csv = lambda frame: frame.to_csv(index=False, float_format="%.6g",  # noqa: E731
                                      lineterminator="\n")
     return {
-        "landmarks.csv": atomic.write_text(out_dir / "landmarks.csv", csv(summary_frame(study))),
-        "landmarks_models.csv": atomic.write_text(out_dir / "landmarks_models.csv",
+        "landmarks.csv": atomicio.write_text(out_dir / "landmarks.csv", csv(summary_frame(study))),
+        "landmarks_models.csv": atomicio.write_text(out_dir / "landmarks_models.csv",
                                                   csv(models_frame(study))),
-        "landmarks.md": atomic.write_text(out_dir / "landmarks.md", md),
+        "landmarks.md": atomicio.write_text(out_dir / "landmarks.md", md),
     }

@@ -14,7 +14,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
 from partfer.results.complexity import ComplexityInput, complexity_markdown, load_complexity
 from partfer.results.confusion import file_stem, write_confusions
@@ -373,12 +373,12 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
     figures.update(landmark_figures)
     figures.update(gradcam_figures)
     if twin is not None:
-        tables["table1_selection.csv"] = atomic.write_text(
+        tables["table1_selection.csv"] = atomicio.write_text(
             results.run_dir / TABLES_DIR / "table1_selection.csv",
             selection_frame(ev, twin).to_csv(index=False, float_format="%.2f", lineterminator="\n"))
     text = _compose(ev, tables, confusions, figures, histories, study, landmark_notes,
                     gradcam_notes, complexity, twin)
-    path = atomic.write_text(results.run_dir / REPORT_FILE, text)
+    path = atomicio.write_text(results.run_dir / REPORT_FILE, text)
     write_html(text, f"partfer run {ev.plan.run_id}", results.run_dir, embed=embed_images)
     return path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from partfer.results import atomic
+from partfer import atomicio
 from partfer.results.comparability import warning_line
 from partfer.results.complexity import ComplexityInput, write_complexity
 from partfer.results.evaluate import RunEvaluation, SystemScore
@@ -356,17 +356,17 @@ def write_tables(ev: RunEvaluation, run_dir: Path, complexity: ComplexityInput |
     """Write every table under `<run_dir>/tables/`; returns name -> path of what was written."""
     out = Path(run_dir) / TABLES_DIR
     written = {
-        "table1.csv": atomic.write_text(out / "table1.csv", _csv(table1_frame(ev))),
-        "table1.md": atomic.write_text(out / "table1.md", _table1_markdown(ev)),
-        "table2.csv": atomic.write_text(out / "table2.csv", _csv(table2_frame(ev, complexity))),
-        "table2.md": atomic.write_text(out / "table2.md", _table2_file(ev, complexity)),
-        "folds.csv": atomic.write_text(out / "folds.csv", _csv(folds_frame(ev))),
-        "members.csv": atomic.write_text(out / "members.csv", _csv(members_frame(ev))),
-        "missing.csv": atomic.write_text(out / "missing.csv", _csv(missing_frame(ev))),
+        "table1.csv": atomicio.write_text(out / "table1.csv", _csv(table1_frame(ev))),
+        "table1.md": atomicio.write_text(out / "table1.md", _table1_markdown(ev)),
+        "table2.csv": atomicio.write_text(out / "table2.csv", _csv(table2_frame(ev, complexity))),
+        "table2.md": atomicio.write_text(out / "table2.md", _table2_file(ev, complexity)),
+        "folds.csv": atomicio.write_text(out / "folds.csv", _csv(folds_frame(ev))),
+        "members.csv": atomicio.write_text(out / "members.csv", _csv(members_frame(ev))),
+        "missing.csv": atomicio.write_text(out / "missing.csv", _csv(missing_frame(ev))),
     }
     if has_cross_dataset(ev):
-        written["table3.csv"] = atomic.write_text(out / "table3.csv", _csv(table3_frame(ev)))
-        written["table3.md"] = atomic.write_text(out / "table3.md", _table3_markdown(ev))
+        written["table3.csv"] = atomicio.write_text(out / "table3.csv", _csv(table3_frame(ev)))
+        written["table3.md"] = atomicio.write_text(out / "table3.md", _table3_markdown(ev))
     if complexity is not None:
         written.update(write_complexity(complexity, out))
     return written

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from partfer import atomicio
 from partfer.orchestrator.storage.store import DONE_FILE, build_dir_for, publish_dir
-from partfer.results import atomic as results_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +26,7 @@ def test_threads_of_one_process_write_one_file_without_colliding(tmp_path):
     def writer(i: int) -> None:
         try:
             for j in range(40):
-                results_atomic.write_text(target, f"writer {i} round {j}\n" * 50)
+                atomicio.write_text(target, f"writer {i} round {j}\n" * 50)
         except BaseException as err:       # reported below
             errors.append(err)
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
