@@ -25,7 +25,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from partfer.models.kernels import warp  # noqa: E402
-from partfer.orchestrator.training.batches import _compare_routes  # noqa: E402
+from partfer.orchestrator.training.batches import check_fused_route  # noqa: E402
 from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms,  # noqa: E402
                                   sampling_maps, warp_images)
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     routes = {"torch, F.affine_grid": torch_affine_grid,
               "torch": lambda: _pack_layout(warp_images(normalise_pixels(images[idx]).reshape(-1, 1, s, s), forward),
                                             idx)}
-    if warp.available(images, _compare_routes):
+    if warp.available(images, check_fused_route):
         routes["fused"] = lambda: warp.warp_batch(images, idx, sampling_maps(forward), dtype)
     else:
         print(f"fused: not run (no Triton kernel on {args.device}; CPUs need TRITON_INTERPRET=1)")

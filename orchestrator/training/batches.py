@@ -43,7 +43,7 @@ def fused_available(images: torch.Tensor, mode: str) -> bool:
         raise ValueError(f"fused augmentation mode must be auto, on or off, not {mode!r}")
     if mode == "off" or (mode == "auto" and not images.is_cuda):
         return False
-    if warp.available(images, _compare_routes):
+    if warp.available(images, check_fused_route):
         return True
     if mode == "on":
         raise RuntimeError(f"the fused augmentation kernel cannot run on {images.device} (Triton missing, "
@@ -51,7 +51,7 @@ def fused_available(images: torch.Tensor, mode: str) -> bool:
     return False
 
 
-def _compare_routes(device: str) -> None:
+def check_fused_route(device: str) -> None:
     """Raise unless the fused route gives the batch PyTorch's route gives on a small pack, with
     strong but well-conditioned maps as training draws them (flips, and far past the borders):
     the kernel's self-test before a pack first takes it."""
@@ -66,4 +66,4 @@ def _compare_routes(device: str) -> None:
         raise ArithmeticError(f"results differ from PyTorch's by {err:.3g}")
 
 
-__all__ = ["augmented_batch", "fused_available"]
+__all__ = ["augmented_batch", "check_fused_route", "fused_available"]

@@ -6,7 +6,7 @@ import torch
 from partfer.models.kernels import warp
 from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms, sampling_maps,
                                                    warp_images)
-from partfer.orchestrator.training.batches import _compare_routes
+from partfer.orchestrator.training.batches import check_fused_route
 
 pytestmark = pytest.mark.triton         # skipped only where Triton cannot run at all
 
@@ -66,4 +66,4 @@ def test_bad_inputs_are_named():
 
 
 def test_self_test_passes_where_the_kernel_runs():
-    assert warp.available(torch.zeros(1, dtype=torch.uint8), _compare_routes)
+    assert warp.available(torch.zeros(1, dtype=torch.uint8), check_fused_route)
