@@ -100,17 +100,24 @@ def paper_workload(cfg: dict, folds: dict[str, int]) -> list[ChainKind]:
     if tr["steps_per_epoch"] is None:
         raise ValueError("paper_workload needs train.steps_per_epoch (one pass depends on the data)")
     per_epoch = int(tr["steps_per_epoch"]) * int(tr["batch_size"])
+    selections = selections_of(cfg)
+    # a twin trains its first stage with the main selection (plan.trajectory_key) unless the
+    # kept epoch changes the training: a patience, or held-out subjects taken from its rows
+    shares = tr["patience"] is None and "heldout_subjects" not in selections
     kinds = []
     for name, n_folds in folds.items():
         n_base = int(cfg["members"]) if "baseline" in cfg["networks"] else 0
         n_transfer = (int(cfg["members"]) if "ftl" in cfg["networks"] else 0) + \
                      (len(cfg["parts"]) if "el" in cfg["networks"] else 0)
-        for selection in selections_of(cfg):
-            for stages, n in ((("baseline",), n_base), (TRANSFER_STAGES, n_transfer)):
-                if n:
-                    kinds.append(ChainKind(name, selection,
-                                           tuple(epochs_for(cfg, name, s) * per_epoch for s in stages),
-                                           n * n_folds))
+        for stages, n in ((("baseline",), n_base), (TRANSFER_STAGES, n_transfer)):
+            if not n:
+                continue
+            per_stage = tuple(epochs_for(cfg, name, s) * per_epoch for s in stages)
+            if shares:       # one chain: the shared first stage, then each selection's later stages
+                per_model = per_stage + per_stage[1:] * (len(selections) - 1)
+                kinds.append(ChainKind(name, "+".join(selections), per_model, n * n_folds))
+            else:
+                kinds.extend(ChainKind(name, selection, per_stage, n * n_folds) for selection in selections)
     return kinds
 
 

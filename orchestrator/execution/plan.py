@@ -3,12 +3,15 @@
 A unit is one model followed through its stages: Baseline members train one stage ("baseline");
 FTL members and EL parts train three ("landmark" -> "head" -> "finetune"). Units of one data set
 and one stage sequence are cut into chunks of `pack_size`; each chunk becomes a chain of packs, one
-per stage, where stage s+1 starts from stage s's checkpoints.
+per stage and selection, where stage s+1 starts from stage s's checkpoints. A selection's stage
+whose training is the same as the main selection's (same rows, seed and upstream: only the kept
+epoch differs) is not trained twice: the main pack keeps both models.
 Keys hash everything a stage's result depends on, so a re-run (or a sweep that changes only the
 fine-tuning rate) finds finished stages on disk and skips them.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from partfer.orchestrator.execution.folds import FoldSplit, fold_ids, make_split
 from partfer.orchestrator.records import DatasetInfo, ModelRecord, RunPlan
 from partfer.orchestrator.storage.store import (basename, is_done, is_uri, join, model_dir, relative, scan_done,
                                 stable_hash)
-from partfer.orchestrator.training.train import ModelJob, PackJob, StageSettings
+from partfer.orchestrator.training.train import ModelJob, PackJob, SharedOutput, StageSettings, job_done
 
 
 @dataclass(frozen=True)
@@ -152,59 +155,85 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                                   prepared=_recorded(data.path, storage), n_samples=len(data.sample_ids),
                                   test_rows=test_rows)
         units = units_for(cfg, name, folds)
-        for selection, seq in ((sel, seq) for sel in val_fractions for seq in (("baseline",), TRANSFER_STAGES)):
-            val_fraction, splits = val_fractions[selection], splits_of[selection]
+        selections = list(val_fractions)            # the main one first
+        chosen: dict[str, list[ModelRecord]] = {sel: [] for sel in selections}
+        for seq in (("baseline",), TRANSFER_STAGES):
             group = [u for u in units if u.stages == seq]
             for start in range(0, len(group), pack_size):
                 chunk = group[start:start + pack_size]
-                chain, upstream = [], {u: None for u in chunk}
-                stage_dirs: dict[Unit, dict[str, str]] = {u: {} for u in chunk}
-                for stage in seq:
-                    settings = stage_settings(cfg, name, stage, selection)
-                    jobs = []
+                # a chain per selection, except where the twin's training is the main one's (same
+                # trajectory): there the main pack keeps the twin's models too, and the twin's
+                # later stages follow in the main chain
+                lines: list[list[dict]] = []         # the chunk's chains of packs
+                host: dict[str, dict] = {}           # stage -> the main selection's pack
+                for selection in selections:
+                    line: list[dict] = []
+                    val_fraction, splits = val_fractions[selection], splits_of[selection]
+                    upstream = {u: None for u in chunk}
+                    stage_dirs: dict[Unit, dict[str, str]] = {u: {} for u in chunk}
+                    for stage in seq:
+                        settings = stage_settings(cfg, name, stage, selection)
+                        jobs, trajectories = [], []
+                        for u in chunk:
+                            split = _with_targets(splits[u.fold], data) if stage == "landmark" else splits[u.fold]
+                            key_inputs = {
+                                "prepared": prep_hash, "dataset": name, "network": u.network,
+                                "member": u.member, "fold": u.fold, "region": u.region,
+                                "seed": unit_seed(cfg, u), "stage": result_settings(settings),
+                                "model": cfg["model"], "image_size": int(cfg["image_size"]),
+                                "classes": list(data.classes), "protocol": [protocol, n_folds],
+                                "val_fraction": val_fraction,
+                                "precision": precision,
+                                "upstream": upstream[u][0] if upstream[u] else None,
+                            }
+                            key = stable_hash(key_inputs, 32)
+                            out = model_dir(storage, name, u.network, u.member, u.fold, stage, key)
+                            jobs.append(ModelJob(
+                                key=key, out_dir=out, seed=unit_seed(cfg, u), region=u.region, fold=u.fold,
+                                train=tuple(split.train.tolist()), val=tuple(split.val.tolist()),
+                                test=tuple(split.test.tolist()),
+                                upstream_dir=upstream[u][1] if upstream[u] else None,
+                                meta={"dataset": name, "network": u.network, "member": u.member,
+                                      "fold": u.fold, "region": u.region, "selection": selection,
+                                      "inputs": key_inputs}))
+                            trajectories.append(trajectory_key(key_inputs))
+                            upstream[u] = (key, out)
+                            stage_dirs[u][stage] = relative(out, storage)
+                            n_total += 1
+                            n_done += is_done(out)
+                        main = host.get(stage)
+                        if main is not None and main["trajectories"] == trajectories:
+                            main["shared"].append(jobs)
+                            line = lines[0]              # its later stages wait for the shared pack
+                        else:
+                            pack = {"settings": settings, "jobs": jobs, "trajectories": trajectories, "shared": []}
+                            line.append(pack)
+                            host.setdefault(stage, pack)
+                    if line is not (lines[0] if lines else None):
+                        lines.append(line)
                     for u in chunk:
-                        split = _with_targets(splits[u.fold], data) if stage == "landmark" else splits[u.fold]
-                        key_inputs = {
-                            "prepared": prep_hash, "dataset": name, "network": u.network,
-                            "member": u.member, "fold": u.fold, "region": u.region,
-                            "seed": unit_seed(cfg, u), "stage": result_settings(settings),
-                            "model": cfg["model"], "image_size": int(cfg["image_size"]),
-                            "classes": list(data.classes), "protocol": [protocol, n_folds],
-                            "val_fraction": val_fraction,
-                            "precision": precision,
-                            "upstream": upstream[u][0] if upstream[u] else None,
-                        }
-                        key = stable_hash(key_inputs, 32)
-                        out = model_dir(storage, name, u.network, u.member, u.fold, stage, key)
-                        jobs.append(ModelJob(
-                            key=key, out_dir=out, seed=unit_seed(cfg, u), region=u.region, fold=u.fold,
-                            train=tuple(split.train.tolist()), val=tuple(split.val.tolist()),
-                            test=tuple(split.test.tolist()),
-                            upstream_dir=upstream[u][1] if upstream[u] else None,
-                            meta={"dataset": name, "network": u.network, "member": u.member,
-                                  "fold": u.fold, "region": u.region, "selection": selection,
-                                  "inputs": key_inputs}))
-                        upstream[u] = (key, out)
-                        stage_dirs[u][stage] = relative(out, storage)
-                        n_total += 1
-                        n_done += is_done(out)
-                    pack_key = stable_hash([j.key for j in jobs], 24)
-                    chain.append(PackJob(
-                        dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes),
-                        stage=settings, models=tuple(jobs), model_cfg=dict(cfg["model"]),
-                        image_size=int(cfg["image_size"]), device=device, precision=precision,
-                        state_dir=join(storage, "packs", pack_key), **options))
-                # finished packs are dropped from the chain's front: only the work left is scheduled
-                while chain and all(is_done(j.out_dir) for j in chain[0].models):
-                    stale_states.append(chain.pop(0).state_dir)
-                if chain:
-                    chains.append(chain)
-                for u in chunk:
-                    key, out = upstream[u]
-                    records.append(ModelRecord(dataset=name, network=u.network, member=u.member,
-                                               fold=u.fold, stage=seq[-1], key=key,
-                                               dir=relative(out, storage), stage_dirs=stage_dirs[u],
-                                               selection=selection))
+                        key, out = upstream[u]
+                        chosen[selection].append(ModelRecord(dataset=name, network=u.network, member=u.member,
+                                                   fold=u.fold, stage=seq[-1], key=key,
+                                                   dir=relative(out, storage), stage_dirs=stage_dirs[u],
+                                                   selection=selection))
+                for packs in lines:
+                    chain = []
+                    for pack in packs:
+                        models = tuple(_sharing(job, [other[i] for other in pack["shared"]])
+                                       for i, job in enumerate(pack["jobs"]))
+                        pack_key = stable_hash([j.key for j in pack["jobs"]], 24)
+                        chain.append(PackJob(
+                            dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes),
+                            stage=pack["settings"], models=models, model_cfg=dict(cfg["model"]),
+                            image_size=int(cfg["image_size"]), device=device, precision=precision,
+                            state_dir=join(storage, "packs", pack_key), **options))
+                    # finished packs are dropped from the chain's front: only the work left is scheduled
+                    while chain and all(job_done(j) for j in chain[0].models):
+                        stale_states.append(chain.pop(0).state_dir)
+                    if chain:
+                        chains.append(chain)
+        records.extend(r for sel in selections for r in chosen[sel])
     # longest chains first: the three-stage transfer chains are the critical path of a run
     chains.sort(key=len, reverse=True)
     cross = _cross_evals(cfg, prepared, records, storage, device, precision, pack_size)
@@ -213,6 +242,25 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     run_plan = RunPlan(run_id=run_id, storage=storage, settings={}, datasets=infos, models=records)
     return Plan(run_plan=run_plan, chains=chains, n_model_stages=n_total, n_done=n_done, cross_evals=cross,
                 finished_state_dirs=stale_states)
+
+
+def trajectory_key(key_inputs: dict) -> str:
+    """What a stage's training computes, apart from which epoch it keeps: without a patience the
+    selection only chooses among the epochs of one and the same training (evaluation passes
+    change nothing), so two selections with equal trajectory keys can share it. With a patience
+    the selection's rows decide when the training stops: then it is part of the trajectory."""
+    stage = dict(key_inputs["stage"])
+    if stage.get("patience") is None:
+        stage["selection"] = None
+    return stable_hash({**key_inputs, "stage": stage}, 32)
+
+
+def _sharing(job: ModelJob, others: list[ModelJob]) -> ModelJob:
+    """The main selection's job, also keeping the other selections' models of the same training."""
+    if not others:
+        return job
+    shared = tuple(SharedOutput(o.meta["selection"], o.key, o.out_dir, o.meta) for o in others)
+    return dataclasses.replace(job, shared=shared)
 
 
 def _with_targets(split: FoldSplit, data: PreparedData) -> FoldSplit:

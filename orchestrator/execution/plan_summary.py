@@ -10,14 +10,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from partfer.orchestrator.storage.store import is_done, is_uri
-from partfer.orchestrator.training.train import PackJob, steps_per_epoch
+from partfer.orchestrator.storage.store import is_uri
+from partfer.orchestrator.training.train import PackJob, job_done, pack_selections, steps_per_epoch
 
 
 @dataclass(frozen=True)
 class PackWork:
     dataset: str
-    selection: str
+    selection: str                # one selection, or several joined by "+" (one training serving each)
     stage: str
     models: int                   # models still to train in the pack
     epochs: int
@@ -30,10 +30,11 @@ class PackWork:
 
 
 def pack_work(job: PackJob) -> PackWork:
-    todo = [m for m in job.models if not is_done(m.out_dir)]
+    todo = [m for m in job.models if not job_done(m)]
     st = job.stage
     steps = steps_per_epoch(st, [len(m.train) for m in (todo or job.models)])
-    return PackWork(job.dataset, st.selection, st.stage, len(todo), st.max_epochs, steps, st.batch_size)
+    return PackWork(job.dataset, "+".join(pack_selections(job)), st.stage, len(todo), st.max_epochs, steps,
+                    st.batch_size)
 
 
 @dataclass(frozen=True)
@@ -82,24 +83,26 @@ def summary_lines(chains: list[list[PackJob]], n_model_stages: int, n_done: int,
     groups: dict[tuple, list[PackWork]] = {}
     for w in work:
         groups.setdefault((w.dataset, w.selection, w.stage), []).append(w)
-    header = f"  {'data set':<10} {'selection':<17} {'stage':<9} {'packs':>5} {'models':>6} {'epochs':>6} " \
+    header = f"  {'data set':<10} {'selection':<20} {'stage':<9} {'packs':>5} {'models':>6} {'epochs':>6} " \
              f"{'steps/epoch':>11} {'batch':>5} {'image-steps':>12}"
     lines.append(header)
     order = ("baseline", "landmark", "head", "finetune")
     for (dataset, selection, stage), ws in sorted(groups.items(), key=lambda kv: (
-            kv[0][0], kv[0][1] != main_selection, order.index(kv[0][2]) if kv[0][2] in order else 9)):
+            kv[0][0], main_selection not in kv[0][1].split("+"), order.index(kv[0][2]) if kv[0][2] in order else 9)):
         models = sum(w.models for w in ws)
         steps = sorted({w.steps for w in ws})
-        lines.append(f"  {dataset:<10} {selection:<17} {stage:<9} {len(ws):>5} {models:>6} {ws[0].epochs:>6} "
+        lines.append(f"  {dataset:<10} {selection:<20} {stage:<9} {len(ws):>5} {models:>6} {ws[0].epochs:>6} "
                      f"{'/'.join(map(str, steps)):>11} {ws[0].batch:>5} {_millions(sum(w.image_steps for w in ws)):>12}")
     total = sum(w.image_steps for w in work)
     per_dataset: dict[str, int] = {}
     for w in work:
         per_dataset[w.dataset] = per_dataset.get(w.dataset, 0) + w.image_steps
     lines.append("image-steps by data set: " + ", ".join(f"{d} {_millions(n)}" for d, n in per_dataset.items()))
-    twin = sum(w.image_steps for w in work if w.selection != main_selection)
-    lines.append(f"image-steps in all: {_millions(total)}"
-                 + (f" (the no-peeking twin: {_millions(twin)} of them)" if twin else ""))
+    twin = sum(w.image_steps for w in work if main_selection not in w.selection.split("+"))
+    shared = sum(w.image_steps for w in work if "+" in w.selection)
+    notes = ([f"the no-peeking twin's own training: {_millions(twin)} of them"] if twin else []) + \
+            ([f"{_millions(shared)} in trainings that serve both selections"] if shared else [])
+    lines.append(f"image-steps in all: {_millions(total)}" + (f" ({'; '.join(notes)})" if notes else ""))
     if rate is None:
         lines.append("projected time: no measured rate in this store for this device and image size "
                      "(a finished run records one)")

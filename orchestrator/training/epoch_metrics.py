@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from partfer.orchestrator.storage.store import is_done
 from partfer.orchestrator.training.tb_events import append_scalars
-from partfer.orchestrator.training.train import PackJob
+from partfer.orchestrator.training.train import PackJob, job_done
 
 FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
 CSV_FILE = Path("metrics") / "epochs.csv"
@@ -48,7 +47,7 @@ def epoch_reporter(job: PackJob, send: Callable[[int, Figures], None]) -> Callab
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         if "keys" not in state:      # run_pack trains the pack's models that are not done, in order
-            state["keys"] = [m.key for m in job.models if not is_done(m.out_dir)]
+            state["keys"] = [m.key for m in job.models if not job_done(m)]
             state["active"] = [True] * len(state["keys"])
         figures = {}
         for i, key in enumerate(state["keys"]):
@@ -75,18 +74,19 @@ class EpochFiles:
             model = models.get(key)
             if model is None:
                 continue
-            meta = model.meta
-            rows.append([meta.get("dataset", job.dataset), meta.get("selection", job.stage.selection),
-                         meta.get("network", ""), meta.get("member", ""), model.fold, job.stage.stage,
-                         key, epoch, *("" if values.get(f) is None else f"{values[f]:.6g}" for f in FIGURES),
-                         f"{stamp:.3f}"])
-            append_scalars(self.tensorboard_dir(job, model), epoch,
-                           {TAGS[f]: values.get(f) for f in FIGURES}, stamp)
+            # a shared training's epochs are each of its selections' epochs
+            for out_key, meta in ((model.key, model.meta), *((o.key, o.meta) for o in model.shared)):
+                rows.append([meta.get("dataset", job.dataset), meta.get("selection", job.stage.selection),
+                             meta.get("network", ""), meta.get("member", ""), model.fold, job.stage.stage,
+                             out_key, epoch, *("" if values.get(f) is None else f"{values[f]:.6g}" for f in FIGURES),
+                             f"{stamp:.3f}"])
+                append_scalars(self.tensorboard_dir(job, model, meta), epoch,
+                               {TAGS[f]: values.get(f) for f in FIGURES}, stamp)
         if rows:
             self._append_csv(rows)
 
-    def tensorboard_dir(self, job: PackJob, model) -> Path:
-        meta = model.meta
+    def tensorboard_dir(self, job: PackJob, model, meta: dict | None = None) -> Path:
+        meta = model.meta if meta is None else meta
         name = f"{meta.get('network', 'model')}-{meta.get('member', model.key[:8])}"
         return (self.run_dir / TENSORBOARD_DIR / meta.get("dataset", job.dataset)
                 / meta.get("selection", job.stage.selection) / name / f"fold{model.fold}" / job.stage.stage)

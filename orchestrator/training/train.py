@@ -63,15 +63,16 @@ class StageSettings:
     checkpoint_seconds: float     # and at least this long since the last one (a big pack's state is costly to write)
     compact_stopped: bool         # stop computing stopped models once half the computed ones stopped
 
-    @property
-    def restore_best(self) -> bool:
-        """Whether the stage ends on its best monitored epoch's weights (any selection but `last`)."""
-        return self.selection != "last"
 
-    @property
-    def monitors(self) -> bool:
-        """Whether each epoch needs a validation pass: to select an epoch, or to stop early."""
-        return self.selection != "last" or self.patience is not None
+@dataclass(frozen=True)
+class SharedOutput:
+    """Another selection's model from the same training: the trajectory (rows, seed, upstream,
+    settings) is the job's own and only the kept epoch differs, so one training serves both and
+    each selection keeps its model under its own key."""
+    selection: str
+    key: str
+    out_dir: str
+    meta: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,38 @@ class ModelJob:
     test: tuple[int, ...]
     upstream_dir: str | None      # the previous stage's output (transfer stages 2 and 3)
     meta: dict = field(default_factory=dict)   # key inputs, written to meta.json
+    shared: tuple[SharedOutput, ...] = ()      # other selections kept from this same training
+
+    @property
+    def out_dirs(self) -> tuple[str, ...]:
+        """Every output directory the job's training writes: its own, then its shared ones'."""
+        return (self.out_dir, *(o.out_dir for o in self.shared))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key, *(o.key for o in self.shared))
+
+
+def job_done(model: ModelJob) -> bool:
+    """Whether every model the job's training keeps is already written."""
+    return all(is_done(d) for d in model.out_dirs)
+
+
+def pack_selections(job: "PackJob") -> tuple[str, ...]:
+    """The selections a pack's training serves: its own (stage.selection), then its models' shared ones."""
+    found = [job.stage.selection] + [o.selection for m in job.models for o in m.shared]
+    return tuple(dict.fromkeys(found))
+
+
+def monitor_selection(selections: tuple[str, ...], patience: int | None) -> str:
+    """The one selection whose monitored rows a shared training watches. Only `last` watches
+    nothing (without a patience), so a training serves at most one other selection; with a
+    patience the stopping epoch depends on the selection, so nothing can be shared."""
+    watching = [s for s in selections if s != "last"]
+    if len(selections) > 1 and (patience is not None or len(watching) > 1):
+        raise ValueError(f"one training cannot serve the selections {', '.join(selections)}"
+                         + (" with a patience (each stops on its own rows)" if patience is not None else ""))
+    return watching[0] if watching else "last"
 
 
 @dataclass(frozen=True)
@@ -118,7 +151,7 @@ class PackJob:
 class PackResult:
     stage: str
     keys: list[str]
-    trained: int                  # models trained now (the others were already done)
+    trained: int                  # model-stages written now (a shared training writes one per selection)
     epochs: list[int]
     seconds: float
     images: int                   # training images processed, summed over models
@@ -420,11 +453,27 @@ def _load_upstream(net: PackedNetwork, models: list[ModelJob]) -> None:
             net.load_model_state(i, state, strict_heads=False)
 
 
+def _output_of(job: PackJob, model: ModelJob, selection: str) -> SharedOutput | None:
+    """The model's output kept under `selection`, if it has one still to write."""
+    if selection == job.stage.selection:
+        out = SharedOutput(selection, model.key, model.out_dir, model.meta)
+    else:
+        out = next((o for o in model.shared if o.selection == selection), None)
+    return None if out is None or is_done(out.out_dir) else out
+
+
 def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: list[ModelJob],
-                   history: list[list[dict]], test_eval: dict, epochs: list[int], selected: list[int]) -> None:
+                   history: list[list[dict]], test_eval: dict, epochs: list[int], selected: list[int],
+                   selection: str) -> int:
+    """Each model's outputs kept under `selection` (the network holds that selection's weights);
+    returns how many were written."""
     prepared = data.prepared
+    written = 0
     for i, m in enumerate(models):
-        build = build_dir_for(m.out_dir)
+        out = _output_of(job, m, selection)
+        if out is None:
+            continue
+        build = build_dir_for(out.out_dir)
         torch.save({k: v.cpu() for k, v in net.model_state(i).items()}, build / "checkpoint.pt")
         rows = test_eval["index"][i][test_eval["mask"][i]].tolist()
         if "probs" in test_eval:
@@ -455,14 +504,17 @@ def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: l
         writer.writeheader()
         writer.writerows(history[i])
         (build / "history.csv").write_text(buf.getvalue())
-        meta = dict(m.meta, key=m.key, stage=job.stage.stage, epochs_trained=epochs[i],
-                    selection=job.stage.selection, selected_epoch=selected[i],
+        meta = dict(out.meta, key=out.key, stage=job.stage.stage, epochs_trained=epochs[i],
+                    selection=selection, selected_epoch=selected[i],
                     test_loss=float(test_eval["loss"][i]),
                     test_acc=float(test_eval["acc"][i]) if "probs" in test_eval else None,
                     n_train=len(m.train), n_val=len(m.val), n_test=len(m.test),
-                    stage_settings=_jsonable(asdict(job.stage)), finished=time.time())
+                    stage_settings=_jsonable(asdict(dataclasses.replace(job.stage, selection=selection))),
+                    shared_with=[k for k in m.keys if k != out.key], finished=time.time())
         (build / DONE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        publish_dir(build, m.out_dir)
+        publish_dir(build, out.out_dir)
+        written += 1
+    return written
 
 
 def _jsonable(obj):
@@ -488,9 +540,11 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
 
 def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     t0 = time.time()
-    models = [m for m in job.models if not is_done(m.out_dir)]
+    models = [m for m in job.models if not job_done(m)]
     if not models:
-        return PackResult(job.stage.stage, [m.key for m in job.models], 0, [], 0.0, 0, started=t0)
+        return PackResult(job.stage.stage, [k for m in job.models for k in m.keys], 0, [], 0.0, 0, started=t0)
+    selections = pack_selections(job)
+    watched = monitor_selection(selections, job.stage.patience)
     if job.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device(job.device)
@@ -528,7 +582,9 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     else:
         weights = train_mask.float()
     weights = weights * (labels_train >= 0) if st.stage != "landmark" else weights
-    monitor_rows = [monitored_rows(st.selection, m) for m in models]
+    monitor_rows = [monitored_rows(watched, m) for m in models]
+    # a validation pass each epoch: to choose a kept epoch, or to stop early
+    monitors = watched != "last" or st.patience is not None
 
     active = torch.ones(n_models, dtype=torch.bool)
     # The models the forward pass computes: always a superset of the active ones. A stopped model
@@ -610,7 +666,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
         not_computed[computed] = False
         # the epoch's figures stay on the device until the validation pass is queued behind them
         train_figures = torch.stack([run_loss / steps, run_correct / (steps * st.batch_size)])
-        evaluating = st.monitors and ((epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs)
+        evaluating = monitors and ((epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs)
         if evaluating:
             net.eval()
             ev = evaluate(job, net, data, None, targets_c if st.stage == "landmark" else None, models=sub,
@@ -645,7 +701,7 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
                                  "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
                                  "active": (active & ~newly_stopped).tolist()})
         if newly_stopped.any():
-            if st.restore_best:
+            if watched != "last":
                 per_model.restore(newly_stopped.to(device))
             else:
                 per_model.snapshot(newly_stopped.to(device))
@@ -667,16 +723,20 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
         counts = stepper.counts()
         log(f"{job.dataset} {st.stage} pack of {n_models}: {counts['graph_replays']} steps replayed from "
             f"{counts['graph_captures']} CUDA graphs, {counts['eager_steps']} eager")
-    if st.restore_best:
-        per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
-    if st.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
-        recalibrate_bn(job, net, data, [m.train for m in models])
-    net.eval()
-    test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
-    selected = best_epoch if st.restore_best else last_epoch
-    _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist(), selected.tolist())
+    written = 0
+    # `last` first: its weights are those in the network now; the others restore their best epoch
+    for selection in sorted(selections, key=lambda s: s != "last"):
+        if selection != "last":
+            per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
+        if st.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
+            recalibrate_bn(job, net, data, [m.train for m in models])
+        net.eval()
+        test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
+        selected = last_epoch if selection == "last" else best_epoch
+        written += _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist(),
+                                  selected.tolist(), selection)
     remove_dir(job.state_dir)
     seconds = time.time() - t0
-    return PackResult(st.stage, [m.key for m in job.models], n_models, last_epoch.tolist(), seconds,
+    return PackResult(st.stage, [k for m in job.models for k in m.keys], written, last_epoch.tolist(), seconds,
                       images_seen, setup, started=t0, step_plans=stepper.plans, graph_captures=stepper.captures,
                       graph_replays=stepper.replays)

@@ -15,12 +15,28 @@ def _steps(kinds, selection=None) -> int:
 
 
 def test_paper_workload_is_the_recipe_image_steps():
-    kinds = paper_workload(load_config("paper"), PAPER_FOLDS)
-    assert _steps(kinds, "evaluated_fold") == 106_560_000
-    assert _steps(kinds) == 213_120_000                        # with the no-peeking twin
-    by_set = {name: sum(k.units * sum(k.per_model) for k in kinds
-                        if k.dataset == name and k.selection == "evaluated_fold") for name in PAPER_FOLDS}
+    alone = paper_workload(load_config("paper", {"train.twin_selection": None}), PAPER_FOLDS)
+    assert _steps(alone, "evaluated_fold") == _steps(alone) == 106_560_000
+    by_set = {name: sum(k.units * sum(k.per_model) for k in alone if k.dataset == name) for name in PAPER_FOLDS}
     assert by_set == {"ckplus": 57_600_000, "jaffe": 43_200_000, "sfew": 5_760_000}
+
+
+def test_the_twin_shares_the_first_stage_and_trains_its_own_head_and_finetune():
+    kinds = paper_workload(load_config("paper"), PAPER_FOLDS)
+    assert {k.selection for k in kinds} == {"evaluated_fold+last"}
+    # 213.12M when every model trained twice; the Baseline and landmark stages are trained once
+    assert _steps(kinds) == 156_480_000
+    jaffe = sum(k.units * sum(k.per_model) for k in kinds if k.dataset == "jaffe")
+    assert jaffe == 62_400_000                        # 43.2M + the twin's head and fine-tuning 19.2M
+    transfer = next(k for k in kinds if k.dataset == "jaffe" and len(k.per_model) > 1)
+    assert transfer.per_model == (100 * 960, 10 * 960, 190 * 960, 10 * 960, 190 * 960)
+
+
+def test_a_patience_or_held_out_subjects_train_the_twin_whole():
+    for overrides in ({"train.patience": 20}, {"train.selection": "heldout_subjects"}):
+        kinds = paper_workload(load_config("paper", overrides), PAPER_FOLDS)
+        assert len({k.selection for k in kinds}) == 2
+        assert _steps(kinds) == 213_120_000
 
 
 def test_rate_curve_passes_through_the_measured_packs():

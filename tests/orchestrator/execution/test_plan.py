@@ -67,11 +67,11 @@ def test_kernel_settings_reach_every_pack_and_leave_keys_alone(tiny_prepared, tm
     assert {j.key for j in _jobs(a).values()} == {j.key for j in _jobs(b).values()}
 
 
-def test_the_no_peeking_twin_trains_every_model_again_under_its_own_keys(tiny_prepared, tmp_path):
+def test_the_twin_shares_the_trainings_that_only_its_kept_epoch_would_repeat(tiny_prepared, tmp_path):
     plan = _plan(tiny_prepared, tmp_path, **{"train.twin_selection": "last"})
     single = _plan(tiny_prepared, tmp_path / "single")
     assert len(plan.run_plan.models) == 2 * len(single.run_plan.models)
-    assert plan.n_model_stages == 2 * single.n_model_stages
+    assert plan.n_model_stages == 2 * single.n_model_stages          # every model-stage kept twice...
     by_selection = {}
     for r in plan.run_plan.models:
         by_selection.setdefault(r.selection, []).append(r)
@@ -79,9 +79,30 @@ def test_the_no_peeking_twin_trains_every_model_again_under_its_own_keys(tiny_pr
     assert {r.key for r in by_selection["last"]}.isdisjoint(r.key for r in by_selection["evaluated_fold"])
     # the main selection's keys are those of a run without the twin: it reuses them
     assert sorted(r.key for r in by_selection["evaluated_fold"]) == sorted(r.key for r in single.run_plan.models)
+    # ...but the Baseline and landmark stages are trained once for both selections: the twin's
+    # models of those stages ride in the main selection's packs; its head and fine-tune stages,
+    # which start from its own landmark models, follow in the same chain
     for chain in plan.chains:
-        selections = {p.stage.selection for p in chain}
-        assert len(selections) == 1                     # a chain never mixes selections
+        stages = [(p.stage.stage, p.stage.selection) for p in chain]
+        assert stages in ([("baseline", "evaluated_fold")],
+                          [("landmark", "evaluated_fold"), ("head", "evaluated_fold"), ("finetune", "evaluated_fold"),
+                           ("head", "last"), ("finetune", "last")])
+        first = chain[0]
+        assert all([o.selection for o in m.shared] == ["last"] for m in first.models)
+        assert all(not m.shared for p in chain[1:] for m in p.models)
+        if first.stage.stage == "landmark":
+            twin_landmarks = {m.shared[0].out_dir for m in first.models}
+            assert {m.upstream_dir for m in chain[3].models} == twin_landmarks
+    twin_keys = {o.key for chain in plan.chains for p in chain for m in p.models for o in m.shared}
+    records = {d for r in by_selection["last"] for s, d in r.stage_dirs.items() if s in ("baseline", "landmark")}
+    assert len(twin_keys) == len(records) == 5 * 4 + 10 * 4
+
+
+def test_a_patience_trains_the_twin_on_its_own(tiny_prepared, tmp_path):
+    plan = _plan(tiny_prepared, tmp_path, **{"train.twin_selection": "last", "train.patience": 3})
+    assert not any(m.shared for chain in plan.chains for p in chain for m in p.models)
+    for chain in plan.chains:
+        assert len({p.stage.selection for p in chain}) == 1
 
 
 def test_only_heldout_selection_takes_training_subjects_out(tiny_prepared, tmp_path):
