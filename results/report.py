@@ -26,6 +26,7 @@ from partfer.results.landmark_figure import write_landmark_figures
 from partfer.results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
                                write_landmark_tables)
 from partfer.results.load import load_run
+from partfer.results.learning import NotLearned, flag_lines, not_learned
 from partfer.results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
 from partfer.results.markdown import bullets, markdown_table
 from partfer.results.paper import display_name
@@ -192,7 +193,7 @@ def _links(names: list[str], folder: str) -> str:
     return ", ".join(f"[{name}]({folder}/{name})" for name in names)
 
 
-def _table1_section(ev: RunEvaluation) -> list[str]:
+def _table1_section(ev: RunEvaluation, flags: list[NotLearned]) -> list[str]:
     out = ["## Table I: accuracy (%), ours beside the paper's\n"]
     warning = warning_line(ev.plan)
     if warning:
@@ -202,7 +203,7 @@ def _table1_section(ev: RunEvaluation) -> list[str]:
     out.append(selection_sentence(ev.results.selection) + "\n")
     for train, test in ev.self_pairs:
         out.append(f"### {pair_title(train, test)}\n")
-        out.append(comparison_markdown(ev, train, test))
+        out.append(comparison_markdown(ev, train, test, flags))
         classes = class_scores_markdown(ev, train, test)
         if classes:
             out.append("Each network's ensemble (%): accuracy as mean ± sd over folds; macro-F1 and "
@@ -217,14 +218,19 @@ def _table1_section(ev: RunEvaluation) -> list[str]:
     return out
 
 
-def _selection_section(ev: RunEvaluation, twin: RunEvaluation | None) -> list[str]:
+def _selection_section(ev: RunEvaluation, twin: RunEvaluation | None, twin_flags: list[NotLearned]) -> list[str]:
     if twin is None:
         return []
-    return ["## The authors' selection beside a no-peeking one\n", selection_markdown(ev, twin),
-            f"Files: {_links(['table1_selection.csv'], TABLES_DIR)}.\n"]
+    out = ["## The authors' selection beside a no-peeking one\n", selection_markdown(ev, twin)]
+    warnings = [line for train, _ in twin.self_pairs for line in flag_lines(twin_flags, train)]
+    if warnings:
+        out.append(f"Under `{twin.results.selection}`:\n")
+        out.append(bullets(warnings))
+    out.append(f"Files: {_links(['table1_selection.csv'], TABLES_DIR)}.\n")
+    return out
 
 
-def _table3_section(ev: RunEvaluation) -> list[str]:
+def _table3_section(ev: RunEvaluation, flags: list[NotLearned]) -> list[str]:
     out = ["## Table III: cross-data-set generalisation\n"]
     if not ev.cross_pairs:
         out.append("No cross-data-set predictions in this run (no model was tested on another "
@@ -240,7 +246,7 @@ def _table3_section(ev: RunEvaluation) -> list[str]:
     for train, test in table3_pairs(ev):
         train_label, test_label = pair_labels(ev, train, test)
         out.append(f"### {train_label} -> {test_label} ({pair_title(train, test)})\n")
-        out.append(comparison_markdown(ev, train, test))
+        out.append(comparison_markdown(ev, train, test, flags))
     return out
 
 
@@ -313,18 +319,19 @@ def _figures_section(figures: dict) -> list[str]:
 
 def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
              histories: Histories, study: LandmarkStudy, landmark_notes: list[str],
-             gradcam_notes: list[str], complexity: ComplexityInput, twin: RunEvaluation | None = None) -> str:
+             gradcam_notes: list[str], complexity: ComplexityInput, twin: RunEvaluation | None = None,
+             flags: tuple[list[NotLearned], list[NotLearned]] = ([], [])) -> str:
     plan = ev.plan
     run_dir = ev.results.run_dir
     out = [f"# partfer run `{plan.run_id}`\n"]
     banners = _banners(ev)
     if banners:
         out.append("\n>\n".join(banners) + "\n")
-    out += _table1_section(ev)
-    out += _selection_section(ev, twin)
+    out += _table1_section(ev, flags[0])
+    out += _selection_section(ev, twin, flags[1])
     out.append("## Table II: EL against the benchmarks the paper cites\n")
     out.append(table2_markdown(ev, complexity))
-    out += _table3_section(ev)
+    out += _table3_section(ev, flags[0])
     out += _confusion_section(ev, confusions)
     out += _landmark_section(study, tables, figures, landmark_notes)
     out += _gradcam_section(figures, gradcam_notes)
@@ -356,14 +363,17 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
     """
     results = load_run(run_dir)
     ev = evaluate_run(results)
-    twin = None
+    twin, twin_flags = None, []
     others = [s for s in results.selections if s != results.selection]
     if others:
-        twin = evaluate_run(load_run(run_dir, others[0]))
+        twin_results = load_run(run_dir, others[0])
+        twin = evaluate_run(twin_results)
+        twin_flags = not_learned(twin_results, load_landmark_study(twin_results))
     histories = load_histories(results)
     complexity = load_complexity(results.run_dir)
     study = load_landmark_study(results)
-    tables = write_tables(ev, results.run_dir, complexity)
+    flags = not_learned(results, study)
+    tables = write_tables(ev, results.run_dir, complexity, flags)
     tables.update(write_landmark_tables(study, results.run_dir / TABLES_DIR, ev.plan))
     confusions = write_confusions(ev, results.run_dir)
     figures = write_figures(ev, results.run_dir, histories)
@@ -377,7 +387,7 @@ def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
             results.run_dir / TABLES_DIR / "table1_selection.csv",
             selection_frame(ev, twin).to_csv(index=False, float_format="%.2f", lineterminator="\n"))
     text = _compose(ev, tables, confusions, figures, histories, study, landmark_notes,
-                    gradcam_notes, complexity, twin)
+                    gradcam_notes, complexity, twin, (flags, twin_flags))
     path = atomicio.write_text(results.run_dir / REPORT_FILE, text)
     write_html(text, f"partfer run {ev.plan.run_id}", results.run_dir, embed=embed_images)
     return path

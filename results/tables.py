@@ -15,6 +15,7 @@ from partfer import atomicio
 from partfer.results.comparability import warning_line
 from partfer.results.complexity import ComplexityInput, write_complexity
 from partfer.results.evaluate import RunEvaluation, SystemScore
+from partfer.results.learning import NotLearned, flag_lines
 from partfer.results.markdown import markdown_table, pct  # noqa: F401  (pct: also imported from here)
 from partfer.results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, TEST_IMAGES, display_name,
                            split_name)
@@ -36,13 +37,16 @@ def _round_pct(value: float | None) -> float:
     return float("nan") if value is None else round(100 * value, 2)
 
 
-def table1_frame(ev: RunEvaluation) -> pd.DataFrame:
+def table1_frame(ev: RunEvaluation, flags: list[NotLearned] = ()) -> pd.DataFrame:
     """One row per trained data set tested on itself: the Table I columns, the selection the
-    models were kept by, and the test images scored beside the paper's count."""
+    models were kept by, the test images scored beside the paper's count, and the networks that
+    did not learn (results.learning; `;`-separated)."""
     rows = [[train] + [_round_pct(v) for v in _accuracy_cells(ev, train, test)]
-            + [ev.results.selection, scored_images(ev, train, test), TEST_IMAGES.get((train, test))]
+            + [ev.results.selection, scored_images(ev, train, test), TEST_IMAGES.get((train, test)),
+               ";".join(f.column for f in flags if f.dataset == train)]
             for train, test in ev.self_pairs]
-    return pd.DataFrame(rows, columns=["dataset", *COLUMNS, "selection", "test_images", "paper_test_images"])
+    return pd.DataFrame(rows, columns=["dataset", *COLUMNS, "selection", "test_images", "paper_test_images",
+                                       "not_learned"])
 
 
 def table3_pairs(ev: RunEvaluation) -> list[tuple[str, str]]:
@@ -105,11 +109,13 @@ def _paper_row(train: str, test: str) -> dict[str, float] | None:
     return TABLE1.get(train) if train == test else TABLE3.get((train, test))
 
 
-def comparison_markdown(ev: RunEvaluation, train: str, test: str) -> str:
-    """Our row, the paper's row and the difference (percentage points) for one pair."""
+def comparison_markdown(ev: RunEvaluation, train: str, test: str, flags: list[NotLearned] = ()) -> str:
+    """Our row, the paper's row and the difference (percentage points) for one pair; a network
+    that did not learn (results.learning) is marked ⚠ and explained in one line."""
     ours = _accuracy_cells(ev, train, test)
     paper = _paper_row(train, test)
-    rows = [["ours (mean over folds)"] + [pct(v) for v in ours]]
+    flagged = {f.column for f in flags if f.dataset == train}
+    rows = [["ours (mean over folds)"] + [pct(v) + (" ⚠" if c in flagged else "") for v, c in zip(ours, COLUMNS)]]
     spread = [ev.score(train, test, c) for c in COLUMNS]
     if any(s is not None and not math.isnan(s.sd_accuracy) for s in spread):
         rows.append(["± sd over folds"] + ["" if s is None or math.isnan(s.sd_accuracy)
@@ -121,6 +127,9 @@ def comparison_markdown(ev: RunEvaluation, train: str, test: str) -> str:
         rows.append(["difference"] + [
             "" if v is None else f"{100 * v - paper[c]:+.2f}" for v, c in zip(ours, COLUMNS)])
     text = markdown_table(["", *COLUMNS], rows) + "\n" + denominator_line(ev, train, test) + "\n"
+    warnings = flag_lines(flags, train)
+    if warnings:
+        text += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
     notes = pair_notes(ev, train, test)
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -307,7 +316,7 @@ def _table2_file(ev: RunEvaluation, complexity: ComplexityInput | None) -> str:
     return "\n".join(parts)
 
 
-def _table1_markdown(ev: RunEvaluation) -> str:
+def _table1_markdown(ev: RunEvaluation, flags: list[NotLearned] = ()) -> str:
     parts = ["# Table I: accuracy (%) of Baseline, FTL, each EL part alone, and EL\n"]
     warning = warning_line(ev.plan)
     if warning:
@@ -321,7 +330,7 @@ def _table1_markdown(ev: RunEvaluation) -> str:
         parts.append(f"## {pair_title(train, test)}\n")
         if warning:
             parts.append(warning + "\n")
-        parts.append(comparison_markdown(ev, train, test))
+        parts.append(comparison_markdown(ev, train, test, flags))
         parts.append(f"### Per fold: {display_name(train)}\n")
         parts.append(per_fold_markdown(ev, train, test))
         members = members_markdown(ev, train, test)
@@ -331,7 +340,7 @@ def _table1_markdown(ev: RunEvaluation) -> str:
     return "\n".join(parts)
 
 
-def _table3_markdown(ev: RunEvaluation) -> str:
+def _table3_markdown(ev: RunEvaluation, flags: list[NotLearned] = ()) -> str:
     parts = ["# Table III: cross-data-set generalisation, accuracy (%)\n"]
     warning = warning_line(ev.plan)
     if warning:
@@ -341,7 +350,7 @@ def _table3_markdown(ev: RunEvaluation) -> str:
     for pair in table3_pairs(ev):
         train_label, test_label = pair_labels(ev, *pair)
         parts.append(f"## {train_label} -> {test_label} ({pair_title(*pair)})\n")
-        parts.append(comparison_markdown(ev, *pair))
+        parts.append(comparison_markdown(ev, *pair, flags))
         parts.append(f"### Per fold: {pair_title(*pair)}\n")
         parts.append(per_fold_markdown(ev, *pair))
     return "\n".join(parts)
@@ -351,13 +360,14 @@ def has_cross_dataset(ev: RunEvaluation) -> bool:
     return bool(ev.cross_pairs)
 
 
-def write_tables(ev: RunEvaluation, run_dir: Path, complexity: ComplexityInput | None = None
-                 ) -> dict[str, Path]:
-    """Write every table under `<run_dir>/tables/`; returns name -> path of what was written."""
+def write_tables(ev: RunEvaluation, run_dir: Path, complexity: ComplexityInput | None = None,
+                 flags: list[NotLearned] = ()) -> dict[str, Path]:
+    """Write every table under `<run_dir>/tables/`; returns name -> path of what was written.
+    flags: the networks that did not learn (results.learning), marked in Tables I and III."""
     out = Path(run_dir) / TABLES_DIR
     written = {
-        "table1.csv": atomicio.write_text(out / "table1.csv", _csv(table1_frame(ev))),
-        "table1.md": atomicio.write_text(out / "table1.md", _table1_markdown(ev)),
+        "table1.csv": atomicio.write_text(out / "table1.csv", _csv(table1_frame(ev, flags))),
+        "table1.md": atomicio.write_text(out / "table1.md", _table1_markdown(ev, flags)),
         "table2.csv": atomicio.write_text(out / "table2.csv", _csv(table2_frame(ev, complexity))),
         "table2.md": atomicio.write_text(out / "table2.md", _table2_file(ev, complexity)),
         "folds.csv": atomicio.write_text(out / "folds.csv", _csv(folds_frame(ev))),
@@ -366,7 +376,7 @@ def write_tables(ev: RunEvaluation, run_dir: Path, complexity: ComplexityInput |
     }
     if has_cross_dataset(ev):
         written["table3.csv"] = atomicio.write_text(out / "table3.csv", _csv(table3_frame(ev)))
-        written["table3.md"] = atomicio.write_text(out / "table3.md", _table3_markdown(ev))
+        written["table3.md"] = atomicio.write_text(out / "table3.md", _table3_markdown(ev, flags))
     if complexity is not None:
         written.update(write_complexity(complexity, out))
     return written

@@ -34,7 +34,7 @@ def test_report_and_tables_are_written(tiny_run):
         rows = list(csv.DictReader(fh))
     assert [r["dataset"] for r in rows] == ["jaffe"]
     assert list(rows[0]) == ["dataset", "Baseline", "FTL", "Eyebrows", "Eyes", "Nose", "Mouth", "Jaw", "EL",
-                             "selection", "test_images", "paper_test_images"]
+                             "selection", "test_images", "paper_test_images", "not_learned"]
     assert rows[0]["selection"] == "evaluated_fold" and rows[0]["paper_test_images"] == "213"
     for net in ("Baseline", "FTL", "EL"):
         assert rows[0][net] != "", f"{net} has no accuracy"

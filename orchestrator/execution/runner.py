@@ -168,7 +168,7 @@ def store_prepared(path: str, storage: str) -> str:
 
 
 def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
-    """Every way this run's training budget differs from configs/paper.yaml's (empty: the paper's)."""
+    """Every way this run's training budget or rates differ from configs/paper.yaml's (empty: the paper's)."""
     from partfer.orchestrator.config import load_config
     paper = load_config("paper")
     reasons = []
@@ -182,6 +182,12 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
                if epochs_for(cfg, name, stage) < int(paper["datasets"][name]["epochs"][stage])]
         if cut:
             reasons.append(f"{name} epochs below the paper's (ours/paper): {', '.join(cut)}")
+    if int(cfg["members"]) < int(paper["members"]):
+        reasons.append(f"ensembles of {cfg['members']} member(s) instead of {paper['members']}")
+    rates = [f"{stage} {float(cfg['train']['lr'][stage]):g} (paper {float(rate):g})"
+             for stage, rate in paper["train"]["lr"].items() if float(cfg["train"]["lr"][stage]) != float(rate)]
+    if rates:
+        reasons.append(f"learning rates: {', '.join(rates)}")
     ours, theirs = cfg["train"]["steps_per_epoch"], paper["train"]["steps_per_epoch"]
     if ours != theirs and (ours is None or theirs is None or int(ours) < int(theirs)):
         what = "one pass over the training rows" if ours is None else str(ours)

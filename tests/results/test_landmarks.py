@@ -61,11 +61,11 @@ def test_tables_are_written_with_both_units(ck_run, tmp_path):
     written = write_landmark_tables(load_landmark_study(load_run(ck_run)), tmp_path)
     assert set(written) == {"landmarks.csv", "landmarks_models.csv", "landmarks.md"}
     md = written["landmarks.md"].read_text()
-    assert ("| CK+ | EL | mouth | 0.0200 | 0.0100 | -0.0100 | -50.0 | 3.20 | 1.60 | -1.60 | "
+    assert ("| CK+ | EL | mouth | 0.0200 | 0.0100 | -0.0100 | -50.0 | 3.20 | 1.60 | -1.60 | 0.99 | "
             "decreased | decreased | 3/3 | 3/3 | 12 |") in md
     header = written["landmarks.csv"].read_text().splitlines()[0]
     assert header.startswith("dataset,network,region,mae_before,mae_after,change,change_pct,"
-                             "px_before,px_after,px_change,direction,paper")
+                             "px_before,px_after,px_change,mae_mean_shape,px_mean_shape,direction,paper")
 
 
 def test_missing_or_broken_files_leave_their_models_out_and_name_the_fold(make_run):

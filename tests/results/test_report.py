@@ -86,7 +86,7 @@ def test_report_sets_every_table_beside_the_paper(report):
     for stem in ("ckplus_el", "sfew_el", "sfew_on_ckplus_el", "sfew_on_jaffe_el"):
         assert f"![{stem}](confusion/{stem}.png)" in text
     # The landmark study, Grad-CAM and complexity sections.
-    assert ("| CK+ | EL | mouth | 0.0200 | 0.0100 | -0.0100 | -50.0 | 3.20 | 1.60 | -1.60 | "
+    assert ("| CK+ | EL | mouth | 0.0200 | 0.0100 | -0.0100 | -50.0 | 3.20 | 1.60 | -1.60 | 0.99 | "
             "decreased | decreased | 3/3 | 3/3 | 12 |") in text
     assert "![ckplus_gradcam.png](figures/ckplus_gradcam.png)" in text
     assert "- SFEW: no Grad-CAM figure: the run wrote no analysis/gradcam_sfew.npz" in text

@@ -14,7 +14,7 @@ from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.storage.store import load_state
 from partfer.orchestrator.training.train import run_pack
 
-TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"],
+TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"], "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 3, "head": 2, "finetune": 2},
         "train.checkpoint_every": 1, "train.checkpoint_seconds": 0}
 
