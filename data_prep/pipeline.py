@@ -28,6 +28,7 @@ from partfer.data_prep.prep_store import (
     write_rejects_csv,
 )
 from partfer.data_prep.prepared import read_manifest
+from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
 from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
 from partfer.data_prep.settings import PrepSettings
@@ -75,16 +76,17 @@ class _Plan:
 
 
 def ensure_ray(address: str | None = None) -> None:
-    """Connect to `address`, or start a local Ray on all CPUs when none is running."""
+    """Connect to `address`, or start a private local Ray on all CPUs (closed to the network:
+    data_prep.private_ray) when none is running."""
     import ray
 
     if ray.is_initialized():
         return
+    bound_oom_retries()
     if address is not None:
         ray.init(address=address)   # the cluster's own auth settings apply
         return
-    os.environ["RAY_AUTH_MODE"] = "disabled"   # Ray 2.60 turns token auth on for local clusters
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+    start_private_ray()
 
 
 @functools.lru_cache(maxsize=64)
