@@ -140,13 +140,22 @@ def read_image_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> by
     decoders: OpenCV's C++ side crashes on a path that is not valid UTF-8.
     """
     check_regular_file(path)
-    with open(path, "rb") as fh:
-        width, height = header_size(fh, path, max_pixels)
-        if width * height > max_pixels:
-            raise RejectError(f"image too large: {shown_name(path)} is {width}x{height} "
-                              f"({width * height / 1e6:.1f} megapixels; the cap is {max_pixels / 1e6:g})")
-        fh.seek(0)
-        return fh.read()
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO after the check does not block the open, and the
+        # open file itself is checked again
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RejectError(f"not a regular file: {shown_name(path)} changed while it was read")
+            width, height = header_size(fh, path, max_pixels)
+            if width * height > max_pixels:
+                raise RejectError(f"image too large: {shown_name(path)} is {width}x{height} "
+                                  f"({width * height / 1e6:.1f} megapixels; the cap is {max_pixels / 1e6:g})")
+            fh.seek(0)
+            return fh.read()
+    except OSError as err:
+        raise RejectError(f"unreadable image: {shown_name(path)} ({type(err).__name__}: "
+                          f"{err.strerror or err})") from None
 
 
 def header_size(fh: BinaryIO, path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
