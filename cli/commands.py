@@ -240,8 +240,8 @@ def refuse_credentials_in(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     # Ray's auth is the cluster's: a client joining a cluster uses its token (RAY_AUTH_MODE=token
-    # and ~/.ray/auth_token or RAY_AUTH_TOKEN); only the private local Ray that partfer starts
-    # itself runs without one (orchestrator.execution.cluster.connect, data_prep.pipeline.ensure_ray).
+    # and ~/.ray/auth_token or RAY_AUTH_TOKEN); the private local Ray that partfer starts itself
+    # gets a token of its own (data_prep.private_ray).
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         refuse_credentials_in(argv)

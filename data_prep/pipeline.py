@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +22,13 @@ import pyarrow.compute as pc
 from partfer.data_prep.annotators.base import get_annotator_spec, load_annotator
 from partfer.data_prep.detectors.base import get_detector_spec, load_detector
 from partfer.data_prep.errors import EmptyDatasetError, RejectError
+from partfer.data_prep.file_names import name_hex, name_text, original_name
 from partfer.data_prep.prep_store import (
     PreparedBuilder, check_name, content_hash, hash_inputs, input_fingerprint, prepared_path,
     write_rejects_csv,
 )
 from partfer.data_prep.prepared import read_manifest
+from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
 from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
 from partfer.data_prep.settings import PrepSettings
@@ -35,7 +37,6 @@ __all__ = ["PrepSettings", "PrepRequest", "PreparedInfo", "prepare_datasets", "p
            "ensure_ray"]
 
 BATCH_SIZE = 16
-RECORD_FIELDS = tuple(f.name for f in fields(Record))
 # What an actor returns per input: the schema row (nulls for a reject) plus routing and stats.
 OUTPUT_SCHEMA = pa.schema(
     [pa.field(f.name, f.type, nullable=True) for f in SCHEMA]
@@ -75,16 +76,17 @@ class _Plan:
 
 
 def ensure_ray(address: str | None = None) -> None:
-    """Connect to `address`, or start a local Ray on all CPUs when none is running."""
+    """Connect to `address`, or start a private local Ray on all CPUs (closed to the network:
+    data_prep.private_ray) when none is running."""
     import ray
 
     if ray.is_initialized():
         return
+    bound_oom_retries()
     if address is not None:
         ray.init(address=address)   # the cluster's own auth settings apply
         return
-    os.environ["RAY_AUTH_MODE"] = "disabled"   # Ray 2.60 turns token auth on for local clusters
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+    start_private_ray()
 
 
 @functools.lru_cache(maxsize=64)
@@ -111,7 +113,7 @@ class PrepareBatch:
         out = []
         for item in batch.to_pylist():
             settings = _settings(item["settings"])
-            record = Record(**{k: item[k] for k in RECORD_FIELDS})
+            record = Record(**json.loads(item["record"]))
             detector = load_detector(settings.detector, settings)
             annotator = load_annotator(settings.annotator, settings)
             try:
@@ -119,8 +121,9 @@ class PrepareBatch:
                 out.append({**row, "request": item["request"], "reject_reason": None, "clipped_points": clipped})
             except (RejectError, self._cv2_error) as err:
                 reason = _one_line(err) if isinstance(err, RejectError) else f"OpenCV error: {_one_line(err)}"
-                out.append({"source_path": record.rel_path, "request": item["request"],
-                            "reject_reason": reason, "clipped_points": 0})
+                out.append({"source_path": name_text(record.rel_path),
+                            "source_path_hex": name_hex(record.rel_path) or None, "request": item["request"],
+                            "reject_reason": name_text(reason), "clipped_points": 0})
         return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
 
 
@@ -131,7 +134,8 @@ def _plan(request: PrepRequest, out_root: str) -> _Plan:
     read = read_dataset(request.layout, request.root, **request.options)
     root = str(Path(request.root).expanduser().resolve())
     if not read.records:
-        example = f"; e.g. {read.rejects[0].source_path}: {read.rejects[0].reason}" if read.rejects else ""
+        example = (f"; e.g. {name_text(read.rejects[0].source_path)}: {name_text(read.rejects[0].reason)}"
+                   if read.rejects else "")
         raise EmptyDatasetError(f"data set {request.name!r}: no usable images under {root} with layout "
                                 f"{request.layout!r} ({len(read.rejects)} file{'' if len(read.rejects) == 1 else 's'} rejected{example})")
     inputs = hash_inputs(request.name, request.layout, dict(request.options), request.settings.to_dict(),
@@ -147,8 +151,11 @@ def _reused(plan: _Plan) -> PreparedInfo:
 
 
 def _items(plan: _Plan) -> list[dict]:
+    """One item per record. The record travels as JSON: its paths may hold surrogate escapes (names
+    that are not UTF-8), which Arrow cannot store and JSON's \\udcXX escapes carry exactly."""
     settings_json = json.dumps(plan.request.settings.to_dict(), sort_keys=True)
-    return [{**asdict(r), "request": plan.request.name, "settings": settings_json} for r in plan.read.records]
+    return [{"record": json.dumps(asdict(r)), "request": plan.request.name, "settings": settings_json}
+            for r in plan.read.records]
 
 
 def _run_ray(plans: list[_Plan], builders: dict[str, PreparedBuilder], batch_size: int, progress: bool,
@@ -188,8 +195,9 @@ def _route(batch: pa.Table, builders: dict[str, PreparedBuilder]) -> None:
             continue
         rejected = pc.is_valid(mine.column("reject_reason"))
         bad = mine.filter(rejected)
-        builder.add_rejects([Reject(p, r) for p, r in zip(bad.column("source_path").to_pylist(),
-                                                           bad.column("reject_reason").to_pylist())])
+        builder.add_rejects([Reject(original_name(p, h), r) for p, h, r in zip(
+            bad.column("source_path").to_pylist(), bad.column("source_path_hex").to_pylist(),
+            bad.column("reject_reason").to_pylist())])
         good = mine.filter(pc.invert(rejected))
         builder.add_rows(good, good.column("clipped_points").to_pylist())
 

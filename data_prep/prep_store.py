@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from partfer import atomicio
 from partfer.data_prep import labels
+from partfer.data_prep.file_names import name_hex, name_text, original_name
 from partfer.data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
 from partfer.data_prep.readers.base import Reject
 from partfer.data_prep.schema import FALLBACK_SOURCE, SCHEMA, SUCCESS_MARKER
@@ -108,18 +109,24 @@ def reason_kind(reason: str) -> str:
 
 
 def write_rejects_csv(path: Path, rejects: list[Reject]) -> None:
+    """source_path, reason, source_path_hex: UTF-8 text whatever the names' bytes (the hex column
+    holds a name's bytes when they are not UTF-8; data_prep.file_names)."""
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["source_path", "reason"])
+            writer.writerow(["source_path", "reason", "source_path_hex"])
             for reject in sorted(rejects, key=lambda r: (r.source_path, r.reason)):
-                writer.writerow([reject.source_path, reject.reason])
+                writer.writerow([name_text(reject.source_path), name_text(reject.reason),
+                                 name_hex(reject.source_path)])
     atomicio.write_with(path, write)
 
 
 def read_rejects_csv(path: str | os.PathLike) -> list[Reject]:
-    with open(path, newline="") as fh:
-        return [Reject(row["source_path"], row["reason"]) for row in csv.DictReader(fh)]
+    """The rejects with their names as the file system gives them (rejects.csv written before the
+    hex column existed hold UTF-8 names only)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [Reject(original_name(row["source_path"], row.get("source_path_hex")), row["reason"])
+                for row in csv.DictReader(fh)]
 
 
 class PreparedBuilder:

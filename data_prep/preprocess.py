@@ -20,6 +20,7 @@ from partfer.data_prep.annotators.base import Annotator
 from partfer.data_prep.detectors.base import Detector
 from partfer.data_prep.errors import RejectError
 from partfer.data_prep.face_crop import Detection, FaceCrop
+from partfer.data_prep.file_names import name_hex, name_text
 from partfer.data_prep.ibug68 import N_POINTS
 from partfer.data_prep.image_io import load_grayscale
 from partfer.data_prep.readers.base import Record
@@ -130,7 +131,7 @@ def annotate_points(face: FaceCrop, record: Record, annotator: Annotator, crop_s
         points, n_clipped = normalise_points(annotator.annotate(face, record), crop_size)
         return points, n_clipped, None
     except (RejectError, cv2.error) as err:
-        reason = " ".join(str(err).split())
+        reason = name_text(" ".join(str(err).split()))     # it may name a file that is not UTF-8
         if isinstance(err, cv2.error):
             reason = f"OpenCV error: {reason}"
         return np.full((N_POINTS, 2), np.nan, np.float32), 0, reason
@@ -142,12 +143,14 @@ def prepare_row(record: Record, detector: Detector, annotator: Annotator, settin
     face = locate_face(record, detector, settings)
     points, n_clipped, landmark_error = annotate_points(face, record, annotator, settings.crop_size)
     row = {
-        "sample_id": record.rel_path,
-        "source_path": record.rel_path,
+        # names from the file system may not be UTF-8: Parquet holds their text, and their bytes
+        "sample_id": name_text(record.rel_path),
+        "source_path": name_text(record.rel_path),
+        "source_path_hex": name_hex(record.rel_path) or None,
         "dataset": dataset,
         "split": record.split,
-        "subject": record.subject,
-        "group": record.group,
+        "subject": name_text(record.subject),
+        "group": name_text(record.group),
         "label": record.label,
         "image": face.crop.tobytes(),
         "height": int(face.crop.shape[0]),

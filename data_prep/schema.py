@@ -3,9 +3,11 @@
 A prepared data set is a directory `<out>/prepared/<dataset>-<hash12>/` holding
   data/*.parquet   one row per accepted image (columns below)
   manifest.json    counts per class / subject / split, settings, versions, classes
-  rejects.csv      every input not used: source_path, reason (an image whose face the detector
-                   misses is kept with a fallback crop, and one whose landmarks fail is kept
-                   with landmarks_ok false: neither is a reject)
+  rejects.csv      every input not used: source_path, reason, source_path_hex (an image whose
+                   face the detector misses is kept with a fallback crop, and one whose landmarks
+                   fail is kept with landmarks_ok false: neither is a reject)
+Names are written as data_prep.file_names says: UTF-8 text (undecodable bytes as \\xNN) and, for
+a name that is not valid UTF-8, its bytes in hex, so the exact file name is recoverable.
   _SUCCESS         written last: a directory without it is unfinished and ignored
 """
 from __future__ import annotations
@@ -16,7 +18,8 @@ CROP_SIZE = 160
 
 COLUMNS = {
     "sample_id": pa.string(),      # unique within the data set, stable across runs
-    "source_path": pa.string(),    # the raw file (relative to the data set root)
+    "source_path": pa.string(),    # the raw file (relative to the data set root), as UTF-8 text
+    "source_path_hex": pa.string(),  # its name's bytes in hex when not valid UTF-8, else null
     "dataset": pa.string(),        # e.g. "jaffe"
     "split": pa.string(),          # "train" / "val" / "test" / "all" (for cross-validated sets)
     "subject": pa.string(),        # person id, for subject-independent folds
@@ -43,7 +46,8 @@ FALLBACK_SOURCE = "fallback:center-square"
 # Columns a prepared folder written before they existed lacks; the loader fills them with these
 # values, which are what such folders held (they dropped every no-face and no-landmark image).
 # face_source is filled from the detector column.
-ADDED_COLUMNS = {"landmarks_ok": True, "landmarks_error": None, "face_fallback": False}
+ADDED_COLUMNS = {"landmarks_ok": True, "landmarks_error": None, "face_fallback": False,
+                 "source_path_hex": None}
 
 SCHEMA = pa.schema([pa.field(k, v) for k, v in COLUMNS.items()])
 SUCCESS_MARKER = "_SUCCESS"

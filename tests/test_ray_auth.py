@@ -1,10 +1,11 @@
 """Ray token authentication stays on for clusters: the launcher configs make and hand out a token,
 partfer's command line leaves a client's auth settings alone, and a real token-auth head refuses a
-client without the token while partfer's connect with it works. Only the private local Ray that
-partfer starts itself runs without auth."""
+client without the token while partfer's connect with it works. The private local Ray that
+partfer starts itself has a token of its own: a client on the machine's network address is refused."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,3 +93,73 @@ def test_a_token_auth_head_refuses_a_client_without_the_token_and_serves_partfer
         left = left_running(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert left == [], f"Ray processes of the test head survived: {left}"
+
+
+_PRIVATE_RAY = """
+import sys
+import ray
+if sys.argv[1] == "connect":
+    from partfer.orchestrator.execution.cluster import connect
+    connect()
+else:
+    from partfer.data_prep.pipeline import ensure_ray
+    ensure_ray()
+print("GCS", ray.get_runtime_context().gcs_address, ray.get(ray.remote(lambda: 40 + 2).remote()), flush=True)
+sys.stdin.readline()                                   # serve until the test is done
+ray.shutdown()
+"""
+_NO_TOKEN_CLIENT = """
+import sys
+import ray
+ray.init(address=sys.argv[1])
+print("CONNECTED", ray.get(ray.remote(lambda: 40 + 2).remote()))
+"""
+
+
+def network_address() -> str | None:
+    """This machine's own IPv4 address other than the loopback one, None when it has none."""
+    try:
+        found = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        found = []
+    if not found:
+        try:
+            found = socket.gethostbyname_ex(socket.gethostname())[2]
+        except OSError:
+            found = []
+    return next((a for a in found if ":" not in a and not a.startswith("127.")), None)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("starter", ["connect", "ensure_ray"])    # partfer run/tune, and partfer prep
+def test_the_private_local_ray_refuses_a_client_without_its_token_on_the_network_address(tmp_path, starter):
+    address = network_address()
+    if address is None:
+        pytest.skip("this machine has no network address but the loopback one: nothing to connect to")
+    home, other_home = tmp_path / "home", tmp_path / "other"
+    home.mkdir()
+    other_home.mkdir()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    log = tmp_path / "server.log"
+    # RAY_AUTH_MODE=disabled as the Makefile and tests set it: the private Ray must close itself anyway
+    server = subprocess.Popen([sys.executable, "-c", _PRIVATE_RAY, starter], cwd=REPO, text=True,
+                              env=dict(base, HOME=str(home), RAY_AUTH_MODE="disabled"),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log, "w"))
+    try:
+        ready = server.stdout.readline().split()
+        assert ready[:1] == ["GCS"] and ready[2:] == ["42"], log.read_text()[-3000:]
+        port = ready[1].rsplit(":", 1)[1]
+        client = subprocess.run([sys.executable, "-c", _NO_TOKEN_CLIENT, f"{address}:{port}"], cwd=REPO,
+                                env=dict(base, HOME=str(other_home), RAY_gcs_server_port_wait_time_s="3"),
+                                capture_output=True, text=True, timeout=180)
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+    assert client.returncode != 0 and "CONNECTED" not in client.stdout, client.stdout[-2000:]
+    assert "Authentication token is missing or incorrect" in client.stderr, client.stderr[-3000:]
+    assert not (home / ".ray").exists()                 # the token lived in the processes' environment

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from partfer.data_prep.errors import DatasetRootError, UnknownNameError
+from partfer.data_prep.file_names import is_utf8_name, name_text
 
 IMAGE_EXTENSIONS = frozenset({".tiff", ".tif", ".png", ".jpg", ".jpeg", ".bmp"})
 LANDMARKS_DIR = "landmarks"   # ground-truth points beside the images: landmarks/<stem>.txt
@@ -86,7 +87,24 @@ def read_dataset(layout: str, root: str | os.PathLike, **options) -> ReadResult:
         raise ValueError(f"layout {layout!r} does not take options {sorted(options)}; "
                          f"it takes: {accepted or 'none'}") from None
     root_path = check_root(root)
-    return reader(root_path, **options).sort()
+    return reject_same_text(reader(root_path, **options)).sort()
+
+
+def reject_same_text(read: ReadResult) -> ReadResult:
+    """Outputs name a sample by its UTF-8 text (data_prep.file_names); a name that is not UTF-8
+    and whose text is another file's name would merge two samples, so it becomes a reject."""
+    texts: dict[str, str] = {}
+    for record in sorted(read.records, key=lambda r: (not is_utf8_name(r.rel_path), r.rel_path)):
+        texts.setdefault(name_text(record.rel_path), record.rel_path)
+    kept = []
+    for record in read.records:
+        first = texts[name_text(record.rel_path)]
+        if first == record.rel_path:
+            kept.append(record)
+        else:
+            read.rejects.append(Reject(record.rel_path, SAME_TEXT.format(other=name_text(first))))
+    read.records = kept
+    return read
 
 
 def check_root(root: str | os.PathLike) -> Path:
@@ -115,6 +133,9 @@ def os_reason(err: OSError) -> str:
 
 
 BROKEN_LINK = "broken symbolic link (its target is missing, or it points to itself)"
+NOT_REGULAR = "not a regular file"
+SAME_TEXT = ("its name is not UTF-8 and, written as UTF-8 text (bytes as \\xNN), is the name of "
+             "another file: {other}")
 
 
 def unreadable_folder(err: OSError) -> str:
@@ -162,7 +183,7 @@ def _walk(folder: Path, root: Path, files: list[Path], rejects: list[Reject], se
         elif entry.is_symlink():
             rejects.append(Reject(rel(path, root), BROKEN_LINK))
         else:
-            rejects.append(Reject(rel(path, root), "not a regular file"))
+            rejects.append(Reject(rel(path, root), NOT_REGULAR))
 
 
 def is_image_file(path: Path) -> bool:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from partfer.data_prep import labels
 from partfer.data_prep.readers.base import (
-    BROKEN_LINK, LANDMARKS_DIR, ReadResult, Record, Reject, is_broken_link, is_image_file, landmarks_file,
-    list_files, register_reader, rel,
+    BROKEN_LINK, LANDMARKS_DIR, NOT_REGULAR, ReadResult, Record, Reject, is_broken_link, is_image_file,
+    landmarks_file, list_files, register_reader, rel,
 )
 
 NAME_PATTERN = re.compile(r"^(?P<subject>[A-Za-z]+)\.(?P<code>[A-Za-z]+)(?P<index>\d+)\.(?P<id>\d+)$")
@@ -31,6 +31,9 @@ def read_jaffe(root: Path) -> ReadResult:
             continue
         if is_broken_link(entry):
             rejects.append(Reject(entry.name, BROKEN_LINK))
+            continue
+        if not entry.is_file():                 # a FIFO, socket or device: never opened
+            rejects.append(Reject(entry.name, NOT_REGULAR))
             continue
         if not is_image_file(entry):
             rejects.append(Reject(entry.name, "not an image file"))

@@ -6,9 +6,11 @@ Three cases, in this order:
 2. a cluster started with `ray start` is running on this machine: connect to it. Ray records its
    address in `<temp dir>/ray_current_cluster`, but that file outlives the cluster, so the address
    is only trusted while a raylet process serving it is alive (a stale file starts a local Ray);
-3. otherwise start a private local Ray on this machine's CPUs, with token auth off. It is started
-   with address="local" so that `ray.init` itself never follows a stale bootstrap file or joins
-   another user's cluster.
+3. otherwise start a private local Ray on this machine's CPUs, closed to the network by a token
+   of its own (data_prep.private_ray). It is started with address="local" so that `ray.init`
+   itself never follows a stale bootstrap file or joins another user's cluster.
+In every case the tasks this driver submits get a bounded number of retries after being killed
+for memory (private_ray.OOM_RETRIES).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.orchestrator.storage.remote import CACHE_ENV, is_uri
 
 class StorageNotSharedError(ValueError):
@@ -97,6 +100,7 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
 
     if ray.is_initialized():
         return _describe(started_here=False)
+    bound_oom_retries()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is not None:
         ray.init(address=address)
@@ -109,8 +113,7 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
     if local is not None:
         ray.init(address=local, runtime_env=runtime_env)
         return _describe(started_here=False)
-    os.environ["RAY_AUTH_MODE"] = "disabled"   # Ray 2.60 turns token auth on for local clusters
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    start_private_ray(runtime_env=runtime_env)
     return _describe(started_here=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from partfer.data_prep.private_ray import OOM_RETRIES_ENV
 from partfer.orchestrator.training.epoch_metrics import epoch_reporter
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.training.train import PackJob, PackResult, run_pack
@@ -240,12 +241,25 @@ def collect(pending: dict, sink, jobs: list[PackJob], progress: Progress, descri
             try:
                 value = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                failures.append(f"{describe(what)}: {str(exc).strip().splitlines()[-1]}")
+                failures.append(failure_line(describe(what), exc))
                 progress.error(f"FAILED {failures[-1]}")
                 continue
             on_done(what, value)
     deliver(_drain(sink), jobs, progress)
     return failures
+
+
+def failure_line(what: str, exc: BaseException) -> str:
+    """One line on a failed task: Ray's last line, or for a task killed for memory what happened
+    and how to go on (Ray's own message is a page of memory tables)."""
+    import ray
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        retries = os.environ.get(OOM_RETRIES_ENV)
+        spent = f" (after {retries} retries)" if retries else ""
+        return (f"{what}: killed for memory by Ray's memory monitor{spent}; re-run the "
+                f"same command to resume: finished models are kept (to need less memory at once: a smaller "
+                f"train.pack_size, or more train.cpus_per_pack so fewer packs share the machine)")
+    return f"{what}: {str(exc).strip().splitlines()[-1]}"
 
 
 class PackFailure(RuntimeError):

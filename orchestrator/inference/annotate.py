@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from partfer import atomicio
-from partfer.orchestrator.inference.media import Source, colour_image, colour_video_frames, frame_rate
+from partfer.data_prep.errors import RejectError
+from partfer.orchestrator.inference.media import Source, colour_image, colour_video_frames, frame_rate, open_video
 from partfer.orchestrator.storage.store import atomic_write_bytes
 
 # BGR colours, one per class index (cycled), readable on photographs
@@ -135,9 +136,11 @@ class Annotator:
         return path
 
     def _video(self, source: Source, marks: dict[int | None, list[Mark]]) -> Path | None:
-        cap = cv2.VideoCapture(source.path)
-        fps = frame_rate(cap) if cap.isOpened() else None
-        cap.release()
+        try:
+            with open_video(source.path) as cap:
+                fps = frame_rate(cap) if cap.isOpened() else None
+        except (RejectError, OSError):
+            return None                      # its row says why; there is nothing to draw
         writer = target = tmp = None
         try:
             for index, image in colour_video_frames(source, self.every):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import cv2
 import numpy as np
 
 from partfer.data_prep.errors import RejectError
-from partfer.data_prep.image_io import load_grayscale, to_gray_uint8
+from partfer.data_prep.file_names import is_utf8_name
+from partfer.data_prep.image_io import check_regular_file, load_colour, load_grayscale, shown_name, to_gray_uint8
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm",
                               ".pnm", ".webp", ".gif", ".jp2"})
@@ -75,22 +77,55 @@ def expand_inputs(inputs: Sequence[str | os.PathLike | np.ndarray]) -> list[Sour
             if not found:
                 sources.append(Source(str(path), "invalid", str(path), reason="empty folder: no file to read"))
             sources.extend(_file_source(p, str(p), walked=True) for p in found)
-        elif path.is_file():
+        elif path.exists():                 # a FIFO or device too: reading it says what it is
             sources.append(_file_source(path, str(path), walked=False))
         else:
             sources.append(Source(str(path), "invalid", str(path), reason="no such file or folder"))
     return sources
 
 
+# Frames a video's container may declare lost before the rest are summed up in one row: a header
+# can claim billions of frames, and one row each would be an output without end.
+MAX_LOST_FRAME_ROWS = 1000
+
+
+@contextmanager
+def open_video(path: str) -> Iterator[cv2.VideoCapture]:
+    """An OpenCV capture of a video file; RejectError when it is not a regular file.
+
+    OpenCV's C++ side takes only a path and crashes on one that is not valid UTF-8: such a file is
+    opened here and handed over as /proc/self/fd/N, an ASCII path to the same open file.
+    """
+    check_regular_file(path)
+    fd = None
+    target = path
+    if not is_utf8_name(path):
+        fd = os.open(os.fsencode(path), os.O_RDONLY | os.O_NONBLOCK)
+        target = f"/proc/self/fd/{fd}"
+    cap = cv2.VideoCapture(target)
+    try:
+        yield cap
+    finally:
+        cap.release()
+        if fd is not None:
+            os.close(fd)
+
+
+def declared_frames(cap: "cv2.VideoCapture") -> int:
+    """The frame count the container declares (0 when it does not say)."""
+    count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+    return int(count) if math.isfinite(count) and count > 0 else 0
+
+
 def estimated_frames(source: Source, every: int) -> int:
     """How many frames `frames` will yield (a video's frame count is its header's claim)."""
     if source.kind != "video":
         return 1
-    cap = cv2.VideoCapture(source.path)
     try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    finally:
-        cap.release()
+        with open_video(source.path) as cap:
+            count = declared_frames(cap) if cap.isOpened() else 0
+    except (RejectError, OSError):
+        return 1
     return max(1, math.ceil(count / every)) if count > 0 else 1
 
 
@@ -121,27 +156,48 @@ def frames(source: Source, every: int = 1, channel_order: str = "rgb") -> Iterat
 
 
 def _video_frames(source: Source, every: int) -> Iterator[Frame]:
-    cap = cv2.VideoCapture(source.path)
     try:
-        if not cap.isOpened():
-            yield Frame(source, None, None, f"unreadable video: {os.path.basename(source.path)}")
+        with open_video(source.path) as cap:
+            if not cap.isOpened():
+                yield Frame(source, None, None, f"unreadable video: {shown_name(source.path)}")
+                return
+            fps = frame_rate(cap)
+            declared = declared_frames(cap)
+            index = 0
+            while cap.grab():                       # grab without decoding; decode only kept frames
+                if index % every == 0:
+                    ok, image = cap.retrieve()
+                    time = index / fps if fps else None
+                    if ok and image is not None:
+                        yield Frame(source, index, to_gray_uint8(image, channel_order="bgr"), time=time)
+                    else:
+                        yield Frame(source, index, None, f"frame {index} could not be decoded", time=time)
+                index += 1
+            if index == 0:
+                yield Frame(source, None, None, f"unreadable video: no frame could be read from "
+                                                f"{shown_name(source.path)}")
+            elif index < declared:
+                yield from _lost_frames(source, index, declared, every, fps)
+    except (RejectError, OSError) as err:
+        reason = str(err) if isinstance(err, RejectError) else \
+            f"unreadable video: {shown_name(source.path)} ({type(err).__name__}: {err.strerror or err})"
+        yield Frame(source, None, None, reason)
+
+
+def _lost_frames(source: Source, first: int, declared: int, every: int, fps: float | None) -> Iterator[Frame]:
+    """An error frame for each kept frame from `first` on that the container declares but the
+    stream did not deliver (damaged data ends the stream early); past MAX_LOST_FRAME_ROWS of
+    them, one frame stands for the rest."""
+    why = f"could not be decoded: the stream ended after {first} of the {declared} frames its container declares"
+    kept = range(first + (-first) % every, declared, every)
+    for n, index in enumerate(kept):
+        time = index / fps if fps else None
+        if n == MAX_LOST_FRAME_ROWS:
+            rest = len(kept) - n
+            yield Frame(source, index, None, f"frames {index}..{declared - 1} ({rest} kept frames) {why}",
+                        time=time)
             return
-        fps = frame_rate(cap)
-        index = 0
-        while cap.grab():                       # grab without decoding; decode only kept frames
-            if index % every == 0:
-                ok, image = cap.retrieve()
-                time = index / fps if fps else None
-                if ok and image is not None:
-                    yield Frame(source, index, to_gray_uint8(image, channel_order="bgr"), time=time)
-                else:
-                    yield Frame(source, index, None, f"frame {index} could not be decoded", time=time)
-            index += 1
-        if index == 0:
-            yield Frame(source, None, None, f"unreadable video: no frame could be read from "
-                                            f"{os.path.basename(source.path)}")
-    finally:
-        cap.release()
+        yield Frame(source, index, None, f"frame {index} {why}", time=time)
 
 
 def frame_rate(cap: "cv2.VideoCapture") -> float | None:
@@ -162,10 +218,7 @@ def colour_image(source: Source, channel_order: str = "rgb") -> np.ndarray | Non
                 return cv2.cvtColor(colour, code) if code is not None else colour
             return cv2.cvtColor(to_gray_uint8(array, channel_order=channel_order), cv2.COLOR_GRAY2BGR)
         if source.kind == "image":
-            image = cv2.imread(source.path, cv2.IMREAD_COLOR)
-            if image is not None:
-                return image
-            return cv2.cvtColor(load_grayscale(source.path), cv2.COLOR_GRAY2BGR)
+            return load_colour(source.path)
     except (RejectError, cv2.error):
         return None
     return None
@@ -174,13 +227,13 @@ def colour_image(source: Source, channel_order: str = "rgb") -> np.ndarray | Non
 def colour_video_frames(source: Source, every: int = 1) -> Iterator[tuple[int, np.ndarray | None]]:
     """(frame index, BGR frame or None) of every `every`-th frame of a video: the frames
     `frames` classified, decoded again in colour for drawing."""
-    cap = cv2.VideoCapture(source.path)
     try:
-        index = 0
-        while cap.isOpened() and cap.grab():
-            if index % every == 0:
-                ok, image = cap.retrieve()
-                yield index, image if ok else None
-            index += 1
-    finally:
-        cap.release()
+        with open_video(source.path) as cap:
+            index = 0
+            while cap.isOpened() and cap.grab():
+                if index % every == 0:
+                    ok, image = cap.retrieve()
+                    yield index, image if ok else None
+                index += 1
+    except (RejectError, OSError):
+        return

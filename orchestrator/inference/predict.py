@@ -5,9 +5,9 @@ resized to the crop size, then orchestrator.training.tensors.resize_uint8 to the
 orchestrator.training.augment.normalise_pixels), every face it holds is classified by all sub-networks at
 once (one packed network, batched on the device), and the ensemble sums their softmax vectors.
 
-Output: one row per face (input, frame and its time in a video, face, box, label, confidence and
-the ensemble's class probabilities p_<class>; with details also the detector's score and every
-member's probabilities p_<member>_<class>); a frame without a face and an input that cannot be
+Output: one row per face (input, input_hex, frame and its time in a video, face, box, label,
+confidence and the ensemble's class probabilities p_<class>; with details also the detector's score
+and every member's probabilities p_<member>_<class>); a frame without a face and an input that cannot be
 read get one row each saying so (status no_face / error), so nothing disappears silently. Rows are
 produced in chunks as batches finish, so a long video streams to the output file in bounded memory.
 Python: `Predictor.from_dir(dir).predict_image(array)` gives one dict per face.
@@ -31,6 +31,7 @@ from partfer import atomicio
 from partfer.data_prep.detectors import list_detectors, load_detector
 from partfer.data_prep.errors import RejectError
 from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.file_names import name_hex, name_text
 from partfer.data_prep.preprocess import apply_clahe, crop_face
 from partfer.data_prep.settings import PrepSettings
 from partfer.models.gradcam import gradcam, union
@@ -115,7 +116,8 @@ class Predictor:
 
     def schema(self, with_gradcam: bool = False, details: bool = False) -> pa.Schema:
         """Arrow schema of the output (also the column order of the DataFrame)."""
-        fields = [pa.field("input", pa.string()), pa.field("frame", pa.int64()), pa.field("time_s", pa.float64()),
+        fields = [pa.field("input", pa.string()), pa.field("input_hex", pa.string()),
+                  pa.field("frame", pa.int64()), pa.field("time_s", pa.float64()),
                   pa.field("face", pa.int64()), pa.field("status", pa.string()), pa.field("message", pa.string()),
                   pa.field("x0", pa.float64()), pa.field("y0", pa.float64()), pa.field("x1", pa.float64()),
                   pa.field("y1", pa.float64()), pa.field("label", pa.string()), pa.field("confidence", pa.float32())]
@@ -165,9 +167,10 @@ class Predictor:
         return found
 
     def _add_frame(self, chunk: _Chunk, frame: Frame) -> None:
-        base = {"input": frame.source.name, "frame": frame.index, "time_s": frame.time, "face": None}
+        base = {"input": name_text(frame.source.name), "input_hex": name_hex(frame.source.name) or None,
+                "frame": frame.index, "time_s": frame.time, "face": None}
         if frame.gray is None:
-            chunk.rows.append({**base, "status": ERROR, "message": frame.error})
+            chunk.rows.append({**base, "status": ERROR, "message": name_text(frame.error)})
             return
         faces = self._faces(frame.gray)
         if not faces:
@@ -203,7 +206,7 @@ class Predictor:
                 self._write_sheets(gradcam_dir, chunk, source_ids, crops, member.argmax(axis=2), labels,
                                    paths, batch_size)
         columns: dict[str, object] = {}
-        for name in ("input", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1"):
+        for name in ("input", "input_hex", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1"):
             columns[name] = [row.get(name) for row in chunk.rows]
         columns["label"] = labels
         columns["confidence"] = probs[:, n_members].max(axis=1)      # NaN where no face was classified
@@ -244,7 +247,7 @@ class Predictor:
         sheet = gradcam_sheet(crop, maps, titles, merged, f"union (ensemble: {label})")
         path = folder / name
         atomic_write_bytes(path, encode_png(sheet))
-        return str(path)
+        return name_text(str(path))
 
     # ---- the public calls ----------------------------------------------------------------------
 

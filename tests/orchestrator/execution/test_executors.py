@@ -1,6 +1,11 @@
-"""The inline executor running several pack chains at once (threads; CUDA streams on a GPU)."""
+"""The inline executor running several pack chains at once (threads; CUDA streams on a GPU), and
+what the driver says when Ray kills a pack for memory."""
 import dataclasses
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -86,3 +91,42 @@ def test_gpu_memory_estimate_and_the_out_of_memory_message(tiny_prepared, tmp_pa
     assert pack_memory_bytes(dataclasses.replace(graphed, device="cuda")) == 2 * pack_memory_bytes(paper_sized)
     err = explain_oom(paper_sized, RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\\nmore"))
     assert "train.gpus_per_pack=1" in str(err) and "14.1 GiB" in str(err) and "Tried to allocate" in str(err)
+
+
+_KILLED_FOR_MEMORY = """
+import time
+import ray
+from partfer.orchestrator.execution.cluster import connect
+from partfer.orchestrator.execution.executors import failure_line
+connect()
+
+@ray.remote(max_retries=5, retry_exceptions=False)
+def pack():
+    time.sleep(60)
+
+try:
+    ray.get(pack.remote(), timeout=120)
+    print("FINISHED")
+except ray.exceptions.GetTimeoutError:
+    print("STILL RETRYING")
+except ray.exceptions.RayError as exc:
+    print("LINE", failure_line("jaffe landmark pack (10 models)", exc))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_pack_killed_for_memory_is_retried_a_bounded_number_of_times_then_says_how_to_resume(tmp_path):
+    """A real private Ray whose memory monitor kills any running task (its threshold set to 1% of the
+    machine's memory, which is always in use), so no memory is eaten. Ray alone retries for ever."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_memory_usage_threshold="0.01", RAY_memory_monitor_refresh_ms="100", HOME=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _KILLED_FOR_MEMORY], cwd=Path(__file__).resolve().parents[3],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (line,) = [text for text in run.stdout.splitlines() if text.startswith(("LINE", "FINISHED", "STILL"))]
+    assert line == ("LINE jaffe landmark pack (10 models): killed for memory by Ray's memory monitor (after 2 "
+                    "retries); re-run the same command to resume: finished models are kept (to need less memory "
+                    "at once: a smaller train.pack_size, or more train.cpus_per_pack so fewer packs share the "
+                    "machine)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hostile_files import damage_middle, fifo, non_utf8, tree_state, write_big_png, write_png, write_video
 
 from partfer.data_prep.detectors import load_detector
 from partfer.data_prep.image_io import load_grayscale
@@ -22,7 +25,9 @@ from partfer.models.subnet import SubNetwork
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.inference.export import ExportError, RunDirError, add_export_parser, export_model
 from partfer.orchestrator.storage.model_dir import ModelDirError, ModelFormatError, load_model_dir
-from partfer.orchestrator.inference.predict import NO_FACE, OK, ERROR, PredictError, Predictor, add_predict_parser
+from partfer.orchestrator.inference.predict import (
+    NO_FACE, OK, ERROR, PredictError, Predictor, add_predict_parser, write_predictions,
+)
 from partfer.orchestrator.records import RunPlan
 from partfer.orchestrator.training.tensors import resize_uint8
 
@@ -245,6 +250,48 @@ def test_cli_on_a_folder_reports_faceless_and_corrupt_files(model_dir, astronaut
     assert not list(tmp_path.glob(".preds.csv.tmp-*"))
 
 
+def test_cli_on_hostile_inputs_writes_a_row_for_each_and_leaves_them_as_they_were(model_dir, plan, tmp_path):
+    """A name that is not UTF-8, a damaged video, a FIFO, a PNG too large: `partfer predict` in a
+    child process (OpenCV crashed on such a name), its CSV strict UTF-8, the names' bytes in input_hex."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    face = load_grayscale(_faces_of_run(plan, 1)[0])
+    write_png(non_utf8(folder, b"caf\xe9_\xff.png"), face)
+    damage_middle(write_video(folder / "clip.mp4", 20))
+    write_big_png(folder / "huge.png", 10_000, 6_000)
+    out = tmp_path / "preds.csv"
+    with fifo(folder / "pipe.png"):
+        before = tree_state(folder)
+        run = subprocess.run([sys.executable, "-m", "partfer", "predict", "--model", str(model_dir), str(folder),
+                              "--out", str(out), "--device", "cpu", "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+        assert tree_state(folder) == before
+    assert run.returncode == 0, run.stderr[-3000:]
+    df = pd.read_csv(out, encoding="utf-8")
+    names = {Path(p).name for p in df["input"]}
+    assert names == {"caf\\xe9_\\xff.png", "clip.mp4", "huge.png", "pipe.png"}
+    cafe = df[df["input"].str.endswith("caf\\xe9_\\xff.png")]
+    assert cafe["status"].tolist() == [OK]
+    assert bytes.fromhex(cafe["input_hex"].iloc[0]) == bytes(non_utf8(folder, b"caf\xe9_\xff.png"))
+    assert df.loc[~df["input"].str.contains("caf"), "input_hex"].isna().all()       # UTF-8 names: empty
+    clip = df[df["input"] == str(folder / "clip.mp4")]
+    assert clip["frame"].tolist() == list(range(20))                   # every declared frame has its row
+    lost = clip[clip["status"] == ERROR]
+    assert len(lost) > 0 and lost["message"].str.contains("could not be decoded: the stream ended").all()
+    assert df.loc[df["input"] == str(folder / "huge.png"), "message"].tolist() == [
+        "image too large: huge.png is 10000x6000 (60.0 megapixels; the cap is 50)"]
+    assert df.loc[df["input"] == str(folder / "pipe.png"), "message"].tolist() == [
+        "not a regular file: pipe.png is a FIFO (named pipe)"]
+    n_errors = int((df["status"] == ERROR).sum())
+    assert n_errors == len(lost) + 2
+    assert f"{len(df) - n_errors} faces, 0 frames without a face, {n_errors} errors" in run.stderr
+    predictor = Predictor.from_dir(model_dir, device="cpu")                 # and to Parquet, in process
+    parquet = tmp_path / "preds.parquet"
+    write_predictions(predictor.iter_predict([non_utf8(folder, b"caf\xe9_\xff.png")]), parquet, predictor.schema())
+    row = pd.read_parquet(parquet).iloc[0]
+    assert (row["input"], row["input_hex"], row["status"]) == (cafe["input"].iloc[0], cafe["input_hex"].iloc[0], OK)
+
+
 def test_cli_errors_are_one_line(tmp_path, model_dir, astronaut_png, capsys):
     assert _cli(add_predict_parser, ["predict", "--model", str(tmp_path / "none"), str(astronaut_png)]) == 2
     err = capsys.readouterr().err
@@ -353,8 +400,8 @@ def test_predict_without_a_detector_says_a_grey_image_was_taken_as_a_face(model_
 
 # ---- the short table, the Python call, drawn answers, nothing to read, a model at a URI ----------------
 
-SHORT_COLUMNS = ["input", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1", "label",
-                 "confidence"]
+SHORT_COLUMNS = ["input", "input_hex", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1",
+                 "label", "confidence"]
 
 
 def test_default_table_is_short_and_details_add_the_members(model_dir, astronaut_png, tmp_path, capsys):
