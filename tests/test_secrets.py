@@ -57,12 +57,14 @@ def test_run_refuses_a_storage_uri_with_credentials(isolated, capsys, uri):
 
 def test_a_config_files_storage_with_credentials_is_refused_before_anything_is_written(isolated, capsys):
     config = isolated / "mine.yaml"
-    config.write_text(f"include: {TINY}\nstorage: s3://{KEY}:{SECRET}@bucket/prefix\n")
+    (isolated / "tiny.yaml").write_bytes(TINY.read_bytes())     # an include names a file beside the config
+    config.write_text(f"include: tiny.yaml\nstorage: s3://{KEY}:{SECRET}@bucket/prefix\n")
     code = main(["run", "--config", str(config), "--executor", "inline"])
     out, err = capsys.readouterr()
     assert code == 2 and SECRET not in out + err, err
     assert "credentials in a URI are refused" in err
-    config.unlink()                                      # the user's own file: nothing else holds it
+    config.unlink()                                      # the user's own files: nothing else holds it
+    (isolated / "tiny.yaml").unlink()
     assert SECRET not in _everything_under(isolated)
     assert not (isolated / "runs").exists()
 
