@@ -437,8 +437,8 @@ def test_annotate_draws_boxes_and_labels_on_images_and_videos(model_dir, plan, a
         diff = np.abs(frame.astype(int) - original.astype(int)).mean(2)
         # detector none: the whole frame is the box, drawn along its border; the face stays as it was
         assert diff[30:70, :2].mean() > 15 and diff[35:60, 35:60].mean() < 8
-    # the second run drew the photograph again under the same name, beside the video
-    assert sorted(p.name for p in drawn.iterdir()) == ["astronaut.png", "clip.mp4"]
+    # the second run drew the photograph again beside the first drawing, never over it
+    assert sorted(p.name for p in drawn.iterdir()) == ["astronaut.annotated.png", "astronaut.png", "clip.mp4"]
 
 
 def test_no_readable_input_warns_and_exits_1(model_dir, tmp_path, capsys):
