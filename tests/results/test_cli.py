@@ -60,3 +60,21 @@ def test_results_imports_no_training_stack(tmp_path):
     assert done.returncode == 0, done.stderr
     imported = set(eval(done.stdout.strip()))     # a printed list of module names
     assert imported <= ALLOWED_DATA_PREP, sorted(imported - ALLOWED_DATA_PREP)
+
+
+def test_a_plan_naming_models_outside_the_store_is_refused_before_anything_is_written(make_run, tmp_path):
+    import json
+    import shutil
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    shutil.copytree(run.parent.parent, tmp_path / "other-store")       # another store, its models readable
+    plan = json.loads((run / "plan.json").read_text())
+    for model in plan["models"][:1]:
+        model["dir"] = f"../other-store/{model['dir']}"
+    (run / "plan.json").write_text(json.dumps(plan))
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    done = _run("report", str(run))
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"partfer report: error: {run / 'plan.json'}: "), lines
+    assert "'../other-store/models/" in lines[0] and "is not inside the store" in lines[0], lines
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before     # nothing written
