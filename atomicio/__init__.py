@@ -78,10 +78,22 @@ def write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise named(err, path) from err
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
+
+
+def named(err: OSError, path: str | os.PathLike) -> OSError:
+    """`err` naming `path` when it names no file or only a temporary one (or one inside a
+    temporary folder): a full disk raises from a file object's write without a name, and the user
+    knows the target, not our temporary names."""
+    if err.filename is not None and not any(is_temporary(part) for part in Path(str(err.filename)).parts):
+        return err
+    reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    return OSError(err.errno, reason, str(path))           # the errno's own subclass (PermissionError ...)
 
 
 def publish_new(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
@@ -116,6 +128,10 @@ def write_new(path: str | os.PathLike, data: bytes) -> Path:
     try:
         tmp.write_bytes(data)
         publish_new(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise named(err, path) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path

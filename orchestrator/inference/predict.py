@@ -15,6 +15,7 @@ Python: `Predictor.from_dir(dir).predict_image(array)` gives one dict per face.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -367,8 +368,9 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
     summary = Summary()
     if out is None:
         for i, chunk in enumerate(chunks):
-            chunk.to_csv(sys.stdout, header=i == 0, index=False)
+            _to_stdout(lambda: chunk.to_csv(sys.stdout, header=i == 0, index=False))
             summary.add(chunk)
+        _to_stdout(sys.stdout.flush)
         return summary
     check_output(out)
     path = Path(out)
@@ -390,6 +392,23 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
                     summary.add(chunk)
     atomicio.write_with(path, write)
     return summary
+
+
+def _to_stdout(write) -> None:
+    """Run a write to standard output; PredictError (one line) when it fails (a full disk, a closed
+    pipe). What is still buffered then goes to /dev/null, or the interpreter's last flush would
+    fail again at exit with a message of its own."""
+    try:
+        write()
+    except OSError as err:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        raise PredictError(f"cannot write the predictions to standard output "
+                           f"({err.strerror or type(err).__name__})") from None
 
 
 # ---- command line ------------------------------------------------------------------------------------

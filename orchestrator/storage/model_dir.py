@@ -247,8 +247,10 @@ def write_model_dir(out: str | Path, spec: ModelSpec, states: dict[str, dict[str
         if _not_replaceable(out):          # checked again: someone may have written there since
             raise ModelFormatError(f"{out} changed while exporting and {_not_replaceable(out)}; choose another --out")
         atomicio.replace_dir(build, out)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(build, ignore_errors=True)
+        if isinstance(err, OSError):             # a full disk: name the folder asked for, not our build
+            raise atomicio.named(err, out) from err
         raise
     return out
 

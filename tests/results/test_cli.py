@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from partfer.results.cli import add_report_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,3 +80,20 @@ def test_a_plan_naming_models_outside_the_store_is_refused_before_anything_is_wr
     assert len(lines) == 1 and lines[0].startswith(f"partfer report: error: {run / 'plan.json'}: "), lines
     assert "'../other-store/models/" in lines[0] and "is not inside the store" in lines[0], lines
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before     # nothing written
+
+
+@pytest.mark.slow
+def test_a_write_refused_by_the_disk_is_one_line_naming_the_file_and_nothing_is_half_written(make_run):
+    import resource
+
+    def small_files() -> None:          # the kernel refuses (EFBIG) the write() that would pass 4 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    done = subprocess.run([sys.executable, "-m", "partfer", "report", str(run)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, preexec_fn=small_files)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    line = done.stderr
+    assert line.startswith(f"partfer report: error: {run}/") and line.endswith(": File too large\n"), line
+    assert line.count("\n") == 1
+    failed = Path(line.split("error: ", 1)[1].rsplit(": File too large", 1)[0])
+    assert not failed.exists() and not [p for p in run.rglob("*") if ".tmp-" in p.name]

@@ -1,8 +1,7 @@
 """`partfer predict --annotate DIR` never writes over a file, refuses an input folder, and a drawing or
 an output that cannot be written is one error line that keeps the predictions already made.
 
-The model is a real exported directory of untrained sub-networks (what they predict does not
-matter here) whose preprocessing uses no detector, so every image is one face."""
+The model is a real exported directory of untrained sub-networks (conftest.untrained_model)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,18 +12,11 @@ import pandas as pd
 import pytest
 
 from partfer.cli import main
-from partfer.models.config import ArchConfig
-from partfer.orchestrator.storage.model_dir import MemberSpec, ModelSpec, build_member, write_model_dir
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    member = MemberSpec(name="mouth", member="mouth", fold=0, region="mouth", stage="finetune",
-                        key="k" * 16, source="models/x")
-    spec = ModelSpec(dataset="jaffe", network="el", classes=["happy", "sad"], members=[member], folds=[0],
-                     image_size=32, architecture=ArchConfig(widths=(4, 4, 4, 4)).to_dict(),
-                     preprocessing={"detector": "none", "annotator": "dataset", "crop_size": 32})
-    return write_model_dir(tmp_path_factory.mktemp("model") / "m", spec, {"mouth": build_member(spec).state_dict()})
+def model(untrained_model) -> Path:
+    return untrained_model
 
 
 @pytest.fixture

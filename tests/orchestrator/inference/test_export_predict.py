@@ -468,3 +468,20 @@ def test_model_directory_at_a_uri(model_dir, astronaut_png, tmp_path, monkeypatc
     assert (tmp_path / "cache" / "file").is_dir()                              # read from this machine's copy
     with pytest.raises(ModelDirError, match="no model.json"):
         Predictor.from_dir("file://" + str(tmp_path), device="cpu")
+
+
+def test_an_export_the_disk_refuses_is_one_line_naming_the_folder_and_leaves_nothing(trained_run, tmp_path):
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def small_files() -> None:          # the kernel refuses (EFBIG) the write() that would pass 64 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    out = tmp_path / "models" / "el"
+    done = subprocess.run([sys.executable, "-m", "partfer", "export", str(trained_run), "--dataset", "jaffe",
+                           "--network", "el", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=small_files)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"partfer: error: {out}: File too large\n"
+    assert not out.exists() and list((tmp_path / "models").iterdir()) == []
