@@ -123,7 +123,8 @@ def _included(path: Path, include: Any) -> Path:
     that stays there, links resolved), or a config shipped with partfer (configs/, by name or
     path). Anything else is refused: an include could otherwise read any file on the machine."""
     if not isinstance(include, str) or not include.strip():
-        raise ConfigError(f"{path}: include must be a config name or a relative path, not {include!r}")
+        raise ConfigError(f"{path}: include must be a config name or a relative path, not "
+                          f"{'empty text' if isinstance(include, str) else type(include).__name__}")
     folder, shipped = path.parent, CONFIG_DIR.resolve()
     named = Path(include)
     candidates = [] if named.is_absolute() else [(folder / named).resolve()]
