@@ -78,9 +78,62 @@ def write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise named(err, path) from err
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+    return path
+
+
+def named(err: OSError, path: str | os.PathLike) -> OSError:
+    """`err` naming `path` when it names no file or only a temporary one (or one inside a
+    temporary folder): a full disk raises from a file object's write without a name, and the user
+    knows the target, not our temporary names."""
+    if err.filename is not None and not any(is_temporary(part) for part in Path(str(err.filename)).parts):
+        return err
+    reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    return OSError(err.errno, reason, str(path))           # the errno's own subclass (PermissionError ...)
+
+
+def publish_new(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Give the complete file `tmp` the name `path`, which must be free: FileExistsError (and
+    `tmp` kept) when anything is there, even a file that appeared a moment ago. A hard link is the
+    one rename that never replaces; where a file system has none, an existence check then a
+    rename stands in."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.rename(tmp, path)
+    else:
+        tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_new(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` whole, never over an existing file (FileExistsError, nothing written)."""
+    path = Path(path)
+    clean_stale(path)
+    tmp = temp_path(path)
+    try:
+        tmp.write_bytes(data)
+        publish_new(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise named(err, path) from err
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

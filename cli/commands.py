@@ -253,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         from partfer.orchestrator.storage.remote import redact
         print(f"partfer: error: {redact(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # a file that could not be written or read (a full disk, a read-only folder): its name and
+        # the system's reason; an OSError naming no file is a bug and keeps its traceback
+        if exc.filename is None or os.environ.get("PARTFER_DEBUG"):
+            raise
+        from partfer.orchestrator.storage.remote import redact
+        print(f"partfer: error: {redact(exc.filename)}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("partfer: interrupted; finished stages are kept, run the same command to resume",
               file=sys.stderr)

@@ -27,7 +27,7 @@ from partfer.data_prep.prep_store import (
     PreparedBuilder, check_name, content_hash, hash_inputs, input_fingerprint, prepared_path,
     write_rejects_csv,
 )
-from partfer.data_prep.prepared import read_manifest
+from partfer.data_prep.prepared import check_counts, read_manifest, read_subjects
 from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
 from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
@@ -146,6 +146,7 @@ def _plan(request: PrepRequest, out_root: str) -> _Plan:
 
 def _reused(plan: _Plan) -> PreparedInfo:
     manifest = read_manifest(plan.final)
+    check_counts(plan.final, manifest, read_subjects(plan.final))     # its count is printed below
     return PreparedInfo(plan.request.name, str(plan.final), manifest["n_ok"], manifest["n_rejected"],
                         True, manifest["classes"])
 

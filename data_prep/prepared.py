@@ -83,9 +83,48 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise PreparedDataError(f"{folder} is not a finished prepared data set (no {SUCCESS_MARKER}); "
                                 f"re-run `partfer prep`")
     try:
-        return json.loads((folder / MANIFEST).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as err:
         raise PreparedDataError(f"cannot read {folder / MANIFEST}: {err}") from None
+    if not isinstance(manifest, dict):
+        raise PreparedDataError(f"{folder / MANIFEST}: not a prepared data set's manifest (a JSON "
+                                f"{type(manifest).__name__}, not an object)")
+    return manifest
+
+
+def read_subjects(path: str | os.PathLike) -> list[str]:
+    """The subject column of a finished prepared directory's rows (one per row), read alone."""
+    files = sorted((Path(path) / DATA_DIR).glob("*.parquet"))
+    subjects: list[str] = []
+    for f in files:
+        try:
+            subjects += pq.read_table(f, columns=["subject"]).column("subject").to_pylist()
+        except (pa.ArrowException, OSError, KeyError) as err:
+            reason = " ".join(str(err).split())
+            raise PreparedDataError(f"cannot read {f}: {reason} (a damaged or truncated file: delete "
+                                    f"{f.parent.parent} and prepare it again)") from None
+    return subjects
+
+
+def check_counts(folder: Path, manifest: dict, subjects: list[str]) -> None:
+    """PreparedDataError when manifest.json's row count (n_ok) or rows per subject disagree with
+    the rows in data/ (one per entry of `subjects`): the manifest's numbers are printed and
+    trusted, so they must describe the data that is there."""
+    where = Path(folder) / MANIFEST
+    n_ok = manifest.get("n_ok")
+    if n_ok is not None and (isinstance(n_ok, bool) or not isinstance(n_ok, int) or n_ok != len(subjects)):
+        raise PreparedDataError(f"{where}: n_ok says {n_ok!r} images but data/ holds {len(subjects)} rows")
+    counted = (manifest.get("counts") or {}).get("subject") if isinstance(manifest.get("counts"), dict) else None
+    if counted is None:
+        return
+    present = Counter(subjects)
+    if not isinstance(counted, dict):
+        raise PreparedDataError(f"{where}: counts.subject is not a mapping of subject to rows")
+    for subject in sorted(set(counted) | set(present), key=str):
+        if counted.get(subject, 0) != present.get(subject, 0):
+            raise PreparedDataError(f"{where}: counts.subject says {counted.get(subject, 0)!r} rows of subject "
+                                    f"{subject!r} ({len(counted)} subjects in all) but data/ holds "
+                                    f"{present.get(subject, 0)} ({len(present)} subjects in all)")
 
 
 def load_prepared(path: str | os.PathLike) -> PreparedData:
@@ -110,6 +149,7 @@ def load_prepared(path: str | os.PathLike) -> PreparedData:
     if images.size != n * h * w:
         raise PreparedDataError(f"{folder}: image bytes do not match {n} crops of {h}x{w}")
     check_classes(folder, manifest, table.column("label").to_pylist())
+    check_counts(folder, manifest, table.column("subject").to_pylist())
     landmarks = table.column("landmarks").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     column = lambda name: table.column(name).to_pylist()  # noqa: E731
     return PreparedData(

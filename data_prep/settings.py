@@ -5,11 +5,26 @@ instead of silently reusing data made with other settings.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from partfer.data_prep.schema import CROP_SIZE
 
 NO_FACE_CHOICES = ("center_square", "reject")
+# The crop side: at least 16 px; at most 1024, four times more than any face data set here holds,
+# so that a mistyped or hostile value (a config, a model.json) cannot ask for a gigapixel crop.
+CROP_SIZE_MIN = 16
+CROP_SIZE_MAX = 1024
+_KINDS = {"detector": str, "annotator": str, "crop_size": int, "clahe_clip": float, "clahe_tile": int,
+          "ssd_confidence": float, "box_margin": float, "device": str, "no_face": str}
+
+
+def _of_kind(value, kind: type) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
 
 
 @dataclass(frozen=True)
@@ -27,8 +42,13 @@ class PrepSettings:
     no_face: str = "center_square"  # center_square | reject
 
     def __post_init__(self) -> None:
-        if self.crop_size < 16:
-            raise ValueError(f"crop_size must be >= 16, got {self.crop_size}")
+        for name, kind in _KINDS.items():
+            value = getattr(self, name)
+            if not _of_kind(value, kind):
+                want = {str: "text", int: "a whole number", float: "a number"}[kind]
+                raise ValueError(f"{name} must be {want}, got {value!r}")
+        if not CROP_SIZE_MIN <= self.crop_size <= CROP_SIZE_MAX:
+            raise ValueError(f"crop_size must be in [{CROP_SIZE_MIN}, {CROP_SIZE_MAX}], got {self.crop_size}")
         if self.clahe_clip <= 0 or self.clahe_tile < 1:
             raise ValueError(f"CLAHE needs clip > 0 and tile >= 1, got {self.clahe_clip}, {self.clahe_tile}")
         if not 0.0 < self.ssd_confidence <= 1.0:
@@ -44,6 +64,8 @@ class PrepSettings:
     @classmethod
     def from_dict(cls, values: dict) -> "PrepSettings":
         known = {f.name for f in fields(cls)}
+        if not isinstance(values, dict):
+            raise ValueError(f"preprocessing settings must be a mapping, not {type(values).__name__}")
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown preprocessing settings {sorted(unknown)}; known: {sorted(known)}")

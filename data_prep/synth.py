@@ -161,21 +161,44 @@ def known_synth_layouts() -> list[str]:
     return sorted(_layouts())
 
 
+# Upper bounds of a request: far above any real data set (CK+ has 118 subjects, images are a few
+# hundred pixels), low enough that a mistyped value cannot fill a disk.
+MAX_SIZE = 2048
+MAX_SUBJECTS = 10_000
+MAX_PER_CLASS = 1_000
+MAX_FRAMES = 100
+
+
+def check_request(layout: str, subjects: int = 10, per_class: int = 3, seed: int = 0, size: int = 256,
+                  classes: tuple[str, ...] | None = None, frames: int = 6) -> tuple[SynthLayout, SynthRequest]:
+    """The layout and request `synthesize` would make of these arguments; ValueError (one line)
+    for any it cannot make, before anything is written (a config's `synthetic` section is checked
+    with it before a run starts)."""
+    layouts = _layouts()
+    if layout not in layouts:
+        raise ValueError(f"unknown synthetic layout {layout!r}; known: {', '.join(sorted(layouts))}")
+    spec = layouts[layout]
+    for name, value, low, high in (("subjects", subjects, 1, MAX_SUBJECTS), ("per_class", per_class, 1, MAX_PER_CLASS),
+                                   ("seed", seed, 0, 2**32 - 1), ("size", size, 32, MAX_SIZE),
+                                   ("frames", frames, 1, MAX_FRAMES)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
+    if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"classes must be a list of names, got {classes!r}")
+    chosen = tuple(labels.class_list(classes)) if classes is not None else spec.default_classes
+    if not chosen:
+        raise ValueError("need at least one class")
+    request = SynthRequest(subjects, per_class, seed, size, chosen, frames)
+    spec.check(request)
+    return spec, request
+
+
 def synthesize(layout: str, out_dir: str | os.PathLike, subjects: int = 10, per_class: int = 3,
                seed: int = 0, size: int = 256, classes: tuple[str, ...] | None = None,
                frames: int = 6) -> SynthSummary:
     """Write a synthetic data set in `layout` (jaffe, ckplus, sfew) into a new or empty folder;
     same seed, same bytes. `frames` is CK+'s frames per sequence (ignored by the others)."""
-    layouts = _layouts()
-    if layout not in layouts:
-        raise ValueError(f"unknown synthetic layout {layout!r}; known: {', '.join(sorted(layouts))}")
-    spec = layouts[layout]
-    chosen = tuple(labels.class_list(classes)) if classes is not None else spec.default_classes
-    if not chosen or subjects < 1 or per_class < 1 or size < 32:
-        raise ValueError(f"need at least one class, subject and image per class, and size >= 32 "
-                         f"(got classes={chosen}, subjects={subjects}, per_class={per_class}, size={size})")
-    request = SynthRequest(subjects, per_class, seed, size, chosen, frames)
-    spec.check(request)
+    spec, request = check_request(layout, subjects, per_class, seed, size, classes, frames)
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out} (synthesize writes into a new or empty folder)")

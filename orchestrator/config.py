@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from partfer.data_prep.ibug68 import PARTS
+from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.orchestrator.config_schema import ConfigKeyError, check_against
 
 # the configs shipped inside the package (the checkout's configs/ folder in an editable install)
@@ -68,23 +69,95 @@ def find_config(name_or_path: str) -> Path:
     raise ConfigError(f"config not found: {name_or_path} (looked in . and {CONFIG_DIR})")
 
 
+# A config is a page of settings: a larger file is refused before YAML reads it.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (`*name`, `<<: *name`): a config never needs one, and a
+    few nested aliases (an "alias bomb") expand into gigabytes wherever the config is copied,
+    merged, hashed or saved."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{mark.name}: line {mark.line + 1}: YAML aliases (*name) are not allowed in a "
+                              f"config; write the value out")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content, loaded safely: at most MAX_CONFIG_BYTES, no aliases. Errors name the
+    file, the line and column, and never quote its content."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or type(err).__name__})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, too large for a config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, not a config") from None
+    loader = _NoAliasLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where} ({exc.problem or exc.context})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})") from None
+    finally:
+        loader.dispose()
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _included(path: Path, include: Any) -> Path:
+    """The file an `include` in `path` names: a file in path's folder or below (a relative path
+    that stays there, links resolved), or a config shipped with partfer (configs/, by name or
+    path). Anything else is refused: an include could otherwise read any file on the machine."""
+    if not isinstance(include, str) or not include.strip():
+        raise ConfigError(f"{path}: include must be a config name or a relative path, not "
+                          f"{'empty text' if isinstance(include, str) else type(include).__name__}")
+    folder, shipped = path.parent, CONFIG_DIR.resolve()
+    named = Path(include)
+    candidates = [] if named.is_absolute() else [(folder / named).resolve()]
+    candidates += [named.resolve()] if named.is_absolute() else []
+    candidates += [(shipped / include).resolve(), (shipped / f"{include}.yaml").resolve()]
+    for candidate in candidates:
+        if candidate.is_file() and (_within(candidate, folder) or _within(candidate, shipped)):
+            return candidate
+    if any(c.is_file() for c in candidates):
+        raise ConfigError(f"{path}: include {include!r} is refused: it leads outside {folder} and outside "
+                          f"partfer's configs ({shipped}); an include names a shipped config or a file "
+                          f"beside the including one")
+    raise ConfigError(f"{path}: include {include!r} not found (looked in {folder} and {shipped})")
+
+
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"include cycle through {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
     include = raw.pop("include", None)
     if include is None:
         return raw
-    parent_path = (path.parent / include) if not Path(include).is_absolute() else Path(include)
-    if not parent_path.is_file():
-        parent_path = find_config(include)
-    return _merge(_read(parent_path, seen + (path,)), raw)
+    return _merge(_read(_included(path, include), seen + (path,)), raw)
+
+
+def read_config_file(name_or_path: str) -> dict:
+    """One config file with its include chain merged in (no run settings, no hardware profile)."""
+    return _read(find_config(name_or_path))
 
 
 def parse_value(text: str) -> Any:
@@ -213,6 +286,16 @@ def validate(cfg: dict) -> None:
     workers = cfg["train"]["workers_per_run"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {workers!r}")
+    try:
+        ArchConfig.from_config(cfg["model"])
+    except ArchitectureError as err:
+        raise ConfigError(str(err) if str(err).startswith("model:") else f"model: {err}") from None
+    for name, spec in (cfg.get("synthetic") or {}).items():
+        from partfer.data_prep.synth import check_request     # OpenCV: imported only where data is generated
+        try:
+            check_request(cfg["datasets"][name].get("layout"), **spec)
+        except ValueError as err:
+            raise ConfigError(f"synthetic.{name}: {err}") from None
     for name, ds in cfg["datasets"].items():
         missing = [s for s in STAGES if s not in (ds.get("epochs") or {})]
         if missing:

@@ -15,7 +15,11 @@ generated faces (`synthetic_prep`).
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
+
+from partfer.data_prep.settings import CROP_SIZE_MAX, CROP_SIZE_MIN
+from partfer.models.config import IMAGE_SIZE_MAX, IMAGE_SIZE_MIN, MAX_HEAD_HIDDEN, MAX_POOL
 
 # keys whose value may be of several kinds (the reference's null ones among them)
 KINDS: dict[str, tuple[type, ...]] = {
@@ -27,13 +31,35 @@ KINDS: dict[str, tuple[type, ...]] = {
 DATASET_KEYS = {"layout": str, "protocol": str, "folds": int, "eval_on": (list, type(None)),
                 "options": dict, "prep": dict, "epochs": dict}
 FREE_SECTIONS = ("synthetic", "synthetic_prep")
-# (key, lowest allowed, whether the lowest is excluded)
+# the settings of one generated data set (`synthetic.<name>`: data_prep.synth.synthesize's
+# arguments, whose ranges data_prep.synth.check_request knows)
+SYNTHETIC_KEYS: dict[str, tuple[type, ...]] = {"subjects": (int,), "per_class": (int,), "frames": (int,),
+                                               "seed": (int,), "size": (int,), "classes": (list,)}
+# (key, lowest allowed, whether the lowest is excluded); `prep.*` also bounds each data set's
+# `datasets.<name>.prep` and `synthetic_prep`
 MINIMUM: dict[str, tuple[float, bool]] = {
-    "members": (1, False), "seed": (0, False), "image_size": (24, False), "epochs_scale": (0, True),
+    "members": (1, False), "seed": (0, False), "image_size": (IMAGE_SIZE_MIN, False), "epochs_scale": (0, True),
     "eval_every": (1, False), "train.batch_size": (1, False), "train.pack_size": (1, False),
     "train.pack_size_cpu": (1, False), "train.cpus_per_pack": (0, True), "train.checkpoint_every": (0, False),
     "train.checkpoint_seconds": (0, False), "train.max_retries": (0, False), "train.min_delta": (0, False),
-    "train.val_subject_fraction": (0, False), "prep.crop_size": (16, False), "prep.clahe_tile": (1, False),
+    "train.val_subject_fraction": (0, False), "train.gpus_per_pack": (0, True), "train.gpus_per_worker": (0, True),
+    "train.lr.baseline": (0, True), "train.lr.landmark": (0, True), "train.lr.head": (0, True),
+    "train.lr.finetune": (0, True), "train.adam.beta1": (0, False), "train.adam.beta2": (0, False),
+    "train.adam.eps": (0, True), "train.augment.rotation_deg": (0, False),
+    "prep.crop_size": (CROP_SIZE_MIN, False), "prep.clahe_tile": (1, False), "prep.clahe_clip": (0, True),
+    "prep.ssd_confidence": (0, True), "prep.box_margin": (-1, True),
+    "model.pool_kernel": (1, False), "model.pool_stride": (1, False), "model.bn_eps": (0, True),
+    "model.bn_momentum": (0, True), "model.head_hidden": (1, False),
+}
+# (key, highest allowed, whether the highest is excluded): sizes bounded so that no value can make
+# a run allocate without limit (models.config explains the network's bounds)
+MAXIMUM: dict[str, tuple[float, bool]] = {
+    "image_size": (IMAGE_SIZE_MAX, False), "prep.crop_size": (CROP_SIZE_MAX, False),
+    "train.adam.beta1": (1, True), "train.adam.beta2": (1, True), "train.gpus_per_pack": (1, False),
+    "train.val_subject_fraction": (1, True), "train.augment.rotation_deg": (180, False),
+    "prep.ssd_confidence": (1, False),
+    "model.pool_kernel": (MAX_POOL, False), "model.pool_stride": (MAX_POOL, False),
+    "model.bn_momentum": (1, False), "model.head_hidden": (MAX_HEAD_HIDDEN, False),
 }
 
 
@@ -70,6 +96,60 @@ def _near(key: str, known: list[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
+def _shown(value: Any) -> str:
+    """A value for a message: its repr, cut short (a message names a value, it never dumps one)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_value(name: str, key: str, value: Any, known: dict[str, Any]) -> None:
+    """ConfigKeyError unless `value` is of the kind and in the range of reference key `key`
+    (`name`: how the message calls it)."""
+    wants = KINDS.get(key, (type(known[key]),))
+    if not _type_ok(value, wants):
+        want = " or ".join(_kind(t()) if t is not type(None) else "null" for t in wants)
+        raise ConfigKeyError(f"{name} must be {want}, not {_shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigKeyError(f"{name} must be a finite number, not {_shown(value)}")
+    low = MINIMUM.get(key)
+    if low is not None and value is not None:
+        bound, open_ = low
+        if value < bound or (open_ and value == bound):
+            raise ConfigKeyError(f"{name} must be {'>' if open_ else '>='} {bound:g}, not {_shown(value)}")
+    high = MAXIMUM.get(key)
+    if high is not None and value is not None:
+        bound, open_ = high
+        if value > bound or (open_ and value == bound):
+            raise ConfigKeyError(f"{name} must be {'<' if open_ else '<='} {bound:g}, not {_shown(value)}")
+
+
+def _check_prep(where: str, prep: Any, known: dict[str, Any], names: list[str]) -> None:
+    """A `prep` override (a data set's, synthetic_prep): known prep keys, each of its kind and range."""
+    if not isinstance(prep, dict):
+        raise ConfigKeyError(f"{where} must be a mapping, not {_shown(prep)}")
+    for key, value in prep.items():
+        if f"prep.{key}" not in known:
+            raise ConfigKeyError(f"unknown config key {where}.{key}"
+                                 f"{_near('prep.' + str(key), names).replace('mean prep.', f'mean {where}.')}")
+        _check_value(f"{where}.{key}", f"prep.{key}", value, known)
+
+
+def _check_synthetic(cfg: dict) -> None:
+    """`synthetic.<name>`: a data set the config describes, generated with known settings of their kind."""
+    for name, spec in (cfg.get("synthetic") or {}).items():
+        if name not in (cfg.get("datasets") or {}):
+            raise ConfigKeyError(f"synthetic.{name}: no data set {name!r} is described under datasets "
+                                 f"(known: {', '.join(sorted(cfg.get('datasets') or {}))})")
+        if not isinstance(spec, dict):
+            raise ConfigKeyError(f"synthetic.{name} must be a mapping, not {_shown(spec)}")
+        for key, value in spec.items():
+            if key not in SYNTHETIC_KEYS:
+                raise ConfigKeyError(f"unknown config key synthetic.{name}.{key} (known: {', '.join(SYNTHETIC_KEYS)})")
+            if not _type_ok(value, SYNTHETIC_KEYS[key]):
+                want = "a list of class names" if key == "classes" else "a whole number"
+                raise ConfigKeyError(f"synthetic.{name}.{key} must be {want}, not {_shown(value)}")
+
+
 def check_against(cfg: dict, reference: dict) -> None:
     """ConfigKeyError for the first key or value of `cfg` that `reference` (the composed
     defaults) rules out, or the first key of `reference` that `cfg` lacks."""
@@ -80,28 +160,20 @@ def check_against(cfg: dict, reference: dict) -> None:
         if key not in known:
             parent = next((p for p in sorted(known) if key.startswith(p + ".")), None)
             if any(k.startswith(key + ".") for k in known):
-                raise ConfigKeyError(f"{key} must be a mapping, not {value!r}")
+                raise ConfigKeyError(f"{key} must be a mapping, not {_shown(value)}")
             if parent is None or not isinstance(known[parent], dict):
                 raise ConfigKeyError(f"unknown config key {key}{_near(key, names)}")
             continue
-        wants = KINDS.get(key, (type(known[key]),))
-        if not _type_ok(value, wants):
-            want = " or ".join(_kind(t()) if t is not type(None) else "null" for t in wants)
-            raise ConfigKeyError(f"{key} must be {want}, not {value!r}")
-        bound = MINIMUM.get(key)
-        if bound is not None and value is not None:
-            low, open_ = bound
-            if value < low or (open_ and value == low):
-                raise ConfigKeyError(f"{key} must be {'>' if open_ else '>='} {low:g}, not {value!r}")
+        _check_value(key, key, value, known)
     for key in known:
         if key not in ours and not any(k.startswith(key + ".") for k in ours):
             raise ConfigKeyError(f"config lacks {key} (configs/run.yaml, hardware/ and paper.yaml define every key)")
     for section in ("datasets", *FREE_SECTIONS):
         if not isinstance(cfg.get(section) or {}, dict):
-            raise ConfigKeyError(f"{section} must be a mapping, not {cfg[section]!r}")
+            raise ConfigKeyError(f"{section} must be a mapping, not {_shown(cfg[section])}")
     for name, spec in (cfg.get("datasets") or {}).items():
         if not isinstance(spec, dict):
-            raise ConfigKeyError(f"datasets.{name} must be a mapping, not {spec!r}")
+            raise ConfigKeyError(f"datasets.{name} must be a mapping, not {_shown(spec)}")
         for key, value in spec.items():
             if key not in DATASET_KEYS:
                 raise ConfigKeyError(f"unknown config key datasets.{name}.{key}"
@@ -109,14 +181,19 @@ def check_against(cfg: dict, reference: dict) -> None:
             want = DATASET_KEYS[key]
             if not isinstance(value, want) or isinstance(value, bool):
                 raise ConfigKeyError(f"datasets.{name}.{key} must be {_kind(want() if not isinstance(want, tuple) else [])}, "
-                                     f"not {value!r}")
+                                     f"not {_shown(value)}")
         for stage, epochs in (spec.get("epochs") or {}).items():
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-                raise ConfigKeyError(f"datasets.{name}.epochs.{stage} must be a whole number >= 1, not {epochs!r}")
-        for key, value in (spec.get("prep") or {}).items():
-            if f"prep.{key}" not in known:
-                raise ConfigKeyError(f"unknown config key datasets.{name}.prep.{key}"
-                                     f"{_near('prep.' + key, names).replace('mean ', f'mean datasets.{name}.')}")
+                raise ConfigKeyError(f"datasets.{name}.epochs.{stage} must be a whole number >= 1, not {_shown(epochs)}")
+        folds = spec.get("folds")
+        if folds is not None and folds < 2:
+            # one fold would test on every subject it trained on (and has no training rows at all)
+            raise ConfigKeyError(f"datasets.{name}.folds must be >= 2 (k-fold cross-validation), not {folds}")
+        if not all(isinstance(other, str) for other in spec.get("eval_on") or []):
+            raise ConfigKeyError(f"datasets.{name}.eval_on must list data set names, not {_shown(spec['eval_on'])}")
+        _check_prep(f"datasets.{name}.prep", spec.get("prep") or {}, known, names)
+    _check_prep("synthetic_prep", cfg.get("synthetic_prep") or {}, known, names)
+    _check_synthetic(cfg)
 
 
 __all__ = ["ConfigKeyError", "check_against"]

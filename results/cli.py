@@ -15,6 +15,11 @@ def report_command(args: argparse.Namespace) -> int:
     except (RunDirError, PlanError) as exc:
         print(f"partfer report: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:          # a file that cannot be written (a full disk): named, in one line
+        if exc.filename is None:
+            raise
+        print(f"partfer report: error: {exc.filename}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 

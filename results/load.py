@@ -98,6 +98,25 @@ def storage_root(run_dir: Path, plan: RunPlan) -> Path:
     return Path(storage)
 
 
+def check_inside(plan: RunPlan, root: Path, plan_path: Path) -> None:
+    """PlanError unless every folder and file plan.json names for its models (their folders, each
+    stage's, cross-data-set predictions) is a relative path inside the store, links resolved: a
+    copied or edited plan.json must not make a report read predictions from elsewhere."""
+    real_root = root.resolve()
+    for record in plan.models:
+        for named in (record.dir, *record.stage_dirs.values(), *record.extra_predictions):
+            text = str(named).replace("\\", "/")
+            inside = (bool(text) and not text.startswith("/") and "://" not in text
+                      and ".." not in text.split("/"))
+            if inside:
+                resolved = (root / text).resolve()
+                inside = resolved == real_root or real_root in resolved.parents
+            if not inside:
+                raise PlanError(f"{plan_path}: {record.network} {record.member} fold {record.fold} names "
+                                f"{str(named)!r}, which is not inside the store {root} (plan.json may name "
+                                f"only folders inside it)")
+
+
 def resolve_stored(root: Path, relative: str) -> Path:
     """A path the plan records relative to the storage root (absolute paths are kept)."""
     path = Path(relative)
@@ -194,6 +213,8 @@ def load_run(run_dir: Path | str, selection: str | None = None) -> RunResults:
     every model twice, once per selection: each is read, and scored, on its own."""
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
+    root = storage_root(run_dir, plan)
+    check_inside(plan, root, run_dir / PLAN_FILE)
     available = selections_in(plan)
     if selection is None:
         selection = available[0] if available else ""
@@ -201,7 +222,6 @@ def load_run(run_dir: Path | str, selection: str | None = None) -> RunResults:
         raise PlanError(f"{run_dir / PLAN_FILE}: no models trained under selection {selection!r} "
                         f"(this run has {', '.join(available) or 'none'})")
     plan = dataclasses.replace(plan, models=[r for r in plan.models if r.selection == selection])
-    root = storage_root(run_dir, plan)
     frames: list[pd.DataFrame] = []
     missing: list[MissingModel] = []
     missing_cross: list[MissingModel] = []

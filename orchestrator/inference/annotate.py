@@ -3,8 +3,13 @@
 An image becomes `<DIR>/<name>.png` (`.jpg` for a JPEG input); a video becomes `<DIR>/<name>.mp4`,
 written by headless OpenCV's FFmpeg with the MPEG-4 Part 2 encoder ("mp4v": the wheels carry no
 H.264 encoder), or Motion-JPEG `.avi` where that encoder cannot open, at the video's frame rate
-divided by --every (one written frame per classified frame). A source is drawn once all its rows
-are known, from a second read of the source, so the prediction stream keeps no colour frames.
+divided by --every (one written frame per classified frame). Sources are drawn once every row is
+out (the predictions are written first), from a second read of each source, so the prediction
+stream keeps no colour frames; only each face's box and caption are held until then.
+
+Nothing is ever written over: a name that is taken (an earlier run's drawing, an input given from
+that folder) gets `<name>.annotated.png`, then `<name>.annotated-2.png`, ...; and a folder that is,
+or lies inside, a folder given as input is refused (its drawings would become inputs).
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ import pandas as pd
 from partfer import atomicio
 from partfer.data_prep.errors import RejectError
 from partfer.orchestrator.inference.media import Source, colour_image, colour_video_frames, frame_rate, open_video
-from partfer.orchestrator.storage.store import atomic_write_bytes
 
 # BGR colours, one per class index (cycled), readable on photographs
 PALETTE = ((60, 180, 75), (48, 130, 245), (230, 50, 240), (25, 225, 255), (240, 240, 70), (75, 25, 230),
@@ -82,58 +86,112 @@ def marks_of(rows: pd.DataFrame, classes: list[str]) -> dict[int | None, list[Ma
     return found
 
 
-class Annotator:
-    """Collects each source's rows as chunks are emitted; draws a source once it is complete."""
+class AnnotateError(ValueError):
+    """An --annotate folder that cannot be used, or a drawing that cannot be written (one line)."""
 
-    def __init__(self, folder: str | os.PathLike, classes: list[str], every: int = 1, channel_order: str = "rgb"):
+
+def refusal(folder: Path, inputs: list) -> str:
+    """Why `folder` cannot take drawings ('' when it can): a file at or above it, or an input folder
+    (or one inside it)."""
+    for place in (folder, *folder.parents):
+        if os.path.lexists(place):
+            if not place.is_dir():
+                return (f"--annotate {folder} is a file, not a folder" if place == folder
+                        else f"--annotate {folder}: {place} is a file, not a folder")
+            break
+    target = folder.resolve()
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+            given = Path(item).resolve()
+            if target == given or given in target.parents:
+                return (f"--annotate {folder} is the input folder {item}" if target == given else
+                        f"--annotate {folder} is inside the input folder {item}") + \
+                       "; its drawings would be read as inputs next time: choose another folder"
+    return ""
+
+
+class Annotator:
+    """Collects each source's marks as chunks are emitted; draws the sources at the end."""
+
+    def __init__(self, folder: str | os.PathLike, classes: list[str], every: int = 1, channel_order: str = "rgb",
+                 inputs: list | tuple = ()):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        why = refusal(self.folder, list(inputs))
+        if why:
+            raise AnnotateError(why)
         self.classes = list(classes)
         self.every = every
         self.channel_order = channel_order
-        self._rows: dict[int, list[pd.DataFrame]] = defaultdict(list)
+        self._marks: dict[int, dict[int | None, list[Mark]]] = defaultdict(lambda: defaultdict(list))
         self._names: set[str] = set()
         self.written: list[Path] = []
 
     def collect(self, chunk: pd.DataFrame, source_ids: list[int]) -> None:
+        """Keep the marks of a chunk's rows (its source ids, row by row)."""
         ids = np.asarray(source_ids)
         for n in dict.fromkeys(source_ids):
-            self._rows[n].append(chunk[ids == n])
+            for frame, marks in marks_of(chunk[ids == n], self.classes).items():
+                self._marks[n][frame].extend(marks)
+
+    def draw_all(self, sources: list[Source]) -> list[Path]:
+        """Draw every source (its rows all collected); AnnotateError, one line, at the first
+        drawing that cannot be written (what was written before it stays)."""
+        for n, source in enumerate(sources):
+            self.finish(n, source)
+        return self.written
 
     def finish(self, n: int, source: Source) -> Path | None:
-        """Draw source n (its rows all collected); the written file, or None when it has no picture."""
-        parts = self._rows.pop(n, [])
-        marks = marks_of(pd.concat(parts, ignore_index=True), self.classes) if parts else {}
-        if source.kind == "video":
-            path = self._video(source, marks)
-        elif source.kind in ("image", "array"):
-            path = self._image(source, marks.get(None, []))
-        else:
-            path = None
+        """Draw source n; the written file, or None when it has no picture."""
+        marks = self._marks.pop(n, {})
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if source.kind == "video":
+                path = self._video(source, marks)
+            elif source.kind in ("image", "array"):
+                path = self._image(source, marks.get(None, []))
+            else:
+                path = None
+        except OSError as err:
+            raise AnnotateError(f"--annotate {self.folder}: cannot write the drawing of {source.name} "
+                                f"({err.strerror or type(err).__name__})") from None
         if path is not None:
             self.written.append(path)
         return path
 
     def _target(self, source: Source, suffix: str) -> Path:
+        """A name of `folder` that is free (on disk and in this run): <stem><suffix>, else
+        <stem>.annotated<suffix>, <stem>.annotated-2<suffix>, ..."""
         stem = safe_stem(source.name)
-        name, k = f"{stem}{suffix}", 1
-        while name in self._names:
+        k = 0
+        while True:
+            name = (f"{stem}{suffix}" if k == 0 else f"{stem}.annotated{suffix}" if k == 1
+                    else f"{stem}.annotated-{k}{suffix}")
             k += 1
-            name = f"{stem}_{k}{suffix}"
-        self._names.add(name)
-        return self.folder / name
+            if name not in self._names and not os.path.lexists(self.folder / name):
+                self._names.add(name)
+                return self.folder / name
+
+    def _publish(self, source: Source, suffix: str, write) -> Path:
+        """Give what `write(target)` wrote a free name; a name taken meanwhile: the next one."""
+        while True:
+            target = self._target(source, suffix)
+            try:
+                write(target)
+                return target
+            except FileExistsError:
+                continue
 
     def _image(self, source: Source, marks: list[Mark]) -> Path | None:
         canvas = colour_image(source, self.channel_order)
         if canvas is None:
             return None
         jpeg = source.kind == "image" and Path(source.path or "").suffix.lower() in (".jpg", ".jpeg")
-        path = self._target(source, ".jpg" if jpeg else ".png")
-        ok, buf = cv2.imencode(path.suffix, draw(canvas, marks))
+        suffix = ".jpg" if jpeg else ".png"
+        ok, buf = cv2.imencode(suffix, draw(canvas, marks))
         if not ok:
-            raise ValueError(f"{path}: the annotated image could not be encoded")
-        atomic_write_bytes(path, buf.tobytes())
-        return path
+            raise AnnotateError(f"{source.name}: the annotated image could not be encoded")
+        data = buf.tobytes()
+        return self._publish(source, suffix, lambda target: atomicio.write_new(target, data))
 
     def _video(self, source: Source, marks: dict[int | None, list[Mark]]) -> Path | None:
         try:
@@ -141,35 +199,32 @@ class Annotator:
                 fps = frame_rate(cap) if cap.isOpened() else None
         except (RejectError, OSError):
             return None                      # its row says why; there is nothing to draw
-        writer = target = tmp = None
+        writer = suffix = tmp = None
         try:
             for index, image in colour_video_frames(source, self.every):
                 if image is None:
                     continue
                 if writer is None:
                     rate = (fps or DEFAULT_FPS) / self.every
-                    writer, target, tmp = self._open_writer(source, rate, image.shape[1], image.shape[0])
+                    writer, suffix, tmp = self._open_writer(source, rate, image.shape[1], image.shape[0])
                 writer.write(draw(image, marks.get(index, [])))
-        except BaseException:
+            if writer is None:
+                return None
+            writer.release()
+            return self._publish(source, suffix, lambda target: atomicio.publish_new(tmp, target))
+        finally:
             if writer is not None:
                 writer.release()
                 Path(tmp).unlink(missing_ok=True)
-            raise
-        if writer is None:
-            return None
-        writer.release()
-        os.replace(tmp, target)
-        return target
 
     def _open_writer(self, source: Source, fps: float, width: int, height: int):
+        """An open video writer on a temporary file of the folder: (writer, suffix, temporary path)."""
         for fourcc, suffix in VIDEO_WRITERS:
-            target = self._target(source, suffix)
-            tmp = Path(f"{atomicio.temp_path(target)}{suffix}")     # FFmpeg picks the container by suffix
+            tmp = Path(f"{atomicio.temp_path(self.folder / (safe_stem(source.name) + suffix))}{suffix}")
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
             if writer.isOpened():
-                return writer, target, tmp
+                return writer, suffix, tmp
             writer.release()
             tmp.unlink(missing_ok=True)
-            self._names.discard(target.name)
-        raise ValueError(f"{source.name}: OpenCV can write no video here (tried "
-                         f"{', '.join(f'{c} {s}' for c, s in VIDEO_WRITERS)})")
+        raise AnnotateError(f"{source.name}: OpenCV can write no video in {self.folder} (tried "
+                            f"{', '.join(f'{c} {s}' for c, s in VIDEO_WRITERS)})")

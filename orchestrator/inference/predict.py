@@ -15,6 +15,7 @@ Python: `Predictor.from_dir(dir).predict_image(array)` gives one dict per face.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,11 +38,11 @@ from partfer.data_prep.settings import PrepSettings
 from partfer.models.gradcam import gradcam, union
 from partfer.models.packed import PackedNetwork
 from partfer.models.subnet import SubNetwork
-from partfer.orchestrator.inference.annotate import Annotator, safe_stem
+from partfer.orchestrator.inference.annotate import AnnotateError, Annotator, safe_stem
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.config import ConfigError, resolve_device
 from partfer.orchestrator.inference.gradcam_sheet import encode_png, gradcam_sheet
-from partfer.orchestrator.inference.media import Frame, estimated_frames, expand_inputs, frames
+from partfer.orchestrator.inference.media import Frame, Source, estimated_frames, expand_inputs, frames
 from partfer.orchestrator.storage.model_dir import ModelSpec, load_model_dir
 from partfer.orchestrator.storage.store import atomic_write_bytes
 from partfer.orchestrator.training.tensors import resize_uint8
@@ -256,33 +257,41 @@ class Predictor:
                      progress: bool = False, channel_order: str = "rgb", details: bool = False,
                      annotate_dir: str | os.PathLike | None = None) -> Iterator[pd.DataFrame]:
         """Chunks of output rows, in input order, as batches finish (bounded memory on long videos).
-        annotate_dir: each input drawn with its boxes and labels (orchestrator.inference.annotate)."""
-        if batch_size < 1 or every < 1:
-            raise PredictError(f"batch size and --every must be >= 1 (got {batch_size}, {every})")
+        annotate_dir: once the last chunk is out, each input drawn with its boxes and labels
+        (orchestrator.inference.annotate; a folder that cannot take them is refused first)."""
         if isinstance(inputs, (str, os.PathLike, np.ndarray)):
             inputs = [inputs]
+        inputs = list(inputs)
+        annotator = self.annotator(annotate_dir, every, channel_order, inputs) if annotate_dir is not None else None
+        sources = expand_inputs(inputs)
+        yield from self._chunks(sources, batch_size, every, gradcam_dir, progress, channel_order, details, annotator)
+        if annotator is not None:
+            annotator.draw_all(sources)
+
+    def annotator(self, folder: str | os.PathLike, every: int = 1, channel_order: str = "rgb",
+                  inputs: Sequence = ()) -> Annotator:
+        """An Annotator drawing this model's classes into `folder` (AnnotateError: it cannot)."""
+        return Annotator(folder, self.classes, every, channel_order, list(inputs))
+
+    def _chunks(self, sources: list[Source], batch_size: int, every: int, gradcam_dir: str | os.PathLike | None,
+                progress: bool, channel_order: str, details: bool,
+                annotator: Annotator | None) -> Iterator[pd.DataFrame]:
+        """The output rows of `sources` in chunks; an annotator collects their marks (draws nothing)."""
+        if batch_size < 1 or every < 1:
+            raise PredictError(f"batch size and --every must be >= 1 (got {batch_size}, {every})")
         folder = None
         if gradcam_dir is not None:
             folder = Path(gradcam_dir)
             folder.mkdir(parents=True, exist_ok=True)
-        annotator = Annotator(annotate_dir, self.classes, every, channel_order) if annotate_dir is not None else None
-        sources = expand_inputs(list(inputs))
         total = sum(estimated_frames(s, every) for s in sources) if progress else None
         bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="frame", desc="predict",
                    mininterval=0.5)
         chunk, ids = _Chunk(), []
-        drawn = 0                        # sources [0, drawn) are annotated
 
-        def emitted(current: int) -> pd.DataFrame:
-            """The chunk's rows; with an annotator, the sources before `current` are then complete
-            (a chunk is emitted whole, and every source has at least one row)."""
-            nonlocal drawn
+        def emitted() -> pd.DataFrame:
             out = self._emit(chunk, ids, batch_size, folder, details)
             if annotator is not None:
                 annotator.collect(out, ids)
-                for k in range(drawn, current):
-                    annotator.finish(k, sources[k])
-                drawn = max(drawn, current)
             return out
         try:
             for n, source in enumerate(sources):
@@ -292,13 +301,10 @@ class Predictor:
                     ids.extend([n] * (len(chunk.rows) - before))
                     bar.update(1)
                     if len(chunk.crops) >= batch_size or len(chunk.rows) >= MAX_PENDING_ROWS:
-                        yield emitted(n)
+                        yield emitted()
                         chunk, ids = _Chunk(), []
             if chunk.rows:
-                yield emitted(len(sources))
-            elif annotator is not None:
-                for k in range(drawn, len(sources)):
-                    annotator.finish(k, sources[k])
+                yield emitted()
         finally:
             bar.close()
 
@@ -365,13 +371,13 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
     summary = Summary()
     if out is None:
         for i, chunk in enumerate(chunks):
-            chunk.to_csv(sys.stdout, header=i == 0, index=False)
+            _to_stdout(lambda: chunk.to_csv(sys.stdout, header=i == 0, index=False))
             summary.add(chunk)
+        _to_stdout(sys.stdout.flush)
         return summary
+    check_output(out)
     path = Path(out)
     suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise PredictError(f"--out must end in {' or '.join(OUTPUT_SUFFIXES)}, got {path.name}")
 
     def write(tmp: Path) -> None:
         if suffix == ".csv":
@@ -389,6 +395,23 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
                     summary.add(chunk)
     atomicio.write_with(path, write)
     return summary
+
+
+def _to_stdout(write) -> None:
+    """Run a write to standard output; PredictError (one line) when it fails (a full disk, a closed
+    pipe). What is still buffered then goes to /dev/null, or the interpreter's last flush would
+    fail again at exit with a message of its own."""
+    try:
+        write()
+    except OSError as err:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        raise PredictError(f"cannot write the predictions to standard output "
+                           f"({err.strerror or type(err).__name__})") from None
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -409,7 +432,8 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
                         help="also the detector's score and every member's (part's) probabilities p_<member>_<class>")
     parser.add_argument("--annotate", default=None, metavar="DIR",
                         help="write each input with its boxes and labels drawn: images as PNG/JPEG, videos as "
-                             "MPEG-4 .mp4 (Motion-JPEG .avi where no MPEG-4 encoder opens)")
+                             "MPEG-4 .mp4 (Motion-JPEG .avi where no MPEG-4 encoder opens); never over a file: "
+                             "a taken name becomes <name>.annotated.<ext>")
     parser.add_argument("--gradcam", default=None, metavar="DIR",
                         help="write one PNG per face: the crop and each sub-network's Grad-CAM map")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the network runs")
@@ -422,22 +446,54 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_output(out: str | os.PathLike | None) -> None:
+    """PredictError, before any prediction, for an --out that cannot become the output file."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise PredictError(f"--out must end in {' or '.join(OUTPUT_SUFFIXES)}, got {path.name}")
+    if path.is_dir():
+        raise PredictError(f"--out {path} is a folder; give a {' or '.join(OUTPUT_SUFFIXES)} file")
+    for place in path.parents:
+        if os.path.lexists(place):
+            if not place.is_dir():
+                raise PredictError(f"--out {path}: {place} is a file, not a folder")
+            break
+
+
 def predict_command(args: argparse.Namespace) -> int:
+    """Predict, write the predictions, then draw the inputs: a drawing that cannot be written is
+    one error line, and the predictions stay written."""
+    where = f" -> {args.out}" if args.out else ""
     try:
+        check_output(args.out)
         predictor = Predictor.from_dir(args.model, device=args.device, detector=args.detector)
-        chunks = predictor.iter_predict(args.inputs, batch_size=args.batch_size, every=args.every,
-                                        gradcam_dir=args.gradcam, progress=not args.no_progress,
-                                        details=args.details, annotate_dir=args.annotate)
+        annotator = (predictor.annotator(args.annotate, args.every, "rgb", args.inputs)
+                     if args.annotate is not None else None)
+        sources = expand_inputs(args.inputs)
+        chunks = predictor._chunks(sources, args.batch_size, args.every, args.gradcam, not args.no_progress,
+                                   "rgb", args.details, annotator)
         summary = write_predictions(chunks, args.out, predictor.schema(args.gradcam is not None, args.details))
     except (ValueError, FileNotFoundError) as err:    # ModelDirError, ModelFormatError, PredictError ...
         print(f"partfer predict: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as err:                          # the output or the Grad-CAM folder cannot be written
+        print(f"partfer predict: error: cannot write {err.filename or args.out or 'the output'}: "
+              f"{err.strerror or type(err).__name__}", file=sys.stderr)
+        return EXIT_USAGE
     if predictor.whole_frame_note:
         print(f"partfer predict: note: {predictor.whole_frame_note}", file=sys.stderr)
-    where = f" -> {args.out}" if args.out else ""
     print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face, "
           f"{summary.errors} errors{where}", file=sys.stderr)
-    if args.annotate is not None:
+    if annotator is not None:
+        try:
+            annotator.draw_all(sources)
+        except AnnotateError as err:
+            kept = f"kept in {args.out}" if args.out else "printed above"
+            print(f"partfer predict: error: {err} ({len(annotator.written)} drawn; the predictions are "
+                  f"{kept})", file=sys.stderr)
+            return EXIT_USAGE
         print(f"partfer predict: annotated inputs -> {args.annotate}", file=sys.stderr)
     if summary.frames_read == 0:
         print(f"partfer predict: warning: no input could be read ({summary.errors} unreadable; the "

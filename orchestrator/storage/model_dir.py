@@ -16,14 +16,16 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from partfer import atomicio
-from partfer.models.config import ArchConfig, ArchitectureError
+from partfer.data_prep.settings import PrepSettings
+from partfer.models.config import IMAGE_SIZE_MAX, IMAGE_SIZE_MIN, ArchConfig, ArchitectureError
 from partfer.models.subnet import SubNetwork
+from partfer.orchestrator.records import NETWORKS
 from partfer.orchestrator.storage.remote import check, is_uri, join
 from partfer.orchestrator.storage.store import atomic_write_bytes, local_file
 
@@ -92,6 +94,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str, where: str = "model.json") -> "ModelSpec":
+        """The spec in `text`, every field checked (check_spec) before anything uses it."""
         try:
             raw = json.loads(text)
         except ValueError as err:
@@ -99,22 +102,119 @@ class ModelSpec:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ModelFormatError(f"{where}: not a partfer model description (format != {FORMAT!r})")
         if raw.get("format_version") != FORMAT_VERSION:
-            raise ModelFormatError(f"{where}: format version {raw.get('format_version')} is not "
+            raise ModelFormatError(f"{where}: format version {_shown(raw.get('format_version'))} is not "
                                    f"{FORMAT_VERSION}; export the model again with this partfer")
-        known = {f.name for f in fields(cls)}
-        try:
-            members = [MemberSpec(**m) for m in raw["members"]]
-            spec = cls(**{k: v for k, v in raw.items() if k in known and k != "members"}, members=members)
-            spec.arch                                        # validates the architecture
-        except (KeyError, TypeError, ArchitectureError) as err:
-            raise ModelFormatError(f"{where}: incomplete or invalid model description ({err})") from None
-        weights = spec.weights
-        if not isinstance(weights, str) or weights in ("", ".", "..") or "/" in weights or "\\" in weights:
-            raise ModelFormatError(f"{where}: weights {weights!r} must be a file name inside the model directory")
-        names = spec.member_names
-        if not names or len(set(names)) != len(names) or any("." in n or not n for n in names):
-            raise ModelFormatError(f"{where}: member names must be present, unique and free of dots")
-        return spec
+        check_spec(raw, where)
+        members = [MemberSpec(**m) for m in raw["members"]]
+        return cls(**{k: v for k, v in raw.items() if k != "members"}, members=members)
+
+
+# ---- the schema of model.json ------------------------------------------------------------------
+# What `partfer export` can write, and nothing else: a model.json is read from wherever a user got
+# it, and its numbers size what predict allocates (an image_size of 60,000 asked for 23 GB).
+
+MAX_SPEC_BYTES = 4 << 20              # a model.json of 1,000 members is ~300 KB
+MAX_CLASSES = 100
+MAX_MEMBERS = 1000                    # 5 members x up to 200 folds (--all-folds of a leave-one-subject-out run)
+MAX_NAME = 200                        # characters of a name (class, member, data set, key ...)
+
+
+class _Refused(ValueError):
+    """One field of model.json that export could not have written: (field, reason)."""
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _name(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
+
+
+def _expect(ok: bool, field_name: str, reason: str) -> None:
+    if not ok:
+        raise _Refused(field_name, reason)
+
+
+def _check_members(members) -> None:
+    _expect(isinstance(members, list) and 1 <= len(members) <= MAX_MEMBERS, "members",
+            f"must list 1 to {MAX_MEMBERS} sub-networks")
+    required = {f.name for f in fields(MemberSpec) if f.name != "test_acc"}
+    known = required | {"test_acc"}
+    names = []
+    for i, m in enumerate(members):
+        where = f"members[{i}]"
+        _expect(isinstance(m, dict), where, f"must be a mapping, not {_shown(m)}")
+        _expect(not (required - set(m)), where, f"lacks {sorted(required - set(m))}")
+        _expect(not (set(m) - known), where, f"has unknown fields {sorted(map(str, set(m) - known))}")
+        for key in ("name", "member", "stage", "key", "source"):
+            _expect(_name(m[key]), f"{where}.{key}", f"must be text of 1 to {MAX_NAME} characters, not {_shown(m[key])}")
+        _expect("." not in m["name"], f"{where}.name", f"must be free of dots (it prefixes weights), not {_shown(m['name'])}")
+        _expect(_whole(m["fold"]) and m["fold"] >= -1, f"{where}.fold", f"must be a whole number >= -1, not {_shown(m['fold'])}")
+        _expect(m["region"] is None or _name(m["region"]), f"{where}.region", f"must be text or null, not {_shown(m['region'])}")
+        acc = m.get("test_acc")
+        _expect(acc is None or (isinstance(acc, (int, float)) and not isinstance(acc, bool) and 0 <= acc <= 1),
+                f"{where}.test_acc", f"must be null or a number in [0, 1], not {_shown(acc)}")
+        names.append(m["name"])
+    _expect(len(set(names)) == len(names), "members", "must have unique names")
+
+
+def _check_fields(raw: dict) -> None:
+    known = {f.name for f in fields(ModelSpec)}
+    required = {f.name for f in fields(ModelSpec) if f.default is MISSING and f.default_factory is MISSING}
+    _expect(not (required - set(raw)), "model description", f"lacks {sorted(required - set(raw))}")
+    _expect(not (set(raw) - known), "model description", f"has unknown fields {sorted(map(str, set(raw) - known))}")
+    _expect(_name(raw["dataset"]), "dataset", f"must be a name, not {_shown(raw['dataset'])}")
+    _expect(raw["network"] in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}, not {_shown(raw['network'])}")
+    classes = raw["classes"]
+    _expect(isinstance(classes, list) and 2 <= len(classes) <= MAX_CLASSES and all(_name(c) for c in classes),
+            "classes", f"must list 2 to {MAX_CLASSES} class names, not {_shown(classes)}")
+    _expect(len(set(classes)) == len(classes), "classes",
+            f"must be unique (each names a column p_<class>), not {_shown(classes)}")
+    _check_members(raw["members"])
+    folds = raw["folds"]
+    _expect(isinstance(folds, list) and 1 <= len(folds) <= MAX_MEMBERS and all(_whole(k) and k >= -1 for k in folds),
+            "folds", f"must list whole numbers >= -1, not {_shown(folds)}")
+    # export takes image_size from the run's config, whose schema bounds it the same way
+    size = raw["image_size"]
+    _expect(_whole(size) and IMAGE_SIZE_MIN <= size <= IMAGE_SIZE_MAX, "image_size",
+            f"must be a whole number in [{IMAGE_SIZE_MIN}, {IMAGE_SIZE_MAX}], not {_shown(size)}")
+    arch = raw["architecture"]
+    _expect(isinstance(arch, dict), "architecture", f"must be a mapping, not {_shown(arch)}")
+    unknown = set(arch) - {f.name for f in fields(ArchConfig)}
+    _expect(not unknown, "architecture", f"has unknown settings {sorted(map(str, unknown))}")
+    try:
+        ArchConfig(**arch)                        # the same bounds as a config's `model:` section
+    except (ArchitectureError, TypeError, ValueError) as err:
+        raise _Refused("architecture", str(err)) from None
+    try:
+        PrepSettings.from_dict(raw["preprocessing"])
+    except (TypeError, ValueError) as err:
+        raise _Refused("preprocessing", str(err)) from None
+    for key in ("model_config", "run"):
+        _expect(isinstance(raw.get(key, {}), dict), key, f"must be a mapping, not {_shown(raw.get(key))}")
+    notes = raw.get("notes", [])
+    _expect(isinstance(notes, list) and all(isinstance(n, str) for n in notes), "notes", "must be a list of text")
+    for key in ("preprocessing_source", "ensemble", "pixel_normalisation", "resize"):
+        _expect(isinstance(raw.get(key, ""), str), key, f"must be text, not {_shown(raw.get(key))}")
+    weights = raw.get("weights", WEIGHTS_FILE)
+    _expect(isinstance(weights, str) and weights not in ("", ".", "..") and "/" not in weights and "\\" not in weights,
+            "weights", f"{_shown(weights)} must be a file name inside the model directory")
+
+
+def check_spec(raw: dict, where: str) -> None:
+    """ModelFormatError, one line naming the file, the field and the reason, unless `raw` (a parsed
+    model.json) is what export could have written: every field present, of its kind and in its range."""
+    try:
+        _check_fields(raw)
+    except _Refused as refused:
+        field_name, reason = refused.args
+        raise ModelFormatError(f"{where}: {field_name} {reason}") from None
 
 
 def build_member(spec: ModelSpec) -> SubNetwork:
@@ -130,8 +230,7 @@ def write_model_dir(out: str | Path, spec: ModelSpec, states: dict[str, dict[str
     at `out` (a TensorFlow.js model, a user's folder) is refused and left untouched.
     """
     out = Path(out)
-    if any("." in n for n in spec.member_names):
-        raise ValueError(f"member names must not contain dots: {spec.member_names}")
+    check_spec(json.loads(spec.to_json()), str(out / SPEC_FILE))     # nothing predict would refuse
     if set(states) != set(spec.member_names):
         raise ValueError(f"weights for {sorted(states)} do not match members {spec.member_names}")
     refusal = _not_replaceable(out)
@@ -148,8 +247,10 @@ def write_model_dir(out: str | Path, spec: ModelSpec, states: dict[str, dict[str
         if _not_replaceable(out):          # checked again: someone may have written there since
             raise ModelFormatError(f"{out} changed while exporting and {_not_replaceable(out)}; choose another --out")
         atomicio.replace_dir(build, out)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(build, ignore_errors=True)
+        if isinstance(err, OSError):             # a full disk: name the folder asked for, not our build
+            raise atomicio.named(err, out) from err
         raise
     return out
 
@@ -186,7 +287,18 @@ def read_spec(model_dir: str | Path) -> ModelSpec:
     if not path.is_file():
         raise ModelDirError(f"{folder} is not a partfer model directory (no {SPEC_FILE}); "
                             f"create one with `partfer export`")
-    return ModelSpec.from_json(path.read_text(), str(path))
+    return ModelSpec.from_json(_spec_text(path, str(path)), str(path))
+
+
+def _spec_text(path: Path, where: str) -> str:
+    """model.json's text; refused unread when larger than any export writes."""
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise ModelFormatError(f"{where}: {size} bytes, more than any partfer model description ({MAX_SPEC_BYTES} at most)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ModelFormatError(f"{where}: not UTF-8 text, not a partfer model description") from None
 
 
 def local_model_dir(location: str | Path) -> Path:
@@ -200,7 +312,7 @@ def local_model_dir(location: str | Path) -> Path:
     if spec_path is None:
         raise ModelDirError(f"{uri} is not a partfer model directory (no {SPEC_FILE}); "
                             f"create one with `partfer export`")
-    spec = ModelSpec.from_json(spec_path.read_text(), uri + "/" + SPEC_FILE)
+    spec = ModelSpec.from_json(_spec_text(spec_path, uri + "/" + SPEC_FILE), uri + "/" + SPEC_FILE)
     if local_file(join(uri, spec.weights), fresh=True, missing_ok=True) is None:
         raise ModelDirError(f"{uri}/{spec.weights} is missing: the model directory is incomplete; export it again")
     return spec_path.parent

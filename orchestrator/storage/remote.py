@@ -14,8 +14,10 @@ cached copy of one is reused; files that change (a pack's state, a run directory
 Credentials are pyarrow's: the standard environment variables / config files of each cloud, on
 every node (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials for s3://,
 GOOGLE_APPLICATION_CREDENTIALS or gcloud's default credentials for gs://). A URI that carries them
-(`s3://KEY:SECRET@bucket`, `?secret_key=...`) is refused before it is used anywhere, since a URI
-is printed, names a cache folder and is written into config.yaml, plan.json and model.json.
+(`s3://KEY:SECRET@bucket`, `?secret_key=...`, a SAS `sig`, ...) is refused before it is used
+anywhere, since a URI is printed, names a cache folder and is written into config.yaml, plan.json
+and model.json. Both are found by taking the URI apart (urllib.parse), and every message shows
+URIs with their credentials replaced by `***` (`redact`).
 Imports pyarrow only (no torch, no Ray).
 """
 from __future__ import annotations
@@ -28,8 +30,9 @@ import re
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from partfer import atomicio
 
@@ -40,9 +43,22 @@ RUN_MARKER = "plan.json"              # a run directory's last upload
 THREADS = 8                           # concurrent transfers of one directory
 _CHUNK = 8 << 20
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
-# pyarrow's S3/GCS options that are credentials (FileSystem.from_uri reads them from the query)
-SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token", "access_token", "credentials")
+# Where a URI starts inside a longer text (a message); what it is made of is left to urllib.parse.
+_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# Query keys whose values are credentials, compared case-insensitively after percent-decoding:
+# pyarrow's S3/GCS/Azure options (FileSystem.from_uri reads them from the query), S3 and GCS
+# pre-signed URLs, Azure SAS tokens (`sig`) and the generic names other tools use.
+SECRET_QUERY_KEYS = frozenset(k.lower() for k in (
+    "access_key", "secret_key", "secret_access_key", "session_token", "security_token", "access_token",
+    "credentials", "credential", "token", "sas_token", "sig", "signature", "client_secret", "password",
+    "passwd", "account_key", "api_key", "apikey", "private_key", "secret",
+    "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token",
+    "X-Goog-Signature", "X-Goog-Credential"))
+# Azure's URIs name a container in the user info (`abfs://container@account.dfs.core.windows.net`):
+# there only a password (the account key) is a credential. Elsewhere any user info is one
+# (`s3://KEY:SECRET@bucket`, `gs://TOKEN@bucket`).
+AZURE_SCHEMES = frozenset(("abfs", "abfss", "az", "adl", "wasb", "wasbs"))
+REDACTED = "***"
 _FLAT_STORES = ("s3", "gcs")          # object stores: no directories to create before a put
 _done: set[str] = set()               # directories seen complete (completion is permanent)
 _done_lock = threading.Lock()
@@ -64,22 +80,99 @@ def _clean(path: str) -> str:
     return "/" + path.lstrip("/")
 
 
+def _cut_authority(p: SplitResult) -> bool:
+    """Whether urlsplit's authority holds a ':' that cannot be a port: one followed by no number,
+    or any ':' in an object store's authority, which is a bucket name (their endpoints go in the
+    query) and never has one (a secret `123/...` would read as port 123)."""
+    if ":" not in p.netloc:
+        return False
+    if p.scheme.lower() in ("s3", "gs", "gcs"):
+        return True
+    try:
+        p.port
+    except ValueError:
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """A URI taken apart by urllib.parse, with its user info found even when a secret in it holds
+    a '/' (AWS secret keys may), which ends urlsplit's authority early."""
+    scheme: str
+    userinfo: str | None          # as written (percent-encoding kept); None: there is none
+    host: str                     # host[:port]
+    path: str
+    query: str
+    fragment: str
+
+    @classmethod
+    def of(cls, uri: str) -> "_Pieces":
+        p = urlsplit(str(uri))
+        if "@" in p.netloc:
+            info, host = p.netloc.rsplit("@", 1)
+            return cls(p.scheme, info, host, p.path, p.query, p.fragment)
+        if _cut_authority(p):
+            # `s3://KEY:SEC/RET@bucket/p` splits as host `KEY`, port `SEC`: a password cut by a
+            # '/'. The user info then runs to the first '@' after the authority.
+            rest = str(uri).split("://", 1)[1][len(p.netloc):]
+            if "@" in rest:
+                tail, after = rest.split("@", 1)
+                q = urlsplit(f"{p.scheme}://{after}")
+                return cls(p.scheme, p.netloc + tail, q.netloc, q.path, q.query, q.fragment)
+        return cls(p.scheme, None, p.netloc, p.path, p.query, p.fragment)
+
+    @property
+    def secret_userinfo(self) -> bool:
+        """Whether the user info is a credential (Azure: only a password; elsewhere: any)."""
+        if self.userinfo is None:
+            return False
+        return self.scheme.lower() not in AZURE_SCHEMES or ":" in self.userinfo
+
+    def secret_keys(self) -> list[str]:
+        """The query's credential keys, as decoded."""
+        return [k for k, _ in parse_qsl(self.query, keep_blank_values=True) if k.lower() in SECRET_QUERY_KEYS]
+
+    def shown(self, keep_userinfo: bool = True) -> str:
+        """The URI with every credential replaced by ***: a secret user info whole (an Azure
+        container name stays), the values of credential query keys; keep_userinfo=False drops a
+        secret user info altogether (the bare URI)."""
+        info = self.userinfo
+        if info is not None and self.secret_userinfo:
+            if self.scheme.lower() in AZURE_SCHEMES:
+                info = f"{info.split(':', 1)[0]}:{REDACTED}"
+            else:
+                info = REDACTED if keep_userinfo else None
+        netloc = self.host if info is None else f"{info}@{self.host}"
+        pairs = []
+        for pair in self.query.split("&") if self.query else []:
+            key, sep, _ = pair.partition("=")
+            secret = unquote_plus(key).lower() in SECRET_QUERY_KEYS
+            pairs.append(f"{key}={REDACTED}" if secret else pair)
+        return urlunsplit((self.scheme, netloc, self.path, "&".join(pairs), self.fragment))
+
+
 def redact(text: str) -> str:
-    """`text` with the user info of every URI in it replaced by `***` (for messages)."""
-    return _USERINFO.sub(r"\1***@", str(text))
+    """`text` with the credentials of every URI in it replaced by `***` (for messages): the user
+    info (but an Azure container name) and the values of credential query keys."""
+    def shown(match: re.Match) -> str:
+        uri = match.group(0)
+        core = uri.rstrip(").,;:]")             # the sentence's punctuation, not the URI's
+        return _Pieces.of(core).shown() + uri[len(core):]
+    return _URI_IN_TEXT.sub(shown, str(text))
 
 
 def refuse_credentials(uri: str) -> None:
-    """StorageError when the URI carries credentials (user info, or a secret in its query)."""
-    p = urlsplit(str(uri))
-    keys = {k.lower() for k, _ in parse_qsl(p.query, keep_blank_values=True)}
-    if "@" in p.netloc or keys & set(SECRET_QUERY_KEYS):
-        shown = urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[-1], p.path, "", ""))
+    """StorageError when the URI carries credentials (a secret user info, or a credential query
+    key), naming the URI without them."""
+    pieces = _Pieces.of(str(uri))
+    if pieces.secret_userinfo or pieces.secret_keys():
         raise StorageError(
-            f"storage {shown}: credentials in a URI are refused (they would be printed and written "
-            f"into the run's files); give the bare URI and pass credentials the standard way: "
-            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials for s3://, "
-            f"GOOGLE_APPLICATION_CREDENTIALS for gs://")
+            f"storage {pieces.shown(keep_userinfo=False)}: credentials in a URI are refused (they would be "
+            f"printed and written into the run's files); give the bare URI and pass credentials the "
+            f"standard way: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials for s3://, "
+            f"GOOGLE_APPLICATION_CREDENTIALS for gs://, Azure's AZURE_* variables (DefaultAzureCredential) "
+            f"for abfs://")
 
 
 def _parts(uri: str) -> tuple[str, str, str, str]:

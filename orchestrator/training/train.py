@@ -35,8 +35,9 @@ from partfer.orchestrator.training.batches import augmented_batch, fused_availab
 from partfer.orchestrator.config import COMPILE_MODES
 from partfer.orchestrator.records import PREDICTION_SCHEMA
 from partfer.orchestrator.training.step_graph import PackStepper, graph_stream, make_capturable
-from partfer.orchestrator.storage.store import (DONE_FILE, build_dir_for, is_done, join, load_state, local_file,
+from partfer.orchestrator.storage.store import (DONE_FILE, build_dir_for, is_done, join, local_file,
                                 publish_dir, remove_dir, torch_save_atomic)
+from partfer.orchestrator.training.pack_state import expected_state, resumable_state
 from partfer.orchestrator.training.tensors import DeviceData, device_data
 
 CLASSIFY_STAGES = ("baseline", "head", "finetune")
@@ -599,7 +600,8 @@ def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     history: list[list[dict]] = [[] for _ in models]
     start_epoch = 0
     state_path = join(job.state_dir, "state.pt")
-    saved = load_state(state_path, log)
+    saved = resumable_state(state_path, log, expected_state([m.key for m in models], net, opt, per_model.best, gen,
+                                                           st.max_epochs))
     if saved is not None:
         if saved.get("keys") == [m.key for m in models]:
             net.load_state_dict(saved["net"])

@@ -85,8 +85,15 @@ def check_request(req: SweepRequest, cfg: dict) -> None:
                          f"(known: {', '.join(sorted(cfg['datasets']))})")
     if req.scheduler not in ("asha", "fifo"):
         raise SweepError(f"scheduler must be asha or fifo, not {req.scheduler!r}")
-    if req.max_concurrent is not None and req.max_concurrent < 1:
-        raise SweepError(f"--max-concurrent must be >= 1, not {req.max_concurrent}")
+    # every option checked here, before data is prepared or Ray starts (Ray Tune asserts its own
+    # later, as a traceback after the earlier stages have trained)
+    for option, value in (("--max-concurrent", req.max_concurrent), ("--grace-period", req.grace_period),
+                          ("--samples", req.samples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SweepError(f"{option} must be a whole number >= 1, not {value}")
+    gpus = req.gpus_per_trial
+    if gpus is not None and not (isinstance(gpus, (int, float)) and 0 < gpus <= 1):
+        raise SweepError(f"--gpus-per-trial must be in (0, 1] (a trial trains one pack on one GPU), not {gpus}")
 
 
 def parse_spaces(req: SweepRequest) -> dict[str, Space]:

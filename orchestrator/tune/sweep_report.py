@@ -12,7 +12,7 @@ from typing import Callable
 
 import yaml
 
-from partfer.orchestrator.config import load_config, set_dotted
+from partfer.orchestrator.config import load_config, read_config_file, set_dotted
 from partfer.orchestrator.storage.store import atomic_write_bytes, atomic_write_text, is_done
 
 COLUMNS = ("trial", "lr", "batch_size", "best_val_loss", "final_val_loss", "val_acc_at_best",
@@ -127,21 +127,23 @@ def sweep_figure(rows: list[dict], stage: str) -> bytes:
 
 
 def best_config(original: Path, overrides: dict, stage: str, best: dict, storage: str) -> str:
-    """best.yaml: the original config by absolute path, the sweep's overrides, the best point."""
-    over: dict = {}
+    """best.yaml: the original config with its includes merged in, the sweep's overrides, the best
+    point. It includes nothing: an include may name only a shipped config or a file beside the
+    including one, and best.yaml lies in the store, away from the user's config."""
+    tree = read_config_file(str(original))
     for dotted, value in overrides.items():
-        set_dotted(over, dotted, value)
-    over["storage"] = storage                      # where the trials' models are
-    set_dotted(over, f"train.lr.{stage}", float(best["lr"]))
+        set_dotted(tree, dotted, value)
+    tree["storage"] = storage                      # where the trials' models are
+    set_dotted(tree, f"train.lr.{stage}", float(best["lr"]))
     if best["batch_size"] != "":
-        set_dotted(over, "train.batch_size", int(best["batch_size"]))
+        set_dotted(tree, "train.batch_size", int(best["batch_size"]))
     # the trials' selection (tune.point_config), so the run finds their models under the same keys
     selection = load_config(str(original), dict(overrides))["train"]["selection"]
-    set_dotted(over, "train.selection", "heldout_subjects" if selection == "evaluated_fold" else selection)
-    set_dotted(over, "train.twin_selection", None)
+    set_dotted(tree, "train.selection", "heldout_subjects" if selection == "evaluated_fold" else selection)
+    set_dotted(tree, "train.twin_selection", None)
     header = (f"# best point of a partfer tune sweep: lr {best['lr']} "
-              f"(best mean validation loss {_fmt(best['best_val_loss'])})\n")
-    return header + yaml.safe_dump({"include": str(original), **over}, sort_keys=False)
+              f"(best mean validation loss {_fmt(best['best_val_loss'])}); the settings of {original}\n")
+    return header + yaml.safe_dump(tree, sort_keys=False)
 
 
 def write_outputs(sweep_dir: Path, rows: list[dict], best: dict | None, req, original: Path,

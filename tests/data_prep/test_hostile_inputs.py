@@ -292,3 +292,25 @@ def test_an_image_whose_name_is_not_utf8_is_prepared_under_a_text_that_gives_its
     rejects = _rejects_csv(prepared / "rejects.csv")
     assert bytes.fromhex(rejects["happiness/notes\\xff.txt"]["source_path_hex"]) == b"happiness/notes\xff.txt"
     assert load_prepared(prepared).source_paths == sorted(by_path)
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_manifest_whose_counts_disagree_with_the_data_is_refused_in_one_line(prepared, jaffe, tmp_path, capsys):
+    manifest_path = prepared / "manifest.json"
+    whole = json.loads(manifest_path.read_text())
+    reuse = ["prep", "--dataset", "ok", "--layout", "jaffe", "--root", str(jaffe), "--out", str(tmp_path / "out"),
+             "--detector", "none", "--annotator", "dataset", "--crop-size", "32", "--no-progress"]
+    assert main(reuse) == 0 and "ok: reused, 7 images" in capsys.readouterr().out
+    manifest_path.write_text(json.dumps({**whole, "n_ok": 7000}))
+    with pytest.raises(PreparedDataError, match=f"{manifest_path}: n_ok says 7000 images but data/ holds 7 rows"):
+        load_prepared(prepared)
+    assert main(reuse) == 2                         # reusing it would print its 7000 images
+    out, err = capsys.readouterr()
+    assert "7000" not in out and err.count("\n") == 1 and "n_ok says 7000 images but data/ holds 7 rows" in err
+    subject = next(iter(whole["counts"]["subject"]))
+    lying = {**whole, "counts": {**whole["counts"], "subject": {subject: 7, "KM": 5}}}
+    manifest_path.write_text(json.dumps(lying))
+    with pytest.raises(PreparedDataError, match=rf"{manifest_path}: counts.subject says 5 rows of subject 'KM' "
+                                                rf"\(2 subjects in all\) but data/ holds 0 \(1 subjects in all\)"):
+        load_prepared(prepared)
+    assert main(reuse) == 2 and "counts.subject says 5 rows of subject 'KM'" in capsys.readouterr().err

@@ -210,3 +210,105 @@ def test_a_config_that_lacks_a_key_is_refused():
     del cfg["train"]["fused_bn"]
     with pytest.raises(ConfigError, match="config lacks train.fused_bn"):
         validate(cfg)
+
+
+# ---- hostile config files ----------------------------------------------------------------------
+
+SECRET_LINE = "password: hunter2-do-not-print\n"
+
+
+def _one_line(err) -> str:
+    text = str(err.value)
+    assert "\n" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "link"])
+def test_an_include_may_name_only_shipped_configs_or_files_beside_the_config(tmp_path, where):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    secret = elsewhere / "secret.yaml"
+    secret.write_text(SECRET_LINE)
+    mine = tmp_path / "project" / "mine.yaml"
+    mine.parent.mkdir()
+    if where == "link":
+        (mine.parent / "linked.yaml").symlink_to(secret)
+    (mine.parent / "sub").mkdir()
+    (mine.parent / "sub" / "base.yaml").write_text("include: demo\nimage_size: 48\n")
+    mine.write_text("include: sub/base.yaml\nname: mine\n")           # beside it, then a shipped one
+    cfg = load_config(str(mine))
+    assert (cfg["name"], cfg["image_size"], cfg["prep"]["detector"]) == ("mine", 48, "none")
+    include = {"absolute": str(secret), "dotdot": "../elsewhere/secret.yaml", "link": "linked.yaml"}[where]
+    mine.write_text(f"include: {include}\nname: mine\n")
+    with pytest.raises(ConfigError, match=f"{mine}: include '.*' is refused: it leads outside {mine.parent}") as err:
+        load_config(str(mine))
+    assert "hunter2" not in _one_line(err) and "password" not in str(err.value)
+
+
+def test_a_run_with_an_include_of_etc_passwd_is_one_line_that_echoes_nothing(tmp_path, capsys):
+    from partfer.cli import main
+    (tmp_path / "mine.yaml").write_text("include: /etc/passwd\n")
+    assert main(["run", "--config", str(tmp_path / "mine.yaml"), "--out", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "include '/etc/passwd' is refused" in err and ":0:0:" not in err, err
+    assert not (tmp_path / "store").exists()
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    # a small "alias bomb": each level doubles the one below (30 levels are gigabytes once expanded)
+    levels = "".join(f"l{i}: &l{i} [*l{i - 1}, *l{i - 1}]\n" for i in range(1, 6))
+    (tmp_path / "bomb.yaml").write_text(f"include: demo\nl0: &l0 [x]\n{levels}synthetic_prep: {{detector: *l5}}\n")
+    with pytest.raises(ConfigError, match=r"bomb.yaml: line 3: YAML aliases \(\*name\) are not allowed in a config") as err:
+        load_config(str(tmp_path / "bomb.yaml"))
+    _one_line(err)
+
+
+def test_a_config_larger_than_a_mebibyte_is_refused_unread(tmp_path):
+    (tmp_path / "big.yaml").write_text("include: demo\n" + "# padding\n" * 120_000)
+    with pytest.raises(ConfigError, match=r"big.yaml: larger than 1024 KiB, too large for a config"):
+        load_config(str(tmp_path / "big.yaml"))
+
+
+def test_a_yaml_syntax_error_names_the_line_and_not_the_content(tmp_path):
+    (tmp_path / "broken.yaml").write_text("include: demo\ntrain: {lr: [hunter2-secret-value\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d+, column \d+") as err:
+        load_config(str(tmp_path / "broken.yaml"))
+    assert "hunter2" not in _one_line(err)
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"train.lr.baseline": -0.01}, "train.lr.baseline must be > 0, not -0.01"),
+    ({"train.lr.finetune": 0}, "train.lr.finetune must be > 0"),
+    ({"train.adam.beta2": 1.0}, "train.adam.beta2 must be < 1"),
+    ({"train.adam.eps": 0.0}, "train.adam.eps must be > 0"),
+    ({"train.gpus_per_worker": 0}, "train.gpus_per_worker must be > 0"),
+    ({"train.augment.rotation_deg": -5}, "train.augment.rotation_deg must be >= 0"),
+    ({"image_size": 60000}, "image_size must be <= 1024, not 60000"),
+    ({"prep.crop_size": 5000}, "prep.crop_size must be <= 1024"),
+    ({"prep.ssd_confidence": 2}, "prep.ssd_confidence must be <= 1"),
+    ({"model.widths": [16, 32, 100000]}, r"model: widths must be 1 to 8 channel counts in \[1, 2048\]"),
+    ({"model.widths": ["a"]}, "model: widths must be a list of whole numbers"),
+    ({"model.head_hidden": 10**6}, "model.head_hidden must be <= 4096"),
+    ({"datasets.ckplus.folds": 1}, r"datasets.ckplus.folds must be >= 2 \(k-fold cross-validation\), not 1"),
+    ({"datasets.jaffe.prep": {"crop_size": "big"}}, "datasets.jaffe.prep.crop_size must be a whole number, not 'big'"),
+    ({"synthetic_prep": {"crop_size": 100000}}, "synthetic_prep.crop_size must be <= 1024"),
+    ({"synthetic_prep": {"detectr": "none"}}, r"unknown config key synthetic_prep.detectr \(did you mean synthetic_prep.detector\?\)"),
+    ({"synthetic.jaffe.subjects": -1}, r"synthetic.jaffe: subjects must be a whole number in \[1, 10000\], got -1"),
+    ({"synthetic.jaffe.size": "abc"}, "synthetic.jaffe.size must be a whole number, not 'abc'"),
+    ({"synthetic.jaffe.colour": 1}, "unknown config key synthetic.jaffe.colour"),
+    ({"synthetic.bomb": {"subjects": 1}}, "synthetic.bomb: no data set 'bomb' is described under datasets"),
+    ({"synthetic.sfew.subjects": 1}, "synthetic.sfew: sfew needs at least 2 subjects"),
+])
+def test_value_ranges_of_every_section_are_refused_before_any_work(over, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config("paper", over)
+    _one_line(err)
+
+
+def test_a_run_with_a_bad_synthetic_setting_writes_nothing_and_starts_no_ray(tmp_path, capsys):
+    from partfer.cli import main
+    store = tmp_path / "store"
+    assert main(["run", "--config", "demo", "--set", "synthetic.jaffe.size=abc", "--out", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err == "partfer: error: synthetic.jaffe.size must be a whole number, not 'abc'\n"
+    assert not store.exists()

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from partfer.results.cli import add_report_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +62,38 @@ def test_results_imports_no_training_stack(tmp_path):
     assert done.returncode == 0, done.stderr
     imported = set(eval(done.stdout.strip()))     # a printed list of module names
     assert imported <= ALLOWED_DATA_PREP, sorted(imported - ALLOWED_DATA_PREP)
+
+
+def test_a_plan_naming_models_outside_the_store_is_refused_before_anything_is_written(make_run, tmp_path):
+    import json
+    import shutil
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    shutil.copytree(run.parent.parent, tmp_path / "other-store")       # another store, its models readable
+    plan = json.loads((run / "plan.json").read_text())
+    for model in plan["models"][:1]:
+        model["dir"] = f"../other-store/{model['dir']}"
+    (run / "plan.json").write_text(json.dumps(plan))
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    done = _run("report", str(run))
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"partfer report: error: {run / 'plan.json'}: "), lines
+    assert "'../other-store/models/" in lines[0] and "is not inside the store" in lines[0], lines
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before     # nothing written
+
+
+@pytest.mark.slow
+def test_a_write_refused_by_the_disk_is_one_line_naming_the_file_and_nothing_is_half_written(make_run):
+    import resource
+
+    def small_files() -> None:          # the kernel refuses (EFBIG) the write() that would pass 4 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    done = subprocess.run([sys.executable, "-m", "partfer", "report", str(run)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, preexec_fn=small_files)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    line = done.stderr
+    assert line.startswith(f"partfer report: error: {run}/") and line.endswith(": File too large\n"), line
+    assert line.count("\n") == 1
+    failed = Path(line.split("error: ", 1)[1].rsplit(": File too large", 1)[0])
+    assert not failed.exists() and not [p for p in run.rglob("*") if ".tmp-" in p.name]

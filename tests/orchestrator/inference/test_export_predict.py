@@ -484,8 +484,8 @@ def test_annotate_draws_boxes_and_labels_on_images_and_videos(model_dir, plan, a
         diff = np.abs(frame.astype(int) - original.astype(int)).mean(2)
         # detector none: the whole frame is the box, drawn along its border; the face stays as it was
         assert diff[30:70, :2].mean() > 15 and diff[35:60, 35:60].mean() < 8
-    # the second run drew the photograph again under the same name, beside the video
-    assert sorted(p.name for p in drawn.iterdir()) == ["astronaut.png", "clip.mp4"]
+    # the second run drew the photograph again beside the first drawing, never over it
+    assert sorted(p.name for p in drawn.iterdir()) == ["astronaut.annotated.png", "astronaut.png", "clip.mp4"]
 
 
 def test_no_readable_input_warns_and_exits_1(model_dir, tmp_path, capsys):
@@ -515,3 +515,20 @@ def test_model_directory_at_a_uri(model_dir, astronaut_png, tmp_path, monkeypatc
     assert (tmp_path / "cache" / "file").is_dir()                              # read from this machine's copy
     with pytest.raises(ModelDirError, match="no model.json"):
         Predictor.from_dir("file://" + str(tmp_path), device="cpu")
+
+
+def test_an_export_the_disk_refuses_is_one_line_naming_the_folder_and_leaves_nothing(trained_run, tmp_path):
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def small_files() -> None:          # the kernel refuses (EFBIG) the write() that would pass 64 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    out = tmp_path / "models" / "el"
+    done = subprocess.run([sys.executable, "-m", "partfer", "export", str(trained_run), "--dataset", "jaffe",
+                           "--network", "el", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=small_files)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"partfer: error: {out}: File too large\n"
+    assert not out.exists() and list((tmp_path / "models").iterdir()) == []

@@ -82,3 +82,65 @@ def test_a_weights_link_out_of_the_model_directory_is_refused(tmp_path):
     (out / "weights.pt").symlink_to(tmp_path / "elsewhere.pt")
     with pytest.raises(ModelFormatError, match="links outside the model directory"):
         load_model_dir(out)
+
+
+def _with(out: Path, **changes) -> Path:
+    """The model.json of `out` with fields changed (members[0].<key> for keys starting 'member_')."""
+    raw = json.loads((out / "model.json").read_text())
+    for key, value in changes.items():
+        if key.startswith("member_"):
+            raw["members"][0][key[len("member_"):]] = value
+        elif key.startswith("arch_"):
+            raw["architecture"][key[len("arch_"):]] = value
+        else:
+            raw[key] = value
+    (out / "model.json").write_text(json.dumps(raw))
+    return out / "model.json"
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"image_size": 60000}, r"image_size must be a whole number in \[24, 1024\], not 60000"),
+    ({"image_size": 0}, r"image_size must be a whole number in \[24, 1024\], not 0"),
+    ({"image_size": "32"}, r"image_size must be a whole number in \[24, 1024\], not '32'"),
+    ({"image_size": 32.5}, r"image_size must be a whole number"),
+    ({"arch_widths": [4, 4, 4, 100000]}, r"architecture widths must be 1 to 8 channel counts in \[1, 2048\]"),
+    ({"arch_widths": ["a", 4]}, r"architecture widths must be a list of whole numbers, got \['a', 4\]"),
+    ({"arch_head_hidden": 10**7}, r"architecture head_hidden must be in \[1, 4096\]"),
+    ({"arch_depth": 3}, r"architecture has unknown settings \['depth'\]"),
+    ({"classes": ["happy", "happy"]}, r"classes must be unique"),
+    ({"classes": []}, r"classes must list 2 to 100 class names"),
+    ({"network": "vgg"}, r"network must be one of baseline, ftl, el, not 'vgg'"),
+    ({"preprocessing": {"crop_size": 60000}}, r"preprocessing crop_size must be in \[16, 1024\], got 60000"),
+    ({"preprocessing": {"crop_size": "abc"}}, r"preprocessing crop_size must be a whole number, got 'abc'"),
+    ({"member_fold": "x"}, r"members\[0\].fold must be a whole number >= -1, not 'x'"),
+    ({"member_test_acc": 5}, r"members\[0\].test_acc must be null or a number in \[0, 1\], not 5"),
+    ({"secret_sauce": 1}, r"model description has unknown fields \['secret_sauce'\]"),
+])
+def test_every_field_of_model_json_is_checked_and_refused_in_one_line(tmp_path, changes, message):
+    spec = _spec()
+    path = _with(write_model_dir(tmp_path / "m", spec, _states(spec)), **changes)
+    with pytest.raises(ModelFormatError, match=f"{path}: {message}") as err:
+        read_spec(tmp_path / "m")
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_json_with_a_text_image_size_is_one_line_from_predict(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from partfer.cli import main
+    spec = ModelSpec(**{**_spec().__dict__, "preprocessing": {"detector": "none", "annotator": "dataset"}})
+    path = _with(write_model_dir(tmp_path / "m", spec, _states(spec)), image_size="32")
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 40, 3), 128, np.uint8))
+    code = main(["predict", "--model", str(tmp_path / "m"), str(tmp_path / "face.png"), "--out",
+                 str(tmp_path / "p.csv"), "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"partfer predict: error: {path}: image_size must be a whole number in [24, 1024], not '32'\n"
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_export_writes_no_model_json_that_predict_would_refuse(tmp_path):
+    spec = ModelSpec(**{**_spec().__dict__, "classes": ["happy", "sad", "happy"]})
+    with pytest.raises(ModelFormatError, match=r"model.json: classes must be unique"):
+        write_model_dir(tmp_path / "m", spec, _states(spec))
+    assert not (tmp_path / "m").exists()

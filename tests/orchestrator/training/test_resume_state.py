@@ -3,7 +3,9 @@ code, a state a pack saved still resumes, and a state that cannot be read is log
 the pack starts over (it is only a cache)."""
 from __future__ import annotations
 
+import copy
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ import torch
 from partfer.orchestrator.config import load_config
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.storage.store import load_state
-from partfer.orchestrator.training.train import run_pack
+from partfer.orchestrator.training.pack_state import expected_state, validate_state
+from partfer.orchestrator.training.train import build_network, run_pack
 
 TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"], "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 3, "head": 2, "finetune": 2},
@@ -108,3 +111,82 @@ def test_a_saved_state_resumes(tiny_prepared, tmp_path):
     lines: list[str] = []
     assert run_pack(job, log=lines.append).trained == 2
     assert any("resumed landmark pack of 2 at epoch 1" in line for line in lines), lines
+
+
+# ---- a state that loads but does not fit the pack ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_state(tiny_prepared, tmp_path_factory) -> dict:
+    """The real state.pt of the tiny landmark pack, as its first epoch saved it."""
+    job = _landmark_job(tiny_prepared, tmp_path_factory.mktemp("store"))
+
+    def stop_at_epoch_2(epoch, _metrics):
+        if epoch == 2:
+            raise _Stop
+    with pytest.raises(_Stop):
+        run_pack(job, log=lambda _: None, on_epoch=stop_at_epoch_2)
+    return torch.load(Path(job.state_dir) / "state.pt", map_location="cpu", weights_only=True)
+
+
+def _expected(job) -> dict:
+    """What a state of `job` must hold, from a fresh network built as run_pack builds it."""
+    net = build_network(job, list(job.models))
+    opt = torch.optim.Adam(net.trainable_parameters(job.stage.stage), lr=job.stage.lr)
+    return expected_state([m.key for m in job.models], net, opt, net.snapshot(), torch.Generator(),
+                          job.stage.max_epochs)
+
+
+def _first(mapping: dict) -> str:
+    return next(iter(mapping))
+
+
+BROKEN = {
+    "lacks gen": lambda s: s.pop("gen"),
+    "its model keys are not this pack's": lambda s: s.update(keys=list(reversed(s["keys"]))),
+    r"net does not hold this network's tensors \(lacks": lambda s: s["net"].pop(_first(s["net"])),
+    r"net\['.*'\] is torch.float32 \(3,\), not torch.float32": lambda s: s["net"].update({_first(s["net"]): torch.zeros(3)}),
+    r"best\['.*'\] is torch.float64": lambda s: s["best"].update({_first(s["best"]): s["best"][_first(s["best"])].double()}),
+    "opt's parameter groups do not match": lambda s: s["opt"]["param_groups"][0]["params"].pop(),
+    "opt's 'exp_avg' of parameter 0 does not fit its shape": lambda s: s["opt"]["state"][0].update(exp_avg=torch.zeros(7)),
+    r"active is not a torch.bool tensor of 2 values": lambda s: s.update(active=torch.ones(3, dtype=torch.bool)),
+    r"best_loss is not a torch.float32 tensor": lambda s: s.update(best_loss=s["best_loss"].double()),
+    r"epoch '1' is not a whole number in \[0, 3\]": lambda s: s.update(epoch="1"),
+    r"epoch 1000000 is not a whole number in \[0, 3\]": lambda s: s.update(epoch=10**6),
+    r"last_epoch holds epochs outside \[0, 1\]": lambda s: s.update(last_epoch=torch.tensor([1, 9])),
+    "history is not one list of at most 1 epoch rows per model": lambda s: s.update(history=s["history"][:1]),
+    r"gen is not a generator state \(a ByteTensor of 5056 bytes\)": lambda s: s.update(gen=s["gen"].float()),
+    r"computed is not a set of model indices in \[0, 2\)": lambda s: s.update(computed=torch.tensor([0, 5])),
+    "last_val is not a loss and an accuracy per model": lambda s: s["last_val"].pop("acc"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_every_key_of_a_saved_state_is_checked_against_the_pack(tiny_prepared, saved_state, tmp_path):
+    expected = _expected(_landmark_job(tiny_prepared, tmp_path / "store"))
+    assert validate_state(saved_state, expected) is None              # what a pack saves fits it
+    for reason, breaks in BROKEN.items():
+        broken = copy.deepcopy(saved_state)
+        breaks(broken)
+        why = validate_state(broken, expected)
+        assert why is not None and re.match(reason, why), (reason, why)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("reason", ["lacks gen", "epoch 1000000 is not"])
+def test_a_state_that_does_not_fit_is_named_removed_and_the_pack_trains_from_scratch(tiny_prepared, saved_state,
+                                                                                     tmp_path, reason):
+    job = _landmark_job(tiny_prepared, tmp_path / "store")
+    state = Path(job.state_dir) / "state.pt"
+    broken = copy.deepcopy(saved_state)
+    BROKEN[next(k for k in BROKEN if k.startswith(reason))](broken)
+    state.parent.mkdir(parents=True)
+    torch.save(broken, state)
+    lines: list[str] = []
+    assert run_pack(job, log=lines.append).trained == 2
+    named = [line for line in lines if line.startswith(f"resumable state {state} cannot be used (")]
+    assert len(named) == 1 and re.search(reason, named[0]) and named[0].endswith("removed, the pack starts over")
+    assert not any("resumed" in line for line in lines), lines
+    assert not state.exists()
+    assert run_pack(job, log=lines.append).trained == 0                # finished: a re-run has nothing to do

@@ -128,3 +128,17 @@ def test_points_are_reproducible_distinct_and_in_range():
     assert sorted(p["lr"] for p in sample_points({"lr": parse_space("choice:1,2,3")}, 5, 0)) == [1, 2, 3]
     grid = sample_points({"lr": parse_space("loguniform:1e-4:1e-3"), "batch_size": parse_space("grid:16,32")}, 2, 0)
     assert len(grid) == 4 and sorted({p["batch_size"] for p in grid}) == [16, 32]
+
+
+def test_tune_options_are_refused_in_one_line_before_any_work(tmp_path, capsys):
+    from partfer.cli import main
+    store = tmp_path / "store"
+    base = ["tune", "--config", "demo", "--dataset", "jaffe", "--network", "el", "--stage", "head", "--out", str(store)]
+    for extra, message in ((["--grace-period", "-1"], "--grace-period must be a whole number >= 1, not -1"),
+                           (["--samples", "0"], "--samples must be a whole number >= 1, not 0"),
+                           (["--gpus-per-trial", "2"], r"--gpus-per-trial must be in (0, 1]"),
+                           (["--set", "train.lr.head=-0.1"], "train.lr.head must be > 0, not -0.1")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"partfer: error: {message}") and err.count("\n") == 1, err
+    assert not store.exists()
