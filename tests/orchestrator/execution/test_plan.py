@@ -4,7 +4,7 @@ from partfer.orchestrator.execution.plan import build_plan
 
 
 def _plan(prepared_dir, tmp_path, **over):
-    cfg = load_config("demo", {"train.twin_selection": None, **over})
+    cfg = load_config("demo", {"train.twin_selection": None, "members": 5, **over})
     return build_plan(cfg, {"jaffe": load_prepared(prepared_dir)}, str(tmp_path), "cpu", "r1",
                       pack_size=7)
 
