@@ -17,7 +17,7 @@ from partfer.orchestrator.execution.executors import explain_oom, pack_memory_by
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.execution.progress import Progress
 
-TINY = {"image_size": 32, "networks": ["el", "baseline"], "parts": ["mouth", "nose"], "members": 2,
+TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["el", "baseline"], "parts": ["mouth", "nose"], "members": 2,
         "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 3, "landmark": 2, "head": 2, "finetune": 2}}
 

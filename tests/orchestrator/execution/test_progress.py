@@ -14,7 +14,7 @@ from partfer.orchestrator.execution.plan_summary import pack_work
 from partfer.orchestrator.execution.progress import NORMAL, QUIET, VERBOSE, Progress
 from partfer.orchestrator.training.tb_events import append_scalars
 
-TINY = {"image_size": 32, "networks": ["baseline"], "members": 2,
+TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["baseline"], "members": 2,
         "datasets.jaffe.epochs": {"baseline": 3, "landmark": 1, "head": 1, "finetune": 1}}
 
 

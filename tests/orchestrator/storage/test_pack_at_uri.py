@@ -15,7 +15,7 @@ from partfer.orchestrator.execution.runner import check_inputs, store_prepared
 from partfer.orchestrator.storage.store import DONE_FILE, is_done, join, open_prepared
 from partfer.orchestrator.training.train import run_pack
 
-TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"],
+TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["el"], "parts": ["mouth"], "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 3, "head": 2, "finetune": 2},
         "train.checkpoint_every": 1, "train.checkpoint_seconds": 0}
 

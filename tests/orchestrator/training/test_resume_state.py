@@ -17,7 +17,7 @@ from partfer.orchestrator.storage.store import load_state
 from partfer.orchestrator.training.pack_state import expected_state, validate_state
 from partfer.orchestrator.training.train import build_network, run_pack
 
-TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"], "train.twin_selection": None,
+TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["el"], "parts": ["mouth"], "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 3, "head": 2, "finetune": 2},
         "train.checkpoint_every": 1, "train.checkpoint_seconds": 0}
 

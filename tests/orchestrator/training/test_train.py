@@ -10,7 +10,7 @@ from partfer.orchestrator.training.train import run_pack
 
 pytestmark = pytest.mark.slow          # every test trains packs through run_pack
 
-TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth", "nose"], "train.twin_selection": None,
+TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["el"], "parts": ["mouth", "nose"], "train.twin_selection": None,
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 2, "head": 2, "finetune": 2}}
 
 
