@@ -21,6 +21,7 @@ from partfer.orchestrator.execution.train_executor import TrainSettings, group_c
 
 # Baseline only, one member, LOSO over the fixture's 4 subjects: 4 models, 2 packs of 2
 SMALL = {"image_size": 32, "networks": ["baseline"], "members": 1, "train.twin_selection": None,
+         "train.steps_per_epoch": None,
          "train.checkpoint_seconds": 0, "train.checkpoint_every": 2}
 
 
