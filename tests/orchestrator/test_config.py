@@ -7,7 +7,8 @@ def test_demo_includes_paper_and_overrides_win():
     cfg = load_config("demo", {"train.patience": 3, "image_size": 32})
     assert cfg["name"] == "demo"
     assert cfg["train"]["patience"] == 3 and cfg["image_size"] == 32
-    assert cfg["train"]["lr"]["finetune"] == 1e-4          # inherited from paper.yaml
+    assert cfg["train"]["adam"]["eps"] == 1e-7              # inherited from paper.yaml
+    assert cfg["train"]["lr"]["finetune"] == 1e-3           # demo's own, over paper.yaml's 1e-4
     assert cfg["prep"]["detector"] == "none"                # demo's own
 
 
@@ -183,7 +184,7 @@ def test_the_profile_is_chosen_by_set_or_by_the_config(tmp_path):
     # a run setting and a profile value, each overridden on the command line
     cfg = load_config("demo", {"hardware": "cpu", "storage": "/tmp/x", "train.fused_bn": False})
     assert (cfg["hardware"], cfg["storage"], cfg["train"]["fused_bn"]) == ("cpu", "/tmp/x", False)
-    assert cfg["train"]["pack_size_cpu"] == 10                                          # demo.yaml's own
+    assert cfg["train"]["pack_size_cpu"] == 6                                           # demo.yaml's own
 
 
 def test_an_unknown_hardware_profile_is_refused_listing_the_known_ones():
