@@ -12,7 +12,7 @@ from partfer.orchestrator.training.train import run_pack
 
 
 def _pack(prepared_dir, storage, networks, epochs, **over):
-    cfg = load_config("demo", {"image_size": 32, "train.steps_per_epoch": None, "networks": networks, "parts": ["mouth", "nose"],
+    cfg = load_config("demo", {"image_size": 32, "train.steps_per_epoch": None, "train.twin_selection": None, "networks": networks, "parts": ["mouth", "nose"],
                                "datasets.jaffe.epochs": {s: epochs for s in ("baseline", "landmark", "head",
                                                                              "finetune")}, **over})
     plan = build_plan(cfg, {"jaffe": load_prepared(prepared_dir)}, str(storage), "cpu", "t", pack_size=8)
