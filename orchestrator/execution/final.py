@@ -34,7 +34,7 @@ from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
 from partfer.orchestrator.storage.store import (DONE_FILE, atomic_write_text, basename, is_done, join, local_file, model_dir,
                                 open_prepared, relative, stable_hash, stored)
-from partfer.orchestrator.training.train import ModelJob, PackJob, PackResult
+from partfer.orchestrator.training.train import ModelJob, PackJob, PackResult, job_done
 
 FINAL_FOLD = -1
 FINAL_PROTOCOL = "all"
@@ -159,7 +159,7 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                         models=tuple(jobs), model_cfg=dict(cfg["model"]), image_size=int(cfg["image_size"]),
                         device=device, precision=precision,
                         state_dir=join(storage, "packs", stable_hash([j.key for j in jobs], 24)), **options))
-                while chain and all(is_done(j.out_dir) for j in chain[0].models):
+                while chain and all(job_done(j) for j in chain[0].models):
                     chain.pop(0)
                 if chain:
                     chains.append(chain)
