@@ -174,6 +174,7 @@ def write_prepared(root: Path, dataset: str) -> Path:
     images = [_face_image(true_points(i)).tobytes() for i in range(len(samples))]
     table = pa.table({
         "sample_id": [sid for sid, _ in samples], "source_path": [f"{sid}.png" for sid, _ in samples],
+        "source_path_hex": [None] * len(samples),
         "dataset": [dataset] * len(samples), "split": ["all"] * len(samples),
         "subject": [f"s{i}" for i in range(len(samples))],
         "group": [f"g{i}" for i in range(len(samples))], "label": [lab for _, lab in samples],

@@ -19,6 +19,9 @@ from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.execution.train_executor import TrainSettings, group_chains, run_train
 
+# The inline runs use one thread, as each Train worker does: reduction order, hence bits, follows it
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Baseline only, one member, LOSO over the fixture's 4 subjects: 4 models, 2 packs of 2
 SMALL = {"image_size": 32, "networks": ["baseline"], "members": 1, "train.twin_selection": None,
          "train.steps_per_epoch": None,
@@ -69,7 +72,7 @@ def test_two_workers_train_what_one_worker_each_does(shared_ray, tiny_prepared, 
     quiet = io.StringIO()
     r1 = run_train(one.chains, Progress(0, 0, 2, stream=quiet), _settings(1, tmp_path / "one"))
     r2 = run_train(two.chains, Progress(0, 0, 2, stream=quiet), _settings(2, tmp_path / "two"))
-    run_inline(inline.chains, Progress(0, 0, 2, stream=quiet))
+    run_inline(inline.chains, Progress(0, 0, 2, stream=quiet), threads=1)  # a Train worker's one thread
     assert sorted(r.trained for r in r1) == sorted(r.trained for r in r2) == [2, 2]
     _assert_identical(_outputs(one), _outputs(two))
     _assert_identical(_outputs(one), _outputs(inline))
@@ -135,7 +138,7 @@ def test_killed_worker_resumes_from_the_trainer_checkpoint(shared_ray, tiny_prep
     outcome = _train_and_kill_a_worker(killed, tmp_path / "killed", 1, log)
     assert "error" not in outcome, repr(outcome.get("error"))
     assert "resumed from its checkpoint of epoch" in log.getvalue(), log.getvalue()[-2000:]
-    run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()))
+    run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()), threads=1)
     _assert_identical(_outputs(killed), _outputs(whole))
 
 
@@ -151,7 +154,7 @@ def test_a_failed_run_resumes_when_the_plan_runs_again(shared_ray, tiny_prepared
     again = _plan(tiny_prepared, tmp_path / "failed", epochs)
     run_train(again.chains, Progress(0, 0, 2, stream=log), _settings(2, tmp_path / "failed"))
     assert "resumed from its checkpoint of epoch" in log.getvalue(), log.getvalue()[-2000:]
-    run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()))
+    run_inline(whole.chains, Progress(0, 0, 2, stream=io.StringIO()), threads=1)
     _assert_identical(_outputs(again), _outputs(whole))
 
 
