@@ -11,7 +11,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass
 
-from partfer.models.pooling import check_pool
+from partfer.models.pool_rules import check_pool
 
 HEAD_ACTIVATIONS = ("none", "relu")
 # Upper bounds of what a config may ask for, and so of what `partfer export` can write into a

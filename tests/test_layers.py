@@ -18,7 +18,7 @@ ROOMS = ("atomicio", "data_prep", "models", "orchestrator", "results", "cli")
 LAYERS = [
     ("partfer.atomicio",),
     ("partfer.data_prep",),
-    ("partfer.models.pooling",),
+    ("partfer.models.pool_rules", "partfer.models.pooling"),
     ("partfer.models.kernels",),
     ("partfer.models",),
     ("partfer.orchestrator", "partfer.orchestrator.config", "partfer.orchestrator.config_schema",
