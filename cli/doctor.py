@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from partfer import atomicio
+from partfer.cli.help_format import add_command
 
 OK, MISSING, NOTE = "OK", "MISSING", "NOTE"
 
@@ -134,15 +135,17 @@ def run_checks(storage: str) -> list[Check]:
 
 # ---- command line ---------------------------------------------------------------------------------------
 
-def add_doctor_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "doctor", help="check model files, Ray, Triton, the GPU and driver, and the store",
-        description="One line per thing partfer needs: OK, MISSING (with the fix) or NOTE (absent but not "
-                    "needed here). Exit status 1 when something required is missing.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", default="paper", help="config whose `storage` is checked when --out is not given")
-    parser.add_argument("--out", default=None, help="storage root to check: a path or a URI (left out: the config's)")
-    parser.set_defaults(func=doctor_command)
+HELP = "check model files, Ray, Triton, the GPU and driver, and the store"
+DESCRIPTION = ("One line per thing partfer needs: OK, MISSING (with the fix) or NOTE (absent but not "
+               "needed here). Exit status 1 when something required is missing.")
+
+
+def add_doctor_parser(subparsers, with_arguments: bool = True) -> argparse.ArgumentParser:
+    parser = add_command(subparsers, "doctor", HELP, DESCRIPTION)
+    if with_arguments:
+        parser.add_argument("--config", default="paper", help="config whose `storage` is checked when --out is not given")
+        parser.add_argument("--out", default=None, help="storage root to check: a path or a URI (left out: the config's)")
+        parser.set_defaults(func=doctor_command)
     return parser
 
 

@@ -1,6 +1,6 @@
-"""`python -m partfer.data_prep synth|prep ...` without the full partfer CLI."""
+"""`python -m partfer.data_prep synth|prep ...`: the `partfer synth` and `partfer prep` commands alone."""
 import sys
 
-from partfer.data_prep.cli import main
+from partfer.cli.prep import main
 
 sys.exit(main())

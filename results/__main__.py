@@ -1,6 +1,6 @@
-"""`python -m partfer.results report RUN_DIR`: the report command without the rest of the CLI."""
+"""`python -m partfer.results report RUN_DIR`: the `partfer report` command alone."""
 import sys
 
-from partfer.results.cli import main
+from partfer.cli.report import main
 
 sys.exit(main())

@@ -30,7 +30,9 @@ LAYERS = [
     ("partfer.orchestrator.inference",),
     ("partfer.orchestrator.tune",),
     ("partfer.results",),
-    ("partfer.cli", "partfer", "partfer.__main__", "partfer.run_all"),
+    # the command line and its entry points: `python -m partfer`, `-m partfer.data_prep`, `-m partfer.results`
+    ("partfer.cli", "partfer", "partfer.__main__", "partfer.run_all",
+     "partfer.data_prep.__main__", "partfer.results.__main__"),
 ]
 RANK = {prefix: rank for rank, prefixes in enumerate(LAYERS) for prefix in prefixes}
 

@@ -14,7 +14,6 @@ Python: `Predictor.from_dir(dir).predict_image(array)` gives one dict per face.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -38,7 +37,7 @@ from partfer.data_prep.settings import PrepSettings
 from partfer.models.gradcam import gradcam, union
 from partfer.models.packed import PackedNetwork
 from partfer.models.subnet import SubNetwork
-from partfer.orchestrator.inference.annotate import AnnotateError, Annotator, safe_stem
+from partfer.orchestrator.inference.annotate import Annotator, safe_stem
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.config import ConfigError, resolve_device
 from partfer.orchestrator.inference.gradcam_sheet import encode_png, gradcam_sheet
@@ -47,8 +46,6 @@ from partfer.orchestrator.storage.model_dir import ModelSpec, load_model_dir
 from partfer.orchestrator.storage.store import atomic_write_bytes
 from partfer.orchestrator.training.tensors import resize_uint8
 
-EXIT_USAGE = 2
-EXIT_NOTHING_READ = 1
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
 MAX_PENDING_ROWS = 1024       # rows (faces or not) held before a chunk is emitted anyway
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -414,38 +411,6 @@ def _to_stdout(write) -> None:
                            f"({err.strerror or type(err).__name__})") from None
 
 
-# ---- command line ------------------------------------------------------------------------------------
-
-def add_predict_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "predict", help="predict the expression of every face in images, folders and videos",
-        description="Classify every face found in the inputs with a model directory written by "
-                    "`partfer export`. One output row per face (input, frame, time_s, face, box, label, "
-                    "confidence, the ensemble's p_<class>); frames without a face and unreadable "
-                    "inputs get a row saying so. Exit status 1 when no input could be read.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", required=True,
-                        help="model directory from `partfer export`: a path or a URI (s3://..., gs://..., file:///...)")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (walked recursively), videos")
-    parser.add_argument("--out", default=None, help="output .csv or .parquet (left out: CSV on stdout)")
-    parser.add_argument("--details", action="store_true",
-                        help="also the detector's score and every member's (part's) probabilities p_<member>_<class>")
-    parser.add_argument("--annotate", default=None, metavar="DIR",
-                        help="write each input with its boxes and labels drawn: images as PNG/JPEG, videos as "
-                             "MPEG-4 .mp4 (Motion-JPEG .avi where no MPEG-4 encoder opens); never over a file: "
-                             "a taken name becomes <name>.annotated.<ext>")
-    parser.add_argument("--gradcam", default=None, metavar="DIR",
-                        help="write one PNG per face: the crop and each sub-network's Grad-CAM map")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the network runs")
-    parser.add_argument("--batch-size", type=int, default=64, help="faces per network pass")
-    parser.add_argument("--every", type=int, default=1, help="videos: use every Nth frame")
-    parser.add_argument("--detector", default=None, choices=list_detectors(),
-                        help="face detector, overriding the model's (left out: the one its training data used)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.set_defaults(func=predict_command)
-    return parser
-
-
 def check_output(out: str | os.PathLike | None) -> None:
     """PredictError, before any prediction, for an --out that cannot become the output file."""
     if out is None:
@@ -460,43 +425,3 @@ def check_output(out: str | os.PathLike | None) -> None:
             if not place.is_dir():
                 raise PredictError(f"--out {path}: {place} is a file, not a folder")
             break
-
-
-def predict_command(args: argparse.Namespace) -> int:
-    """Predict, write the predictions, then draw the inputs: a drawing that cannot be written is
-    one error line, and the predictions stay written."""
-    where = f" -> {args.out}" if args.out else ""
-    try:
-        check_output(args.out)
-        predictor = Predictor.from_dir(args.model, device=args.device, detector=args.detector)
-        annotator = (predictor.annotator(args.annotate, args.every, "rgb", args.inputs)
-                     if args.annotate is not None else None)
-        sources = expand_inputs(args.inputs)
-        chunks = predictor._chunks(sources, args.batch_size, args.every, args.gradcam, not args.no_progress,
-                                   "rgb", args.details, annotator)
-        summary = write_predictions(chunks, args.out, predictor.schema(args.gradcam is not None, args.details))
-    except (ValueError, FileNotFoundError) as err:    # ModelDirError, ModelFormatError, PredictError ...
-        print(f"partfer predict: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as err:                          # the output or the Grad-CAM folder cannot be written
-        print(f"partfer predict: error: cannot write {err.filename or args.out or 'the output'}: "
-              f"{err.strerror or type(err).__name__}", file=sys.stderr)
-        return EXIT_USAGE
-    if predictor.whole_frame_note:
-        print(f"partfer predict: note: {predictor.whole_frame_note}", file=sys.stderr)
-    print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face, "
-          f"{summary.errors} errors{where}", file=sys.stderr)
-    if annotator is not None:
-        try:
-            annotator.draw_all(sources)
-        except AnnotateError as err:
-            kept = f"kept in {args.out}" if args.out else "printed above"
-            print(f"partfer predict: error: {err} ({len(annotator.written)} drawn; the predictions are "
-                  f"{kept})", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"partfer predict: annotated inputs -> {args.annotate}", file=sys.stderr)
-    if summary.frames_read == 0:
-        print(f"partfer predict: warning: no input could be read ({summary.errors} unreadable; the "
-              f"message column says why)", file=sys.stderr)
-        return EXIT_NOTHING_READ
-    return 0

@@ -9,7 +9,6 @@ land in the store under their own keys: `partfer run --config <sweep>/best.yaml`
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import math
@@ -316,59 +315,3 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
         upload_dir(sweep_dir, join(storage, "tune", sweep_id))
         log(f"sweep summary published to {join(storage, 'tune', sweep_id)}")
     return SweepResult(sweep_dir=str(sweep_dir), rows=rows, best=best, pretrained=pretrained, files=files)
-
-
-# --- command line ---------------------------------------------------------------------------------
-
-def add_tune_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("tune", help="Ray Tune sweep of one stage's learning rate for one network")
-    p.add_argument("--config", default="paper", help="config name in configs/ or a YAML path")
-    p.add_argument("--dataset", required=True, help="the data set to sweep on (a name in the config)")
-    p.add_argument("--network", required=True, help="baseline, ftl or el")
-    p.add_argument("--stage", required=True, help="baseline, landmark, head or finetune")
-    p.add_argument("--lr", default="loguniform:1e-5:1e-2",
-                   help="search space: loguniform:A:B, uniform:A:B, choice:a,b or grid:a,b")
-    p.add_argument("--batch-size", help="optional search space of train.batch_size (choice:... or grid:...)")
-    p.add_argument("--samples", type=int, default=8, help="points drawn (times each grid combination)")
-    p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
-    p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial may be stopped")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs, or GPUs / share)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPU share of a trial on CUDA (default train.gpus_per_pack)")
-    p.add_argument("--datasets", help="NAME=ROOT[,NAME=ROOT]: raw data sets to prepare")
-    p.add_argument("--prepared", help="NAME=DIR[,NAME=DIR]: data sets already prepared")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", help="storage root (the run store whose models are reused)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config value by dotted key (repeatable)")
-    p.set_defaults(func=cmd_tune)
-    return p
-
-
-def request_from(args: argparse.Namespace) -> SweepRequest:
-    from partfer.orchestrator.execution.runner import parse_assignments
-    overrides: dict = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = parse_value(value)
-    if args.out:
-        overrides["storage"] = args.out
-    if args.device:
-        overrides["device"] = args.device
-    return SweepRequest(config=args.config, dataset=args.dataset, network=args.network, stage=args.stage,
-                        lr=args.lr, batch_size=args.batch_size, samples=args.samples,
-                        scheduler=args.scheduler, overrides=overrides,
-                        datasets=parse_assignments(args.datasets, "--datasets"),
-                        prepared=parse_assignments(args.prepared, "--prepared"),
-                        max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
-                        grace_period=args.grace_period)
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    result = run_sweep(request_from(args))
-    if result.best:
-        print(f"best: lr {result.best['lr']} (val loss {result.best['best_val_loss']:.4f})")
-    for name, path in result.files.items():
-        print(f"{name}: {path}")
-    return 0

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from hostile_files import fifo, non_utf8, tree_state, write_big_png, write_png
 
-from partfer.data_prep.cli import main
+from partfer.cli.prep import main
 from partfer.data_prep.errors import DatasetRootError, PreparedDataError, RejectError
 from partfer.data_prep.image_io import load_grayscale
 from partfer.data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from partfer.data_prep.annotators import load_annotator
-from partfer.data_prep.cli import main
+from partfer.cli.prep import main
 from partfer.data_prep.detectors import load_detector
 from partfer.data_prep.landmark_files import read_points
 from partfer.data_prep.pipeline import PrepRequest, prepare_datasets

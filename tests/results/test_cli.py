@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from partfer.results.cli import add_report_parser
+from partfer.cli.report import add_report_parser
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ ALLOWED_DATA_PREP = {"partfer.data_prep", "partfer.data_prep.errors", "partfer.d
 def test_results_imports_no_training_stack(tmp_path):
     # Reports must rebuild anywhere: no torch, ray, OpenCV, dlib or other orchestrator modules
     # behind them; data_prep only for reading prepared face crops (pyarrow + numpy).
-    code = ("import sys, partfer.results.cli, partfer.results.report; "
+    code = ("import sys, partfer.cli.report, partfer.results.report; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'cv2', 'dlib', 'skimage') "
             "or m.startswith(('partfer.data_prep', 'partfer.models')) "
             "or (m.startswith('partfer.orchestrator.') and m != 'partfer.orchestrator.records')))")

@@ -16,6 +16,8 @@ import pytest
 import torch
 from hostile_files import damage_middle, fifo, non_utf8, tree_state, write_big_png, write_png, write_video
 
+from partfer.cli.export import add_export_parser
+from partfer.cli.predict import add_predict_parser
 from partfer.data_prep.detectors import load_detector
 from partfer.data_prep.image_io import load_grayscale
 from partfer.data_prep.preprocess import apply_clahe, crop_face
@@ -23,10 +25,10 @@ from partfer.data_prep.prepared import read_manifest
 from partfer.data_prep.settings import PrepSettings
 from partfer.models.subnet import SubNetwork
 from partfer.orchestrator.training.augment import normalise_pixels
-from partfer.orchestrator.inference.export import ExportError, RunDirError, add_export_parser, export_model
+from partfer.orchestrator.inference.export import ExportError, RunDirError, export_model
 from partfer.orchestrator.storage.model_dir import ModelDirError, ModelFormatError, load_model_dir
 from partfer.orchestrator.inference.predict import (
-    NO_FACE, OK, ERROR, PredictError, Predictor, add_predict_parser, write_predictions,
+    NO_FACE, OK, ERROR, PredictError, Predictor, write_predictions,
 )
 from partfer.orchestrator.records import RunPlan
 from partfer.orchestrator.training.tensors import resize_uint8

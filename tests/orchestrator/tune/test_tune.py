@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from partfer.cli.tune import add_tune_parser, request_from
 from partfer.data_prep.prepared import load_prepared
 from partfer.orchestrator.config import load_config
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.tune.search_space import SearchSpaceError, Space, numeric_space, parse_space, sample_points
-from partfer.orchestrator.tune.sweep import SweepError, SweepRequest, add_tune_parser, request_from, run_sweep
+from partfer.orchestrator.tune.sweep import SweepError, SweepRequest, run_sweep
 
 TINY = {"image_size": 32, "networks": ["el"], "parts": ["mouth"], "device": "cpu",
         "datasets.jaffe.epochs": {"baseline": 2, "landmark": 2, "head": 2, "finetune": 3}}

@@ -1,4 +1,4 @@
-"""data_prep/cli.py (named test_data_prep_cli.py so it cannot clash with other packages' test_cli.py)."""
+"""cli/prep.py: `partfer synth` and `partfer prep`, also run alone as `python -m partfer.data_prep`."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from partfer.data_prep.cli import add_prep_parser, add_synth_parser, main, run_prep, run_synth
+from partfer.cli.prep import add_prep_parser, add_synth_parser, main, run_prep, run_synth
 from partfer.data_prep.prepared import find_prepared, load_prepared
 
 
@@ -40,8 +40,10 @@ def test_prep_whole_run_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert err == f"partfer prep: error: data set root does not exist: {tmp_path / 'missing'}\n"
     assert main(["prep", "--dataset", "mystery", "--root", str(tmp_path)]) == 2
     assert "--layout is needed" in capsys.readouterr().err
-    assert main(["prep", "--dataset", "jaffe", "--root", str(tmp_path), "--detector", "mtcnn"]) == 2
-    assert "unknown face detector 'mtcnn'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:     # the detectors are the option's choices
+        main(["prep", "--dataset", "jaffe", "--root", str(tmp_path), "--detector", "mtcnn"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'mtcnn'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,18 +1,21 @@
-"""`partfer synth` and `partfer prep`: sub-commands that partfer.cli mounts.
+"""`partfer synth` and `partfer prep`: write a synthetic data set; prepare a raw one as Parquet.
 
 Whole-run problems (missing root, empty data set, missing model file, bad option) print one
 line on stderr and exit with code 2; no traceback, because they are the user's to fix.
+`python -m partfer.data_prep synth|prep ...` runs these two alone (`main`).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from partfer.data_prep.errors import RejectError
+from partfer.cli.help_format import add_command
 
 EXIT_USAGE = 2
 # Whole-run errors: ValueError and FileNotFoundError subclasses of data_prep.errors, FileExistsError.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+SYNTH_HELP = "write a synthetic face data set (drawn faces with true landmarks)"
+PREP_HELP = "prepare a raw data set (CLAHE, face crop, 68 landmarks) as Parquet"
 
 
 def _fail(command: str, err: Exception) -> int:
@@ -20,12 +23,13 @@ def _fail(command: str, err: Exception) -> int:
     return EXIT_USAGE
 
 
-def add_synth_parser(subparsers) -> argparse.ArgumentParser:
+def add_synth_parser(subparsers, with_arguments: bool = True) -> argparse.ArgumentParser:
+    parser = add_command(subparsers, "synth", SYNTH_HELP,
+                         "Write a learnable synthetic data set in a real data set's layout.")
+    if not with_arguments:
+        return parser
     from partfer.data_prep.synth import known_synth_layouts
 
-    parser = subparsers.add_parser(
-        "synth", help="write a synthetic face data set (drawn faces with true landmarks)",
-        description="Write a learnable synthetic data set in a real data set's layout.")
     parser.add_argument("--layout", default="jaffe", choices=known_synth_layouts(),
                         help="file layout to write: JAFFE's flat folder, CK+'s official sequence tree, "
                              "SFEW's Train/Val class folders (default: jaffe)")
@@ -57,28 +61,33 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_prep_parser(subparsers) -> argparse.ArgumentParser:
-    from partfer.data_prep.readers.base import known_layouts
+def add_prep_parser(subparsers, with_arguments: bool = True) -> argparse.ArgumentParser:
+    parser = add_command(subparsers, "prep", PREP_HELP,
+                         "Read a data set, detect and crop faces, annotate 68 landmarks, and write a "
+                         "content-addressed prepared directory (reused when nothing changed).")
+    if not with_arguments:
+        return parser
+    from partfer.data_prep.annotators import list_annotators
+    from partfer.data_prep.detectors import list_detectors
+    from partfer.data_prep.readers import known_layouts
     from partfer.data_prep.settings import NO_FACE_CHOICES, PrepSettings
 
     defaults = PrepSettings()
-    parser = subparsers.add_parser(
-        "prep", help="prepare a raw data set (CLAHE, face crop, 68 landmarks) as Parquet",
-        description="Read a data set, detect and crop faces, annotate 68 landmarks, and write a "
-                    "content-addressed prepared directory (reused when nothing changed).")
     parser.add_argument("--dataset", required=True, help="name of the prepared data set (e.g. jaffe, ckplus)")
     parser.add_argument("--root", required=True, help="the data set's folder")
     parser.add_argument("--layout", default=None, choices=known_layouts(),
                         help="file layout (default: the --dataset name when it is a layout)")
     parser.add_argument("--out", default="out", help="output root; data goes to OUT/prepared/ (default: out)")
-    parser.add_argument("--detector", default=defaults.detector, help="ssd | hog | none (default: ssd)")
-    parser.add_argument("--annotator", default=defaults.annotator, help="dlib | fan | dataset (default: dlib)")
+    parser.add_argument("--detector", default=defaults.detector, choices=list(list_detectors()),
+                        help="ssd | hog | none (default: ssd)")
+    parser.add_argument("--annotator", default=defaults.annotator, choices=list(list_annotators()),
+                        help="dlib | fan | dataset (default: dlib)")
     parser.add_argument("--subject-regex", default=None,
                         help="folder and sfew layouts: regex on the file stem whose group (or group "
                              "'subject') is the subject")
     parser.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side (default: 160)")
-    parser.add_argument("--ssd-confidence", type=float, default=defaults.ssd_confidence)
-    parser.add_argument("--box-margin", type=float, default=defaults.box_margin)
+    parser.add_argument("--ssd-confidence", type=float, default=defaults.ssd_confidence, help="default: %(default)s")
+    parser.add_argument("--box-margin", type=float, default=defaults.box_margin, help="default: %(default)s")
     parser.add_argument("--device", default=defaults.device, help="torch device for --annotator fan")
     parser.add_argument("--no-face", default=defaults.no_face, choices=NO_FACE_CHOICES,
                         help="an image whose face the detector misses: crop its largest centred square "
@@ -90,7 +99,7 @@ def add_prep_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_prep(args: argparse.Namespace) -> int:
-    from partfer.data_prep.readers.base import known_layouts
+    from partfer.data_prep.readers import known_layouts
 
     if "://" in args.out:
         return _fail("prep", ValueError(
@@ -101,6 +110,7 @@ def run_prep(args: argparse.Namespace) -> int:
     if layout is None:
         return _fail("prep", ValueError(f"--layout is needed for data set {args.dataset!r} "
                                         f"(known layouts: {', '.join(known_layouts())})"))
+    from partfer.data_prep.errors import RejectError
     try:
         from partfer.data_prep.pipeline import PrepRequest, PrepSettings, prepare_datasets
 

@@ -1,0 +1,81 @@
+"""`partfer report RUN_DIR`: rebuild a run's tables, figures and report from its files alone.
+
+results/ reads local files only, so a run directory given as a URI is copied into this machine's
+cache first and the rebuilt report is uploaded beside the run. `python -m partfer.results report
+RUN_DIR` runs this command alone (`main`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from partfer.cli.help_format import add_command
+
+HELP = "rebuild tables, confusion matrices, figures, report.md and report.html"
+DESCRIPTION = ("Rebuild every table, confusion matrix, figure, report.md and report.html of "
+               "a run directory from plan.json and the files it points to.")
+
+
+def add_report_parser(subparsers, with_arguments: bool = True) -> argparse.ArgumentParser:
+    """Register `report RUN_DIR` on an argparse subparsers object; its `func` returns the exit code."""
+    parser = add_command(subparsers, "report", HELP, DESCRIPTION)
+    if with_arguments:
+        parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds plan.json); "
+                            "through `partfer`, also its URI when the store is an object store")
+        parser.add_argument("--embed-images", action="store_true",
+                            help="put the figures into report.html as base64 data (one file to send "
+                                 "around) instead of linking them relatively")
+        parser.set_defaults(func=report_at_uri(report_command))
+    return parser
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Build the report, print its path; a directory without a usable plan exits 2."""
+    from partfer.results.load import PlanError, RunDirError
+    from partfer.results.report import build_report
+    try:
+        path = build_report(args.run_dir, embed_images=args.embed_images)
+    except (RunDirError, PlanError) as exc:
+        print(f"partfer report: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:          # a file that cannot be written (a full disk): named, in one line
+        if exc.filename is None:
+            raise
+        print(f"partfer report: error: {exc.filename}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def report_at_uri(report_command):
+    """`partfer report` of a run directory given as a URI: results/ reads local files only, so
+    the run and what its report reads are copied into this machine's cache first, and the
+    rebuilt report is uploaded beside the run."""
+    def command(args: argparse.Namespace) -> int:
+        from partfer.orchestrator.storage.remote import is_uri, join
+        uri = args.run_dir
+        if not is_uri(uri):
+            return report_command(args)
+        from partfer.orchestrator.storage.remote import check
+        from partfer.orchestrator.storage.store import pull_run, push_run
+        check(uri, write=False)
+        try:
+            local = pull_run(uri)
+        except FileNotFoundError as exc:
+            print(f"partfer report: error: {exc}", file=sys.stderr)
+            return 2
+        code = report_command(argparse.Namespace(**{**vars(args), "run_dir": str(local)}))
+        if code == 0:
+            from partfer.results.report import REPORT_FILE
+            push_run(local, uri)
+            print(join(uri, REPORT_FILE))
+        return code
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m partfer.results")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_report_parser(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)
