@@ -4,11 +4,16 @@ Required (exit status 1 when one is missing): the SSD face detector's files and 
 predictor (the paper's preparation), Ray, a writable store, and Triton where a CUDA GPU is present
 (the fused training kernels run on it). A machine without a GPU is reported, not refused: every
 command also runs on CPUs.
+
+Importing Ray, Triton or torch takes seconds, so the doctor reads what is installed from the
+packages' metadata, and imports torch only where a GPU device node says it could see a GPU.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -51,10 +56,49 @@ def model_file_checks() -> list[Check]:
 
 
 def _version(module: str) -> str | None:
+    """The version of an installed package, from its distribution's metadata without importing
+    it (its own __version__ where it has no metadata); None when it is not installed."""
     try:
-        return str(getattr(importlib.import_module(module), "__version__", "version unknown"))
-    except Exception:            # an import can fail in many ways (missing library, ABI mismatch)
+        if importlib.util.find_spec(module) is None:
+            return None
+        try:
+            return importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            return str(getattr(importlib.import_module(module), "__version__", "version unknown"))
+    except Exception:            # finding or importing can fail in many ways (a broken install, ABI mismatch)
         return None
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    version: str
+    cuda: str | None             # the CUDA version torch was built for, None for a CPU or ROCm build
+    hip: str | None
+
+
+def torch_build() -> TorchBuild | None:
+    """What the installed torch was built for, read from its torch/version.py without importing
+    torch; None when that file cannot be read."""
+    try:
+        spec = importlib.util.find_spec("torch")
+        folder = list(spec.submodule_search_locations or [])[0]
+        source = Path(folder, "version.py").read_text()
+        values: dict = {}
+        exec(compile(source, "torch/version.py", "exec"), values)
+        return TorchBuild(str(values["__version__"]), values.get("cuda"), values.get("hip"))
+    except Exception:            # no torch, or a layout of it we do not know: ask torch itself
+        return None
+
+
+def gpu_device_nodes() -> bool:
+    """Whether this machine may have a GPU that CUDA can see: anything but Linux, or a Linux
+    with an NVIDIA device node (/dev/nvidia*) or WSL's GPU node (/dev/dxg)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        return any(name.startswith("nvidia") or name == "dxg" for name in os.listdir("/dev"))
+    except OSError:
+        return True
 
 
 def ray_check() -> Check:
@@ -66,16 +110,20 @@ def ray_check() -> Check:
 
 def gpu_checks() -> list[Check]:
     """The GPU and its driver (torch.cuda, nvidia-smi), and Triton where a GPU needs it."""
-    import torch
     checks = []
-    cuda = torch.cuda.is_available()
+    build = torch_build()
+    if build is not None and build.hip is None and not gpu_device_nodes():
+        cuda, version, cuda_version = False, build.version, build.cuda    # no device node: no GPU to see
+    else:
+        import torch
+        cuda, version, cuda_version = torch.cuda.is_available(), torch.__version__, torch.version.cuda
     if cuda:
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         driver = nvidia_driver() or "driver version unknown (no nvidia-smi)"
-        checks.append(Check(OK, "GPU", f"{names}; driver {driver}; CUDA runtime {torch.version.cuda}"))
+        checks.append(Check(OK, "GPU", f"{names}; driver {driver}; CUDA runtime {cuda_version}"))
     else:
-        why = ("this torch has no CUDA support" if torch.version.cuda is None
-               else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no device or driver")
+        why = ("this torch has no CUDA support" if cuda_version is None
+               else f"torch {version} (CUDA {cuda_version}) sees no device or driver")
         checks.append(Check(NOTE, "GPU", f"none: {why}; training runs on the CPUs (slow)",
                             "install the NVIDIA driver, or torch built for CUDA", required=False))
     version = _version("triton")

@@ -92,6 +92,7 @@ def test_triton_is_required_only_beside_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     triton = next(c for c in doctor.gpu_checks() if c.what == "Triton")
     assert triton.status == doctor.NOTE and not triton.required
+    monkeypatch.setattr(doctor, "gpu_device_nodes", lambda: True)    # else no device node: torch is not asked
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA H200")
@@ -117,3 +118,10 @@ def test_run_final_trains_the_final_models_after_the_run(tmp_path, monkeypatch, 
     monkeypatch.setattr(partfer.orchestrator.execution.runner, "run", lambda req, log=None: None)   # a dry run returns nothing
     assert main(["run", "--config", "demo", "--final", "--dry-run", "--out", str(tmp_path)]) == 0
     assert "final models are planned once the cross-validated run" in capsys.readouterr().out
+
+
+def test_doctor_reads_the_torch_build_that_torch_reports():
+    import torch
+    build = doctor.torch_build()
+    assert build is not None
+    assert (build.version, build.cuda, build.hip) == (torch.__version__, torch.version.cuda, torch.version.hip)
