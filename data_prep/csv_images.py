@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from partfer.data_prep.errors import RejectError
-from partfer.data_prep.image_io import register_member_loader
+from partfer.data_prep.image_members import register_member_loader
 
 PIXELS_COLUMN = "pixels"
 ROW_DIGITS = 6                      # zero-padded, so sorting member paths keeps the file's order

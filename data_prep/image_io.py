@@ -5,8 +5,8 @@ cv2.IMREAD_GRAYSCALE would hide how each was converted, and some palette TIFFs d
 every case is handled here, with Pillow as the fallback decoder.
 
 Some data sets keep their images inside another file (FER2013: pixel rows of a CSV). Such an image
-is addressed as `<container file>#<member>` (e.g. `/data/fer2013.csv#row=000123`) and decoded by a
-loader registered for the container's suffix, so preprocessing has one code path for both kinds.
+is addressed as `<container file>#<member>` and decoded by the loader registered for the
+container's suffix (data_prep.image_members), so preprocessing has one code path for both kinds.
 """
 from __future__ import annotations
 
@@ -16,37 +16,20 @@ import re
 import stat
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
+from partfer.data_prep import csv_images  # noqa: F401  (registers the loader of .csv containers)
 from partfer.data_prep.errors import RejectError
 from partfer.data_prep.file_names import name_text
+from partfer.data_prep.image_members import MEMBER_LOADERS, MEMBER_SEPARATOR
 
 # Decoding allocates width x height x channels bytes (x2 for 16-bit) before any check can run.
 # The largest images the supported data sets hold are a few megapixels (movie frames); 50
 # megapixels (e.g. 8660x5773) keeps one decode under ~400 MB at 16-bit RGBA on a worker.
 MAX_PIXELS = 50_000_000
-
-MEMBER_SEPARATOR = "#"
-# (container path, member) -> uint8 (H, W) grayscale, or RejectError naming the member.
-MemberLoader = Callable[[str, str], np.ndarray]
-_MEMBER_LOADERS: dict[str, MemberLoader] = {}
-
-
-def register_member_loader(suffix: str) -> Callable[[MemberLoader], MemberLoader]:
-    """Decorator: decode `<file with this suffix>#<member>` paths with `fn(container, member)`."""
-    def decorate(fn: MemberLoader) -> MemberLoader:
-        _MEMBER_LOADERS[suffix.lower()] = fn
-        return fn
-    return decorate
-
-
-def member_path(container: str | os.PathLike, member: str) -> str:
-    """The path that names one image stored inside `container`."""
-    return f"{container}{MEMBER_SEPARATOR}{member}"
-
 
 def split_member_path(path: str | os.PathLike) -> tuple[str, str] | None:
     """(container, member) when `path` names an image inside a file a loader knows, else None.
@@ -57,15 +40,9 @@ def split_member_path(path: str | os.PathLike) -> tuple[str, str] | None:
     if MEMBER_SEPARATOR not in text or os.path.exists(text):
         return None
     container, _, member = text.rpartition(MEMBER_SEPARATOR)
-    if Path(container).suffix.lower() not in _member_loaders():
+    if Path(container).suffix.lower() not in MEMBER_LOADERS:
         return None
     return container, member
-
-
-def _member_loaders() -> dict[str, MemberLoader]:
-    # Imported here, not at module top: the loader modules import this one to register.
-    from partfer.data_prep import csv_images  # noqa: F401
-    return _MEMBER_LOADERS
 
 
 def load_grayscale(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -74,7 +51,7 @@ def load_grayscale(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.
     member = split_member_path(path)
     if member is not None:
         container, name = member
-        return _member_loaders()[Path(container).suffix.lower()](container, name)
+        return MEMBER_LOADERS.get(Path(container).suffix.lower())(container, name)
     data = read_image_file(path, max_pixels)
     image = decode(data, cv2.IMREAD_UNCHANGED)
     if image is not None:

@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 
 from partfer import atomicio
-from partfer.data_prep import labels
-from partfer.data_prep.face_drawing import FaceStyle, background, draw_face, photograph
+from partfer.data_prep import labels, synth_ckplus, synth_sfew
+from partfer.data_prep.face_drawing import background, draw_face, photograph
 from partfer.data_prep.face_geometry import (
     Identity, expression_cues, expression_points, neutral_points, pose_points, random_identity,
     random_pose,
 )
 from partfer.data_prep.landmark_files import write_points
 from partfer.data_prep.readers.base import LANDMARKS_DIR
+from partfer.data_prep.synth_base import SynthRequest, Written, style_of, write_image_file
 
 __all__ = ["SynthSummary", "SynthImage", "SynthRequest", "synthesize", "generate", "draw_face",
            "subject_codes", "render_image", "known_synth_layouts"]
@@ -65,10 +65,6 @@ def subject_codes(n: int) -> list[str]:
     return codes
 
 
-def style_of(ident: Identity) -> FaceStyle:
-    return FaceStyle(skin=ident.skin, hair=ident.hair, lips=ident.lips, brow_thickness=ident.brow_thickness)
-
-
 def render_image(ident: Identity, expression: str, rng: np.random.Generator, size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """One photograph-like image of a person showing an expression, and its true 68 points."""
@@ -94,39 +90,6 @@ def generate(subjects: int, per_class: int, seed: int, size: int, classes: tuple
                 yield SynthImage(code, label, index, image, points)
 
 
-def write_bytes_file(path: Path, data: bytes) -> None:
-    """A file of the data set being built (folders created as needed). Plain writes: the whole
-    folder is built under a temporary name and published at once (synthesize)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def write_image_file(path: Path, image: np.ndarray) -> None:
-    """Encode by the file suffix (PNG, TIFF ...) and write atomically."""
-    ok, encoded = cv2.imencode(path.suffix, image)
-    if not ok:
-        raise OSError(f"OpenCV could not encode {path}")
-    write_bytes_file(path, encoded.tobytes())
-
-
-@dataclass(frozen=True)
-class SynthRequest:
-    """What to generate, checked by `synthesize`; every layout writer gets one."""
-    subjects: int
-    per_class: int          # JAFFE/SFEW: images per subject and class; CK+: sequences per subject and expression
-    seed: int
-    size: int
-    classes: tuple[str, ...]
-    frames: int = 6         # CK+ only: frames per sequence, neutral onset to peak
-
-
-@dataclass(frozen=True)
-class Written:
-    n_images: int
-    classes: list[str]      # labels the set's reader will find, canonical order
-    subjects: list[str]
-
-
 @dataclass(frozen=True)
 class SynthLayout:
     write: Callable[[SynthRequest, Path], Written]
@@ -147,9 +110,6 @@ def _write_jaffe(request: SynthRequest, out: Path) -> Written:
 
 
 def _layouts() -> dict[str, SynthLayout]:
-    # Imported here, not at module top: the layout modules import this one's helpers.
-    from partfer.data_prep import synth_ckplus, synth_sfew
-
     return {
         "jaffe": SynthLayout(_write_jaffe, JAFFE_CLASSES),
         "ckplus": SynthLayout(synth_ckplus.write_ckplus, synth_ckplus.CKPLUS_CLASSES, synth_ckplus.check),

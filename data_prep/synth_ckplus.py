@@ -22,7 +22,7 @@ from partfer.data_prep.face_geometry import (
     random_pose,
 )
 from partfer.data_prep.readers.ckplus import EMOTION_DIR, EMOTIONS, IMAGES_DIR, LANDMARKS_DIR, MIN_FRAMES
-from partfer.data_prep.synth import SynthRequest, Written, style_of, write_bytes_file, write_image_file
+from partfer.data_prep.synth_base import SynthRequest, Written, style_of, write_bytes_file, write_image_file
 
 CKPLUS_CLASSES = labels.CANONICAL              # 8: the neutral class comes from the onset frames
 UNLABELLED_EVERY = 3

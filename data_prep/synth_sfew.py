@@ -20,7 +20,7 @@ from partfer.data_prep.face_geometry import (
 )
 from partfer.data_prep.landmark_files import write_points
 from partfer.data_prep.readers.base import LANDMARKS_DIR
-from partfer.data_prep.synth import SynthRequest, Written, style_of, write_image_file
+from partfer.data_prep.synth_base import SynthRequest, Written, style_of, write_image_file
 
 SFEW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 FOLDER_NAMES = {"anger": "Angry", "contempt": "Contempt", "disgust": "Disgust", "fear": "Fear",

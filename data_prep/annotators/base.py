@@ -11,9 +11,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from partfer.data_prep.errors import UnknownNameError
 from partfer.data_prep.face_crop import FaceCrop
 from partfer.data_prep.readers.base import Record
+from partfer.data_prep.registry import Registry
 from partfer.data_prep.settings import PrepSettings
 
 
@@ -32,31 +32,23 @@ class AnnotatorSpec:
     uses: tuple[str, ...] = ()
 
 
-_ANNOTATORS: dict[str, AnnotatorSpec] = {}
+ANNOTATORS: Registry[AnnotatorSpec] = Registry("landmark annotator")
 
 
 def register_annotator(name: str, description: str, uses: tuple[str, ...] = ()):
     """Decorator for a factory `fn(**{field: value for field in uses}) -> Annotator`."""
     def decorate(factory):
-        _ANNOTATORS[name] = AnnotatorSpec(name, description, factory, uses)
+        ANNOTATORS.add(name, AnnotatorSpec(name, description, factory, uses))
         return factory
     return decorate
 
 
-def _builtin() -> dict[str, AnnotatorSpec]:
-    from partfer.data_prep.annotators import dlib_ert, fan, ground_truth  # noqa: F401  (they register themselves)
-    return _ANNOTATORS
-
-
 def list_annotators() -> dict[str, str]:
-    return {name: spec.description for name, spec in sorted(_builtin().items())}
+    return {name: spec.description for name, spec in ANNOTATORS.items()}
 
 
 def get_annotator_spec(name: str) -> AnnotatorSpec:
-    specs = _builtin()
-    if name not in specs:
-        raise UnknownNameError(f"unknown landmark annotator {name!r}; known: {', '.join(sorted(specs))}")
-    return specs[name]
+    return ANNOTATORS.get(name)
 
 
 def load_annotator(name: str, settings: PrepSettings = PrepSettings()) -> Annotator:

@@ -11,8 +11,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from partfer.data_prep.errors import UnknownNameError
 from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.registry import Registry
 from partfer.data_prep.settings import PrepSettings
 
 
@@ -35,32 +35,24 @@ class DetectorSpec:
     uses: tuple[str, ...] = ()             # PrepSettings fields the detector depends on
 
 
-_DETECTORS: dict[str, DetectorSpec] = {}
+DETECTORS: Registry[DetectorSpec] = Registry("face detector")
 
 
 def register_detector(name: str, description: str, uses: tuple[str, ...] = ()):
     """Decorator for a factory `fn(**{field: value for field in uses}) -> Detector`."""
     def decorate(factory):
-        _DETECTORS[name] = DetectorSpec(name, description, factory, uses)
+        DETECTORS.add(name, DetectorSpec(name, description, factory, uses))
         return factory
     return decorate
 
 
-def _builtin() -> dict[str, DetectorSpec]:
-    from partfer.data_prep.detectors import hog, none, ssd  # noqa: F401  (they register themselves)
-    return _DETECTORS
-
-
 def list_detectors() -> dict[str, str]:
     """name -> description of what it needs and where it works well."""
-    return {name: spec.description for name, spec in sorted(_builtin().items())}
+    return {name: spec.description for name, spec in DETECTORS.items()}
 
 
 def get_detector_spec(name: str) -> DetectorSpec:
-    specs = _builtin()
-    if name not in specs:
-        raise UnknownNameError(f"unknown face detector {name!r}; known: {', '.join(sorted(specs))}")
-    return specs[name]
+    return DETECTORS.get(name)
 
 
 def load_detector(name: str, settings: PrepSettings = PrepSettings()) -> Detector:

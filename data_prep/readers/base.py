@@ -2,7 +2,8 @@
 
 A reader only lists files and derives labels/subjects from names and folders; it never opens an
 image. Each layout (JAFFE, folder-per-class, CK+, SFEW, FER2013) is one module that
-registers one function, so adding a layout touches nothing else.
+registers one function; the readers package imports every such module, so adding a layout is its
+module and one line in readers/__init__.py.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from partfer.data_prep.errors import DatasetRootError, UnknownNameError
+from partfer.data_prep.errors import DatasetRootError
 from partfer.data_prep.file_names import is_utf8_name, name_text
+from partfer.data_prep.registry import Registry
 
 IMAGE_EXTENSIONS = frozenset({".tiff", ".tif", ".png", ".jpg", ".jpeg", ".bmp"})
 LANDMARKS_DIR = "landmarks"   # ground-truth points beside the images: landmarks/<stem>.txt
@@ -52,29 +54,20 @@ class ReadResult:
 
 
 ReaderFn = Callable[..., ReadResult]
-_READERS: dict[str, ReaderFn] = {}
+READERS: Registry[ReaderFn] = Registry("data set layout", known="known layouts", unique=True)
 
 
 def register_reader(name: str) -> Callable[[ReaderFn], ReaderFn]:
     """Decorator: make `fn(root: Path, **options) -> ReadResult` the reader of layout `name`."""
-    def decorate(fn: ReaderFn) -> ReaderFn:
-        if name in _READERS and _READERS[name] is not fn:
-            raise ValueError(f"reader for layout {name!r} registered twice")
-        _READERS[name] = fn
-        return fn
-    return decorate
+    return READERS.decorator(name)
 
 
 def known_layouts() -> list[str]:
-    _load_builtin_readers()
-    return sorted(_READERS)
+    return READERS.names()
 
 
 def get_reader(name: str) -> ReaderFn:
-    _load_builtin_readers()
-    if name not in _READERS:
-        raise UnknownNameError(f"unknown data set layout {name!r}; known layouts: {', '.join(sorted(_READERS))}")
-    return _READERS[name]
+    return READERS.get(name)
 
 
 def read_dataset(layout: str, root: str | os.PathLike, **options) -> ReadResult:
@@ -200,7 +193,3 @@ def landmarks_file(root: Path, rel_image: Path) -> str | None:
     candidate = root / LANDMARKS_DIR / rel_image.parent / (rel_image.stem + ".txt")
     return str(candidate) if candidate.is_file() else None
 
-
-def _load_builtin_readers() -> None:
-    # Imported here, not at module top, because each reader module imports this one.
-    from partfer.data_prep.readers import ckplus, fer2013, folder, jaffe, sfew  # noqa: F401

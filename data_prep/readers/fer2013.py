@@ -13,7 +13,7 @@ from partfer.data_prep.csv_images import (
     PIXELS_COLUMN, count_pixel_values, iter_data_lines, parse_line, read_header, row_member,
 )
 from partfer.data_prep.errors import DatasetRootError
-from partfer.data_prep.image_io import member_path
+from partfer.data_prep.image_members import member_path
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, register_reader, rel
 
 CSV_NAME = "fer2013.csv"

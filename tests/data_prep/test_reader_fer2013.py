@@ -6,7 +6,8 @@ import pytest
 
 from partfer.data_prep.detectors import load_detector
 from partfer.data_prep.errors import DatasetRootError, RejectError
-from partfer.data_prep.image_io import load_grayscale, member_path
+from partfer.data_prep.image_io import load_grayscale
+from partfer.data_prep.image_members import member_path
 from partfer.data_prep.pipeline import PrepRequest, prepare_dataset
 from partfer.data_prep.prep_store import read_rejects_csv
 from partfer.data_prep.prepared import load_prepared
