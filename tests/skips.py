@@ -18,7 +18,7 @@ def triton_runs() -> bool:
 
 
 def chromium_found() -> bool:
-    from partfer.results import layout_check
+    from tests.results import layout_check
     return layout_check.find_chromium() is not None
 
 

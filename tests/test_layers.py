@@ -2,7 +2,8 @@
 
 Data flows raw files -> data_prep -> models -> orchestrator (config and records <- storage <-
 training <- evaluation <- execution <- inference <- tune) -> results, and the CLI wires them all.
-Every import counts, including those inside functions.
+Inside data_prep and results the modules rank too: no import cycle among them. results reads of
+orchestrator only the run-record schema. Every import counts, including those inside functions.
 """
 from __future__ import annotations
 
@@ -92,6 +93,81 @@ def test_no_room_imports_one_above_it():
             if rank_of(target) > rank_of(source):
                 upward.append(f"{path.relative_to(ROOT)}:{line}: {source} imports {target}")
     assert not upward, "imports that reach up a layer:\n" + "\n".join(upward)
+
+
+# rooms whose modules must form no import cycle among themselves (a module-level ranking exists)
+RANKED_INSIDE = ("partfer.data_prep", "partfer.results")
+# what results may import from orchestrator: the run-record schema (records, the network specs,
+# the run folder's file names)
+RESULTS_READS = ("partfer.orchestrator.records", "partfer.orchestrator.networks", "partfer.orchestrator.run_files")
+
+
+def in_room(module: str, room: str) -> bool:
+    return module == room or module.startswith(room + ".")
+
+
+def imported_module(name: str, modules: set[str]) -> str | None:
+    """The module an imported name lives in: `partfer.a.b.X` -> `partfer.a.b` when that is a module."""
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in modules:
+            return ".".join(parts[:n])
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (anywhere in its file)."""
+    paths = {module_name(p): p for p in package_modules()}
+    graph = {}
+    for source, path in paths.items():
+        targets = {imported_module(target, set(paths)) for _, target in imports_of(path)}
+        graph[source] = {t for t in targets if t is not None and t != source}
+    return graph
+
+
+def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (a -> b -> ... -> a) per strongly connected group of modules that has one."""
+    found, done = [], set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        stack, path, on_path = [(start, iter(sorted(graph[start])))], [start], {start}
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                on_path.discard(node)
+                done.add(node)
+            elif child in on_path:
+                found.append(path[path.index(child):] + [child])
+            elif child not in done and child in graph:
+                stack.append((child, iter(sorted(graph[child]))))
+                path.append(child)
+                on_path.add(child)
+    return found
+
+
+@pytest.mark.parametrize("room", RANKED_INSIDE)
+def test_no_import_cycle_among_a_rooms_modules(room):
+    graph = import_graph()
+    inside = {m: {t for t in targets if in_room(t, room)} for m, targets in graph.items() if in_room(m, room)}
+    cycles = cycles_in(inside)
+    assert not cycles, f"import cycles in {room}:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_itself():
+    assert cycles_in({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert cycles_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles_in({"a": {"a2"}, "a2": set(), "b": {"c"}, "c": {"b"}}) == [["b", "c", "b"]]
+
+
+def test_results_imports_only_the_run_record_schema_from_orchestrator():
+    stray = [f"{p.relative_to(ROOT)}:{line}: {target}" for p in package_modules()
+             if in_room(module_name(p), "partfer.results") for line, target in imports_of(p)
+             if in_room(target, "partfer.orchestrator") and not any(in_room(target, m) for m in RESULTS_READS)]
+    assert not stray, "results imports orchestrator beyond the run-record schema:\n" + "\n".join(stray)
 
 
 @pytest.mark.parametrize("source, target, allowed", [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from partfer.results import layout_check
+from tests.results import layout_check
 from partfer.results.report import build_report
 from skips import needs_chromium
 
