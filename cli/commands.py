@@ -56,13 +56,28 @@ def version_text() -> str:
         return "partfer (not installed as a distribution: `pip install -e .` gives it a version)"
 
 
+class VersionAction(argparse.Action):
+    """`--version`, with the version read only when it is asked for (reading a distribution's
+    metadata takes longer than building the whole parser)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        formatter = parser._get_formatter()
+        formatter.add_text(version_text())
+        parser._print_message(formatter.format_help(), sys.stdout)
+        parser.exit()
+
+
 def build_parser(commands: Collection[str | None] | None = None) -> argparse.ArgumentParser:
     """The `partfer` parser: every command's options, or only those of `commands` when given (the
     others are listed with their help, which is all `partfer --help` shows of them)."""
     parser = argparse.ArgumentParser(
         prog="partfer", description="Part-based, landmark-aware ensemble transfer learning for facial "
         "expression recognition (Wadhawan & Gandhi), orchestrated on Ray.", formatter_class=HelpFormatter)
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add in COMMANDS.items():
         add(sub, with_arguments=commands is None or name in commands)
@@ -78,6 +93,8 @@ def command_in(argv: list[str]) -> str | None:
 def refuse_credentials_in(argv: list[str]) -> None:
     """A URI with credentials anywhere on the command line (`--out s3://KEY:SECRET@bucket`,
     `--prepared NAME=URI`, a run directory) is refused before anything prints or writes it."""
+    if not any("://" in arg for arg in argv):
+        return
     from partfer.orchestrator.storage.remote import refuse_credentials
     for arg in argv:
         for uri in re.findall(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s,]+", arg):

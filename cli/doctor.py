@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -21,7 +20,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from partfer import atomicio
 from partfer.cli.help_format import add_command
 
 OK, MISSING, NOTE = "OK", "MISSING", "NOTE"
@@ -58,6 +56,7 @@ def model_file_checks() -> list[Check]:
 def _version(module: str) -> str | None:
     """The version of an installed package, from its distribution's metadata without importing
     it (its own __version__ where it has no metadata); None when it is not installed."""
+    import importlib.metadata
     try:
         if importlib.util.find_spec(module) is None:
             return None
@@ -153,6 +152,7 @@ def nvidia_driver() -> str | None:
 def storage_check(storage: str) -> Check:
     """Whether the store can be written: a probe object at a URI, a probe file in a local folder
     (or in the nearest existing folder above one that a run would create)."""
+    from partfer import atomicio
     from partfer.orchestrator.storage.remote import StorageError, check, is_uri, redact
     what = f"storage {redact(storage)}"
     if is_uri(storage):

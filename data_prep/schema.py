@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-CROP_SIZE = 160
+from partfer.data_prep.settings import CROP_SIZE  # noqa: F401  (the prepared images' side, re-exported)
 
 COLUMNS = {
     "sample_id": pa.string(),      # unique within the data set, stable across runs

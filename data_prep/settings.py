@@ -8,9 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from partfer.data_prep.schema import CROP_SIZE
-
 NO_FACE_CHOICES = ("center_square", "reject")
+CROP_SIZE = 160                 # the paper's crop side (data_prep.schema's images, results' landmark pixels)
 # The crop side: at least 16 px; at most 1024, four times more than any face data set here holds,
 # so that a mistyped or hostile value (a config, a model.json) cannot ask for a gigapixel crop.
 CROP_SIZE_MIN = 16

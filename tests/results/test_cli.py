@@ -47,7 +47,7 @@ def test_add_report_parser_registers_a_subcommand(tmp_path, capsys):
 
 # data_prep's reader of prepared crops and its pure-data modules: pyarrow and numpy only.
 ALLOWED_DATA_PREP = {"partfer.data_prep", "partfer.data_prep.errors", "partfer.data_prep.ibug68",
-                     "partfer.data_prep.prepared", "partfer.data_prep.schema"}
+                     "partfer.data_prep.prepared", "partfer.data_prep.schema", "partfer.data_prep.settings"}
 
 
 def test_results_imports_no_training_stack(tmp_path):
