@@ -26,7 +26,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from partfer.models.kernels import warp  # noqa: E402
 from partfer.orchestrator.training.batches import check_fused_route  # noqa: E402
-from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms,  # noqa: E402
+from partfer.orchestrator.training.jobs import AugmentSettings  # noqa: E402
+from partfer.orchestrator.training.augment import (normalise_pixels, random_transforms,  # noqa: E402
                                   sampling_maps, warp_images)
 
 

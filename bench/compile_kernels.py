@@ -13,12 +13,12 @@ launch (kernel, argument types and Triton's specialisation of them, compile-time
 warps) is compiled for each architecture asked for, and cuobjdump reads the cubin.
 
     python bench/compile_kernels.py                          # the paper's pack, sm_90 and sm_86
-    python bench/compile_kernels.py --arch 90 --routes baseline,tconv --json out.json
+    python bench/compile_kernels.py --arch 90 --routes baseline,splitcopy --json out.json
     python bench/compile_kernels.py --pack 3 --batch 2 --image-size 32   # small and quick
 
 Routes (--routes): baseline (the default CUDA path: fused augmentation, the grey conv padded,
-split convs read in place by the fused BN kernels, cuDNN's convs), fusegrey (train.fused_grey_conv),
-tconv (train.triton_conv), splitcopy (split outputs interleaved first). Each route also runs a
+split convs read in place by the fused BN kernels, cuDNN's convs), splitcopy (split outputs
+interleaved first). Each route also runs a
 forward and backward of a compacted pack (a subset of its models: the running statistics'
 indexed update). Exits 1 if a kernel fails to compile or needs more shared memory than a GPU of
 that architecture has; spills are reported, not failed. Must run without TRITON_INTERPRET (the
@@ -55,8 +55,6 @@ ARCHS = {
 RESERVED_SMEM = 1024
 ROUTES = {
     "baseline": {},
-    "fusegrey": {"grey_mode": "fused"},
-    "tconv": {"conv_mode": "triton"},
     "splitcopy": {"interleave_mode": "copy"},
 }
 TENSOR_CORE_OPS = re.compile(r"\b(HMMA|HGMMA|IMMA|IGMMA)\b")
@@ -259,14 +257,14 @@ def record_step(route: str, pack: int, batch: int, image_size: int, n_images: in
 
 
 def _tile_tables() -> dict:
-    from partfer.models.kernels import fused_bn, grouped_conv, warp
-    return {"bn": fused_bn.TILES, "conv": grouped_conv.CONV_TILES, "augment": warp.TILES}
+    from partfer.models.kernels import fused_bn, warp
+    return {"bn": fused_bn.TILES, "augment": warp.TILES}
 
 
 
 def set_tiles(settings: list[str]) -> dict:
     """Apply TABLE.KEY=VALUE settings to the kernels' tile tables (models.kernels.fused_bn.TILES,
-    models.kernels.grouped_conv.CONV_TILES, models.kernels.warp.TILES), e.g. to check the tiles a
+    models.kernels.warp.TILES), e.g. to check the tiles a
     GPU sweep will try before it tries them. Returns what was set."""
     tables, done = _tile_tables(), {}
     for setting in settings:
@@ -340,7 +338,7 @@ def main(argv=None) -> int:
                     "on it; 2 keeps the CPU's share quick)")
     ap.add_argument("--image-size", type=int, default=160)
     ap.add_argument("--tile", action="append", default=[], metavar="TABLE.KEY=VALUE",
-                    help="compile with another tile setting, e.g. conv.tile=8192 or bn.warps=8 (tables: "
+                    help="compile with another tile setting, e.g. bn.rows=128 or bn.warps=8 (tables: "
                     f"{', '.join(_tile_tables())}); repeatable")
     ap.add_argument("--json", type=Path, help="write every compiled kernel's figures here")
     args = ap.parse_args(argv)

@@ -2,7 +2,7 @@
 # One device call that builds nothing and measures everything issue 6 asks for:
 #   1. the machine (GPU, driver, torch, cuDNN, Triton);
 #   2. bench/train_throughput.py: pack-vs-separate and fused-vs-PyTorch-kernels checks, throughput
-#      variants, kernel profile (short: it also picks the run's opt-in switches: GREY, TCONV, GRAPHS);
+#      variants, kernel profile;
 #   3. the full protocol of the prepared data set (Baseline, FTL, EL at the paper's epochs, all 10
 #      folds; JAFFE so far) trained by the inline executor from Parquet prepared on a CPU machine
 #      (bench/prepare_gpu_data.sh), with Ray, dlib and face-alignment made unimportable (the GPU
@@ -14,7 +14,7 @@
 #   BENCH_LIMIT=0 RUN_ARGS="--epochs-scale 0.1 --set train.recalibrate_bn=true" \
 #     bash bench/gpu_session.sh .gpu/prepared/ckplus-<hash> $OUT
 # env: PYTHON (python3), BENCH_LIMIT / RUN_LIMIT (seconds; 0 skips the bench / the run),
-# BENCH_VARIANTS (comma list), GREY, TCONV and GRAPHS (auto | on | off), BENCH_ARGS / RUN_ARGS (extra arguments;
+# BENCH_VARIANTS (comma list), BENCH_ARGS / RUN_ARGS (extra arguments;
 # e.g. a CPU dry run: BENCH_ARGS="--device cpu --image-size 32 --pack 3 --steps 2 --warmup 1"
 # RUN_ARGS="--device cpu --image-size 32 --epochs-scale 0.02").
 set -u
@@ -55,22 +55,18 @@ sys.exit(main(sys.argv[1:]))
 # Variants measured on 2026-11-28 and not changed since (nchw, nobench, x2, fold, repeat, nosplit,
 # compile, compile-ro, small, small-x3) are left out by default; BENCH_VARIANTS=all brings them back.
 if [ "${BENCH_LIMIT:-180}" -gt 0 ]; then     # (timeout 0 would mean no limit)
-timeout "${BENCH_LIMIT:-180}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,packed-graph,small,small-graph,small-x3,small-x3-graph,packed-stopped,packed-tconv,small-tconv,packed-torchaug,packed-splitcopy,packed-fusegrey,packed-nofuse}" \
-  --check --profile --count-ops --conv-tiles --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+timeout "${BENCH_LIMIT:-180}" $py bench/train_throughput.py --variants "${BENCH_VARIANTS:-naive,packed,small,small-x3,packed-stopped,packed-torchaug,packed-splitcopy,packed-nofuse}" \
+  --check --profile --count-ops --steps 50 --warmup 10 --json "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
 timeout 60 $py bench/augment_batch.py --device cuda --models 50 --batch 32 2>&1 | tee -a "$out/bench.log"
 fi
 
-# The opt-in speed switches for the run (the grey conv fused into the BN kernels, the Triton
-# convs, CUDA graphs): each where the bench just measured it >= 3 % faster and its check found it
-# computing the same (bench/choose_switches.py; GREY, TCONV, GRAPHS = auto | on | off).
-switch_args=$($py bench/choose_switches.py "$out/bench.json")
-echo "$name run settings: ${switch_args:-defaults} ${RUN_ARGS:-}" | tee -a "$out/$name.log"
+echo "$name run settings: defaults ${RUN_ARGS:-}" | tee -a "$out/$name.log"
 
 t0=$(date +%s)
 rc=0
 if [ "${RUN_LIMIT:-400}" -gt 0 ]; then     # RUN_LIMIT=0: the bench only
 # shellcheck disable=SC2086
-run_protocol "${RUN_LIMIT:-400}" $switch_args
+run_protocol "${RUN_LIMIT:-400}"
 rc=$?
 fi
 elapsed=$(( $(date +%s) - t0 ))
@@ -80,7 +76,7 @@ if [ "${RUN_LIMIT:-400}" -gt 0 ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$
   echo "retrying with train.gpus_per_pack=1 (one pack at a time)" | tee -a "$out/$name.log"
   t0=$(date +%s)
   # shellcheck disable=SC2086
-  run_protocol $(( ${RUN_LIMIT:-400} - elapsed )) --set train.gpus_per_pack=1 $switch_args
+  run_protocol $(( ${RUN_LIMIT:-400} - elapsed )) --set train.gpus_per_pack=1
   echo "$name run (one pack at a time): exit $?, wall $(( $(date +%s) - t0 )) s" | tee -a "$out/$name.log"
 fi
 
@@ -92,7 +88,7 @@ import json, sys
 s = json.load(open(f"{sys.argv[1]}/plan.json"))["settings"]
 keys = ("status", "wall_seconds", "train_seconds", "pack_seconds", "pack_busy_seconds", "pack_setup_seconds",
         "packs_per_gpu", "trained_model_stages", "train_images", "device", "precision",
-        "step_plans", "graph_captures", "graph_replays")
+        "step_plans")
 print({k: s.get(k) for k in keys})
 busy = s.get("pack_busy_seconds", s.get("pack_seconds"))
 if s.get("train_seconds") and busy is not None:

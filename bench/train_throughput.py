@@ -20,11 +20,8 @@ Variants (--variants, comma list or `all`):
     packed-nosplit      widening grouped convs (16 -> 32 per model) as one conv, not split into square ones
     packed-repeat       the grey first conv fed 3 repeated channels, not 16 zero-padded ones
     packed-nofuse       BN, ReLU and max-pool as PyTorch's kernels, not the fused Triton ones
-    packed-fusegrey     the grey first conv computed inside the fused BN kernels (models/kernels/fused_grey.py)
     packed-torchaug     the batch augmented by PyTorch's ops, not the one-kernel models/kernels/warp.py
     packed-splitcopy    split convs' outputs interleaved by a copy before the fused BN kernels (not read in place)
-    packed-tconv        the square grouped convs as Triton kernels (models/kernels/grouped_conv.py), not cuDNN's
-    small-tconv         the same for a tenth of --pack
     packed-compile      torch.compile of the forward + loss (inductor, default mode)
     packed-compile-ro   torch.compile mode="reduce-overhead" (CUDA graphs)
     packed-x2           twice --pack models (does a bigger pack still help?)
@@ -33,18 +30,14 @@ Variants (--variants, comma list or `all`):
                         executor with train.gpus_per_pack 0.33)
     packed-stopped      half of the pack's models stopped but still computed, their saved slices
                         written back after every step (a pack between a stop and its compaction)
-    packed-graph, small-graph, small-x3-graph, packed-stopped-graph
-                        the same with each step replayed as a captured CUDA graph (train.cuda_graphs,
-                        orchestrator/training/step_graph.py; Adam capturable): one launch instead of ~600
 
 Prints images/s summed over models, the ratio to `naive`, peak GPU memory and the projected wall
 time of the paper's full reproduction; --check compares a pack with separate networks on the
-device (on CUDA also the fused kernels with PyTorch's, and graphed steps with eager ones);
+device (on CUDA also the fused kernels with PyTorch's);
 --profile prints the packed step's most expensive kernels; --count-ops counts the host-side
 ops and Triton launches of one packed step (PyTorch's kernels vs the fused ones); --tiles times the fused
 BatchNorm kernels (models/kernels/fused_bn.py) for several tile sizes against PyTorch's BN + ReLU + max-pool
-at the first block's shapes; --conv-tiles times the Triton grouped convs (models/kernels/grouped_conv.py)
-for several tiles and warp counts against cuDNN's at blocks 1 and 3's shapes. With --json every finished variant is written at once, so a run cut
+at the first block's shapes. With --json every finished variant is written at once, so a run cut
 short by a time limit still leaves its results.
 """
 from __future__ import annotations
@@ -68,9 +61,8 @@ from partfer.models.config import ArchConfig  # noqa: E402
 from partfer.models.options import ExecOptions  # noqa: E402
 from partfer.models.packed import PackedNetwork, model_view  # noqa: E402
 from partfer.models.subnet import SubNetwork  # noqa: E402
-from partfer.orchestrator.training.augment import AugmentSettings  # noqa: E402
+from partfer.orchestrator.training.jobs import AugmentSettings  # noqa: E402
 from partfer.orchestrator.training.batches import fused_available  # noqa: E402
-from partfer.orchestrator.training.step_graph import PackStepper  # noqa: E402
 from partfer.orchestrator.config import load_config  # noqa: E402
 from partfer.orchestrator.training.train import StepPlan, train_step, training_loss_fn  # noqa: E402
 
@@ -83,10 +75,9 @@ PAPER_IMAGE_STEPS = 75e6
 # over 300 epochs for each of Baseline, FTL and EL.
 JAFFE_IMAGE_STEPS = 3 * 50 * 300 * 6 * 32
 
-ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-fusegrey", "packed-torchaug", "packed-splitcopy",
+ALL = ("naive", "naive-bf16", "packed", "packed-nofuse", "packed-torchaug", "packed-splitcopy",
        "packed-nosplit", "packed-repeat", "packed-fold", "packed-nchw",
-       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3", "packed-stopped",
-       "packed-graph", "small-graph", "small-x3-graph", "packed-stopped-graph", "packed-tconv", "small-tconv")
+       "packed-nobench", "packed-x2", "packed-compile-ro", "packed-compile", "small", "small-x3", "packed-stopped")
 
 
 def variant_settings(name: str, pack: int, device: str) -> dict:
@@ -96,7 +87,6 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "naive-bf16": dict(models=1, precision=bf16, channels_last=True),
         "packed": dict(models=pack, precision=bf16, channels_last=True),
         "packed-nofuse": dict(models=pack, precision=bf16, channels_last=True, fuse_mode="off"),
-        "packed-fusegrey": dict(models=pack, precision=bf16, channels_last=True, grey_mode="fused"),
         "packed-torchaug": dict(models=pack, precision=bf16, channels_last=True, augment="torch"),
         "packed-splitcopy": dict(models=pack, precision=bf16, channels_last=True, interleave_mode="copy"),
         "packed-nchw": dict(models=pack, precision=bf16, channels_last=False),
@@ -111,10 +101,6 @@ def variant_settings(name: str, pack: int, device: str) -> dict:
         "small-x3": dict(models=max(1, pack // 10), precision=bf16, channels_last=True, concurrent=3),
         "packed-stopped": dict(models=pack, precision=bf16, channels_last=True, stopped=0.5),
     }
-    for base in ("packed", "small"):
-        table[f"{base}-tconv"] = dict(table[base], conv_mode="triton")
-    for base in ("packed", "small", "small-x3", "packed-stopped"):
-        table[f"{base}-graph"] = dict(table[base], graphs=True)
     if name not in table:
         raise SystemExit(f"unknown variant {name!r}; known: {', '.join(ALL)}")
     return table[name]
@@ -128,32 +114,25 @@ def _sync(device: str) -> None:
 def make_step(n_models: int, device: str, image_size: int, batch: int, precision: str,
               channels_last: bool, compile: str | None = None, grey_mode: str = "auto",
               split_mode: str = "auto", fuse_mode: str = "auto", augment: str = "auto",
-              interleave_mode: str = "auto", stopped: float = 0.0, graphs: bool = False,
-              capturable: bool | None = None, n_images: int = 2048, n_classes: int = 7,
-              conv_mode: str = "torch"):
-    """A closure doing one step of the trainer (orchestrator.training.train.train_step) for an M-model pack,
-    through the trainer's stepper (orchestrator.training.step_graph.PackStepper).
+              interleave_mode: str = "auto", stopped: float = 0.0, n_images: int = 2048, n_classes: int = 7):
+    """A closure doing one step of the trainer (orchestrator.training.train.train_step) for an M-model pack.
     augment: auto (the fused kernel on CUDA where it passed its self-test, as the trainer) | on
     (the fused kernel wherever Triton runs it) | torch (PyTorch's ops).
     precision: bf16 (autocast, as CUDA packs train) | fp32.
     stopped: the fraction of the models that stopped early but are still computed (their saved
     slices written back after each step, as between a stop and the pack's compaction).
-    graphs: steps replayed as a captured CUDA graph after the stepper's warm-up steps (Adam
-    capturable, as the trainer builds it then; `capturable` alone sets Adam's form).
-    The closure carries .net, .run_loss and .stepper for the checks."""
+    The closure carries .net and .run_loss for the checks."""
     dev = torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(0)
     images = torch.randint(0, 256, (n_images, image_size, image_size), dtype=torch.uint8, device=dev)
     labels = torch.randint(0, n_classes, (n_images,), device=dev)
-    options = ExecOptions(grey=grey_mode, split=split_mode, fuse=fuse_mode, interleave=interleave_mode,
-                          conv=conv_mode)
+    options = ExecOptions(grey=grey_mode, split=split_mode, fuse=fuse_mode, interleave=interleave_mode)
     net = PackedNetwork.from_arch(n_models, n_classes, None, PAPER_ARCH, seeds=list(range(n_models)),
                                   options=options).to(dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.set_stage_mode("baseline")
-    opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7,
-                           capturable=graphs if capturable is None else capturable)
+    opt = torch.optim.Adam(net.trainable_parameters("baseline"), lr=1e-3, eps=1e-7)
     if augment not in ("auto", "on", "torch"):
         raise ValueError(f"augment must be auto, on or torch, not {augment!r}")
     use_bf16 = precision == "bf16"
@@ -171,13 +150,10 @@ def make_step(n_models: int, device: str, image_size: int, batch: int, precision
     run_loss = torch.zeros(n_models, device=dev)
     run_correct = torch.zeros(n_models, device=dev)
 
-    stepper = PackStepper(lambda p: train_step(net, opt, training_loss, p, gen, run_loss, run_correct),
-                          gen, opt, graphs=graphs)
-
     def step():
-        stepper.step(plan)
+        train_step(net, opt, training_loss, plan, gen, run_loss, run_correct)
 
-    step.net, step.run_loss, step.stepper, step.plan = net, run_loss, stepper, plan
+    step.net, step.run_loss, step.plan = net, run_loss, plan
     return step
 
 
@@ -185,7 +161,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
             precision: str, channels_last: bool, compile: str | None = None,
             cudnn_benchmark: bool = True, grey_mode: str = "auto", split_mode: str = "auto",
             fuse_mode: str = "auto", augment: str = "auto", interleave_mode: str = "auto",
-            concurrent: int = 1, stopped: float = 0.0, graphs: bool = False, conv_mode: str = "torch") -> dict:
+            concurrent: int = 1, stopped: float = 0.0) -> dict:
     """Images/s of `concurrent` packs of n_models, each stepping in its own thread and CUDA stream
     (images of every computed model, stopped ones included: the rate of the step)."""
     import threading
@@ -194,7 +170,7 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     steppers = [make_step(n_models, device, image_size, batch, precision, channels_last, compile, grey_mode,
-                          split_mode, fuse_mode, augment, interleave_mode, stopped, graphs, conv_mode=conv_mode)
+                          split_mode, fuse_mode, augment, interleave_mode, stopped)
                 for _ in range(concurrent)]
 
     def run(step, n: int) -> None:
@@ -226,11 +202,10 @@ def measure(name: str, n_models: int, device: str, image_size: int, batch: int, 
     seconds = timed(steps)
     rate = concurrent * n_models * batch * steps / seconds
     return {"variant": name, "models": n_models, "concurrent": concurrent, "stopped": stopped,
-            "graphs": graphs, **({"step_counts": steppers[0].stepper.counts()} if graphs else {}),
             "precision": precision,
             "channels_last": channels_last,
             "compile": compile, "grey_mode": grey_mode, "split_mode": split_mode, "fuse_mode": fuse_mode,
-            "interleave_mode": interleave_mode, "conv_mode": conv_mode,
+            "interleave_mode": interleave_mode,
             "augment": "fused" if augment == "auto" and fused_available(
                 torch.zeros(1, dtype=torch.uint8, device=device), "auto") else "torch",
             "cudnn_benchmark": cudnn_benchmark if device == "cuda" else None,
@@ -290,8 +265,7 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
                    fuse: str = "auto") -> dict:
     """Train copies of one pack for a few SGD steps on the same grey batches (fp32, TF32 off):
     PyTorch's kernels (fuse off) against the fused BN kernels (reading split convs' outputs
-    in place) with the grey input padded ("pad"), with the first conv fused too ("fused"), and
-    with the padded input and the square grouped convs as Triton kernels ("tconv"). Relative differences (norm of the
+    in place) with the grey input padded ("pad"). Relative differences (norm of the
     difference over norm) of all parameters as one vector, of all BN running statistics, and of
     eval-mode logits afterwards, and the largest parameter difference: the fused kernels must
     train the same network."""
@@ -308,10 +282,9 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
                 torch.randint(0, 7, (batch, n_models), generator=gen).to(device)) for _ in range(steps)]
     probe = torch.rand(batch, n_models, 1, image_size, image_size, generator=gen).to(device)
 
-    def train(fuse_mode: str, grey_mode: str, conv_mode: str = "torch") -> tuple[list, list, torch.Tensor]:
+    def train(fuse_mode: str, grey_mode: str) -> tuple[list, list, torch.Tensor]:
         # as on CUDA with the fused kernels: widening convs split, read in place by the kernels
-        options = ExecOptions(fuse=fuse_mode, grey=grey_mode, conv=conv_mode,
-                              split="on" if fuse_mode != "off" else "auto")
+        options = ExecOptions(fuse=fuse_mode, grey=grey_mode, split="on" if fuse_mode != "off" else "auto")
         net = PackedNetwork.from_arch(n_models, 7, None, PAPER_ARCH, seeds=list(range(n_models)),
                                       options=options).to(device)
         net.load_state_dict(base.state_dict())      # base's weights, biases and statistics exactly
@@ -328,75 +301,13 @@ def check_training(device: str, image_size: int = 48, n_models: int = 3, batch: 
         return params, stats, logits
 
     ref = train("off", "auto")
-    out = {}
-    for route, grey, conv in (("pad", "pad", "torch"), ("fused", "fused", "torch"), ("tconv", "pad", "triton")):
-        got = train(fuse, grey, conv)
-        flat = [torch.cat([t.flatten() for t in ts]) for ts in (got[0], ref[0], got[1], ref[1])]
-        out[route] = {"params": _rel(flat[0], flat[1]), "running_stats": _rel(flat[2], flat[3]),
-                      "eval_logits": _rel(got[2], ref[2]),
-                      "params_max_abs": float((flat[0] - flat[1]).abs().max())}
-        out[route] = {k: float(f"{v:.3g}") for k, v in out[route].items()}
+    got = train(fuse, "pad")
+    flat = [torch.cat([t.flatten() for t in ts]) for ts in (got[0], ref[0], got[1], ref[1])]
+    diffs = {"params": _rel(flat[0], flat[1]), "running_stats": _rel(flat[2], flat[3]),
+             "eval_logits": _rel(got[2], ref[2]), "params_max_abs": float((flat[0] - flat[1]).abs().max())}
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    return out
-
-
-def stop_in_place(step, model: int) -> dict[str, torch.Tensor]:
-    """Stop one more model of a make_step pack the way the trainer does between epochs: its
-    current slices into the held snapshot, then the plan's active flag and the held mask, changed
-    in place (a captured step reads them at its next replay). Returns the model's held slices."""
-    plan, net = step.plan, step.net
-    if plan.frozen is None:
-        raise ValueError("make_step(stopped=...) > 0 is needed: a pack with no stopped model has no held mask")
-    snapshot = dict(zip(net.model_views(), plan.frozen.values))
-    net.capture_models_(snapshot, [model])
-    plan.active[model] = False        # computed = every model: the plan's row of model m is m
-    plan.frozen.mask[model] = True
-    return {name: t[model].clone() for name, t in snapshot.items()}
-
-
-def held_change(step, held: dict[str, torch.Tensor], model: int) -> float:
-    """How far a stopped model's slices moved since stop_in_place (0 when held)."""
-    views = step.net.model_views()
-    return max(float((views[name][model].float() - t.float()).abs().max()) for name, t in held.items())
-
-
-def check_graphs(device: str, image_size: int = 64, n_models: int = 4, batch: int = 8, steps: int = 7) -> dict:
-    """The same pack stepped eagerly twice and through CUDA graphs once (capturable Adam in all,
-    half the models stopped so the frozen write-back is captured too, and one more stopped in
-    place after the capture, as the trainer stops models between epochs). Replays run the same
-    kernels on the same random numbers, so graph-vs-eager should be as close as eager-vs-eager
-    (zero, or cuDNN's atomics' rounding): relative differences of the per-model loss sums and of
-    all parameters after `steps` steps, how far the model stopped mid-run moved after its stop
-    (`held_moved`: 0), and the stepper's counts (1 plan, 1 capture). A wrong random stream, a
-    stale tensor in the graph or an in-place stop the graph missed would differ by orders of
-    magnitude more. CUDA only."""
-    late = n_models // 2              # the first active model (stopped=0.5 holds the lower half)
-
-    def run(graphs: bool):
-        torch.manual_seed(0)                  # the same data set and labels every time
-        step = make_step(n_models, device, image_size, batch, "bf16", True, stopped=0.5,
-                         graphs=graphs, capturable=True)
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for i in range(steps):
-                if i == steps // 2:           # after the stepper's warm-up and capture
-                    held = stop_in_place(step, late)
-                step()
-        torch.cuda.synchronize()
-        params = torch.cat([p.detach().float().flatten() for p in step.net.parameters()])
-        return step.run_loss.clone(), params, {"held_moved": held_change(step, held, late), **step.stepper.counts()}
-
-    def rel(a, b) -> float:
-        return float(f"{_rel(a, b):.3g}")
-
-    ref = run(False)
-    again = run(False)
-    graphed = run(True)
-    return {"eager_vs_eager": {"loss_rel": rel(again[0], ref[0]), "params_rel": rel(again[1], ref[1])},
-            "graph_vs_eager": {"loss_rel": rel(graphed[0], ref[0]), "params_rel": rel(graphed[1], ref[1])},
-            "eager_held_moved": ref[2]["held_moved"], **graphed[2]}
+    return {"pad": {k: float(f"{v:.3g}") for k, v in diffs.items()}}
 
 
 def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: int = 4) -> dict:
@@ -409,8 +320,8 @@ def count_host_ops(device: str, image_size: int = 32, n_models: int = 3, batch: 
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from partfer.models.kernels import fused_bn, fused_grey, warp
-    modules = (fused_bn, fused_grey, warp)       # each calls launch by its own name
+    from partfer.models.kernels import fused_bn, warp
+    modules = (fused_bn, warp)       # each calls launch by its own name
     views = {"view", "select", "slice", "detach", "transpose", "unsqueeze", "unflatten", "permute", "expand",
              "as_strided", "alias", "t", "_unsafe_view", "squeeze", "reshape", "flatten", "split", "unbind"}
     launches = {"n": 0, "counting": True}
@@ -553,66 +464,6 @@ def tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10) -> list[d
     return rows
 
 
-def _time_host(fn, reps: int) -> float:
-    """Mean milliseconds of fn() on a CPU (after one untimed call)."""
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return 1000 * (time.perf_counter() - t0) / reps
-
-
-def conv_tile_sweep(pack: int, batch: int, image_size: int, reps: int = 10, device: str = "cuda") -> list[dict]:
-    """A pack's square grouped convs by cuDNN and by the Triton kernels (models/kernels/grouped_conv.py) at
-    several tiles and warp counts: block 1's (16 -> 16 per model at image_size) and block 3's
-    (64 -> 64 at a quarter of it), bf16 channels-last. Milliseconds of the forward alone and of
-    forward + both gradients; a sweep, not a training step. device "cpu": Triton's interpreter
-    (a check that the sweep runs, not a measurement)."""
-    import torch.nn.functional as F
-
-    from partfer.models.kernels import fused_bn, grouped_conv
-    dev = torch.device(device)
-    timer = _time_cuda if dev.type == "cuda" else _time_host
-    rows = []
-    saved_tiles, saved_warps = dict(grouped_conv.CONV_TILES), fused_bn.TILES["warps"]
-    try:
-        for c, size, settings in ((16, image_size, [(t, w) for t in (2048, 4096, 8192) for w in (4, 8)]),
-                                  (64, max(8, image_size // 4), [(4096, 4), (8192, 8)])):
-            x = torch.randn(batch, pack * c, size, size, device=dev, dtype=torch.bfloat16)
-            x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-            w = (0.1 * torch.randn(pack * c, c, 3, 3, device=dev)).requires_grad_()
-            g = torch.randn_like(x)
-
-            def run(conv, backward: bool):
-                def call():
-                    with torch.autocast(dev.type, dtype=torch.bfloat16):
-                        y = conv()
-                    if backward:
-                        y.backward(g)
-                return call
-            cudnn = lambda: F.conv2d(x, w, None, 1, 1, 1, pack)            # noqa: E731
-            triton_conv = lambda: grouped_conv.grouped_conv(x, w, pack)    # noqa: E731
-            row = {"convs": "torch", "channels": c, "size": size,       # cuDNN on CUDA
-                   "forward_ms": round(timer(run(cudnn, False), reps), 3),
-                   "train_ms": round(timer(run(cudnn, True), reps), 3)}
-            rows.append(row)
-            print(f"  conv tiles: {row}", flush=True)
-            for tile, warps in settings:
-                grouped_conv.CONV_TILES["tile"], fused_bn.TILES["warps"] = tile, warps
-                row = {"convs": "triton", "channels": c, "size": size, "tile": tile, "warps": warps}
-                try:
-                    row.update(forward_ms=round(timer(run(triton_conv, False), reps), 3),
-                               train_ms=round(timer(run(triton_conv, True), reps), 3))
-                except Exception as exc:        # a tile the compiler rejects: noted, sweep goes on
-                    row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-                rows.append(row)
-                print(f"  conv tiles: {row}", flush=True)
-    finally:
-        grouped_conv.CONV_TILES.update(saved_tiles)
-        fused_bn.TILES["warps"] = saved_warps
-    return rows
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -625,8 +476,6 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="compare a pack with separate networks first")
     p.add_argument("--profile", action="store_true", help="print the packed step's top kernels")
     p.add_argument("--tiles", action="store_true", help="time the fused BN kernels' tile sizes (CUDA)")
-    p.add_argument("--conv-tiles", action="store_true",
-                   help="after the variants, time the Triton grouped convs' tiles against cuDNN (CUDA)")
     p.add_argument("--count-ops", action="store_true",
                    help="count the host-side ops and kernel launches of one packed step, by kernel path")
     p.add_argument("--json", help="write the results here (after every variant)")
@@ -654,13 +503,6 @@ def main(argv=None) -> int:
             out["check_training"] = check_training(device)
             print(f"  fused kernels vs PyTorch's, 3 SGD steps (fp32): relative difference {out['check_training']}",
                   flush=True)
-            try:
-                out["check_graphs"] = check_graphs(device)
-                print(f"  graphed vs eager steps: {out['check_graphs']}", flush=True)
-            except Exception as exc:          # the graph variants will fail too; the rest still runs
-                out["errors"]["check_graphs"] = f"{type(exc).__name__}: {exc}"
-                print(f"  check_graphs: FAILED {out['errors']['check_graphs']}", flush=True)
-                traceback.print_exc()
         save()
     if args.count_ops:
         try:
@@ -713,8 +555,6 @@ def main(argv=None) -> int:
         out["profile"] = profile(device, args.image_size, args.batch, args.pack)
         print(out["profile"], flush=True)
     save()
-    if args.conv_tiles and device == "cuda":      # last: a time limit cuts this, not the variants
-        sweep("conv_tiles", conv_tile_sweep)
     print(f"\n{'variant':<18} {'M':>4} {'img/s':>10} {'x naive':>8} {'paper h':>8} {'JAFFE min':>9} {'peak MB':>8}")
     for r in out["results"]:
         print(f"{r['variant']:<18} {r['models']:>4} {r['images_per_s']:>10.1f} {r.get('ratio_to_naive', '-'):>8} "

@@ -1,6 +1,6 @@
 """One image -> one prepared row: grayscale, CLAHE, face box, square crop, 68 normalised points.
 
-This follows the paper (Section III-A) and DESIGN.md section 2: CLAHE on the grayscale image,
+This follows the paper (Section III-A): CLAHE on the grayscale image,
 detection on it (3 channels, 300x300 for the SSD), a square box clipped to the image, a bilinear
 resize to crop_size, landmarks in crop coordinates divided by the crop size.
 

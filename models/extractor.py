@@ -19,7 +19,6 @@ as inputs per group on fast kernels and widening ones (16 -> 32 per model) group
 widening convs of a pack are split into square ones (split_conv). In training mode the conv bias
 in front of BN is not added (BN cancels it; the running mean still receives it) and every block
 applies its last ReLU after the max-pool (they commute; only Grad-CAM reads the unpooled maps).
-The square grouped convs may run as Triton kernels too (models.kernels.grouped_conv, ExecOptions.conv; opt-in).
 In training, BN -> ReLU [-> max-pool] runs as fused Triton kernels (models.kernels.fused_bn, ExecOptions.fuse):
 two passes forward and two backward instead of PyTorch's separate BN, ReLU and pool kernels; they
 read a split conv's two outputs where they lie (ExecOptions.interleave), so its interleaving copy goes.
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from partfer.models.kernels import fused_bn, fused_grey, grouped_conv
+from partfer.models.kernels import fused_bn
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.models.init import conv_fans, constant_, he_uniform_
 from partfer.models.options import ExecOptions, resolve
@@ -66,7 +65,7 @@ class ConvBlock(nn.Module):
 
     @property
     def options(self) -> ExecOptions:
-        """How this block computes (grey input, split convs, fused kernels, Triton convs); fixed
+        """How this block computes (grey input, split convs, fused kernels); fixed
         at construction, read-only: every choice computes the same function."""
         return self._options
 
@@ -90,8 +89,6 @@ class ConvBlock(nn.Module):
             mode = self._options.grey
             if mode == "auto":
                 mode = "pad" if x.is_cuda and groups > 1 else "fold"
-            if mode == "fused":
-                mode = "pad" if x.is_cuda and groups > 1 else "fold"    # the fused kernels are not running
             if mode == "fold":
                 # fold the copies into the weight: same result, in_channels-times fewer MACs, but
                 # with groups == channels PyTorch runs its slow native depthwise kernels on CUDA
@@ -112,16 +109,10 @@ class ConvBlock(nn.Module):
         split = split_opt == "on" or (split_opt == "auto" and x.is_cuda and groups > 1)
         if split and ratio > 1:
             return split_conv(x, weight, bias_t, conv, groups, ratio,
-                              interleave=not (parts and ratio == 2 and bias_t is None), triton=self._triton())
-        if bias_t is None and self._triton() and grouped_conv.supported(x, weight, groups, conv):
-            return grouped_conv.grouped_conv(x, weight, groups)
+                              interleave=not (parts and ratio == 2 and bias_t is None))
         if weight is conv.weight and bias_t is conv.bias:
             return conv(x)         # the module itself, so forward hooks (FLOP counting) see it
         return F.conv2d(x, weight, bias_t, conv.stride, conv.padding, conv.dilation, groups)
-
-    def _triton(self) -> bool:
-        """Whether square grouped convs go to models.kernels.grouped_conv (see ExecOptions.conv)."""
-        return self._options.conv == "triton" and not torch.compiler.is_compiling()   # inductor has its own
 
     def _conv_bn(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, models: torch.Tensor | None,
                  first: bool) -> torch.Tensor:
@@ -199,13 +190,6 @@ class ConvBlock(nn.Module):
                                              + torch.arange(co, device=models.device)).flatten()
         running = fused_bn.Running(bn.running_mean, bn.running_var, factor, index,
                                    self._weights(conv.bias, models) if conv.bias is not None else None)
-        if (first and self._options.grey == "fused" and x.shape[1] == groups and not x.requires_grad and not pooled
-                and fused_grey.supported(x, self.out_channels, conv.kernel_size[0])):
-            # one grey channel per model: the conv is recomputed inside the BN kernels
-            kind = x.device.type
-            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
-            wfold = self._weights(conv.weight, models).sum(dim=1, keepdim=True)
-            return fused_grey.grey_conv_bn_relu(x, wfold, weight, bias, bn.eps, dtype, running)[0]
         y = self._conv(conv, x, models, first, bias=False, parts=self._options.interleave != "copy")
         pool = self._pool_args() if pooled else None
         if isinstance(y, list):     # a split conv's two parts, read where they lie
@@ -256,8 +240,7 @@ def _widening(in_channels: int, out_channels: int, groups: int) -> int:
 
 
 def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
-               groups: int, ratio: int, interleave: bool = True,
-               triton: bool = False) -> torch.Tensor | list[torch.Tensor]:
+               groups: int, ratio: int, interleave: bool = True) -> torch.Tensor | list[torch.Tensor]:
     """A grouped conv whose groups widen c channels to ratio*c, computed as `ratio` grouped convs
     of c -> c channels per group, the outputs interleaved back per group (interleave=False: the
     `ratio` outputs as a list, output j holding channel g * ratio*c + j*c + i as g*c + i; no bias).
@@ -265,16 +248,12 @@ def split_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     The same function, but cuDNN runs grouped convs with as many outputs as inputs per group on
     its fast grouped kernels and widening ones group by group, far slower for their FLOPs
     (BENCHMARKS.md). The interleave is one copy of the output (and of its gradient).
-    triton: the square convs by models.kernels.grouped_conv where it takes them.
     """
     c = x.shape[1] // groups
     w = weight.unflatten(0, (groups, ratio, c))
 
-    def square(wj: torch.Tensor) -> torch.Tensor:
-        if triton and grouped_conv.supported(x, wj, groups, conv):
-            return grouped_conv.grouped_conv(x, wj, groups)
-        return F.conv2d(x, wj, None, conv.stride, conv.padding, conv.dilation, groups)
-    outs = [square(w[:, j].flatten(0, 1)) for j in range(ratio)]
+    outs = [F.conv2d(x, w[:, j].flatten(0, 1), None, conv.stride, conv.padding, conv.dilation, groups)
+            for j in range(ratio)]
     if not interleave:
         if bias is not None:
             raise ValueError("split_conv returns its parts without a bias only")

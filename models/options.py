@@ -14,9 +14,8 @@ from dataclasses import dataclass, fields
 CHOICES: dict[str, tuple[str, ...]] = {
     # how a 1-channel (grey) input meets a 3-channel first conv: fold the copies into the weight |
     # repeat the channel | pad it into as many zero channels as outputs (a square grouped conv) |
-    # fused (the conv computed inside the fused BN kernels, models.kernels.fused_grey, when those
-    # run; otherwise as auto) | auto (pad for several models on CUDA, fold otherwise)
-    "grey": ("auto", "fold", "repeat", "pad", "fused"),
+    # auto (pad for several models on CUDA, fold otherwise)
+    "grey": ("auto", "fold", "repeat", "pad"),
     # a grouped conv that widens each group (16 -> 32 channels per model) as several square ones
     # (models.extractor.split_conv): auto = on CUDA with several models | on | off
     "split": ("auto", "on", "off"),
@@ -27,9 +26,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # where the fused kernels read a split conv's output: auto = its parts where they lie | copy =
     # interleaved into one tensor first
     "interleave": ("auto", "copy"),
-    # who computes the square grouped convs without bias (training's): torch (cuDNN on CUDA) |
-    # triton (models.kernels.grouped_conv, where it runs and passed its self-test)
-    "conv": ("torch", "triton"),
 }
 
 
@@ -44,7 +40,6 @@ class ExecOptions:
     split: str = "auto"
     fuse: str = "auto"
     interleave: str = "auto"
-    conv: str = "torch"
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -1,4 +1,4 @@
-"""M independent sub-networks computed as ONE network (the unit the scheduler trains; DESIGN.md).
+"""M independent sub-networks computed as ONE network: a pack, the unit the scheduler trains (README, "Speed on a GPU").
 
 Layout: convolutions grouped by model (groups=M; model m owns channels [m*Co, (m+1)*Co)), BN over
 M*Co channels (per-model statistics, since model m's channels only ever see model m's samples),
@@ -93,9 +93,8 @@ class FrozenSlices:
     Why: a stopped model must not move while the rest of its pack trains, but Adam's momentum and
     BN's running statistics move it at every step. Which models are held is an (M,) boolean tensor
     on the network's device, read by every write-back and changed in place when more models stop:
-    the write-back stays the same kernels on the same tensors, so a training step captured as a
-    CUDA graph (orchestrator.training.step_graph) stays valid across stops, and no step copies anything
-    from the host (such a copy waits for the GPU's queue to drain).
+    the write-back stays the same kernels on the same tensors, and no step copies anything from
+    the host (such a copy waits for the GPU's queue to drain).
     """
     targets: tuple[torch.Tensor, ...]     # (M, ...) views into the network's tensors
     values: tuple[torch.Tensor, ...]      # (M, ...) the snapshot's tensors themselves (not copies)

@@ -228,8 +228,21 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> d
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
-# train.* switches of the custom kernels on CUDA (their values: configs/hardware/gpu.yaml)
-KERNEL_SWITCHES = ("fused_bn", "fused_grey_conv", "fused_augment", "cuda_graphs", "triton_conv")
+# What says where and how a run executes, not what it computes: not part of the run's id (the
+# hardware profile's name adds nothing to its values, which are in the config; `projection` holds
+# measured rates the dry run plans with).
+EXECUTION_KEYS = ("storage", "executor", "device", "storage_shared", "hardware", "projection")
+# Kernel switches the config no longer has, at the only value a run ever had them: the run id
+# hashes them, so that every config keeps the id it had while it carried them.
+RETIRED_SWITCHES = {"fused_grey_conv": False, "cuda_graphs": False, "triton_conv": False}
+
+
+def identity_config(cfg: dict) -> dict:
+    """The part of a resolved config that a run's id hashes: everything but EXECUTION_KEYS, with
+    RETIRED_SWITCHES under train."""
+    out = {k: v for k, v in cfg.items() if k not in EXECUTION_KEYS}
+    out["train"] = {**cfg["train"], **RETIRED_SWITCHES}
+    return out
 
 
 def compile_mode_of(cfg: dict) -> str:
@@ -274,9 +287,6 @@ def validate(cfg: dict) -> None:
     compile_mode = compile_mode_of(cfg)
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
-    if cfg["train"]["cuda_graphs"] and compile_mode != "off":
-        raise ConfigError("train.cuda_graphs and train.compile both change how the step runs; "
-                          "choose one (compile's reduce-overhead mode captures graphs of its own)")
     _validate_recipe(cfg["train"])
     gpus = float(cfg["train"]["gpus_per_pack"])
     if not 0 < gpus <= 1:

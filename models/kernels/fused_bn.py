@@ -109,37 +109,36 @@ def available(x: torch.Tensor) -> bool:
     return runs_on(x) and self_test(str(x.device)) is None
 
 
-def self_test(device: str, compare=None, name: str = "fused BatchNorm") -> str | None:
+def self_test(device: str, compare: Callable[[str], None] | None = None) -> str | None:
     """None when the kernels compile, run and match PyTorch's BN + ReLU [+ max-pool] on `device`
-    (a few values, forward and backward); otherwise why not, warned once. A GPU Triton cannot
-    compile for, or a machine without the C compiler Triton's launcher needs, then trains with
-    PyTorch's kernels instead of failing in the middle of a run. compare / name: another module's
-    check (models.kernels.fused_grey's) and what to call its kernels; default this module's. While
-    launches are recorded nothing runs, so nothing is tested (and nothing is remembered)."""
+    (a few values, forward and backward); otherwise why not. Run once per device and comparison:
+    a GPU Triton cannot compile for, or a machine without the C compiler Triton's launcher needs,
+    then trains with PyTorch's kernels instead of failing in the middle of a run (the trainer says
+    so: orchestrator.training.kernel_routes). compare: another kernel's comparison with its
+    PyTorch route (models.kernels.warp's caller gives one), raising on a difference; default
+    compare_with_pytorch. While launches are recorded nothing runs, so nothing is tested (and
+    nothing is remembered)."""
     if _RECORDING is not None:
         return None
-    return _self_test(device, compare, name)
+    return _self_test(device, compare or compare_with_pytorch)
 
 
 @functools.lru_cache(maxsize=None)
-def _self_test(device: str, compare, name: str) -> str | None:
-    import warnings
+def _self_test(device: str, compare: Callable[[str], None]) -> str | None:
     try:
         with torch.enable_grad(), torch.autocast(torch.device(device).type, enabled=False):
-            (compare or _compare_with_pytorch)(device)
+            compare(device)
         return None
     except Exception as exc:  # any failure means: do not use the kernels here
-        reason = f"{type(exc).__name__}: {exc}".strip()[:500]
-        warnings.warn(f"{name} kernels unavailable on {device} ({reason}); "
-                      "training with PyTorch's kernels", RuntimeWarning, stacklevel=2)
-        return reason
+        return f"{type(exc).__name__}: {exc}".strip()[:500]
 
 
-def _compare_with_pytorch(device: str) -> None:
-    """Raise unless bn_relu matches F.batch_norm -> [max-pool ->] relu on a small input, given
+def compare_with_pytorch(device: str, kernel: Callable | None = None) -> None:
+    """Raise unless `kernel` (bn_relu) matches F.batch_norm -> [max-pool ->] relu on a small input, given
     as one tensor and as the two parts of a split conv (2 groups of 2 x 4 channels), and updates
     running statistics as F.batch_norm does. 7 x 8 pixels: "same" pads the odd height on both
     sides and the even width after only."""
+    kernel = kernel or bn_relu
     import torch.nn.functional as F
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(2, 16, 7, 8, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
@@ -153,9 +152,9 @@ def _compare_with_pytorch(device: str) -> None:
             if split:   # part j holds channel g * 8 + j * 4 + i as g * 4 + i
                 halves = ours.view(2, 2, 2, 4, 7, 8)
                 parts = [halves[:, :, j].reshape(2, 8, 7, 8) for j in (0, 1)]
-                out = bn_relu(parts, weight, bias, 1e-3, pool, group_channels=4, running=running)[0]
+                out = kernel(parts, weight, bias, 1e-3, pool, group_channels=4, running=running)[0]
             else:
-                out = bn_relu(ours, weight, bias, 1e-3, pool, running=running)[0]
+                out = kernel(ours, weight, bias, 1e-3, pool, running=running)[0]
             ref = F.batch_norm(theirs, ref_stats[0], ref_stats[1], weight, bias, True, 0.1, 1e-3)
             ref = F.relu(MaxPool(*pool)(ref) if pool else ref)
             g = torch.randn(out.shape, generator=gen).to(device)
@@ -638,5 +637,5 @@ def bn_relu(y: torch.Tensor | Sequence[torch.Tensor], weight: torch.Tensor, bias
     return _FusedBN.apply(weight, bias, float(eps), pool, int(group_channels or 1), running, *parts)
 
 
-__all__ = ["TILES", "Launch", "Running", "available", "bn_relu", "compiled", "finalize_backward",
+__all__ = ["TILES", "Launch", "Running", "available", "bn_relu", "compare_with_pytorch", "compiled", "finalize_backward",
            "finalize_forward", "launch", "recording", "runs_on", "self_test"]

@@ -79,7 +79,7 @@ def available(images: torch.Tensor, check: Callable[[str], None]) -> bool:
     """Whether the kernel runs on the images' device (Triton compiled on CUDA, or its interpreter
     on a CPU) and passed `check` there once (a comparison with the caller's reference route,
     raising on a difference)."""
-    return runs_on(images) and self_test(str(images.device), check, "fused augmentation") is None
+    return runs_on(images) and self_test(str(images.device), check) is None
 
 
 def warp_batch(images: torch.Tensor, idx: torch.Tensor, theta: torch.Tensor, dtype: torch.dtype,

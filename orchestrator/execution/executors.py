@@ -12,7 +12,8 @@ import os
 from partfer.data_prep.private_ray import OOM_RETRIES_ENV
 from partfer.orchestrator.training.epoch_metrics import epoch_reporter
 from partfer.orchestrator.execution.progress import Progress
-from partfer.orchestrator.training.train import PackJob, PackResult, run_pack
+from partfer.orchestrator.training.jobs import PackJob, PackResult
+from partfer.orchestrator.training.train import run_pack
 
 # Peak GPU memory of a training pack per pixel of its batch (models x batch x side^2), from the
 # measured peak of a 50-model, 32-image, 160 px bf16 pack (BENCHMARKS.md).
@@ -20,10 +21,8 @@ PACK_BYTES_PER_PIXEL = 14_440 * 2**20 / (50 * 32 * 160 * 160)
 
 
 def pack_memory_bytes(job: PackJob) -> int:
-    """Estimated peak GPU memory of a pack's training step. A captured step (train.cuda_graphs)
-    keeps its own memory pool beside what its eager warm-up steps left cached: twice as much."""
-    graphs = 2 if job.cuda_graphs and job.device.startswith("cuda") else 1
-    return int(graphs * len(job.models) * job.stage.batch_size * job.image_size ** 2 * PACK_BYTES_PER_PIXEL)
+    """Estimated peak GPU memory of a pack's training step."""
+    return int(len(job.models) * job.stage.batch_size * job.image_size ** 2 * PACK_BYTES_PER_PIXEL)
 
 
 def packs_that_fit(chains: list[list[PackJob]], wanted: int) -> int:

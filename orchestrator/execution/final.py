@@ -29,12 +29,12 @@ import numpy as np
 from partfer.data_prep.prepared import PreparedData
 from partfer.orchestrator.config import TRANSFER_STAGES, packs_per_gpu
 from partfer.orchestrator.execution.folds import FoldSplit
-from partfer.orchestrator.execution.plan import Unit, pack_options, precision_for, result_settings, stage_settings, unit_seed
+from partfer.orchestrator.execution.plan import Unit, exec_settings, precision_for, result_settings, stage_settings, unit_seed
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
 from partfer.orchestrator.storage.store import (DONE_FILE, atomic_write_text, basename, is_done, join, local_file, model_dir,
                                 open_prepared, relative, stable_hash, stored)
-from partfer.orchestrator.training.train import ModelJob, PackJob, PackResult, job_done
+from partfer.orchestrator.training.jobs import ModelJob, PackJob, PackResult, job_done
 
 FINAL_FOLD = -1
 FINAL_PROTOCOL = "all"
@@ -109,7 +109,7 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 pack_size: int) -> FinalPlan:
     """Every final model's stage jobs, keyed like the run's models (their own keys: fold -1)."""
     precision = precision_for(cfg, device)
-    options = pack_options(cfg, device)
+    execution = exec_settings(cfg, device)
     chains, records = [], []
     all_epochs: dict = {}
     all_selected: dict = {}
@@ -158,7 +158,8 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                         dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes), stage=settings,
                         models=tuple(jobs), model_cfg=dict(cfg["model"]), image_size=int(cfg["image_size"]),
                         device=device, precision=precision,
-                        state_dir=join(storage, "packs", stable_hash([j.key for j in jobs], 24)), **options))
+                        state_dir=join(storage, "packs", stable_hash([j.key for j in jobs], 24)),
+                        execution=execution))
                 while chain and all(job_done(j) for j in chain[0].models):
                     chain.pop(0)
                 if chain:

@@ -4,19 +4,17 @@ and the projected wall time of each choice.
 The model: a chain's stages run one after another; a pack of m models trains at rate(m) images
 a second on one GPU (a saturating curve through two measured packs); every Trainer run pays a
 fixed start-up; G GPUs hold G // k runs of k workers at once, filled longest group first. The
-work of a model stage is its image-steps (plan_summary): epochs x steps x batch.
+work of a model stage is its image-steps (pack_work): epochs x steps x batch. The measured figures
+(the two packs' rates, the start-up) are the hardware profile's `projection` (ProjectionRates).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from partfer.orchestrator.training.train import PackJob
+from partfer.orchestrator.execution.pack_work import pack_work
+from partfer.orchestrator.training.jobs import PackJob
 
-# The rates of a 5- and a 50-model pack measured alone on an H200, bf16, 160 px (BENCHMARKS.md).
-H200_POINTS = ((5, 13_000.0), (50, 34_700.0))
-# A Trainer run's start-up before its first step (BENCHMARKS.md).
-TRAINER_START_SECONDS = 15.0
 PACK_SIZES = (50, 40, 25, 20, 10, 5)
 WORKERS = (1, 2, 4, 8)
 
@@ -51,7 +49,29 @@ class RateCurve:
         return self.top * models / (models + self.half)
 
 
-H200 = RateCurve.through(*H200_POINTS)
+@dataclass(frozen=True)
+class ProjectionRates:
+    """What projections plan with, measured (BENCHMARKS.md): two packs' rates alone on one GPU and a
+    Trainer run's start-up before its first step; the resolved config's `projection` section."""
+    gpu: str                                      # the GPU they were measured on
+    pack_rates: tuple[tuple[int, float], ...]     # (models in the pack, images a second)
+    trainer_start_seconds: float
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ProjectionRates":
+        section = cfg["projection"]
+        points = section["pack_rates"]
+        if not (isinstance(points, list) and len(points) == 2 and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in p)
+                for p in points) and points[0][0] != points[1][0]):
+            raise ValueError(f"projection.pack_rates must be two [models, images per second] pairs of two "
+                             f"pack sizes, not {points!r}")
+        return cls(str(section["gpu"]), tuple((int(m), float(r)) for m, r in points),
+                   float(section["trainer_start_seconds"]))
+
+    @property
+    def curve(self) -> RateCurve:
+        return RateCurve.through(*self.pack_rates)
 
 
 @dataclass(frozen=True)
@@ -63,11 +83,11 @@ class Layout:
     wall_seconds: float
 
 
-def curve_for(device: str, measured: float | None = None) -> RateCurve:
-    """The rate curve to plan with: the H200's on a GPU; on a CPU one measured figure (packs
-    barely gain from size there), else a placeholder that only compares layouts."""
+def curve_for(device: str, rates: ProjectionRates, measured: float | None = None) -> RateCurve:
+    """The rate curve to plan with: the measured GPU's on a GPU; on a CPU one measured figure
+    (packs barely gain from size there), else a placeholder that only compares layouts."""
     if device.startswith("cuda"):
-        return H200
+        return rates.curve
     return RateCurve.flat(measured or 1.0)
 
 
@@ -80,7 +100,6 @@ def slots_for(device: str, gpus: float, cpus: float, gpus_per_worker: float, cpu
 
 def workload(chains: list[list[PackJob]]) -> list[ChainKind]:
     """The plan's work still to do, as chain kinds (pack boundaries forgotten)."""
-    from partfer.orchestrator.execution.plan_summary import pack_work
     kinds: dict[tuple, int] = {}
     for chain in chains:
         works = [pack_work(job) for job in chain]
@@ -136,7 +155,7 @@ def _groups(kinds: list[ChainKind], pack_size: int, workers: int, curve: RateCur
 
 
 def project(kinds: list[ChainKind], gpus: int, pack_size: int, workers: int, curve: RateCurve,
-            start: float = TRAINER_START_SECONDS) -> Layout:
+            start: float) -> Layout:
     """The wall time of one layout: groups longest first, each to the slot free soonest."""
     slots = max(1, gpus // workers)
     durations = sorted(_groups(kinds, pack_size, workers, curve, start), reverse=True)
@@ -147,7 +166,7 @@ def project(kinds: list[ChainKind], gpus: int, pack_size: int, workers: int, cur
     return Layout(pack_size, workers, min(slots, len(durations)), stages, max(loads) if durations else 0.0)
 
 
-def choose(kinds: list[ChainKind], gpus: int, curve: RateCurve, start: float = TRAINER_START_SECONDS,
+def choose(kinds: list[ChainKind], gpus: int, curve: RateCurve, start: float,
            pack_sizes: tuple[int, ...] = PACK_SIZES, workers: tuple[int, ...] = WORKERS) -> Layout:
     """The fastest layout; among equally fast ones (within 1 %), the biggest packs and the
     fewest Trainer runs."""
@@ -157,5 +176,5 @@ def choose(kinds: list[ChainKind], gpus: int, curve: RateCurve, start: float = T
     return min(near, key=lambda o: (-o.pack_size, o.runs, o.workers))
 
 
-__all__ = ["ChainKind", "H200", "Layout", "RateCurve", "TRAINER_START_SECONDS", "choose", "curve_for", "slots_for", "paper_workload",
-           "project", "workload"]
+__all__ = ["ChainKind", "Layout", "ProjectionRates", "RateCurve", "choose", "curve_for", "paper_workload", "project",
+           "slots_for", "workload"]

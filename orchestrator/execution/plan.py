@@ -17,15 +17,16 @@ from pathlib import Path
 
 from partfer.data_prep.ibug68 import FULL_FACE
 from partfer.data_prep.prepared import PreparedData
-from partfer.orchestrator.training.augment import AugmentSettings
 from partfer.models.stages import FROZEN_BN_STAGES
-from partfer.orchestrator.config import KERNEL_SWITCHES, TRANSFER_STAGES, compile_mode_of, epochs_for, selections_of
+from partfer.models.options import ExecOptions
+from partfer.orchestrator.config import TRANSFER_STAGES, compile_mode_of, epochs_for, selections_of
 from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob
 from partfer.orchestrator.execution.folds import FoldSplit, fold_ids, make_split
 from partfer.orchestrator.records import DatasetInfo, ModelRecord, RunPlan
 from partfer.orchestrator.storage.store import (basename, is_done, is_uri, join, model_dir, relative, scan_done,
                                 stable_hash)
-from partfer.orchestrator.training.train import ModelJob, PackJob, SharedOutput, StageSettings, job_done
+from partfer.orchestrator.training.jobs import (AugmentSettings, ExecSettings, ModelJob, PackJob, SharedOutput,
+                                                StageSettings, job_done)
 
 
 @dataclass(frozen=True)
@@ -113,17 +114,15 @@ def _recorded(prepared: str, storage: str) -> str:
     return str(prepared)
 
 
-def pack_options(cfg: dict, device: str) -> dict:
-    """A PackJob's execution options (none is part of any key): memory layout, determinism,
-    compilation and the custom kernels' switches."""
-    channels_last = cfg["train"]["channels_last"]
-    channels_last = device.startswith("cuda") if channels_last == "auto" else bool(channels_last)
-    # the augmentation's kernel runs where the pack does, so true means "on CUDA"
-    switches = {key: bool(cfg["train"][key]) for key in KERNEL_SWITCHES}
-    switches["fused_augment"] = "auto" if switches["fused_augment"] else "off"
-    return dict(channels_last=channels_last, deterministic=bool(cfg["train"]["deterministic"]),
-                cudnn_benchmark=bool(cfg["train"]["cudnn_benchmark"]), compile=compile_mode_of(cfg),
-                **switches)
+def exec_settings(cfg: dict, device: str) -> ExecSettings:
+    """How a pack executes (none of it is part of any key): memory layout, determinism,
+    compilation and the custom kernels' switches, which act where the pack runs ("auto": on CUDA)."""
+    tr = cfg["train"]
+    channels_last = device.startswith("cuda") if tr["channels_last"] == "auto" else bool(tr["channels_last"])
+    return ExecSettings(channels_last=channels_last, deterministic=bool(tr["deterministic"]),
+                        cudnn_benchmark=bool(tr["cudnn_benchmark"]), compile=compile_mode_of(cfg),
+                        fused_augment="auto" if tr["fused_augment"] else "off",
+                        network=ExecOptions(fuse="auto" if tr["fused_bn"] else "off"))
 
 
 def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str,
@@ -132,7 +131,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
     storage = storage if is_uri(storage) else str(Path(storage).resolve())
     scan_done(storage)
     precision = precision_for(cfg, device)
-    options = pack_options(cfg, device)
+    execution = exec_settings(cfg, device)
     chains: list[list[PackJob]] = []
     stale_states: list[str] = []
     records: list[ModelRecord] = []
@@ -227,7 +226,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
                             dataset=name, prepared_dir=str(data.path), classes=tuple(data.classes),
                             stage=pack["settings"], models=models, model_cfg=dict(cfg["model"]),
                             image_size=int(cfg["image_size"]), device=device, precision=precision,
-                            state_dir=join(storage, "packs", pack_key), **options))
+                            state_dir=join(storage, "packs", pack_key), execution=execution))
                     # finished packs are dropped from the chain's front: only the work left is scheduled
                     while chain and all(job_done(j) for j in chain[0].models):
                         stale_states.append(chain.pop(0).state_dir)

@@ -1,8 +1,6 @@
-"""What a plan will train, before any training: packs, models, epochs, image-steps, and a projected
-time from a throughput measured by earlier runs in the same store (`partfer run --dry-run`).
-
-An image-step is one training image through one model's forward and backward pass: a stage of
-E epochs of S steps at batch B costs E * S * B per model. Validation passes are not counted.
+"""What a plan will train, before any training: packs, models, epochs, image-steps
+(orchestrator.execution.pack_work), and a projected time from a throughput measured by earlier
+runs in the same store (`partfer run --dry-run`).
 """
 from __future__ import annotations
 
@@ -10,31 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from partfer.orchestrator.execution.pack_planner import ProjectionRates, choose, curve_for, slots_for, workload
+from partfer.orchestrator.execution.pack_work import PackWork, pack_work
 from partfer.orchestrator.storage.store import is_uri
-from partfer.orchestrator.training.train import PackJob, job_done, pack_selections, steps_per_epoch
-
-
-@dataclass(frozen=True)
-class PackWork:
-    dataset: str
-    selection: str                # one selection, or several joined by "+" (one training serving each)
-    stage: str
-    models: int                   # models still to train in the pack
-    epochs: int
-    steps: int                    # per epoch
-    batch: int
-
-    @property
-    def image_steps(self) -> int:
-        return self.models * self.epochs * self.steps * self.batch
-
-
-def pack_work(job: PackJob) -> PackWork:
-    todo = [m for m in job.models if not job_done(m)]
-    st = job.stage
-    steps = steps_per_epoch(st, [len(m.train) for m in (todo or job.models)])
-    return PackWork(job.dataset, "+".join(pack_selections(job)), st.stage, len(todo), st.max_epochs, steps,
-                    st.batch_size)
+from partfer.orchestrator.training.jobs import PackJob
 
 
 @dataclass(frozen=True)
@@ -113,10 +90,11 @@ def summary_lines(chains: list[list[PackJob]], n_model_stages: int, n_done: int,
 
 
 def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: float,
-                 rate: MeasuredRate | None, gpu_counts: tuple[int, ...] = (1, 4, 8, 32)) -> list[str]:
+                 rate: MeasuredRate | None, rates: ProjectionRates,
+                 gpu_counts: tuple[int, ...] = (1, 4, 8, 32)) -> list[str]:
     """The planner's layout for this cluster (executor train), and the plan's projected wall time
-    on 1, 4, 8 and 32 GPUs at the measured H200 pack rates."""
-    from partfer.orchestrator.execution.pack_planner import H200, H200_POINTS, TRAINER_START_SECONDS, choose, curve_for, slots_for, workload
+    on 1, 4, 8 and 32 GPUs at the pack rates measured on one GPU (the hardware profile's projection)."""
+    start = rates.trainer_start_seconds
     kinds = workload(chains)
     if not kinds:
         return []
@@ -124,9 +102,9 @@ def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: fl
     slots = slots_for(device, gpus, cpus, 1.0, 1.0)
     where = f"{slots} GPU(s)" if device.startswith("cuda") else f"{slots} CPU worker(s)"
     if device.startswith("cuda") or rate is not None:
-        curve = curve_for(device, rate.images_per_second if rate else None)
-        mine = choose(kinds, slots, curve, pack_sizes=(size,))
-        best = choose(kinds, slots, curve)
+        curve = curve_for(device, rates, rate.images_per_second if rate else None)
+        mine = choose(kinds, slots, curve, start, pack_sizes=(size,))
+        best = choose(kinds, slots, curve, start)
         lines = [f"executor train on this cluster ({where}): {mine.workers} pack(s) of {size} per Train run, "
                  f"{mine.concurrent} run(s) at once: {_duration(mine.wall_seconds)}"]
         if best.pack_size != size:
@@ -134,14 +112,13 @@ def layout_lines(chains: list[list[PackJob]], device: str, gpus: float, cpus: fl
                          f"{_duration(best.wall_seconds)} (other packs, other batch draws: other numbers)")
     else:
         lines = [f"executor train on this cluster ({where}): no measured rate for a projection"]
-    rates = ", ".join(f"{rate / 1000:.1f}k img/s a {m}-model pack" for m, rate in H200_POINTS)
-    lines.append(f"projected on H200-class GPUs ({rates}, {TRAINER_START_SECONDS:.0f} s per Train run):")
+    measured = ", ".join(f"{images / 1000:.1f}k img/s a {m}-model pack" for m, images in rates.pack_rates)
+    lines.append(f"projected on {rates.gpu}-class GPUs ({measured}, {start:.0f} s per Train run):")
     for n in gpu_counts:
-        best = choose(kinds, n, H200)
+        best = choose(kinds, n, rates.curve, start)
         lines.append(f"  {n:>3} GPU(s): {_duration(best.wall_seconds):>9}  (pack_size {best.pack_size}, "
                      f"{best.workers} per run, {best.concurrent} runs at once, {best.runs} runs)")
     return lines
 
 
-
-__all__ = ["MeasuredRate", "PackWork", "layout_lines", "measured_rate", "pack_work", "summary_lines"]
+__all__ = ["MeasuredRate", "layout_lines", "measured_rate", "summary_lines"]

@@ -1,7 +1,7 @@
 """What a long run shows while it trains: packs started and done, model-stages, an ETA, the packs'
 own lines, and (with a run directory) every model's per-epoch figures in CSV and TensorBoard files.
 
-The ETA divides the image-steps still planned (orchestrator.execution.plan_summary: models x epochs x
+The ETA divides the image-steps still planned (orchestrator.execution.pack_work: models x epochs x
 steps x batch per pack) by the rate measured so far in this run: image-steps finished, a
 running pack counted by the share of its epochs done, over the seconds since training began.
 
@@ -63,7 +63,7 @@ class Progress:
 
     def plan(self, chains: list[list]) -> None:
         """Learn each pack's planned image-steps; training time is counted from now."""
-        from partfer.orchestrator.execution.plan_summary import pack_work
+        from partfer.orchestrator.execution.pack_work import pack_work
         with self._lock:
             for chain in chains:
                 for job in chain:

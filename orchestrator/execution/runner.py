@@ -15,7 +15,8 @@ from pathlib import Path
 from partfer.data_prep.errors import DatasetRootError
 from partfer.data_prep.prepared import PREPARED_DIR
 from partfer.orchestrator.storage import remote
-from partfer.orchestrator.config import EXECUTORS, ConfigError, dump, epochs_for, packs_per_gpu, resolve_device
+from partfer.orchestrator.config import (EXECUTORS, ConfigError, dump, epochs_for, identity_config, packs_per_gpu,
+                                         resolve_device)
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.storage.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
                                 pull_outputs, push_run, remove_dir, stable_hash, work_root)
@@ -260,9 +261,7 @@ def run(req: RunRequest, log=None) -> str | None:
     from partfer.orchestrator.execution.plan import build_plan, precision_for
     prepared = {name: open_prepared(path) for name, path in prepared_dirs.items()}
     pack_size = int(cfg["train"]["pack_size"] if device.startswith("cuda") else cfg["train"]["pack_size_cpu"])
-    # the profile's name adds nothing to its values, which are in the config
-    identity = {"config": {k: v for k, v in cfg.items()
-                           if k not in ("storage", "executor", "device", "storage_shared", "hardware")},
+    identity = {"config": identity_config(cfg),
                 "prepared": {k: basename(v) for k, v in sorted(prepared_dirs.items())},
                 "precision": precision_for(cfg, device)}
     run_id = f"{cfg['name']}-{stable_hash(identity, 10)}"
@@ -273,8 +272,9 @@ def run(req: RunRequest, log=None) -> str | None:
         for line in summary_lines(plan.chains, plan.n_model_stages, plan.n_done, cfg["train"]["selection"], rate):
             print(line, flush=True)
         if info is not None:
+            from partfer.orchestrator.execution.pack_planner import ProjectionRates
             from partfer.orchestrator.execution.plan_summary import layout_lines
-            for line in layout_lines(plan.chains, device, info.gpus, info.cpus, rate):
+            for line in layout_lines(plan.chains, device, info.gpus, info.cpus, rate, ProjectionRates.from_config(cfg)):
                 print(line, flush=True)
         return None
     for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
@@ -355,9 +355,10 @@ def run(req: RunRequest, log=None) -> str | None:
         "pack_setup_seconds": round(sum(r.setup_seconds for r in results), 1),
         "packs_per_gpu": sharing,
         "step_plans": sum(r.step_plans for r in results),
-        "graph_captures": sum(r.graph_captures for r in results),
-        "graph_replays": sum(r.graph_replays for r in results),
     })
+    fallbacks = {name: reason for r in results for name, reason in r.kernel_fallbacks.items()}
+    if fallbacks:      # custom kernels that failed their check: PyTorch's route trained those packs
+        plan.run_plan.settings["kernel_fallbacks"] = fallbacks
     atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
     if run_uri:
         push_run(run_dir, run_uri)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from partfer.orchestrator.execution.progress import Progress
-from partfer.orchestrator.training.train import PackJob, PackResult
+from partfer.orchestrator.training.jobs import PackJob, PackResult
 
 STATE_FILE = "state.pt"
 ROUND_FILE = "round.json"
@@ -46,15 +46,16 @@ class TrainSettings:
 def settings_for(cfg: dict, chains: list[list[PackJob]], storage: str, device: str, cluster) -> TrainSettings:
     """The executor's settings from the config; workers_per_run 0 asks the planner, which sizes
     Trainer runs to the cluster's GPUs (on CPUs: its CPUs over cpus_per_pack) and this plan."""
-    from partfer.orchestrator.execution.pack_planner import choose, curve_for, slots_for, workload
+    from partfer.orchestrator.execution.pack_planner import ProjectionRates, choose, curve_for, slots_for, workload
     tr = cfg["train"]
     workers = int(tr["workers_per_run"])
     if workers == 0:
         pack_size = max((len(job.models) for chain in chains for job in chain), default=1)
         slots = slots_for(device, cluster.gpus if cluster else 0, cluster.cpus if cluster else 1,
                           float(tr["gpus_per_worker"]), float(tr["cpus_per_pack"]))
-        workers = choose(workload(chains), slots, curve_for(device), pack_sizes=(pack_size,)).workers \
-            if chains else 1
+        rates = ProjectionRates.from_config(cfg)
+        workers = choose(workload(chains), slots, curve_for(device, rates), rates.trainer_start_seconds,
+                         pack_sizes=(pack_size,)).workers if chains else 1
     return TrainSettings(workers=workers, cpus_per_worker=float(tr["cpus_per_pack"]),
                          gpus_per_worker=float(tr["gpus_per_worker"]), max_failures=int(tr["max_retries"]),
                          storage=storage)

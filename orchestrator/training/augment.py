@@ -11,30 +11,12 @@ affine_grid uses them, (x, y) = (column, row).
 from __future__ import annotations
 
 import functools
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from partfer.data_prep.ibug68 import FLIP_PERMUTATION
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    hflip: bool = True
-    rotation_deg: float = 15.0   # Keras rotation_range
-    shift: float = 0.05          # Keras width/height_shift_range: a fraction of the image side
-    shear_deg: float = 0.05      # Keras shear_range: an angle in degrees
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "AugmentSettings":
-        known = ("hflip", "rotation_deg", "shift", "shear_deg")
-        unknown = sorted(set(cfg) - set(known))
-        if unknown:
-            raise ValueError(f"unknown augmentation setting(s) {unknown}; known: {list(known)} "
-                             "(shear is an angle in degrees: shear_deg)")
-        return cls(**{k: cfg[k] for k in known if k in cfg})
+from partfer.orchestrator.training.jobs import AugmentSettings
 
 
 def _uniform(n: int, bound: float, generator: torch.Generator, device) -> torch.Tensor:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from partfer.models.kernels import warp
-from partfer.orchestrator.training.augment import (AugmentSettings, move_landmarks, normalise_pixels, random_transforms,
+from partfer.orchestrator.training.jobs import AugmentSettings
+from partfer.orchestrator.training.augment import (move_landmarks, normalise_pixels, random_transforms,
                                                    sampling_maps, warp_images)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from partfer.orchestrator.training.tb_events import append_scalars
-from partfer.orchestrator.training.train import PackJob, job_done
+from partfer.orchestrator.training.jobs import PackJob, job_done
 
 FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
 CSV_FILE = Path("metrics") / "epochs.csv"

@@ -9,6 +9,8 @@ not load (it is only a cache).
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -19,6 +21,46 @@ from partfer.orchestrator.storage.store import load_state, remove_file
 REQUIRED = ("keys", "net", "opt", "best", "active", "best_loss", "best_epoch", "last_epoch", "history",
             "epoch", "gen")
 OPTIONAL = ("computed", "last_val")
+
+
+@dataclass
+class PackState:
+    """What a pack's training carries from one epoch to the next besides its network, optimizer,
+    best weights and generator; with those, what state.pt holds (saved / from_saved)."""
+    active: torch.Tensor              # (M,) bool: still training
+    best_loss: torch.Tensor           # (M,) float32: the monitored loss at each model's kept epoch
+    best_epoch: torch.Tensor          # (M,) int64: that epoch (0: none yet)
+    last_epoch: torch.Tensor          # (M,) int64: the last epoch each model trained
+    history: list[list[dict]]         # per model, one row per epoch it trained
+    epoch: int                        # epochs done
+    computed: torch.Tensor            # (k,) int64: the models the forward pass computes (the active ones among them)
+    last_val: dict[str, torch.Tensor]  # "loss", "acc": (M,) each model's last validation figures
+
+    @classmethod
+    def start(cls, n_models: int) -> "PackState":
+        """A pack of n_models before its first epoch."""
+        return cls(active=torch.ones(n_models, dtype=torch.bool), best_loss=torch.full((n_models,), float("inf")),
+                   best_epoch=torch.zeros(n_models, dtype=torch.int64),
+                   last_epoch=torch.zeros(n_models, dtype=torch.int64), history=[[] for _ in range(n_models)],
+                   epoch=0, computed=torch.arange(n_models),
+                   last_val={"loss": torch.full((n_models,), float("nan")),
+                             "acc": torch.full((n_models,), float("nan"))})
+
+    @classmethod
+    def from_saved(cls, saved: dict, fresh: "PackState") -> "PackState":
+        """The record a state.pt holds (validate_state passed it); an older state's missing
+        OPTIONAL keys take fresh's values."""
+        return cls(**{f.name: saved[f.name] if f.name in saved else getattr(fresh, f.name)
+                      for f in dataclasses.fields(cls)})
+
+    def saved(self, keys: list[str], net: torch.nn.Module, opt: torch.optim.Optimizer,
+              best: dict[str, torch.Tensor], gen: torch.Generator) -> dict:
+        """state.pt's content: the pack's model keys, network, optimizer, best weights and
+        generator with this record (REQUIRED and OPTIONAL name every key)."""
+        return {"keys": keys, "net": net.state_dict(), "opt": opt.state_dict(), "best": best,
+                "active": self.active, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
+                "last_epoch": self.last_epoch, "history": self.history, "epoch": self.epoch, "gen": gen.get_state(),
+                "computed": self.computed, "last_val": self.last_val}
 
 
 def expected_state(keys: list[str], net: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -137,4 +179,4 @@ def resumable_state(location: str, log: Callable[[str], None], expected: dict) -
     return None
 
 
-__all__ = ["expected_state", "resumable_state", "validate_state"]
+__all__ = ["OPTIONAL", "PackState", "REQUIRED", "expected_state", "resumable_state", "validate_state"]

@@ -74,7 +74,3 @@ def _load(path: str, image_size: int, device: str, classes: list[str] | None) ->
         # the copies ran on this thread's stream; packs on other streams read them next
         torch.cuda.current_stream(data.images.device).synchronize()
     return data
-
-
-def clear_cache() -> None:
-    _CACHE.clear()

@@ -1,7 +1,8 @@
 """Training one pack: M models of one data set and one stage, trained together as one network.
 
 This module imports torch and our packages only (no Ray), so the same code runs inside a Ray task,
-in the inline executor, and on a machine where Ray cannot be installed.
+in the inline executor, and on a machine where Ray cannot be installed. The pack's job records
+(what to train, how to execute) are in orchestrator.training.jobs.
 
 Each model keeps its own fold: its own training batches (drawn from its own training rows only,
 class-balanced if asked), its own monitored rows (StageSettings.selection), its own early
@@ -14,9 +15,8 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -25,179 +25,31 @@ import torch
 import torch.nn.functional as F
 
 from partfer.data_prep.ibug68 import region_indices
-from partfer.models.kernels import fused_bn
 from partfer.models.config import ArchConfig
 from partfer.models.losses import packed_cross_entropy, packed_l1_loss
 from partfer.models.options import ExecOptions
 from partfer.models.packed import FrozenSlices, PackedNetwork
-from partfer.orchestrator.training.augment import AugmentSettings, normalise_pixels
-from partfer.orchestrator.training.batches import augmented_batch, fused_available
 from partfer.orchestrator.config import COMPILE_MODES
 from partfer.orchestrator.records import PREDICTION_SCHEMA
-from partfer.orchestrator.training.step_graph import PackStepper, graph_stream, make_capturable
 from partfer.orchestrator.storage.store import (DONE_FILE, build_dir_for, is_done, join, local_file,
-                                publish_dir, remove_dir, torch_save_atomic)
-from partfer.orchestrator.training.pack_state import expected_state, resumable_state
+                                                publish_dir, remove_dir, torch_save_atomic)
+from partfer.orchestrator.training.augment import normalise_pixels
+from partfer.orchestrator.training.batches import augmented_batch
+from partfer.orchestrator.training.jobs import (AugmentSettings, ModelJob, PackJob, PackResult, SharedOutput,
+                                                job_done, monitor_selection, monitored_rows, pack_selections,
+                                                steps_per_epoch)
+from partfer.orchestrator.training.kernel_routes import pack_routes
+from partfer.orchestrator.training.pack_state import PackState, expected_state, resumable_state
 from partfer.orchestrator.training.tensors import DeviceData, device_data
 
-CLASSIFY_STAGES = ("baseline", "head", "finetune")
 
-
-@dataclass(frozen=True)
-class StageSettings:
-    stage: str                    # baseline | landmark | head | finetune
-    lr: float
-    max_epochs: int
-    patience: int | None          # epochs without improvement before a model stops; None: never
-    min_delta: float
-    selection: str                # evaluated_fold | heldout_subjects | last (orchestrator.config.SELECTIONS)
-    batch_size: int
-    class_balanced: bool
-    augment: AugmentSettings
-    adam: dict
-    # No defaults below: every value comes from the resolved config (orchestrator.execution.plan.stage_settings)
-    steps_per_epoch: int | None   # None: one pass over the model's training rows (mean over the pack)
-    frozen_bn: bool               # BN in inference mode (statistics neither used from the batch nor updated)
-    eval_every: int
-    checkpoint_every: int
-    recalibrate_bn: bool
-    checkpoint_seconds: float     # and at least this long since the last one (a big pack's state is costly to write)
-    compact_stopped: bool         # stop computing stopped models once half the computed ones stopped
-
-
-@dataclass(frozen=True)
-class SharedOutput:
-    """Another selection's model from the same training: the trajectory (rows, seed, upstream,
-    settings) is the job's own and only the kept epoch differs, so one training serves both and
-    each selection keeps its model under its own key."""
-    selection: str
-    key: str
-    out_dir: str
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelJob:
-    key: str
-    out_dir: str
-    seed: int
-    region: str | None            # landmark region (face for FTL, a part for EL); None for Baseline
-    fold: int
-    train: tuple[int, ...]
-    val: tuple[int, ...]
-    test: tuple[int, ...]
-    upstream_dir: str | None      # the previous stage's output (transfer stages 2 and 3)
-    meta: dict = field(default_factory=dict)   # key inputs, written to meta.json
-    shared: tuple[SharedOutput, ...] = ()      # other selections kept from this same training
-
-    @property
-    def out_dirs(self) -> tuple[str, ...]:
-        """Every output directory the job's training writes: its own, then its shared ones'."""
-        return (self.out_dir, *(o.out_dir for o in self.shared))
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return (self.key, *(o.key for o in self.shared))
-
-
-def job_done(model: ModelJob) -> bool:
-    """Whether every model the job's training keeps is already written."""
-    return all(is_done(d) for d in model.out_dirs)
-
-
-def pack_selections(job: "PackJob") -> tuple[str, ...]:
-    """The selections a pack's training serves: its own (stage.selection), then its models' shared ones."""
-    found = [job.stage.selection] + [o.selection for m in job.models for o in m.shared]
-    return tuple(dict.fromkeys(found))
-
-
-def monitor_selection(selections: tuple[str, ...], patience: int | None) -> str:
-    """The one selection whose monitored rows a shared training watches. Only `last` watches
-    nothing (without a patience), so a training serves at most one other selection; with a
-    patience the stopping epoch depends on the selection, so nothing can be shared."""
-    watching = [s for s in selections if s != "last"]
-    if len(selections) > 1 and (patience is not None or len(watching) > 1):
-        raise ValueError(f"one training cannot serve the selections {', '.join(selections)}"
-                         + (" with a patience (each stops on its own rows)" if patience is not None else ""))
-    return watching[0] if watching else "last"
-
-
-@dataclass(frozen=True)
-class PackJob:
-    dataset: str
-    prepared_dir: str
-    classes: tuple[str, ...]
-    stage: StageSettings
-    models: tuple[ModelJob, ...]
-    model_cfg: dict
-    image_size: int
-    device: str
-    precision: str                # fp32 | bf16
-    channels_last: bool
-    state_dir: str                # resumable pack state
-    # Execution options, from the resolved config's train.* (orchestrator.execution.plan.pack_options;
-    # their values: configs/run.yaml and configs/hardware/), so no defaults here
-    deterministic: bool
-    cudnn_benchmark: bool
-    compile: str                  # off | a torch.compile mode for the training step's forward + loss
-    fused_bn: bool                # BN -> ReLU [-> max-pool] as Triton kernels on CUDA packs (models.kernels.fused_bn)
-    fused_grey_conv: bool         # ... with the grey first conv computed inside them (models.kernels.fused_grey)
-    fused_augment: str            # a batch gathered + augmented + normalised by one kernel (orchestrator.training.batches):
-                                  # auto = on CUDA | on = wherever Triton runs (its interpreter on a CPU) | off
-    cuda_graphs: bool             # steps replayed as a captured CUDA graph (orchestrator.training.step_graph); CUDA only
-    triton_conv: bool             # square grouped convs as Triton kernels (models.kernels.grouped_conv); where Triton runs
-
-
-@dataclass
-class PackResult:
-    stage: str
-    keys: list[str]
-    trained: int                  # model-stages written now (a shared training writes one per selection)
-    epochs: list[int]
-    seconds: float
-    images: int                   # training images processed, summed over models
-    setup_seconds: float = 0.0
-    started: float = 0.0          # wall clock (time.time()) when the pack began
-    step_plans: int = 0           # plans the steps ran with: what a graphed run captures
-    graph_captures: int = 0       # CUDA graphs captured (train.cuda_graphs), one per plan of the pack
-    graph_replays: int = 0        # steps run as graph replays (the rest ran eagerly)
-
-
-def monitored_rows(selection: str, model: ModelJob) -> tuple[int, ...]:
-    """The rows whose loss picks a model's kept epoch (and stops it early, with a patience):
-    evaluated_fold, the fold's test rows (the authors' way); heldout_subjects, the held-out
-    training subjects; last, the held-out subjects if any, else the training rows (early stopping
-    on the training loss)."""
-    if selection == "evaluated_fold":
-        return model.test
-    if selection == "heldout_subjects" and not model.val:
-        raise ValueError(f"{model.key}: selection heldout_subjects has no held-out subject in fold {model.fold} "
-                         "(too few training subjects, or train.val_subject_fraction 0)")
-    return model.val or model.train
-
-
-def steps_per_epoch(settings: StageSettings, train_sizes: list[int]) -> int:
-    """Optimizer steps in one epoch: the configured count, or one pass over the pack's mean
-    number of training rows."""
-    if settings.steps_per_epoch is not None:
-        return int(settings.steps_per_epoch)
-    return max(1, math.ceil(float(np.mean(train_sizes)) / settings.batch_size))
-
-
-def exec_options(job: PackJob) -> ExecOptions:
-    """How the pack's network computes, from the job's train.* switches (models.options): the
-    fused BN kernels where they pay (or never), the grey first conv inside them, Triton convs."""
-    return ExecOptions(fuse="auto" if job.fused_bn else "off",
-                       grey="fused" if job.fused_grey_conv else "auto",
-                       conv="triton" if job.triton_conv else "torch")
-
-
-def build_network(job: PackJob, models: list[ModelJob]) -> PackedNetwork:
+def build_network(job: PackJob, models: list[ModelJob], options: ExecOptions | None = None) -> PackedNetwork:
+    """The pack's network for `models`, computing as `options` say (default: the job's)."""
     transfer = job.stage.stage != "baseline"
     landmark_outputs = [2 * len(region_indices(m.region)) for m in models] if transfer else None
     n_classes = None if job.stage.stage == "landmark" else len(job.classes)
     return PackedNetwork.from_arch(len(models), n_classes, landmark_outputs, ArchConfig.from_config(job.model_cfg),
-                                   seeds=[m.seed for m in models], options=exec_options(job))
+                                   seeds=[m.seed for m in models], options=options or job.execution.network)
 
 
 def _pad_rows(rows: list[tuple[int, ...]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -393,7 +245,7 @@ def train_step(net: PackedNetwork, opt: torch.optim.Optimizer, training_loss, pl
                gen: torch.Generator, run_loss: torch.Tensor, run_correct: torch.Tensor) -> None:
     """One optimizer step of the computed models, each on a fresh augmented batch of its own rows;
     adds each model's loss (and correct count) to run_loss / run_correct, (M,) tensors. Reads
-    nothing back from the device (tests/orchestrator/test_train_step.py holds it to that).
+    nothing back from the device (tests/orchestrator/training/test_train_step.py holds it to that).
     training_loss: training_loss_fn(mode). bench/train_throughput.py times this very step."""
     k, b = plan.computed.numel(), plan.batch_size
     local = torch.multinomial(plan.weights, b, replacement=True, generator=gen)
@@ -465,9 +317,10 @@ def _output_of(job: PackJob, model: ModelJob, selection: str) -> SharedOutput | 
 
 def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: list[ModelJob],
                    history: list[list[dict]], test_eval: dict, epochs: list[int], selected: list[int],
-                   selection: str) -> int:
+                   selection: str, kernel_fallbacks: dict[str, str]) -> int:
     """Each model's outputs kept under `selection` (the network holds that selection's weights);
-    returns how many were written."""
+    returns how many were written. kernel_fallbacks: the custom kernels that failed their check
+    on this device (kernel_routes), named in meta.json when there are any."""
     prepared = data.prepared
     written = 0
     for i, m in enumerate(models):
@@ -512,6 +365,8 @@ def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: l
                     n_train=len(m.train), n_val=len(m.val), n_test=len(m.test),
                     stage_settings=_jsonable(asdict(dataclasses.replace(job.stage, selection=selection))),
                     shared_with=[k for k in m.keys if k != out.key], finished=time.time())
+        if kernel_fallbacks:
+            meta["kernel_fallbacks"] = dict(kernel_fallbacks)
         (build / DONE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
         publish_dir(build, out.out_dir)
         written += 1
@@ -528,217 +383,225 @@ def run_pack(job: PackJob, log=print, on_epoch=None) -> PackResult:
     on_epoch(epoch, metrics) is called after each epoch with per-model lists (train_loss,
     train_acc, val_loss, val_acc, active); a Tune trial and the run's metrics files read it.
     """
-    device = torch.device(job.device)
-    if job.triton_conv and not fused_bn.runs_on(torch.empty(0, device=device)):
-        log(f"train.triton_conv: Triton does not run on this {device.type} pack; PyTorch's convs instead")
-    if job.cuda_graphs and device.type == "cuda":
-        with graph_stream(device):           # a capture needs a side stream
-            return _run_pack(job, log, on_epoch, graphs=True)
-    if job.cuda_graphs:
-        log(f"train.cuda_graphs needs CUDA: this {device.type} pack steps eagerly")
-    return _run_pack(job, log, on_epoch, graphs=False)
-
-
-def _run_pack(job: PackJob, log, on_epoch, graphs: bool) -> PackResult:
     t0 = time.time()
     models = [m for m in job.models if not job_done(m)]
     if not models:
         return PackResult(job.stage.stage, [k for m in job.models for k in m.keys], 0, [], 0.0, 0, started=t0)
-    selections = pack_selections(job)
-    watched = monitor_selection(selections, job.stage.patience)
-    if job.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    device = torch.device(job.device)
-    if device.type == "cuda":
-        # Off by default: it buys no speed here but tunes again for every new shape, i.e. for
-        # every pack and every time stopped models leave the computation (BENCHMARKS.md).
-        torch.backends.cudnn.benchmark = job.cudnn_benchmark and not job.deterministic
-    data = device_data(job.prepared_dir, job.image_size, job.device, list(job.classes))
-    st = job.stage
-    n_models = len(models)
-    targets = _Targets.for_models(models, device) if st.stage != "baseline" else None
-
-    net = build_network(job, models)
-    _load_upstream(net, models)
-    net.to(device)
-    if job.channels_last:
-        net.to(memory_format=torch.channels_last)
-    params = net.trainable_parameters(st.stage)
-    opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]), eps=st.adam["eps"],
-                           capturable=graphs)
-    per_model = _PerModelState(net, device)
-    training_loss = training_loss_fn(job.compile)
-
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(models[0].seed) % (2**63))
-    fused_aug = fused_available(data.images, job.fused_augment)
-    input_dtype = torch.bfloat16 if job.precision == "bf16" and device.type == "cuda" else torch.float32
-    train_idx, train_mask = _pad_rows([m.train for m in models], device)
-    labels_train = data.labels[train_idx]
-    if st.class_balanced and st.stage != "landmark":
-        # weight each row by 1 / (its class's count in this model's training rows)
-        onehot = F.one_hot(labels_train.clamp(min=0), len(job.classes)).float() * train_mask[..., None]
-        counts = onehot.sum(1, keepdim=True).clamp(min=1)
-        weights = (onehot / counts).sum(-1)
-    else:
-        weights = train_mask.float()
-    weights = weights * (labels_train >= 0) if st.stage != "landmark" else weights
-    monitor_rows = [monitored_rows(watched, m) for m in models]
-    # a validation pass each epoch: to choose a kept epoch, or to stop early
-    monitors = watched != "last" or st.patience is not None
-
-    active = torch.ones(n_models, dtype=torch.bool)
-    # The models the forward pass computes: always a superset of the active ones. A stopped model
-    # costs as much as a training one while it is computed, so the set is cut down to the active
-    # models whenever half of it has stopped: at most log2(M) shapes, each of which costs time
-    # under train.compile or cuDNN autotuning.
-    computed = torch.arange(n_models)
-    last_val = {"loss": torch.full((n_models,), float("nan")), "acc": torch.full((n_models,), float("nan"))}
-    best_loss = torch.full((n_models,), float("inf"))
-    best_epoch = torch.zeros(n_models, dtype=torch.int64)
-    last_epoch = torch.zeros(n_models, dtype=torch.int64)
-    history: list[list[dict]] = [[] for _ in models]
-    start_epoch = 0
-    state_path = join(job.state_dir, "state.pt")
-    saved = resumable_state(state_path, log, expected_state([m.key for m in models], net, opt, per_model.best, gen,
-                                                           st.max_epochs))
-    if saved is not None:
-        if saved.get("keys") == [m.key for m in models]:
-            net.load_state_dict(saved["net"])
-            opt.load_state_dict(saved["opt"])
-            for name, t in saved["best"].items():
-                per_model.best[name].copy_(t.to(device))
-            active, best_loss, best_epoch, last_epoch = (saved["active"], saved["best_loss"],
-                                                        saved["best_epoch"], saved["last_epoch"])
-            history, start_epoch = saved["history"], saved["epoch"]
-            computed = saved.get("computed", computed)
-            last_val = saved.get("last_val", last_val)
-            gen.set_state(saved["gen"])
-            if graphs:
-                make_capturable(opt)      # the state may come from an eager run
-            log(f"resumed {st.stage} pack of {n_models} at epoch {start_epoch}")
-
-    steps = steps_per_epoch(st, [len(m.train) for m in models])
-    # the pack's constants; the rest of the step's plan follows the models still training
-    pack_plan = StepPlan(st.stage, st.batch_size, st.augment, data.images, data.labels,
-                         data.landmarks if st.stage == "landmark" else None, fused_aug, input_dtype,
-                         job.channels_last, job.precision == "bf16" and device.type == "cuda",
-                         computed, None, weights, train_idx, targets, active, None)
-    plan, plan_for, held_for = pack_plan, None, None
-    # the step's accumulators: a captured step adds to these very tensors, zeroed every epoch
-    run_loss = torch.zeros(n_models, device=device)
-    run_correct = torch.zeros(n_models, device=device)
-    stepper = PackStepper(lambda p: train_step(net, opt, training_loss, p, gen, run_loss, run_correct),
-                          gen, opt, graphs=graphs)
-    log_every = max(1, st.max_epochs // 5)
+    run = _PackRun(job, models, log, on_epoch, t0)
+    state = run.resume()
     setup = time.time() - t0
-    images_seen = 0
     last_checkpoint = time.time()
-    for epoch in range(start_epoch, st.max_epochs):
-        if not active.any():
+    st = job.stage
+    for epoch in range(state.epoch, st.max_epochs):
+        if not state.active.any():
             break
-        n_active = int(active.sum())
-        if st.compact_stopped and n_active <= len(computed) // 2:
-            computed = active.nonzero().flatten()
-            log(f"{job.dataset} {st.stage} pack of {n_models}: {n_active} still training, "
-                f"computing only those from epoch {epoch + 1}")
-        # A new plan (and, with CUDA graphs, a new capture) only when the computed set changes or
-        # the first model stops; later stops change the plan's tensors in place.
-        if plan_for != (computed.tolist(), bool(active.all())):
+        run.train_epoch(state, epoch)
+        if (st.checkpoint_every and (epoch + 1) % st.checkpoint_every == 0 and epoch + 1 < st.max_epochs
+                and time.time() - last_checkpoint >= st.checkpoint_seconds):
+            last_checkpoint = time.time()
+            run.save(state)
+    written = run.finish(state)
+    return PackResult(st.stage, [k for m in job.models for k in m.keys], written, state.last_epoch.tolist(),
+                      time.time() - t0, run.images_seen, setup, started=t0, step_plans=run.step_plans,
+                      kernel_fallbacks=dict(run.routes.fallbacks))
+
+
+class _PackRun:
+    """One pack's training, set up on its device: its resumable state (resume, save), one epoch
+    at a time (train_epoch), and its outputs (finish). What changes from epoch to epoch is a PackState."""
+
+    def __init__(self, job: PackJob, models: list[ModelJob], log, on_epoch, t0: float):
+        self.job, self.models, self.log, self.on_epoch, self.t0 = job, models, log, on_epoch, t0
+        self.selections = pack_selections(job)
+        self.watched = monitor_selection(self.selections, job.stage.patience)
+        execution = job.execution
+        if execution.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        device = self.device = torch.device(job.device)
+        if device.type == "cuda":
+            # Off by default: it buys no speed here but tunes again for every new shape, i.e. for
+            # every pack and every time stopped models leave the computation (BENCHMARKS.md).
+            torch.backends.cudnn.benchmark = execution.cudnn_benchmark and not execution.deterministic
+        self.routes = pack_routes(execution, device, log)
+        data = self.data = device_data(job.prepared_dir, job.image_size, job.device, list(job.classes))
+        st = job.stage
+        n_models = self.n_models = len(models)
+        self.targets = _Targets.for_models(models, device) if st.stage != "baseline" else None
+
+        net = self.net = build_network(job, models, self.routes.network)
+        _load_upstream(net, models)
+        net.to(device)
+        if execution.channels_last:
+            net.to(memory_format=torch.channels_last)
+        params = net.trainable_parameters(st.stage)
+        self.opt = torch.optim.Adam(params, lr=st.lr, betas=(st.adam["beta1"], st.adam["beta2"]),
+                                    eps=st.adam["eps"])
+        self.per_model = _PerModelState(net, device)
+        self.training_loss = training_loss_fn(execution.compile)
+
+        gen = self.gen = torch.Generator(device=device)
+        gen.manual_seed(int(models[0].seed) % (2**63))
+        input_dtype = torch.bfloat16 if job.precision == "bf16" and device.type == "cuda" else torch.float32
+        train_idx, train_mask = _pad_rows([m.train for m in models], device)
+        labels_train = data.labels[train_idx]
+        if st.class_balanced and st.stage != "landmark":
+            # weight each row by 1 / (its class's count in this model's training rows)
+            onehot = F.one_hot(labels_train.clamp(min=0), len(job.classes)).float() * train_mask[..., None]
+            counts = onehot.sum(1, keepdim=True).clamp(min=1)
+            weights = (onehot / counts).sum(-1)
+        else:
+            weights = train_mask.float()
+        self.weights = weights * (labels_train >= 0) if st.stage != "landmark" else weights
+        self.train_idx = train_idx
+        self.monitor_rows = [monitored_rows(self.watched, m) for m in models]
+        # a validation pass each epoch: to choose a kept epoch, or to stop early
+        self.monitors = self.watched != "last" or st.patience is not None
+        self.steps = steps_per_epoch(st, [len(m.train) for m in models])
+        # the pack's constants; the rest of the step's plan follows the models still training
+        self.pack_plan = StepPlan(st.stage, st.batch_size, st.augment, data.images, data.labels,
+                                  data.landmarks if st.stage == "landmark" else None, self.routes.fused_augment,
+                                  input_dtype, execution.channels_last, job.precision == "bf16" and device.type == "cuda",
+                                  torch.arange(n_models), None, self.weights, train_idx, self.targets,
+                                  torch.ones(n_models, dtype=torch.bool), None)
+        self.plan, self.plan_for, self.held_for, self.monitor = self.pack_plan, None, None, None
+        # the step's accumulators, zeroed every epoch
+        self.run_loss = torch.zeros(n_models, device=device)
+        self.run_correct = torch.zeros(n_models, device=device)
+        self.log_every = max(1, st.max_epochs // 5)
+        self.images_seen = 0
+        self.step_plans = 0
+        self.state_path = join(job.state_dir, "state.pt")
+
+    def resume(self) -> PackState:
+        """The pack's state: from its last checkpoint when one fits the pack (its network, optimizer,
+        best weights and generator restored too), else a fresh start."""
+        fresh = PackState.start(self.n_models)
+        saved = resumable_state(self.state_path, self.log,
+                                expected_state([m.key for m in self.models], self.net, self.opt, self.per_model.best,
+                                               self.gen, self.job.stage.max_epochs))
+        if saved is None:
+            return fresh
+        self.net.load_state_dict(saved["net"])
+        self.opt.load_state_dict(saved["opt"])
+        for name, t in saved["best"].items():
+            self.per_model.best[name].copy_(t.to(self.device))
+        self.gen.set_state(saved["gen"])
+        state = PackState.from_saved(saved, fresh)
+        self.log(f"resumed {self.job.stage.stage} pack of {self.n_models} at epoch {state.epoch}")
+        return state
+
+    def save(self, state: PackState) -> None:
+        """A checkpoint the pack can resume from (state.pt)."""
+        torch_save_atomic(state.saved([m.key for m in self.models], self.net, self.opt, self.per_model.best,
+                                      self.gen), self.state_path)
+
+    def train_epoch(self, state: PackState, epoch: int) -> None:
+        """Train epoch `epoch` (0-based) of every active model, evaluate where due, stop models whose
+        patience ran out; `state` is updated in place."""
+        job, st, device, n_models = self.job, self.job.stage, self.device, self.n_models
+        net, per_model = self.net, self.per_model
+        n_active = int(state.active.sum())
+        # The models the forward pass computes: always a superset of the active ones. A stopped model
+        # costs as much as a training one while it is computed, so the set is cut down to the active
+        # models whenever half of it has stopped: at most log2(M) shapes, each of which costs time
+        # under train.compile or cuDNN autotuning.
+        if st.compact_stopped and n_active <= len(state.computed) // 2:
+            state.computed = state.active.nonzero().flatten()
+            self.log(f"{job.dataset} {st.stage} pack of {n_models}: {n_active} still training, "
+                     f"computing only those from epoch {epoch + 1}")
+        computed, active = state.computed, state.active
+        # A new plan only when the computed set changes or the first model stops; later stops
+        # change the plan's tensors in place.
+        if self.plan_for != (computed.tolist(), bool(active.all())):
             sub = None if len(computed) == n_models else net.model_index(computed)   # None: the full network
             comp_dev = computed.to(device)
-            plan = dataclasses.replace(
-                pack_plan, computed=comp_dev, sub=sub, weights=weights[comp_dev], train_idx=train_idx[comp_dev],
-                targets=targets.subset(sub) if targets is not None else None,
+            self.plan = dataclasses.replace(
+                self.pack_plan, computed=comp_dev, sub=sub, weights=self.weights[comp_dev],
+                train_idx=self.train_idx[comp_dev],
+                targets=self.targets.subset(sub) if self.targets is not None else None,
                 active=active[computed].to(device), frozen=None if active.all() else per_model.frozen)
-            plan_for = (computed.tolist(), bool(active.all()))
-            monitor = _pad_rows([monitor_rows[i] for i in computed.tolist()], device)
-        if held_for != active.tolist():
+            self.plan_for = (computed.tolist(), bool(active.all()))
+            self.monitor = _pad_rows([self.monitor_rows[i] for i in computed.tolist()], device)
+            self.step_plans += 1
+        plan = self.plan
+        if self.held_for != active.tolist():
             plan.active.copy_(active[computed])
             per_model.hold(~active)
-            held_for = active.tolist()
+            self.held_for = active.tolist()
         sub, targets_c = plan.sub, plan.targets
         net.set_stage_mode(st.stage, frozen_bn=st.frozen_bn)
+        run_loss, run_correct, steps = self.run_loss, self.run_correct, self.steps
         run_loss.zero_()
         run_correct.zero_()
         for _ in range(steps):
-            stepper.step(plan)
-        images_seen += steps * n_active * st.batch_size
+            train_step(net, self.opt, self.training_loss, plan, self.gen, run_loss, run_correct)
+        self.images_seen += steps * n_active * st.batch_size
         not_computed = torch.ones(n_models, dtype=torch.bool)
         not_computed[computed] = False
         # the epoch's figures stay on the device until the validation pass is queued behind them
         train_figures = torch.stack([run_loss / steps, run_correct / (steps * st.batch_size)])
-        evaluating = monitors and ((epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs)
+        evaluating = self.monitors and ((epoch + 1) % st.eval_every == 0 or epoch + 1 == st.max_epochs)
         if evaluating:
             net.eval()
-            ev = evaluate(job, net, data, None, targets_c if st.stage == "landmark" else None, models=sub,
-                          outputs=False, padded=monitor)
+            ev = evaluate(job, net, self.data, None, targets_c if st.stage == "landmark" else None, models=sub,
+                          outputs=False, padded=self.monitor)
         train_loss, train_acc = train_figures.cpu().masked_fill(not_computed, float("nan"))
         newly_stopped = torch.zeros_like(active)
         if evaluating:
             # models no longer computed have all stopped: they keep their last validation figures
-            last_val = {name: last_val[name].index_put((computed,), ev[name].to(last_val[name].dtype))
-                        for name in ("loss", "acc")}
-            val_loss, val_acc = last_val["loss"], last_val["acc"]
-            improved = (val_loss < best_loss - st.min_delta) & active
-            best_loss = torch.where(improved, val_loss, best_loss)
-            best_epoch = torch.where(improved, torch.tensor(epoch + 1), best_epoch)
+            state.last_val = {name: state.last_val[name].index_put((computed,), ev[name].to(state.last_val[name].dtype))
+                              for name in ("loss", "acc")}
+            val_loss, val_acc = state.last_val["loss"], state.last_val["acc"]
+            improved = (val_loss < state.best_loss - st.min_delta) & active
+            state.best_loss = torch.where(improved, val_loss, state.best_loss)
+            state.best_epoch = torch.where(improved, torch.tensor(epoch + 1), state.best_epoch)
             per_model.snapshot(improved.to(device))
             if st.patience is not None:
-                newly_stopped = active & ((epoch + 1 - best_epoch) >= st.patience)
+                newly_stopped = active & ((epoch + 1 - state.best_epoch) >= st.patience)
         else:
             val_loss = val_acc = torch.full((n_models,), float("nan"))
         for i in range(n_models):
             if active[i]:
                 classify = st.stage != "landmark"
-                history[i].append({"epoch": epoch + 1, "train_loss": float(train_loss[i]),
-                                   "train_acc": float(train_acc[i]) if classify else "",
-                                   "val_loss": float(val_loss[i]) if evaluating else "",
-                                   "val_acc": float(val_acc[i]) if evaluating and classify else "",
-                                   "lr": st.lr, "stopped": bool(newly_stopped[i])})
-                last_epoch[i] = epoch + 1
-        if on_epoch is not None:
-            on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
-                                 "train_acc": train_acc.tolist() if st.stage != "landmark" else None,
-                                 "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
-                                 "active": (active & ~newly_stopped).tolist()})
+                state.history[i].append({"epoch": epoch + 1, "train_loss": float(train_loss[i]),
+                                         "train_acc": float(train_acc[i]) if classify else "",
+                                         "val_loss": float(val_loss[i]) if evaluating else "",
+                                         "val_acc": float(val_acc[i]) if evaluating and classify else "",
+                                         "lr": st.lr, "stopped": bool(newly_stopped[i])})
+                state.last_epoch[i] = epoch + 1
+        if self.on_epoch is not None:
+            self.on_epoch(epoch + 1, {"train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
+                                      "train_acc": train_acc.tolist() if st.stage != "landmark" else None,
+                                      "val_acc": val_acc.tolist() if st.stage != "landmark" else None,
+                                      "active": (active & ~newly_stopped).tolist()})
         if newly_stopped.any():
-            if watched != "last":
+            if self.watched != "last":
                 per_model.restore(newly_stopped.to(device))
             else:
                 per_model.snapshot(newly_stopped.to(device))
-            active = active & ~newly_stopped
-        if log_every and ((epoch + 1) % log_every == 0 or epoch + 1 == st.max_epochs):
-            log(f"{job.dataset} {st.stage} pack of {n_models}: epoch {epoch + 1}/{st.max_epochs}, "
-                f"{int(active.sum())} still training, train loss {float(train_loss.nanmean()):.4f}, "
-                f"{time.time() - t0:.0f} s")
-        if (st.checkpoint_every and (epoch + 1) % st.checkpoint_every == 0 and epoch + 1 < st.max_epochs
-                and time.time() - last_checkpoint >= st.checkpoint_seconds):
-            last_checkpoint = time.time()
-            torch_save_atomic({"keys": [m.key for m in models], "net": net.state_dict(),
-                               "opt": opt.state_dict(), "best": per_model.best, "active": active,
-                               "best_loss": best_loss, "best_epoch": best_epoch, "last_epoch": last_epoch,
-                               "history": history, "epoch": epoch + 1, "gen": gen.get_state(),
-                               "computed": computed, "last_val": last_val}, state_path)
-    stepper.close()
-    if graphs:
-        counts = stepper.counts()
-        log(f"{job.dataset} {st.stage} pack of {n_models}: {counts['graph_replays']} steps replayed from "
-            f"{counts['graph_captures']} CUDA graphs, {counts['eager_steps']} eager")
-    written = 0
-    # `last` first: its weights are those in the network now; the others restore their best epoch
-    for selection in sorted(selections, key=lambda s: s != "last"):
-        if selection != "last":
-            per_model.restore(active.to(device))      # models that ran to the cap keep their best epoch
-        if st.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
-            recalibrate_bn(job, net, data, [m.train for m in models])
-        net.eval()
-        test_eval = evaluate(job, net, data, [m.test for m in models], targets if st.stage != "baseline" else None)
-        selected = last_epoch if selection == "last" else best_epoch
-        written += _write_outputs(job, net, data, models, history, test_eval, last_epoch.tolist(),
-                                  selected.tolist(), selection)
-    remove_dir(job.state_dir)
-    seconds = time.time() - t0
-    return PackResult(st.stage, [k for m in job.models for k in m.keys], written, last_epoch.tolist(), seconds,
-                      images_seen, setup, started=t0, step_plans=stepper.plans, graph_captures=stepper.captures,
-                      graph_replays=stepper.replays)
+            state.active = active & ~newly_stopped
+        state.epoch = epoch + 1
+        if self.log_every and ((epoch + 1) % self.log_every == 0 or epoch + 1 == st.max_epochs):
+            self.log(f"{job.dataset} {st.stage} pack of {n_models}: epoch {epoch + 1}/{st.max_epochs}, "
+                     f"{int(state.active.sum())} still training, train loss {float(train_loss.nanmean()):.4f}, "
+                     f"{time.time() - self.t0:.0f} s")
+
+    def finish(self, state: PackState) -> int:
+        """Each selection's models written (their kept epoch's weights, test predictions, history,
+        meta.json), the resumable state removed; returns how many were written."""
+        job, st, net, data, models = self.job, self.job.stage, self.net, self.data, self.models
+        written = 0
+        # `last` first: its weights are those in the network now; the others restore their best epoch
+        for selection in sorted(self.selections, key=lambda s: s != "last"):
+            if selection != "last":
+                self.per_model.restore(state.active.to(self.device))   # models that ran to the cap keep their best epoch
+            if st.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
+                recalibrate_bn(job, net, data, [m.train for m in models])
+            net.eval()
+            test_eval = evaluate(job, net, data, [m.test for m in models],
+                                 self.targets if st.stage != "baseline" else None)
+            selected = state.last_epoch if selection == "last" else state.best_epoch
+            written += _write_outputs(job, net, data, models, state.history, test_eval, state.last_epoch.tolist(),
+                                      selected.tolist(), selection, self.routes.fallbacks)
+        remove_dir(job.state_dir)
+        return written

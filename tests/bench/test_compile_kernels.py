@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.compile_kernels import ARCHS, Compiled, failed, occupancy, verdict  # noqa: E402
-from partfer.models.kernels import fused_bn, grouped_conv  # noqa: E402
+from partfer.models.kernels import fused_bn  # noqa: E402
 
 
 def _compiling_env(cache: Path) -> dict:
@@ -38,7 +38,6 @@ def test_recording_keeps_launches_as_cuda_would_get_them_and_runs_none():
                 pass
         out = fused_bn.bn_relu(y, weight, bias, 1e-3, pool=(3, 2, 0))[0]
         out.float().sum().backward()
-        assert grouped_conv._precision(y.to(torch.bfloat16)) == {"IEEE": False, "UPCAST": False}
     names = [(launch.fn.__name__, launch.meta.get("APPLY")) for launch in launches]
     assert names == [("_stats", None), ("_finalize_forward", None), ("_apply_pool_relu", None),
                      ("_backward", False), ("_finalize_backward", None), ("_backward", True)]
@@ -47,7 +46,6 @@ def test_recording_keeps_launches_as_cuda_would_get_them_and_runs_none():
     assert fused_bn._kernel.cache_info() == kernels_before
     assert fused_bn._self_test.cache_info() == tests_before
     assert fused_bn._RECORDING is None and not fused_bn.compiled(y)
-    assert grouped_conv._precision(y.to(torch.bfloat16))["UPCAST"] == (not y.is_cuda)
 
 
 def test_occupancy_follows_the_calculators_rules():
@@ -120,17 +118,12 @@ def test_every_kernel_of_every_route_compiles_for_sm90(tmp_path):
     kernels = json.loads(out.read_text())["kernels"]
     names = {k["kernel"].rsplit(".", 1)[-1] for k in kernels}
     assert names == {"_stats", "_apply_relu", "_apply_pool_relu", "_backward", "_finalize_forward",
-                     "_finalize_backward", "_warp", "_grey_sums", "_grey_apply", "_conv", "_conv_wgrad"}
-    assert {r for k in kernels for r in k["routes"]} == {"baseline", "fusegrey", "tconv", "splitcopy"}
+                     "_finalize_backward", "_warp"}
+    assert {r for k in kernels for r in k["routes"]} == {"baseline", "splitcopy"}
     for k in kernels:
         assert k["error"] is None and k["regs"] > 0, k
         assert k["shared_bytes"] <= ARCHS[90]["smem_block"] and 0 < k["occupancy"] <= 1, k
-    # the bf16 convs' matrix products run on the tensor cores; the compacted pack's indexed
-    # running-statistics update was compiled too
-    for k in kernels:
-        if k["kernel"].endswith(("._conv", "._conv_wgrad")):
-            assert k["constants"]["IEEE"] is False and k["constants"]["UPCAST"] is False, k
-            assert k["tensor_core_ops"] > 0, k
+    # the compacted pack's indexed running-statistics update was compiled too
     assert any(k["constants"].get("HAS_IDX") for k in kernels if k["kernel"].endswith("_finalize_forward"))
     # the BN kernels read channels-last rows in 16-byte loads; a mask that varies along the
     # channels (the pooled backward's window hits, before session 9) splits them into 2-byte ones
@@ -142,12 +135,12 @@ def test_every_kernel_of_every_route_compiles_for_sm90(tmp_path):
 
 def test_tile_settings_are_applied_typed_and_checked(monkeypatch):
     from bench.compile_kernels import set_tiles
-    monkeypatch.setitem(grouped_conv.CONV_TILES, "tile", grouped_conv.CONV_TILES["tile"])
+    monkeypatch.setitem(fused_bn.TILES, "rows", fused_bn.TILES["rows"])
     monkeypatch.setitem(fused_bn.TILES, "divide", fused_bn.TILES["divide"])
-    assert set_tiles(["conv.tile=8192", "bn.divide=false"]) == {"conv.tile": 8192, "bn.divide": False}
-    assert grouped_conv.CONV_TILES["tile"] == 8192 and fused_bn.TILES["divide"] is False
-    for bad, says in (("conv.tiles=1", "expected TABLE.KEY=VALUE"), ("gpu.tile=1", "expected TABLE.KEY=VALUE"),
-                      ("conv.tile=big", "'big' is not a valid int"), ("bn.divide=maybe", "not a valid bool"),
-                      ("conv.tile", "expected TABLE.KEY=VALUE")):
+    assert set_tiles(["bn.rows=128", "bn.divide=false"]) == {"bn.rows": 128, "bn.divide": False}
+    assert fused_bn.TILES["rows"] == 128 and fused_bn.TILES["divide"] is False
+    for bad, says in (("bn.tiles=1", "expected TABLE.KEY=VALUE"), ("gpu.rows=1", "expected TABLE.KEY=VALUE"),
+                      ("bn.rows=big", "'big' is not a valid int"), ("bn.divide=maybe", "not a valid bool"),
+                      ("bn.rows", "expected TABLE.KEY=VALUE")):
         with pytest.raises(SystemExit, match=says):
             set_tiles([bad])

@@ -9,7 +9,7 @@ from partfer.models.packed import PackedNetwork
 from partfer.models.subnet import SubNetwork
 
 WIDTHS = (4, 8, 8, 8)
-CHOSEN = ExecOptions(grey="repeat", split="on", fuse="off", interleave="copy", conv="triton")
+CHOSEN = ExecOptions(grey="repeat", split="on", fuse="off", interleave="copy")
 
 
 def _blocks(net: torch.nn.Module) -> list[ConvBlock]:
@@ -19,7 +19,7 @@ def _blocks(net: torch.nn.Module) -> list[ConvBlock]:
 
 
 def test_the_defaults_are_the_blocks_documented_ones():
-    assert ExecOptions() == ExecOptions(grey="auto", split="auto", fuse="auto", interleave="auto", conv="torch")
+    assert ExecOptions() == ExecOptions(grey="auto", split="auto", fuse="auto", interleave="auto")
     assert all(b.options == ExecOptions() for b in _blocks(FeatureExtractor(WIDTHS)))
 
 

@@ -27,11 +27,9 @@ def test_paper_epochs_and_scaling():
     ({"epochs_scale": 0}, "epochs_scale"),
     ({"image_size": 16}, "image_size"),
     ({"train.fused_bn": "yes"}, "train.fused_bn must be true or false"),
-    ({"train.fused_grey_conv": 1}, "train.fused_grey_conv must be true or false"),
     ({"train.fused_augment": "auto"}, "train.fused_augment must be true or false"),
-    ({"train.cuda_graphs": "on"}, "train.cuda_graphs must be true or false"),
-    ({"train.triton_conv": "auto"}, "train.triton_conv must be true or false"),
-    ({"train.cuda_graphs": True, "train.compile": "reduce-overhead"}, "choose one"),
+    ({"train.cuda_graphs": False}, "unknown config key train.cuda_graphs"),
+    ({"projection.pack_rates": "fast"}, "projection.pack_rates must be a list"),
 ])
 def test_bad_values_are_named(over, message):
     with pytest.raises(ConfigError, match=message):
@@ -155,8 +153,9 @@ def test_the_composed_paper_config_keeps_todays_values():
     assert cfg["device"] == "auto" and cfg["storage_shared"] is False
     tr = cfg["train"]
     assert (tr["pack_size"], tr["pack_size_cpu"], tr["gpus_per_pack"], tr["cpus_per_pack"]) == (50, 5, 0.33, 1)
-    assert (tr["fused_bn"], tr["fused_augment"], tr["fused_grey_conv"], tr["cuda_graphs"], tr["triton_conv"]) == (
-        True, True, False, False, False)
+    assert (tr["fused_bn"], tr["fused_augment"]) == (True, True)
+    assert cfg["projection"] == {"gpu": "H200", "pack_rates": [[5, 13000.0], [50, 34700.0]],
+                                 "trainer_start_seconds": 15.0}
     assert (tr["compile"], tr["precision"], tr["channels_last"], tr["cudnn_benchmark"]) == ("off", "auto", "auto", False)
     assert (tr["checkpoint_every"], tr["checkpoint_seconds"], tr["max_retries"], tr["deterministic"]) == (10, 60, 2, False)
     assert (tr["workers_per_run"], tr["gpus_per_worker"], tr["compact_stopped"]) == (0, 1.0, True)

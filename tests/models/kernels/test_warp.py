@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from partfer.models.kernels import warp
-from partfer.orchestrator.training.augment import (AugmentSettings, normalise_pixels, random_transforms, sampling_maps,
+from partfer.orchestrator.training.jobs import AugmentSettings
+from partfer.orchestrator.training.augment import (normalise_pixels, random_transforms, sampling_maps,
                                                    warp_images)
 from partfer.orchestrator.training.batches import check_fused_route
 

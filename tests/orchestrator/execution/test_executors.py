@@ -85,10 +85,6 @@ def test_gpu_memory_estimate_and_the_out_of_memory_message(tiny_prepared, tmp_pa
     assert job.stage.batch_size == 32
     assert abs(pack_memory_bytes(paper_sized) / 2**20 - 14_440) < 1
     assert packs_that_fit([[paper_sized]], 3) == 3          # a CPU job: memory is not the GPU's
-    # a captured step keeps its own memory pool beside the eager warm-up's cache
-    graphed = dataclasses.replace(paper_sized, cuda_graphs=True)
-    assert pack_memory_bytes(graphed) == pack_memory_bytes(paper_sized)        # on a CPU: no graphs
-    assert pack_memory_bytes(dataclasses.replace(graphed, device="cuda")) == 2 * pack_memory_bytes(paper_sized)
     err = explain_oom(paper_sized, RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\\nmore"))
     assert "train.gpus_per_pack=1" in str(err) and "14.1 GiB" in str(err) and "Tried to allocate" in str(err)
 

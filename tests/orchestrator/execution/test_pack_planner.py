@@ -1,13 +1,15 @@
-"""The planner: the paper's work from its config, the rate curve through the measured packs, and
-layouts that use more GPUs only through more (smaller) packs."""
+"""The planner: the paper's work from its config, the rate curve through the measured packs (the
+hardware profile's projection), and layouts that use more GPUs only through more (smaller) packs."""
 from __future__ import annotations
 
 import pytest
 
-from partfer.orchestrator.config import load_config
-from partfer.orchestrator.execution.pack_planner import H200, RateCurve, choose, paper_workload, project
+from partfer.orchestrator.config import ConfigError, load_config
+from partfer.orchestrator.execution.pack_planner import ProjectionRates, RateCurve, choose, paper_workload, project
 
 PAPER_FOLDS = {"ckplus": 10, "jaffe": 10, "sfew": 1}
+RATES = ProjectionRates.from_config(load_config("paper"))
+H200, START = RATES.curve, RATES.trainer_start_seconds
 
 
 def _steps(kinds, selection=None) -> int:
@@ -39,6 +41,19 @@ def test_a_patience_or_held_out_subjects_train_the_twin_whole():
         assert _steps(kinds) == 213_120_000
 
 
+def test_the_measured_rates_come_from_the_hardware_profile():
+    assert RATES == ProjectionRates("H200", ((5, 13_000.0), (50, 34_700.0)), 15.0)
+    for profile in ("cpu", "cluster"):                  # both include gpu.yaml's measured figures
+        assert ProjectionRates.from_config(load_config("paper", {"hardware": profile})) == RATES
+    other = ProjectionRates.from_config(load_config("paper", {"projection.pack_rates": [[10, 5000.0], [40, 8000.0]]}))
+    assert other.curve.rate(10) == pytest.approx(5000) and other.curve.rate(40) == pytest.approx(8000)
+    for bad in ([[5, 13000.0]], [[5, 1.0], [5, 2.0]], [[5, "fast"], [50, 1.0]], [[5, 1.0], [50, -1.0]]):
+        with pytest.raises(ValueError, match="two \\[models, images per second\\] pairs"):
+            ProjectionRates.from_config(load_config("paper", {"projection.pack_rates": bad}))
+    with pytest.raises(ConfigError, match="unknown config key projection.gpus"):
+        load_config("paper", {"projection.gpus": "A100"})
+
+
 def test_rate_curve_passes_through_the_measured_packs():
     assert H200.rate(5) == pytest.approx(13_000)
     assert H200.rate(50) == pytest.approx(34_700)
@@ -49,22 +64,22 @@ def test_rate_curve_passes_through_the_measured_packs():
 def test_one_gpu_takes_the_work_at_the_pack_rate_plus_startups():
     cfg = load_config("paper", {"train.twin_selection": None, "networks": ["baseline"]})
     kinds = paper_workload(cfg, {"ckplus": 10})               # 50 Baseline models: one 50-model pack
-    layout = project(kinds, 1, 50, 1, H200, start=15.0)
+    layout = project(kinds, 1, 50, 1, H200, START)
     assert layout.runs == 1 and layout.concurrent == 1
     assert layout.wall_seconds == pytest.approx(19_200_000 / 34_700 + 15.0)
 
 
 def test_past_the_chain_count_only_smaller_packs_use_more_gpus():
     kinds = paper_workload(load_config("paper", {"train.twin_selection": None}), PAPER_FOLDS)
-    big8, big32 = project(kinds, 8, 50, 1, H200), project(kinds, 32, 50, 1, H200)
+    big8, big32 = project(kinds, 8, 50, 1, H200, START), project(kinds, 32, 50, 1, H200, START)
     assert big32.wall_seconds == pytest.approx(big8.wall_seconds, rel=0.2)    # ~9 chains: 32 GPUs idle
-    best = choose(kinds, 32, H200)
+    best = choose(kinds, 32, H200, START)
     assert best.pack_size < 50 and best.wall_seconds < 0.6 * big32.wall_seconds
-    assert choose(kinds, 1, H200).pack_size == 50                              # one GPU: the biggest packs
+    assert choose(kinds, 1, H200, START).pack_size == 50                              # one GPU: the biggest packs
 
 
 def test_startups_make_more_runs_cost_more():
     kinds = paper_workload(load_config("paper", {"train.twin_selection": None}), PAPER_FOLDS)
-    assert project(kinds, 1, 5, 1, H200).wall_seconds > project(kinds, 1, 50, 1, H200).wall_seconds
-    free, paid = project(kinds, 4, 50, 1, H200, start=0.0), project(kinds, 4, 50, 1, H200, start=15.0)
+    assert project(kinds, 1, 5, 1, H200, START).wall_seconds > project(kinds, 1, 50, 1, H200, START).wall_seconds
+    free, paid = project(kinds, 4, 50, 1, H200, 0.0), project(kinds, 4, 50, 1, H200, 15.0)
     assert paid.wall_seconds > free.wall_seconds

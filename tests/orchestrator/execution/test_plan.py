@@ -58,11 +58,10 @@ def test_changing_finetune_lr_keeps_earlier_stage_keys(tiny_prepared, tmp_path):
 def test_kernel_settings_reach_every_pack_and_leave_keys_alone(tiny_prepared, tmp_path):
     # execution-only settings: they change how a pack computes, not what, so not the stage keys
     a = _plan(tiny_prepared, tmp_path)
-    b = _plan(tiny_prepared, tmp_path, **{"train.fused_bn": False, "train.fused_grey_conv": True,
-                                          "train.fused_augment": False, "train.cuda_graphs": True,
-                                          "train.triton_conv": True})
-    for plan, want in ((a, (True, False, "auto", False, False)), (b, (False, True, "off", True, True))):
-        assert {(p.fused_bn, p.fused_grey_conv, p.fused_augment, p.cuda_graphs, p.triton_conv)
+    b = _plan(tiny_prepared, tmp_path, **{"train.fused_bn": False, "train.fused_augment": False,
+                                          "train.compile": "default", "train.deterministic": True})
+    for plan, want in ((a, ("auto", "auto", "off", False)), (b, ("off", "off", "default", True))):
+        assert {(p.execution.network.fuse, p.execution.fused_augment, p.execution.compile, p.execution.deterministic)
                 for chain in plan.chains for p in chain} == {want}
     assert {j.key for j in _jobs(a).values()} == {j.key for j in _jobs(b).values()}
 

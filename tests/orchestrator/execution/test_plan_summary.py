@@ -8,7 +8,8 @@ from partfer.data_prep.prepared import load_prepared
 from partfer.cli import main
 from partfer.orchestrator.config import load_config
 from partfer.orchestrator.execution.plan import build_plan
-from partfer.orchestrator.execution.plan_summary import measured_rate, pack_work, summary_lines
+from partfer.orchestrator.execution.pack_work import pack_work
+from partfer.orchestrator.execution.plan_summary import measured_rate, summary_lines
 
 EPOCHS = {"baseline": 7, "landmark": 3, "head": 2, "finetune": 5}
 

@@ -10,7 +10,7 @@ from partfer.orchestrator.config import load_config
 from partfer.orchestrator.training.epoch_metrics import CSV_FILE, TENSORBOARD_DIR, EpochFiles, epoch_reporter
 from partfer.orchestrator.execution.executors import deliver, run_inline
 from partfer.orchestrator.execution.plan import build_plan
-from partfer.orchestrator.execution.plan_summary import pack_work
+from partfer.orchestrator.execution.pack_work import pack_work
 from partfer.orchestrator.execution.progress import NORMAL, QUIET, VERBOSE, Progress
 from partfer.orchestrator.training.tb_events import append_scalars
 

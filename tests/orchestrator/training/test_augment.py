@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from partfer.data_prep.ibug68 import FLIP_PERMUTATION, PARTS
-from partfer.orchestrator.training.augment import AugmentSettings, move_landmarks, random_transforms, warp_images
+from partfer.orchestrator.training.jobs import AugmentSettings
+from partfer.orchestrator.training.augment import move_landmarks, random_transforms, warp_images
 
 
 def test_flip_permutation_is_an_involution_that_swaps_sides():

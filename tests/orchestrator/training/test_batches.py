@@ -3,7 +3,7 @@ on a CPU) draw the same transforms and give the same images and landmarks."""
 import pytest
 import torch
 
-from partfer.orchestrator.training.augment import AugmentSettings
+from partfer.orchestrator.training.jobs import AugmentSettings
 from partfer.orchestrator.training.batches import augmented_batch, fused_available
 
 
