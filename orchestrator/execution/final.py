@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from partfer.data_prep.prepared import PreparedData
-from partfer.orchestrator.config import TRANSFER_STAGES, packs_per_gpu
+from partfer.orchestrator.config import packs_per_gpu
 from partfer.orchestrator.execution.folds import FoldSplit
 from partfer.orchestrator.execution.plan import Unit, pack_options, precision_for, result_settings, stage_settings, unit_seed
 from partfer.orchestrator.execution.progress import Progress
+from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
 from partfer.orchestrator.storage.store import (DONE_FILE, atomic_write_text, basename, is_done, join, local_file, model_dir,
                                 open_prepared, relative, stable_hash, stored)
@@ -57,10 +58,6 @@ class FinalPlan:
     n_done: int
 
 
-def _stages(network: str) -> tuple[str, ...]:
-    return ("baseline",) if network == "baseline" else TRANSFER_STAGES
-
-
 def median_epoch(values: list[int]) -> int:
     """The median, rounded half up, at least 1."""
     return max(1, math.floor(statistics.median(values) + 0.5))
@@ -72,7 +69,7 @@ def chosen_epochs(run_plan: RunPlan, storage: str, dataset: str, network: str) -
     if not records:
         raise FinalModelError(f"run {run_plan.run_id} trained no {network} on {dataset} to take epochs from")
     epochs, selected = {}, {}
-    for stage in _stages(network):
+    for stage in NETWORKS[network].stages:
         values = []
         for r in records:
             where = join(storage, r.stage_dirs.get(stage, r.dir), DONE_FILE)
@@ -98,11 +95,8 @@ def _all_rows(data: PreparedData, stage: str) -> FoldSplit:
 
 
 def _units(cfg: dict, dataset: str, network: str) -> list[Unit]:
-    if network == "el":
-        return [Unit(dataset, network, p, FINAL_FOLD, p) for p in cfg["parts"]]
-    from partfer.data_prep.ibug68 import FULL_FACE
-    region = FULL_FACE if network == "ftl" else None
-    return [Unit(dataset, network, f"m{i}", FINAL_FOLD, region) for i in range(int(cfg["members"]))]
+    return [Unit(dataset, network, member, FINAL_FOLD, region)
+            for member, region in NETWORKS[network].members(cfg)]
 
 
 def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str, run_plan: RunPlan,
@@ -124,7 +118,7 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 chunk = units[start:start + pack_size]
                 chain, upstream = [], {u: None for u in chunk}
                 stage_dirs: dict[Unit, dict[str, str]] = {u: {} for u in chunk}
-                for stage in _stages(network):
+                for stage in NETWORKS[network].stages:
                     settings = dataclasses.replace(stage_settings(cfg, name, stage, FINAL_SELECTION),
                                                    max_epochs=epochs[stage], patience=None)
                     split = _all_rows(data, stage)
@@ -166,7 +160,7 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 for u in chunk:
                     key, out = upstream[u]
                     records.append(ModelRecord(dataset=name, network=u.network, member=u.member, fold=u.fold,
-                                               stage=_stages(network)[-1], key=key, dir=relative(out, storage),
+                                               stage=u.stages[-1], key=key, dir=relative(out, storage),
                                                stage_dirs=stage_dirs[u], selection=FINAL_SELECTION))
     chains.sort(key=len, reverse=True)
     return FinalPlan(chains, records, all_epochs, all_selected, str(run_plan.settings.get("selection")),

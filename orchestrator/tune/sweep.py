@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from partfer.orchestrator.config import (NETWORKS, STAGES, TRANSFER_STAGES, ConfigError, epochs_for,
-                                 find_config, load_config, parse_value, resolve_device)
+from partfer.orchestrator.config import (STAGES, ConfigError, epochs_for, find_config, load_config, parse_value,
+                                 resolve_device)
+from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.tune.search_space import Space, numeric_space, parse_space, sample_points
 from partfer.orchestrator.storage.store import basename, is_done, is_uri, join, local_file, stable_hash, work_root
 
@@ -69,7 +70,7 @@ class SweepResult:
 
 
 def stages_of(network: str) -> tuple[str, ...]:
-    return ("baseline",) if network == "baseline" else TRANSFER_STAGES
+    return NETWORKS[network].stages
 
 
 def check_request(req: SweepRequest, cfg: dict) -> None:
