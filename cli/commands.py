@@ -9,7 +9,8 @@ import os
 import re
 import sys
 
-from partfer.orchestrator.config import EXECUTORS, NETWORKS, STAGES, ConfigError, load_config, parse_value
+from partfer.orchestrator.config import NETWORKS, STAGES, ConfigError, load_config, parse_value
+from partfer.orchestrator.execution.executor import EXECUTORS
 from partfer.orchestrator.storage.remote import basename, is_uri, join
 
 

@@ -32,8 +32,6 @@ STAGES = ("baseline", "landmark", "head", "finetune")
 # train.selection: which epoch's weights a stage keeps (configs/paper.yaml explains each)
 SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
 TRANSFER_BN = ("frozen", "trainable")
-# how a run trains its packs: Ray tasks, this process, or Ray Train runs (orchestrator/execution/train_executor.py)
-EXECUTORS = ("ray", "inline", "train")
 
 
 class ConfigError(ValueError):
@@ -281,8 +279,6 @@ def validate(cfg: dict) -> None:
     gpus = float(cfg["train"]["gpus_per_pack"])
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
-    if cfg["executor"] not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {cfg['executor']!r}")
     workers = cfg["train"]["workers_per_run"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {workers!r}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from partfer.data_prep.prepared import PreparedData
-from partfer.orchestrator.config import packs_per_gpu
+from partfer.orchestrator.execution.executor import make_executor
 from partfer.orchestrator.execution.folds import FoldSplit
 from partfer.orchestrator.execution.plan import Unit, pack_options, precision_for, result_settings, stage_settings, unit_seed
 from partfer.orchestrator.execution.progress import Progress
@@ -167,18 +167,6 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                      n_total, n_done)
 
 
-def execute(chains: list[list[PackJob]], progress: Progress, executor: str, cfg: dict, device: str) -> list[PackResult]:
-    """The chains on the run's executor: inline in this process, else as Ray tasks (a final
-    model is a handful of packs; the `train` executor's worker groups buy nothing there)."""
-    tr = cfg["train"]
-    if executor == "inline":
-        from partfer.orchestrator.execution.executors import run_inline
-        return run_inline(chains, progress, concurrent=packs_per_gpu(cfg) if device.startswith("cuda") else 1)
-    from partfer.orchestrator.execution.executors import run_ray
-    return run_ray(chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
-                   gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
-
-
 def train_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str, run_plan: RunPlan,
                 pack_size: int, run_dir: Path, executor: str, log) -> list[PackResult]:
     """Plan, train and record the final models of a run whose cross-validated models are done."""
@@ -189,7 +177,9 @@ def train_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 f"cross-validated run's {final.selection} models)")
     # their epochs join the run's metrics CSV and TensorBoard files (fold -1)
     progress = Progress(final.n_model_stages, final.n_done, sum(len(c) for c in final.chains), run_dir=run_dir)
-    results = execute(final.chains, progress, executor, cfg, device) if final.chains else []
+    # a final model is a handful of packs: the run's executor hands them on where that is cheaper
+    results = (make_executor(executor, cfg, storage, device, few_packs=True).run_chains(final.chains, progress)
+               if final.chains else [])
     write_final(run_dir, run_plan.run_id, final)
     log(f"final models of {len(final.records)} members -> {Path(run_dir) / FINAL_FILE}")
     return results
