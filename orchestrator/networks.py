@@ -54,11 +54,12 @@ class Network:
         """The table column of one member alone: a part's own name, else "<column> <member>"."""
         return member.capitalize() if self.by_part else f"{self.column} {member}"
 
-    def gradcam_systems(self, parts=PART_ORDER) -> list[str]:
-        """Its Grad-CAM systems: each part's network, or the ensemble (its members' maps' union)."""
+    def gradcam_systems(self) -> list[str]:
+        """Its Grad-CAM systems in Fig. 11's order: each part's network (the paper's part order),
+        or the ensemble (the union of its members' maps)."""
         if not self.gradcam:
             return []
-        return [self.gradcam_system(part) for part in parts] if self.by_part else [self.name]
+        return [self.gradcam_system(part) for part in PART_ORDER] if self.by_part else [self.name]
 
     def gradcam_system(self, member: str) -> str:
         """The Grad-CAM system a member's map belongs to."""
@@ -80,14 +81,6 @@ def register(network: Network) -> Network:
 register(Network("baseline", "Baseline", BASELINE_STAGES))
 register(Network("ftl", "FTL", TRANSFER_STAGES, region=FULL_FACE))
 register(Network("el", "EL", TRANSFER_STAGES, by_part=True))
-
-
-def network(name: str) -> Network:
-    """The recipe of a name; KeyError names the known ones."""
-    try:
-        return NETWORKS[name]
-    except KeyError:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}") from None
 
 
 def stage_sequences() -> list[tuple[str, ...]]:

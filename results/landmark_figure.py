@@ -57,8 +57,9 @@ def choose_faces(study: LandmarkStudy, dataset: str, labels: dict[str, str],
     """The fold with the most EL parts (lowest fold on ties) and up to n test faces of it that
     every part predicted, one per expression in turn so the faces differ."""
     by_fold: dict[int, dict[str, ModelLandmarks]] = {}
+    network = part_network()
     for m in study.models:
-        if m.record.dataset == dataset and m.record.network == part_network() and m.region in PART_ORDER:
+        if m.record.dataset == dataset and m.record.network == network and m.region in PART_ORDER:
             by_fold.setdefault(m.record.fold, {})[m.region] = m
     if not by_fold:
         return None
@@ -128,7 +129,8 @@ def plot_landmarks(dataset: str, choice: FaceChoice, crops: PreparedData,
         handles.append(Line2D([], [], marker="o", linestyle="", color="lightgrey", label="truth"))
     fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=7, frameon=False)
     missing = [p for p in PART_ORDER if p not in choice.parts]
-    title = (f"{display_name(dataset)}: {NETWORKS[part_network()].column} landmarks before (top) and after (bottom) fine-tuning, "
+    label = NETWORKS[part_network()].column
+    title = (f"{display_name(dataset)}: {label} landmarks before (top) and after (bottom) fine-tuning, "
              f"fold {choice.fold} test faces")
     if missing:
         title += f" (no usable {', '.join(missing)} model)"
@@ -145,7 +147,8 @@ def write_landmark_figures(study: LandmarkStudy, results: RunResults, run_dir: P
     out = Path(run_dir) / FIGURES_DIR
     written: dict[str, Path] = {}
     notes: list[str] = []
-    datasets = sorted({m.record.dataset for m in study.models if m.record.network == part_network()})
+    network = part_network()
+    datasets = sorted({m.record.dataset for m in study.models if m.record.network == network})
     for dataset in datasets:
         crops, problem = load_crops(results, dataset)
         if crops is None:

@@ -108,7 +108,7 @@ def expected_region(record: ModelRecord) -> str | None:
     """The region a model regresses (orchestrator.networks: FTL the whole face, EL its part);
     None when unknown."""
     spec = NETWORKS.get(record.network)
-    region = spec.region_of(record.member) if spec else None
+    region = spec.region_of(record.member) if spec and spec.has_landmarks else None
     return region if region in ALL_REGIONS else None
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from partfer.orchestrator.networks import column_of
 from partfer.results.landmarks import LandmarkStudy, summary_frame
 from partfer.results.load import HISTORY_FILE, RunResults, resolve_stored
-from partfer.orchestrator.networks import column_of
 
 # "Within a few points of chance": a final training accuracy below chance + this margin.
 CHANCE_MARGIN = 0.05
