@@ -19,7 +19,7 @@ def add_export_parser(subparsers, with_arguments: bool = True) -> argparse.Argum
     parser = add_command(subparsers, "export", HELP, DESCRIPTION)
     if not with_arguments:
         return parser
-    from partfer.orchestrator.records import NETWORKS
+    from partfer.orchestrator.networks import NETWORKS
 
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (<storage>/runs/<run_id>)")
     parser.add_argument("--dataset", required=True, help="data set the ensemble was trained on")

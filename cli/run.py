@@ -25,7 +25,8 @@ def add_run_parser(subparsers, with_arguments: bool = True) -> argparse.Argument
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    from partfer.orchestrator.config import EXECUTORS, NETWORKS
+    from partfer.orchestrator.execution.executor import EXECUTORS
+    from partfer.orchestrator.networks import NETWORKS
     p.add_argument("--config", default="paper", help="config name in configs/ or a YAML path")
     p.add_argument("--datasets", help="NAME=ROOT[,NAME=ROOT]: raw data sets to prepare and train on "
                    "(left out: the config's synthetic data sets)")

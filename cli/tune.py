@@ -14,7 +14,8 @@ def add_tune_parser(subparsers, with_arguments: bool = True) -> argparse.Argumen
     p = add_command(subparsers, "tune", HELP)
     if not with_arguments:
         return p
-    from partfer.orchestrator.config import NETWORKS, STAGES
+    from partfer.orchestrator.config import STAGES
+    from partfer.orchestrator.networks import NETWORKS
 
     p.add_argument("--config", default="paper", help="config name in configs/ or a YAML path")
     p.add_argument("--dataset", required=True, help="the data set to sweep on (a name in the config)")

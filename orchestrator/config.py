@@ -22,6 +22,7 @@ import yaml
 from partfer.data_prep.ibug68 import PARTS
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.orchestrator.config_schema import ConfigKeyError, check_against
+from partfer.orchestrator.networks import NETWORKS
 
 # the configs shipped inside the package (the checkout's configs/ folder in an editable install)
 CONFIG_DIR = Path(str(resources.files("partfer").joinpath("configs")))
@@ -31,10 +32,6 @@ STAGES = ("baseline", "landmark", "head", "finetune")
 # train.selection: which epoch's weights a stage keeps (configs/paper.yaml explains each)
 SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
 TRANSFER_BN = ("frozen", "trainable")
-TRANSFER_STAGES = ("landmark", "head", "finetune")
-NETWORKS = ("baseline", "ftl", "el")
-# how a run trains its packs: Ray tasks, this process, or Ray Train runs (orchestrator/execution/train_executor.py)
-EXECUTORS = ("ray", "inline", "train")
 
 
 class ConfigError(ValueError):
@@ -272,8 +269,9 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"unknown hardware profile {cfg['hardware']!r}; known: {', '.join(hardware_profiles())}")
     if not cfg["networks"]:
         raise ConfigError(f"networks is empty: name at least one of {list(NETWORKS)}")
-    if "el" in cfg["networks"] and not cfg["parts"]:
-        raise ConfigError("parts is empty: EL needs at least one part")
+    by_part = [NETWORKS[n].column for n in cfg["networks"] if n in NETWORKS and NETWORKS[n].by_part]
+    if by_part and not cfg["parts"]:
+        raise ConfigError(f"parts is empty: {by_part[0]} needs at least one part")
     bad = [n for n in cfg["networks"] if n not in NETWORKS]
     if bad:
         raise ConfigError(f"unknown network(s) {bad}; choose from {list(NETWORKS)}")
@@ -291,8 +289,6 @@ def validate(cfg: dict) -> None:
     gpus = float(cfg["train"]["gpus_per_pack"])
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
-    if cfg["executor"] not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {cfg['executor']!r}")
     workers = cfg["train"]["workers_per_run"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {workers!r}")

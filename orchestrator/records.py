@@ -28,14 +28,12 @@ PREDICTION_SCHEMA = pa.schema([
     pa.field("probs", pa.list_(pa.float32())), # softmax, in the order of the TRAINED data set's classes
 ])
 
-NETWORKS = ("baseline", "ftl", "el")
-
 
 @dataclass(frozen=True)
 class ModelRecord:
     """One final (last-stage) model of a run: the unit results aggregates."""
     dataset: str        # data set it was trained on
-    network: str        # baseline | ftl | el
+    network: str        # a name in orchestrator.networks.NETWORKS (baseline | ftl | el)
     member: str         # EL: the part name; Baseline/FTL: "m0".."m4"
     fold: int
     stage: str          # the stage whose outputs these are (baseline or finetune)

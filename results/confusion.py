@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from partfer import atomicio
+from partfer.orchestrator.networks import NETWORKS
 from partfer.results.evaluate import RunEvaluation, SystemScore
 from partfer.results.paper import display_name
 
@@ -27,7 +28,8 @@ def file_stem(score: SystemScore) -> str:
 
 def wanted(score: SystemScore) -> bool:
     """Ensembles and EL parts (the paper's systems); Baseline/FTL members stay in the tables."""
-    return score.is_ensemble or score.network == "el"
+    spec = NETWORKS.get(score.network)
+    return score.is_ensemble or (spec is not None and spec.by_part)
 
 
 def confusion_frame(score: SystemScore) -> pd.DataFrame:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from partfer.orchestrator.records import NETWORKS, RunPlan
+from partfer.orchestrator.networks import NETWORKS
+from partfer.orchestrator.records import RunPlan
 from partfer.results import metrics
 from partfer.results.ensemble import ensemble_predictions
 from partfer.results.load import RunResults
@@ -86,7 +87,8 @@ def member_sort_key(member: str) -> tuple[int, str]:
 
 
 def network_sort_key(network: str) -> tuple[int, str]:
-    return (NETWORKS.index(network), "") if network in NETWORKS else (len(NETWORKS), network)
+    order = list(NETWORKS)
+    return (order.index(network), "") if network in order else (len(order), network)
 
 
 def members_by_network(plan: RunPlan) -> dict[tuple[str, str], list[str]]:

@@ -2,7 +2,7 @@
 
 The run writes `analysis/gradcam_<dataset>.npz` holding
   images (K, S, S) uint8 face crops; sample_ids (K,); labels (K,) true class names;
-  classes (C,) the trained classes; and per system (baseline, ftl, el-<part>)
+  classes (C,) the trained classes; and per system (orchestrator.networks: baseline, ftl, el-<part>)
   map_<system> (K, S, S) float in [0, 1] (Baseline/FTL: the union, elementwise max, of their
   5 members' maps, as in the paper) and pred_<system> (K,) int: the predicted class index, or
   -1 where the system has no model for that face (its fold's models are missing).
@@ -19,9 +19,10 @@ from matplotlib.figure import Figure  # pyplot-free: no global backend or figure
 import numpy as np
 
 from partfer import atomicio
+from partfer.orchestrator.networks import gradcam_systems, gradcam_title
 from partfer.results.figures import FIGURES_DIR
 from partfer.results.analysis_files import analysis_dir, GRADCAM_PREFIX
-from partfer.results.paper import GRADCAM_SYSTEMS, display_name
+from partfer.results.paper import display_name
 
 _RANGE_TOLERANCE = 1e-3
 
@@ -41,12 +42,6 @@ class GradcamSet:
     maps: dict[str, np.ndarray]           # system -> (K, h, w) in [0, 1]
     preds: dict[str, np.ndarray]          # system -> (K,) class indices
     absent: list[str] = field(default_factory=list)   # systems of Fig. 11 without a map
-
-
-def system_title(system: str) -> str:
-    if system.startswith("el-"):
-        return f"EL {system[3:]}"
-    return {"baseline": "Baseline", "ftl": "FTL"}.get(system, system)
 
 
 def _strings(data, key: str, n: int | None) -> list[str]:
@@ -75,7 +70,8 @@ def read_gradcam(path: Path, dataset: str) -> GradcamSet:
     labels = _strings(arrays, "labels", k)
     classes = _strings(arrays, "classes", None)
     maps, preds, missing = {}, {}, []
-    for system in GRADCAM_SYSTEMS:
+    systems = gradcam_systems()
+    for system in systems:
         map_key, pred_key = f"map_{system}", f"pred_{system}"
         if map_key not in arrays and pred_key not in arrays:
             missing.append(system)
@@ -97,14 +93,14 @@ def read_gradcam(path: Path, dataset: str) -> GradcamSet:
                                    "(or -1: no model)")
         maps[system], preds[system] = np.clip(heat, 0.0, 1.0), pred.astype(np.int64)
     if not maps:
-        raise GradcamFileError("holds no map_<system> array of " + ", ".join(GRADCAM_SYSTEMS))
+        raise GradcamFileError("holds no map_<system> array of " + ", ".join(systems))
     return GradcamSet(dataset, Path(path), images, sample_ids, labels, classes, maps, preds,
                       missing)
 
 
 def plot_gradcam(gc: GradcamSet) -> Figure:
     """Rows = faces; columns = the crop, then each system's map overlaid (jet, half opaque)."""
-    systems = [s for s in GRADCAM_SYSTEMS if s in gc.maps]
+    systems = [s for s in gradcam_systems() if s in gc.maps]
     k, ncols = len(gc.images), 1 + len(systems)
     fig = Figure(figsize=(1.45 * ncols, 1.65 * k + 0.5), layout="constrained")
     axes = fig.subplots(k, ncols, squeeze=False)
@@ -118,7 +114,7 @@ def plot_gradcam(gc: GradcamSet) -> Figure:
         for col, system in enumerate(systems, start=1):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-            head = "" if row else system_title(system) + "\n"
+            head = "" if row else gradcam_title(system) + "\n"
             index = int(gc.preds[system][row])
             if index < 0:                       # no model of this system for this face's fold
                 ax.set_title(head + "no model", fontsize=7, color="grey")
@@ -134,7 +130,7 @@ def plot_gradcam(gc: GradcamSet) -> Figure:
             ax.set_yticks([])
     title = f"{display_name(gc.dataset)}: Grad-CAM (title: predicted class; green right, red wrong)"
     if gc.absent:
-        title += "\nno map for " + ", ".join(system_title(s) for s in gc.absent)
+        title += "\nno map for " + ", ".join(gradcam_title(s) for s in gc.absent)
     fig.suptitle(title, fontsize=9)
     return fig
 
@@ -168,7 +164,7 @@ def write_gradcam_figures(run_dir: Path, datasets: list[str]
             continue
         if gc.absent:
             notes.append(f"{display_name(dataset)}: Grad-CAM maps absent for "
-                         + ", ".join(system_title(s) for s in gc.absent))
+                         + ", ".join(gradcam_title(s) for s in gc.absent))
         name = f"{dataset}_gradcam.png"
         written[name] = atomicio.save_figure(plot_gradcam(gc), out / name)
     return written, notes

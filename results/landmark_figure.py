@@ -1,7 +1,8 @@
 """Fig. 10: EL's points on a few test faces, before (top row) and after (bottom row) fine-tuning.
 
 Each face carries all five part networks' points of one fold, coloured by part as in the paper
-(data_prep.ibug68.PART_COLOURS), the true points as small grey dots. The faces come from the
+(data_prep.ibug68.PART_COLOURS), the true points as small grey dots. The figure is drawn for the
+first network of orchestrator.networks whose members are parts (EL). The faces come from the
 run's prepared data (read with data_prep.prepared: pyarrow and numpy only).
 """
 from __future__ import annotations
@@ -16,12 +17,18 @@ import numpy as np
 from partfer.data_prep.ibug68 import PART_COLOURS, PART_ORDER
 from partfer.data_prep.prepared import PreparedData, load_prepared
 from partfer import atomicio
+from partfer.orchestrator.networks import NETWORKS
 from partfer.results.figures import FIGURES_DIR
 from partfer.results.landmarks import LandmarkStudy, ModelLandmarks
 from partfer.results.load import RunResults, resolve_stored
 from partfer.results.paper import display_name
 
 N_FACES = 6
+
+
+def part_network() -> str | None:
+    """The network whose parts Fig. 10 shows (None: no network has parts)."""
+    return next((name for name, spec in NETWORKS.items() if spec.by_part), None)
 
 
 @dataclass
@@ -50,8 +57,9 @@ def choose_faces(study: LandmarkStudy, dataset: str, labels: dict[str, str],
     """The fold with the most EL parts (lowest fold on ties) and up to n test faces of it that
     every part predicted, one per expression in turn so the faces differ."""
     by_fold: dict[int, dict[str, ModelLandmarks]] = {}
+    network = part_network()
     for m in study.models:
-        if m.record.dataset == dataset and m.record.network == "el" and m.region in PART_ORDER:
+        if m.record.dataset == dataset and m.record.network == network and m.region in PART_ORDER:
             by_fold.setdefault(m.record.fold, {})[m.region] = m
     if not by_fold:
         return None
@@ -121,7 +129,8 @@ def plot_landmarks(dataset: str, choice: FaceChoice, crops: PreparedData,
         handles.append(Line2D([], [], marker="o", linestyle="", color="lightgrey", label="truth"))
     fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=7, frameon=False)
     missing = [p for p in PART_ORDER if p not in choice.parts]
-    title = (f"{display_name(dataset)}: EL landmarks before (top) and after (bottom) fine-tuning, "
+    label = NETWORKS[part_network()].column
+    title = (f"{display_name(dataset)}: {label} landmarks before (top) and after (bottom) fine-tuning, "
              f"fold {choice.fold} test faces")
     if missing:
         title += f" (no usable {', '.join(missing)} model)"
@@ -138,7 +147,8 @@ def write_landmark_figures(study: LandmarkStudy, results: RunResults, run_dir: P
     out = Path(run_dir) / FIGURES_DIR
     written: dict[str, Path] = {}
     notes: list[str] = []
-    datasets = sorted({m.record.dataset for m in study.models if m.record.network == "el"})
+    network = part_network()
+    datasets = sorted({m.record.dataset for m in study.models if m.record.network == network})
     for dataset in datasets:
         crops, problem = load_crops(results, dataset)
         if crops is None:

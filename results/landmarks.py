@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from partfer.data_prep.ibug68 import ALL_REGIONS, FULL_FACE, PART_ORDER, region_indices
 from partfer.data_prep.schema import CROP_SIZE
+from partfer.orchestrator.networks import NETWORKS, column_of
 from partfer.orchestrator.records import ModelRecord, RunPlan
 from partfer import atomicio
 from partfer.results.comparability import warning_line
@@ -104,12 +105,11 @@ class LandmarkStudy:
 
 
 def expected_region(record: ModelRecord) -> str | None:
-    """The region a model regresses: FTL the whole face, EL its part; None when unknown."""
-    if record.network == "ftl":
-        return FULL_FACE
-    if record.network == "el" and record.member in ALL_REGIONS:
-        return record.member
-    return None
+    """The region a model regresses (orchestrator.networks: FTL the whole face, EL its part);
+    None when unknown."""
+    spec = NETWORKS.get(record.network)
+    region = spec.region_of(record.member) if spec and spec.has_landmarks else None
+    return region if region in ALL_REGIONS else None
 
 
 def _flat(column: pa.ChunkedArray, width: int, what: str) -> np.ndarray:
@@ -263,7 +263,8 @@ def summary_frame(study: LandmarkStudy) -> pd.DataFrame:
         else:
             before = after = change = change_pct = mean_shape = float("nan")
             trend = ""
-        paper = LANDMARK_CHANGE.get(region, "") if network == "el" else ""
+        by_part = network in NETWORKS and NETWORKS[network].by_part
+        paper = LANDMARK_CHANGE.get(region, "") if by_part else ""      # the paper's per-part statements
         rows.append([dataset, network, region, before, after, change, change_pct,
                      before * CROP_SIZE, after * CROP_SIZE, change * CROP_SIZE, mean_shape,
                      mean_shape * CROP_SIZE, trend, paper,
@@ -284,8 +285,7 @@ def study_markdown(study: LandmarkStudy) -> str:
     frame = summary_frame(study)
     rows = []
     for r in frame.itertuples(index=False):
-        rows.append([display_name(r.dataset), r.network.upper() if r.network in ("el", "ftl")
-                     else r.network, r.region,
+        rows.append([display_name(r.dataset), column_of(r.network), r.region,
                      _fmt(r.mae_before, ".4f"), _fmt(r.mae_after, ".4f"), _fmt(r.change, "+.4f"),
                      _fmt(r.change_pct, "+.1f"), _fmt(r.px_before, ".2f"), _fmt(r.px_after, ".2f"),
                      _fmt(r.px_change, "+.2f"), _fmt(r.px_mean_shape, ".2f"), r.direction or "no data",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from partfer.orchestrator.networks import column_of
 from partfer.results.landmarks import LandmarkStudy, summary_frame
 from partfer.results.load import HISTORY_FILE, RunResults, resolve_stored
-from partfer.results.paper import NETWORK_COLUMNS
 
 # "Within a few points of chance": a final training accuracy below chance + this margin.
 CHANCE_MARGIN = 0.05
@@ -32,7 +32,7 @@ class NotLearned:
 
     @property
     def column(self) -> str:
-        return NETWORK_COLUMNS.get(self.network, self.network)
+        return column_of(self.network)
 
 
 def _final_train_accuracy(path) -> float | None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from partfer.orchestrator.networks import NETWORKS
+
 DISPLAY_NAMES: dict[str, str] = {"ckplus": "CK+", "jaffe": "JAFFE", "sfew": "SFEW"}
 
 # Table I / III column order: the two 5-member ensembles, the EL parts alone, then the EL ensemble.
 PART_ORDER: tuple[str, ...] = ("eyebrows", "eyes", "nose", "mouth", "jaw")
 COLUMNS: tuple[str, ...] = ("Baseline", "FTL", "Eyebrows", "Eyes", "Nose", "Mouth", "Jaw", "EL")
-NETWORK_COLUMNS: dict[str, str] = {"baseline": "Baseline", "ftl": "FTL", "el": "EL"}
 
 
 def _row(*values: float) -> dict[str, float]:
@@ -73,12 +74,12 @@ def display_name(dataset: str) -> str:
 
 
 def column_name(network: str, member: str | None) -> str:
-    """Table column of one system: an ensemble (member None), an EL part, or a Baseline/FTL member."""
+    """Table column of one system: an ensemble (member None), an EL part, or a Baseline/FTL member
+    (orchestrator.networks names them; a network it does not know goes by its own name)."""
+    spec = NETWORKS.get(network)
     if member is None:
-        return NETWORK_COLUMNS.get(network, network)
-    if network == "el":
-        return member.capitalize()
-    return f"{NETWORK_COLUMNS.get(network, network)} {member}"
+        return spec.column if spec else network
+    return spec.member_column(member) if spec else f"{network} {member}"
 
 
 # Section V-B: how the mean absolute landmark error changed after fine-tuning (the paper gives
@@ -90,9 +91,6 @@ LANDMARK_CHANGE: dict[str, str] = {
     "mouth": "decreased",
     "jaw": "almost the same",
 }
-
-# Fig. 11's columns: the two 5-member ensembles (union of their members' maps), then each EL part.
-GRADCAM_SYSTEMS: tuple[str, ...] = ("baseline", "ftl", *(f"el-{p}" for p in PART_ORDER))
 
 
 def split_name(dataset: str, protocol: str, role: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from partfer import atomicio
+from partfer.orchestrator.networks import NETWORKS
 from partfer.results.comparability import warning_line
 from partfer.results.complexity import ComplexityInput, write_complexity
 from partfer.results.evaluate import RunEvaluation, SystemScore
@@ -187,7 +188,7 @@ def per_fold_markdown(ev: RunEvaluation, train: str, test: str) -> str:
 def _member_scores(ev: RunEvaluation, train: str, test: str) -> list[tuple[str, list[SystemScore]]]:
     """Baseline/FTL ensembles with their members (EL members are the part columns already)."""
     out = []
-    for network in ("baseline", "ftl"):
+    for network in (name for name, spec in NETWORKS.items() if not spec.by_part):
         pair = [s for s in ev.for_pair(train, test) if s.network == network]
         if pair:
             out.append((network, pair))

@@ -2,9 +2,9 @@
 Grad-CAM maps of chosen test faces for every system (paper Section IV-C, Fig. 11).
 
 Writes `runs/<id>/analysis/gradcam_<dataset>.npz`: images (K,S,S) uint8, sample_ids, labels,
-classes, and per system ("baseline", "ftl", "el-<part>") `map_<system>` (K,S,S) in [0,1] and
-`pred_<system>` (K,) class index. Baseline/FTL maps are the union (elementwise max) of their
-members' maps for the ensemble's predicted class, as in the paper.
+classes, and per Grad-CAM system (orchestrator.networks: "baseline", "ftl", "el-<part>")
+`map_<system>` (K,S,S) in [0,1] and `pred_<system>` (K,) class index. Baseline/FTL maps are the
+union (elementwise max) of their members' maps for the ensemble's predicted class, as in the paper.
 """
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import RunPlan, main_models
 from partfer.orchestrator.storage.store import atomic_write_bytes, is_uri, join, local_file, stored
 
 
 def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
                  limit: int = 7) -> list[tuple[str, int]]:
-    """(sample_id, fold) of test faces to explain: the first test sample of each class, in order.
-    `storage`: the storage root, a directory or a URI."""
+    """(sample_id, fold) of test faces to explain: the first test sample of each class, in order,
+    among the test predictions of the part networks (EL). `storage`: the storage root, a
+    directory or a URI."""
     classes = plan.datasets[dataset].classes
     seen: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for rec in sorted((r for r in main_models(plan) if r.dataset == dataset and r.network == "el"),
+    for rec in sorted((r for r in main_models(plan) if r.dataset == dataset and NETWORKS[r.network].by_part),
                       key=lambda r: (r.fold, r.member)):
         path = local_file(join(storage, rec.dir, "predictions.parquet"), missing_ok=True)
         if path is None:
@@ -73,9 +75,8 @@ def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict,
     }
     systems: dict[str, list] = defaultdict(list)
     for rec in main_models(plan):
-        if rec.dataset == dataset:
-            name = f"el-{rec.member}" if rec.network == "el" else rec.network
-            systems[name].append(rec)
+        if rec.dataset == dataset and NETWORKS[rec.network].gradcam:
+            systems[NETWORKS[rec.network].gradcam_system(rec.member)].append(rec)
     n_classes = len(info.classes)
     for name, recs in sorted(systems.items()):
         maps = np.zeros((len(faces), image_size, image_size), np.float32)

@@ -1,6 +1,6 @@
 """Running the plan's pack chains: in this process (`inline`), or as Ray tasks (`ray`).
 
-Inline imports no Ray: it serves debugging, profiling, and GPU machines where Ray is absent.
+Both implement execution.executor.Executor. Inline imports no Ray: it serves debugging, profiling, and GPU machines where Ray is absent.
 The Ray executor submits every chain at once; stage s+1 of a chain is a task that depends on
 stage s's result, so Ray runs independent chains concurrently on whatever CPUs/GPUs exist and
 retries a pack whose worker died (the pack resumes from its last saved epoch).
@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 
 from partfer.data_prep.private_ray import OOM_RETRIES_ENV
+from partfer.orchestrator.config import packs_per_gpu
 from partfer.orchestrator.training.epoch_metrics import epoch_reporter
+from partfer.orchestrator.execution.executor import Executor
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.training.jobs import PackJob, PackResult
 from partfer.orchestrator.training.train import run_pack
@@ -265,3 +267,27 @@ class PackFailure(RuntimeError):
     def __init__(self, failures: list[str]):
         super().__init__(f"{len(failures)} pack(s) failed: " + "; ".join(failures))
         self.failures = failures
+
+
+class InlineExecutor(Executor):
+    """Every chain in this process; on CUDA, as many chains at once as packs share a GPU."""
+    uses_ray = False
+
+    def run_chains(self, chains: list[list[PackJob]], progress: Progress) -> list[PackResult]:
+        concurrent = packs_per_gpu(self.cfg) if self.device.startswith("cuda") else 1
+        return run_inline(chains, progress, concurrent=concurrent)
+
+    def run_cross_evals(self, jobs: list, progress: Progress) -> int:
+        return run_cross_evals_inline(jobs, progress)
+
+
+class RayExecutor(Executor):
+    """Every pack a Ray task with the config's CPU and GPU share, retried when its worker dies."""
+
+    def run_chains(self, chains: list[list[PackJob]], progress: Progress) -> list[PackResult]:
+        tr = self.cfg["train"]
+        return run_ray(chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
+                       gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
+
+    def run_cross_evals(self, jobs: list, progress: Progress) -> int:
+        return run_cross_evals_ray(jobs, progress, gpus=min(1.0, float(self.cfg["train"]["gpus_per_pack"])))

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from partfer.data_prep.prepared import PreparedData
-from partfer.orchestrator.config import TRANSFER_STAGES, packs_per_gpu
+from partfer.orchestrator.execution.executor import make_executor
 from partfer.orchestrator.execution.folds import FoldSplit
 from partfer.orchestrator.execution.plan import Unit, exec_settings, precision_for, result_settings, stage_settings, unit_seed
 from partfer.orchestrator.execution.progress import Progress
+from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
 from partfer.orchestrator.storage.store import (DONE_FILE, atomic_write_text, basename, is_done, join, local_file, model_dir,
                                 open_prepared, relative, stable_hash, stored)
@@ -57,10 +58,6 @@ class FinalPlan:
     n_done: int
 
 
-def _stages(network: str) -> tuple[str, ...]:
-    return ("baseline",) if network == "baseline" else TRANSFER_STAGES
-
-
 def median_epoch(values: list[int]) -> int:
     """The median, rounded half up, at least 1."""
     return max(1, math.floor(statistics.median(values) + 0.5))
@@ -72,7 +69,7 @@ def chosen_epochs(run_plan: RunPlan, storage: str, dataset: str, network: str) -
     if not records:
         raise FinalModelError(f"run {run_plan.run_id} trained no {network} on {dataset} to take epochs from")
     epochs, selected = {}, {}
-    for stage in _stages(network):
+    for stage in NETWORKS[network].stages:
         values = []
         for r in records:
             where = join(storage, r.stage_dirs.get(stage, r.dir), DONE_FILE)
@@ -98,11 +95,8 @@ def _all_rows(data: PreparedData, stage: str) -> FoldSplit:
 
 
 def _units(cfg: dict, dataset: str, network: str) -> list[Unit]:
-    if network == "el":
-        return [Unit(dataset, network, p, FINAL_FOLD, p) for p in cfg["parts"]]
-    from partfer.data_prep.ibug68 import FULL_FACE
-    region = FULL_FACE if network == "ftl" else None
-    return [Unit(dataset, network, f"m{i}", FINAL_FOLD, region) for i in range(int(cfg["members"]))]
+    return [Unit(dataset, network, member, FINAL_FOLD, region)
+            for member, region in NETWORKS[network].members(cfg)]
 
 
 def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str, run_plan: RunPlan,
@@ -124,7 +118,7 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 chunk = units[start:start + pack_size]
                 chain, upstream = [], {u: None for u in chunk}
                 stage_dirs: dict[Unit, dict[str, str]] = {u: {} for u in chunk}
-                for stage in _stages(network):
+                for stage in NETWORKS[network].stages:
                     settings = dataclasses.replace(stage_settings(cfg, name, stage, FINAL_SELECTION),
                                                    max_epochs=epochs[stage], patience=None)
                     split = _all_rows(data, stage)
@@ -167,23 +161,11 @@ def build_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 for u in chunk:
                     key, out = upstream[u]
                     records.append(ModelRecord(dataset=name, network=u.network, member=u.member, fold=u.fold,
-                                               stage=_stages(network)[-1], key=key, dir=relative(out, storage),
+                                               stage=u.stages[-1], key=key, dir=relative(out, storage),
                                                stage_dirs=stage_dirs[u], selection=FINAL_SELECTION))
     chains.sort(key=len, reverse=True)
     return FinalPlan(chains, records, all_epochs, all_selected, str(run_plan.settings.get("selection")),
                      n_total, n_done)
-
-
-def execute(chains: list[list[PackJob]], progress: Progress, executor: str, cfg: dict, device: str) -> list[PackResult]:
-    """The chains on the run's executor: inline in this process, else as Ray tasks (a final
-    model is a handful of packs; the `train` executor's worker groups buy nothing there)."""
-    tr = cfg["train"]
-    if executor == "inline":
-        from partfer.orchestrator.execution.executors import run_inline
-        return run_inline(chains, progress, concurrent=packs_per_gpu(cfg) if device.startswith("cuda") else 1)
-    from partfer.orchestrator.execution.executors import run_ray
-    return run_ray(chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
-                   gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
 
 
 def train_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str, run_plan: RunPlan,
@@ -196,7 +178,9 @@ def train_final(cfg: dict, prepared: dict[str, PreparedData], storage: str, devi
                 f"cross-validated run's {final.selection} models)")
     # their epochs join the run's metrics CSV and TensorBoard files (fold -1)
     progress = Progress(final.n_model_stages, final.n_done, sum(len(c) for c in final.chains), run_dir=run_dir)
-    results = execute(final.chains, progress, executor, cfg, device) if final.chains else []
+    # a final model is a handful of packs: the run's executor hands them on where that is cheaper
+    results = (make_executor(executor, cfg, storage, device, few_packs=True).run_chains(final.chains, progress)
+               if final.chains else [])
     write_final(run_dir, run_plan.run_id, final)
     log(f"final models of {len(final.records)} members -> {Path(run_dir) / FINAL_FILE}")
     return results

@@ -114,7 +114,8 @@ def workload(chains: list[list[PackJob]]) -> list[ChainKind]:
 def paper_workload(cfg: dict, folds: dict[str, int]) -> list[ChainKind]:
     """The same from a config alone, given each data set's fold count (no data needed): the
     units of plan.units_for, at steps_per_epoch x batch_size images an epoch."""
-    from partfer.orchestrator.config import TRANSFER_STAGES, epochs_for, selections_of
+    from partfer.orchestrator.config import epochs_for, selections_of
+    from partfer.orchestrator.networks import NETWORKS, stage_sequences
     tr = cfg["train"]
     if tr["steps_per_epoch"] is None:
         raise ValueError("paper_workload needs train.steps_per_epoch (one pass depends on the data)")
@@ -125,10 +126,12 @@ def paper_workload(cfg: dict, folds: dict[str, int]) -> list[ChainKind]:
     shares = tr["patience"] is None and "heldout_subjects" not in selections
     kinds = []
     for name, n_folds in folds.items():
-        n_base = int(cfg["members"]) if "baseline" in cfg["networks"] else 0
-        n_transfer = (int(cfg["members"]) if "ftl" in cfg["networks"] else 0) + \
-                     (len(cfg["parts"]) if "el" in cfg["networks"] else 0)
-        for stages, n in ((("baseline",), n_base), (TRANSFER_STAGES, n_transfer)):
+        units: dict[tuple[str, ...], int] = {}
+        for network in cfg["networks"]:
+            spec = NETWORKS[network]
+            units[spec.stages] = units.get(spec.stages, 0) + len(spec.members(cfg))
+        for stages in stage_sequences():
+            n = units.get(stages, 0)
             if not n:
                 continue
             per_stage = tuple(epochs_for(cfg, name, s) * per_epoch for s in stages)

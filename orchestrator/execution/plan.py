@@ -1,7 +1,7 @@
 """Config + prepared data sets -> every model's stages, keyed, and grouped into packs.
 
-A unit is one model followed through its stages: Baseline members train one stage ("baseline");
-FTL members and EL parts train three ("landmark" -> "head" -> "finetune"). Units of one data set
+A unit is one model followed through its stages (orchestrator.networks: Baseline members train
+"baseline"; FTL members and EL parts "landmark" -> "head" -> "finetune"). Units of one data set
 and one stage sequence are cut into chunks of `pack_size`; each chunk becomes a chain of packs, one
 per stage and selection, where stage s+1 starts from stage s's checkpoints. A selection's stage
 whose training is the same as the main selection's (same rows, seed and upstream: only the kept
@@ -15,13 +15,13 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from partfer.data_prep.ibug68 import FULL_FACE
 from partfer.data_prep.prepared import PreparedData
 from partfer.models.stages import FROZEN_BN_STAGES
 from partfer.models.options import ExecOptions
-from partfer.orchestrator.config import TRANSFER_STAGES, compile_mode_of, epochs_for, selections_of
+from partfer.orchestrator.config import compile_mode_of, epochs_for, selections_of
 from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob
 from partfer.orchestrator.execution.folds import FoldSplit, fold_ids, make_split
+from partfer.orchestrator.networks import NETWORKS, stage_sequences
 from partfer.orchestrator.records import DatasetInfo, ModelRecord, RunPlan
 from partfer.orchestrator.storage.store import (basename, is_done, is_uri, join, model_dir, relative, scan_done,
                                 stable_hash)
@@ -39,7 +39,7 @@ class Unit:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return ("baseline",) if self.network == "baseline" else TRANSFER_STAGES
+        return NETWORKS[self.network].stages
 
 
 @dataclass
@@ -53,17 +53,10 @@ class Plan:
 
 
 def units_for(cfg: dict, dataset: str, folds: list[int]) -> list[Unit]:
-    units = []
-    for network in cfg["networks"]:
-        if network == "el":
-            members = [(p, p) for p in cfg["parts"]]
-        else:
-            region = FULL_FACE if network == "ftl" else None
-            members = [(f"m{i}", region) for i in range(int(cfg["members"]))]
-        for member, region in members:
-            for fold in folds:
-                units.append(Unit(dataset, network, member, fold, region))
-    return units
+    """Every (network, member, fold) of a data set, in the config's network order."""
+    return [Unit(dataset, network, member, fold, region)
+            for network in cfg["networks"] for member, region in NETWORKS[network].members(cfg)
+            for fold in folds]
 
 
 def stage_settings(cfg: dict, dataset: str, stage: str, selection: str | None = None) -> StageSettings:
@@ -156,7 +149,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
         units = units_for(cfg, name, folds)
         selections = list(val_fractions)            # the main one first
         chosen: dict[str, list[ModelRecord]] = {sel: [] for sel in selections}
-        for seq in (("baseline",), TRANSFER_STAGES):
+        for seq in stage_sequences():
             group = [u for u in units if u.stages == seq]
             for start in range(0, len(group), pack_size):
                 chunk = group[start:start + pack_size]

@@ -15,8 +15,9 @@ from pathlib import Path
 from partfer.data_prep.errors import DatasetRootError
 from partfer.data_prep.prepared import PREPARED_DIR
 from partfer.orchestrator.storage import remote
-from partfer.orchestrator.config import (EXECUTORS, ConfigError, dump, epochs_for, identity_config, packs_per_gpu,
+from partfer.orchestrator.config import (ConfigError, dump, epochs_for, identity_config, packs_per_gpu,
                                          resolve_device)
+from partfer.orchestrator.execution.executor import executor_class, make_executor
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.storage.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
                                 pull_outputs, push_run, remove_dir, stable_hash, work_root)
@@ -24,12 +25,11 @@ from partfer.orchestrator.storage.store import (atomic_write_text, basename, exi
 
 @dataclass
 class RunRequest:
+    """What to run: the resolved config (its `storage`, `executor` and `device` included) and
+    the data sets to train on."""
     config: dict
     datasets: dict[str, str] = field(default_factory=dict)     # name -> raw root
     prepared: dict[str, str] = field(default_factory=dict)     # name -> prepared directory
-    storage: str | None = None
-    executor: str | None = None
-    device: str | None = None
     dry_run: bool = False        # print the plan (work, image-steps, projected time) and train nothing
 
 
@@ -226,11 +226,10 @@ def run(req: RunRequest, log=None) -> str | None:
     node's copy of it, already published to `<URI>/runs/<run_id>`). A dry run prepares the data
     (reused when done), prints the plan and returns None."""
     cfg = req.config
-    storage = req.storage or cfg["storage"]
-    executor = req.executor or cfg["executor"]
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
-    device = resolve_device(req.device or cfg["device"])
+    storage = cfg["storage"]
+    executor = cfg["executor"]
+    uses_ray = executor_class(executor).uses_ray
+    device = resolve_device(cfg["device"])
     if is_uri(storage):
         remote.check(storage)        # unusable (scheme, credentials, network): stop now, in one line
     else:
@@ -242,7 +241,7 @@ def run(req: RunRequest, log=None) -> str | None:
     t_start = time.time()
 
     info = None
-    if req.datasets or not req.prepared or executor != "inline":
+    if req.datasets or not req.prepared or uses_ray:
         info = ensure_ray(storage, bool(cfg["storage_shared"]))
         log(f"Ray at {info.address}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs")
     raw, synthetic = dict(req.datasets), []
@@ -315,23 +314,9 @@ def run(req: RunRequest, log=None) -> str | None:
                   f"in {sum(len(c) for c in plan.chains)} packs on {device} ({executor} executor)")
     t_train = time.time()
     sharing = packs_per_gpu(cfg) if device.startswith("cuda") else 1     # packs at once on a GPU
-    if executor == "inline":
-        from partfer.orchestrator.execution.executors import run_inline
-        results = run_inline(plan.chains, progress, concurrent=sharing)
-        from partfer.orchestrator.execution.executors import run_cross_evals_inline
-        run_cross_evals_inline(plan.cross_evals, progress)
-    elif executor == "train":
-        from partfer.orchestrator.execution.train_executor import run_train, settings_for
-        results = run_train(plan.chains, progress, settings_for(cfg, plan.chains, storage, device, info))
-        from partfer.orchestrator.execution.executors import run_cross_evals_ray
-        run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(cfg["train"]["gpus_per_worker"])))
-    else:
-        from partfer.orchestrator.execution.executors import run_ray
-        tr = cfg["train"]
-        results = run_ray(plan.chains, progress, cpus_per_pack=float(tr["cpus_per_pack"]),
-                          gpus_per_pack=float(tr["gpus_per_pack"]), max_retries=int(tr["max_retries"]))
-        from partfer.orchestrator.execution.executors import run_cross_evals_ray
-        run_cross_evals_ray(plan.cross_evals, progress, gpus=min(1.0, float(tr["gpus_per_pack"])))
+    chosen = make_executor(executor, cfg, storage, device, info)
+    results = chosen.run_chains(plan.chains, progress)
+    chosen.run_cross_evals(plan.cross_evals, progress)
     if run_uri:
         copied = pull_outputs(plan.run_plan, storage)   # what the analysis and the report read
         progress.note(f"{copied} output files copied from {storage} to {work}")

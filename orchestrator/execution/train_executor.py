@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from partfer.orchestrator.execution.executor import Executor
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.training.jobs import PackJob, PackResult
 
@@ -321,5 +322,18 @@ def run_train(chains: list[list[PackJob]], progress: Progress, settings: TrainSe
     return results
 
 
-__all__ = ["TrainSettings", "chain_signature", "settings_for", "fit_packs", "group_chains", "run_name", "run_train",
-           "train_worker"]
+class TrainExecutor(Executor):
+    """Packs as Ray Train runs sized by settings_for; cross-data-set tests as Ray tasks. A handful
+    of packs (a final model) goes to the ray executor: worker groups buy nothing there."""
+    few_packs = "ray"
+
+    def run_chains(self, chains: list[list[PackJob]], progress: Progress) -> list[PackResult]:
+        return run_train(chains, progress, settings_for(self.cfg, chains, self.storage, self.device, self.cluster))
+
+    def run_cross_evals(self, jobs: list, progress: Progress) -> int:
+        from partfer.orchestrator.execution.executors import run_cross_evals_ray
+        return run_cross_evals_ray(jobs, progress, gpus=min(1.0, float(self.cfg["train"]["gpus_per_worker"])))
+
+
+__all__ = ["TrainExecutor", "TrainSettings", "chain_signature", "settings_for", "fit_packs", "group_chains",
+           "run_name", "run_train", "train_worker"]

@@ -20,14 +20,14 @@ import torch
 import yaml
 
 from partfer.data_prep.errors import PreparedDataError
-from partfer.data_prep.ibug68 import FULL_FACE
 from partfer.data_prep.prepared import PREPARED_DIR, read_manifest
 from partfer.data_prep.settings import PrepSettings
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.models.subnet import SubNetwork
 from partfer.orchestrator.execution.final import FINAL_FOLD, read_final
 from partfer.orchestrator.storage.model_dir import MemberSpec, ModelSpec, write_model_dir
-from partfer.orchestrator.records import NETWORKS, ModelRecord, RunPlan, main_models
+from partfer.orchestrator.networks import NETWORKS
+from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
 from partfer.orchestrator.storage.remote import check, parent
 from partfer.orchestrator.storage.store import DONE_FILE, is_uri, join, local_file, pull_run, safe_relative
 
@@ -80,9 +80,8 @@ def storage_root(run_dir: Path, plan: RunPlan, records: list[ModelRecord]) -> Pa
 
 
 def _member_order(plan: RunPlan, network: str) -> list[str]:
-    if network == "el":
-        return list(plan.settings.get("parts") or [])
-    return [f"m{i}" for i in range(int(plan.settings.get("members") or 0))]
+    spec = NETWORKS.get(network)
+    return spec.member_names(plan.settings) if spec else []
 
 
 def select_records(plan: RunPlan, dataset: str, network: str, fold: int | None,
@@ -221,7 +220,7 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
         name = f"{r.member}_f{r.fold}" if len(folds) > 1 else r.member
         states[name], test_acc = _load_member(r, storage, len(classes), arch)
         members.append(MemberSpec(name=name, member=r.member, fold=r.fold,
-                                  region=_region(network, r.member), stage=r.stage, key=r.key,
+                                  region=NETWORKS[network].region_of(r.member), stage=r.stage, key=r.key,
                                   source=r.dir, test_acc=test_acc))
     image_size = int(plan.settings.get("image_size") or cfg.get("image_size"))
     run_info = {k: plan.settings.get(k) for k in ("config_name", "shrunk", "shrunk_reasons", "synthetic",
@@ -239,9 +238,3 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
     return ExportResult(out=path, spec=spec)
 
 
-def _region(network: str, member: str) -> str | None:
-    if network == "el":
-        return member
-    if network == "ftl":
-        return FULL_FACE
-    return None

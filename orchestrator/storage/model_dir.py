@@ -25,7 +25,7 @@ from partfer import atomicio
 from partfer.data_prep.settings import PrepSettings
 from partfer.models.config import IMAGE_SIZE_MAX, IMAGE_SIZE_MIN, ArchConfig, ArchitectureError
 from partfer.models.subnet import SubNetwork
-from partfer.orchestrator.records import NETWORKS
+from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.storage.remote import check, is_uri, join
 from partfer.orchestrator.storage.store import atomic_write_bytes, local_file
 

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from partfer.orchestrator.config import (NETWORKS, STAGES, TRANSFER_STAGES, ConfigError, epochs_for,
-                                 find_config, load_config, parse_value, resolve_device)
+from partfer.orchestrator.config import (STAGES, ConfigError, epochs_for, find_config, load_config,
+                                 resolve_device)
+from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.tune.search_space import Space, numeric_space, parse_space, sample_points
 from partfer.orchestrator.storage.store import basename, is_done, is_uri, join, local_file, stable_hash, work_root
 
@@ -68,7 +69,7 @@ class SweepResult:
 
 
 def stages_of(network: str) -> tuple[str, ...]:
-    return ("baseline",) if network == "baseline" else TRANSFER_STAGES
+    return NETWORKS[network].stages
 
 
 def check_request(req: SweepRequest, cfg: dict) -> None:
@@ -132,12 +133,13 @@ def point_plan(setup: SweepSetup, point: dict):
     return plan, job, out_dirs
 
 
-def pretrain_earlier_stages(setup: SweepSetup, points: list[dict], tr: dict, log) -> int:
-    """Train the stages before the swept one, once per distinct batch size, before any trial.
+def pretrain_earlier_stages(setup: SweepSetup, points: list[dict], log, cluster=None) -> int:
+    """Train the stages before the swept one, once per distinct batch size, before any trial, on
+    the config's executor (the one it hands a handful of packs to).
 
     Their keys do not depend on the swept rate, so every trial then finds them finished.
     """
-    from partfer.orchestrator.execution.executors import run_ray
+    from partfer.orchestrator.execution.executor import make_executor
     from partfer.orchestrator.execution.progress import Progress
     earlier = stages_of(setup.network)[:stages_of(setup.network).index(setup.stage)]
     if not earlier:
@@ -156,9 +158,9 @@ def pretrain_earlier_stages(setup: SweepSetup, points: list[dict], tr: dict, log
         return 0
     n = sum(len(j.models) for c in chains for j in c)
     log(f"training the earlier stages ({', '.join(earlier)}) once before the sweep: {n} model-stages")
-    results = run_ray(chains, Progress(n, 0, sum(len(c) for c in chains)),
-                      cpus_per_pack=float(tr["cpus_per_pack"]), gpus_per_pack=float(tr["gpus_per_pack"]),
-                      max_retries=int(tr["max_retries"]))
+    executor = make_executor(setup.config["executor"], setup.config, setup.storage, setup.device, cluster,
+                             few_packs=True)
+    results = executor.run_chains(chains, Progress(n, 0, sum(len(c) for c in chains)))
     return sum(r.trained for r in results)
 
 
@@ -267,8 +269,10 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     from ray import tune
 
     from partfer.orchestrator.tune.sweep_report import collect_rows, pick_best, write_outputs
+    from partfer.orchestrator.execution.executor import executor_class
     cfg = load_config(req.config, req.overrides)
     check_request(req, cfg)
+    executor_class(cfg["executor"])          # an unknown executor fails before any work
     spaces = parse_spaces(req)
     storage = cfg["storage"]
     if is_uri(storage):
@@ -279,7 +283,7 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     device = resolve_device(cfg["device"])
     prepared_dir = _prepare_data(req, cfg, storage, log)
     from partfer.orchestrator.execution.runner import ensure_ray
-    ensure_ray(storage, bool(cfg["storage_shared"]))
+    cluster = ensure_ray(storage, bool(cfg["storage_shared"]))
     setup = SweepSetup(config=cfg, dataset=req.dataset, prepared_dir=prepared_dir, storage=storage,
                        device=device, network=req.network, stage=req.stage)
     points = sample_points(spaces, req.samples, int(cfg["seed"]))
@@ -287,7 +291,7 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
                 f"{stable_hash([cfg, basename(prepared_dir), device, points, req.scheduler], 10)}")
     sweep_dir = work_root(storage) / "tune" / sweep_id       # the summary: published below for a URI
     log(f"sweep {sweep_id}: {len(points)} trials of {req.network} {req.stage} on {req.dataset} ({device})")
-    pretrained = pretrain_earlier_stages(setup, points, cfg["train"], log)
+    pretrained = pretrain_earlier_stages(setup, points, log, cluster)
 
     max_t = epochs_for(cfg, req.dataset, req.stage)
     scheduler = None

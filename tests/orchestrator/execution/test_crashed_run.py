@@ -19,10 +19,10 @@ def test_a_crashed_runs_plan_and_report_do_not_say_running(tiny_prepared, tmp_pa
     def crash(*_args, **_kwargs):
         raise _Crash("a pack failed")
     monkeypatch.setattr(executors, "run_inline", crash)
-    cfg = load_config("demo", {"image_size": 32, "networks": ["el"], "parts": ["mouth"]})
+    cfg = load_config("demo", {"image_size": 32, "networks": ["el"], "parts": ["mouth"],
+                               "storage": str(tmp_path / "store"), "executor": "inline", "device": "cpu"})
     with pytest.raises(_Crash):
-        run(RunRequest(config=cfg, prepared={"jaffe": tiny_prepared}, storage=str(tmp_path / "store"),
-                       executor="inline", device="cpu"), log=lambda _: None)
+        run(RunRequest(config=cfg, prepared={"jaffe": tiny_prepared}), log=lambda _: None)
     plan_file, = (tmp_path / "store" / "runs").glob("*/plan.json")
     assert json.loads(plan_file.read_text())["settings"]["status"] == "incomplete"
     from partfer.results.comparability import partial_note

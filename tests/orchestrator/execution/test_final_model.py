@@ -32,10 +32,9 @@ def final_run(tmp_path_factory, shared_ray):
     cfg = load_config("demo", {
         "image_size": 32, "networks": ["el"], "train.twin_selection": None,
         "train.selection": "evaluated_fold", "datasets.jaffe.epochs": EPOCHS,
-        "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}}})
-    store = tmp_path_factory.mktemp("store")
-    run_dir = Path(run(RunRequest(config=cfg, storage=str(store), executor="inline", device="cpu"),
-                       log=lambda text: None))
+        "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}},
+        "storage": str(tmp_path_factory.mktemp("store")), "executor": "inline", "device": "cpu"})
+    run_dir = Path(run(RunRequest(config=cfg), log=lambda text: None))
     lines: list[str] = []
     results = train_final_for_run(run_dir, cfg, log=lines.append)
     return run_dir, cfg, results, lines

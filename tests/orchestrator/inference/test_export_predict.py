@@ -50,10 +50,9 @@ def trained_run(tmp_path_factory, shared_ray) -> Path:
     cfg = load_config("demo", {
         "image_size": IMAGE_SIZE, "networks": ["el"],
         "datasets.jaffe.epochs": {"baseline": 1, "landmark": 1, "head": 1, "finetune": 1},
-        "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}}})
-    store = tmp_path_factory.mktemp("store")
-    run_dir = run(RunRequest(config=cfg, storage=str(store), executor="inline", device="cpu"),
-                  log=lambda text: None)
+        "synthetic": {"jaffe": {"subjects": 3, "per_class": 2, "seed": 0, "size": 96}},
+        "storage": str(tmp_path_factory.mktemp("store")), "executor": "inline", "device": "cpu"})
+    run_dir = run(RunRequest(config=cfg), log=lambda text: None)
     return Path(run_dir)
 
 
