@@ -10,7 +10,7 @@ import re
 import sys
 
 from partfer.orchestrator.config import EXECUTORS, NETWORKS, STAGES, ConfigError, load_config, parse_value
-from partfer.orchestrator.storage.remote import basename, is_uri, join
+from partfer.orchestrator.storage.remote import join
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -100,9 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from partfer.results.html import HTML_FILE
         from partfer.results.report import build_report
         report = build_report(run_dir).with_name(HTML_FILE)
-    if is_uri(cfg["storage"]):         # the report goes up too: print where, then this node's copy
-        from partfer.orchestrator.storage.store import push_run
-        run_uri = push_run(run_dir, join(cfg["storage"], "runs", basename(run_dir)))
+    from partfer.orchestrator.storage.root import open_store
+    run_uri = open_store(cfg["storage"]).publish_run(run_dir)   # the report goes up too
+    if run_uri:                         # print where, then this node's copy
         print(join(run_uri, report.name) if report else run_uri)
     print(report or run_dir)            # the last line: report.html, the page to open
     return 0
@@ -113,22 +113,17 @@ def report_at_uri(report_command):
     the run and what its report reads are copied into this machine's cache first, and the
     rebuilt report is uploaded beside the run."""
     def command(args: argparse.Namespace) -> int:
-        uri = args.run_dir
-        if not is_uri(uri):
-            return report_command(args)
-        from partfer.orchestrator.storage.remote import check
-        from partfer.orchestrator.storage.store import pull_run, push_run
-        check(uri, write=False)
+        from partfer.orchestrator.storage.root import open_run
         try:
-            local = pull_run(uri)
+            run = open_run(args.run_dir)      # a URI: checked, then copied into this machine's cache
         except FileNotFoundError as exc:
             print(f"partfer report: error: {exc}", file=sys.stderr)
             return 2
-        code = report_command(argparse.Namespace(**{**vars(args), "run_dir": str(local)}))
-        if code == 0:
-            from partfer.results.report import REPORT_FILE
-            push_run(local, uri)
-            print(join(uri, REPORT_FILE))
+        code = report_command(argparse.Namespace(**{**vars(args), "run_dir": str(run.local)}))
+        published = run.publish() if code == 0 else None
+        if published:
+            from partfer.orchestrator.run_files import REPORT_FILE
+            print(join(published, REPORT_FILE))
         return code
     return command
 
