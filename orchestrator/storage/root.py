@@ -45,10 +45,6 @@ class Store(ABC):
     def join(self, *parts: str) -> str:
         return join(self.root, *parts)
 
-    def stored(self, location: str) -> str:
-        """A location plan.json records (relative to the root; absolute paths and URIs kept)."""
-        return store.stored(self.root, location)
-
     @property
     @abstractmethod
     def work(self) -> Path:
