@@ -31,7 +31,7 @@ from partfer.orchestrator.storage.model_dir import MemberSpec, ModelSpec, write_
 from partfer.orchestrator.records import NETWORKS, ModelRecord, RunPlan, main_models
 from partfer.orchestrator.run_files import CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FINAL_FILE, PLAN_FILE
 from partfer.orchestrator.storage.root import open_run
-from partfer.orchestrator.storage.store import safe_relative
+from partfer.orchestrator.storage.store import local_folder, safe_relative
 
 EXIT_USAGE = 2
 
@@ -75,8 +75,9 @@ def storage_root(run_dir: Path, plan: RunPlan, records: list[ModelRecord]) -> Pa
     candidates = []
     if run_dir.resolve().parent.name == "runs":
         candidates.append(run_dir.resolve().parent.parent)
-    if "://" not in plan.storage:
-        candidates.append(Path(plan.storage))
+    recorded = local_folder(plan.storage)        # a store at a URI: its copy is the grandparent above
+    if recorded is not None:
+        candidates.append(recorded)
     for root in candidates:
         if all((root / r.dir).is_dir() for r in records):
             return root
