@@ -149,32 +149,18 @@ def nvidia_driver() -> str | None:
     return ", ".join(versions) or None
 
 
+STORAGE_FIXES = {"unreachable": "check the URI and this cloud's credentials (README: stores)",
+                 "not_a_folder": "give --out a folder", "read_only": "give --out a folder you can write"}
+
+
 def storage_check(storage: str) -> Check:
     """Whether the store can be written: a probe object at a URI, a probe file in a local folder
     (or in the nearest existing folder above one that a run would create)."""
-    from partfer import atomicio
-    from partfer.orchestrator.storage.remote import StorageError, check, is_uri, redact
-    what = f"storage {redact(storage)}"
-    if is_uri(storage):
-        try:
-            check(storage, write=True)
-        except StorageError as err:
-            return Check(MISSING, what, str(err), "check the URI and this cloud's credentials (README: stores)")
-        return Check(OK, what, "reachable and writable")
-    folder = Path(storage).expanduser().resolve()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return Check(MISSING, what, f"{existing} is not a folder", "give --out a folder")
-    probe = atomicio.temp_path(existing / "partfer-doctor")
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        return Check(MISSING, what, f"cannot write in {existing} ({err.strerror or err})",
-                     "give --out a folder you can write")
-    return Check(OK, what, "writable" if existing == folder else f"will be created in {existing} (writable)")
+    from partfer.orchestrator.storage.remote import redact
+    from partfer.orchestrator.storage.root import open_store
+    probe = open_store(os.path.expanduser(storage)).probe()
+    return Check(OK if probe.ok else MISSING, f"storage {redact(storage)}", probe.detail,
+                 STORAGE_FIXES.get(probe.problem, ""))
 
 
 def run_checks(storage: str) -> list[Check]:

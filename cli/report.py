@@ -52,23 +52,18 @@ def report_at_uri(report_command):
     the run and what its report reads are copied into this machine's cache first, and the
     rebuilt report is uploaded beside the run."""
     def command(args: argparse.Namespace) -> int:
-        from partfer.orchestrator.storage.remote import is_uri, join
-        uri = args.run_dir
-        if not is_uri(uri):
-            return report_command(args)
-        from partfer.orchestrator.storage.remote import check
-        from partfer.orchestrator.storage.store import pull_run, push_run
-        check(uri, write=False)
+        from partfer.orchestrator.storage.remote import join
+        from partfer.orchestrator.storage.root import open_run
         try:
-            local = pull_run(uri)
+            run = open_run(args.run_dir)      # a URI: checked, then copied into this machine's cache
         except FileNotFoundError as exc:
             print(f"partfer report: error: {exc}", file=sys.stderr)
             return 2
-        code = report_command(argparse.Namespace(**{**vars(args), "run_dir": str(local)}))
-        if code == 0:
-            from partfer.results.report import REPORT_FILE
-            push_run(local, uri)
-            print(join(uri, REPORT_FILE))
+        code = report_command(argparse.Namespace(**{**vars(args), "run_dir": str(run.local)}))
+        published = run.publish() if code == 0 else None
+        if published:
+            from partfer.orchestrator.run_files import REPORT_FILE
+            print(join(published, REPORT_FILE))
         return code
     return command
 

@@ -78,7 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from partfer.orchestrator.config import load_config
     from partfer.orchestrator.execution.progress import NORMAL, QUIET, VERBOSE, set_verbosity
     from partfer.orchestrator.execution.runner import RunRequest, parse_assignments, run
-    from partfer.orchestrator.storage.remote import basename, is_uri, join
+    from partfer.orchestrator.storage.remote import join
+    from partfer.orchestrator.storage.root import open_store
     set_verbosity(QUIET if getattr(args, "quiet", False) else VERBOSE if getattr(args, "verbose", False) else NORMAL)
     cfg = load_config(args.config, overrides_from(args))
     req = RunRequest(config=cfg, datasets=parse_assignments(args.datasets, "--datasets"),
@@ -96,9 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from partfer.results.html import HTML_FILE
         from partfer.results.report import build_report
         report = build_report(run_dir).with_name(HTML_FILE)
-    if is_uri(cfg["storage"]):         # the report goes up too: print where, then this node's copy
-        from partfer.orchestrator.storage.store import push_run
-        run_uri = push_run(run_dir, join(cfg["storage"], "runs", basename(run_dir)))
+    run_uri = open_store(cfg["storage"]).publish_run(run_dir)   # the report goes up too
+    if run_uri:                         # print where, then this node's copy
         print(join(run_uri, report.name) if report else run_uri)
     print(report or run_dir)            # the last line: report.html, the page to open
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from partfer import atomicio
-from partfer.results.analysis_files import complexity_path
+from partfer.orchestrator.run_files import complexity_path
 from partfer.results.markdown import markdown_table
 from partfer.results.paper import COMPLEXITY_CLASSES, PAPER_IMAGE_SIZE
 

@@ -14,10 +14,9 @@ import pandas as pd
 
 from partfer import atomicio
 from partfer.orchestrator.networks import NETWORKS
+from partfer.orchestrator.run_files import CONFUSION_DIR
 from partfer.results.evaluate import RunEvaluation, SystemScore
 from partfer.results.paper import display_name
-
-CONFUSION_DIR = "confusion"
 
 
 def file_stem(score: SystemScore) -> str:

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from partfer import atomicio
+from partfer.orchestrator.run_files import FIGURES_DIR
 from partfer.results.comparability import shrink_reasons
 from partfer.results.evaluate import RunEvaluation, member_sort_key, network_sort_key
 from partfer.results.load import HISTORY_FILE, RunResults
 from partfer.results.paper import COLUMNS, TABLE1, display_name
 
-FIGURES_DIR = "figures"
 HISTORY_COLUMNS = ["dataset", "network", "member", "fold", "stage", "epoch", "val_loss"]
 
 

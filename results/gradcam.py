@@ -21,7 +21,7 @@ import numpy as np
 from partfer import atomicio
 from partfer.orchestrator.networks import gradcam_systems, gradcam_title
 from partfer.results.figures import FIGURES_DIR
-from partfer.results.analysis_files import analysis_dir, GRADCAM_PREFIX
+from partfer.orchestrator.run_files import ANALYSIS_DIR, GRADCAM_PREFIX, GRADCAM_SUFFIX, analysis_dir, gradcam_name
 from partfer.results.paper import display_name
 
 _RANGE_TOLERANCE = 1e-3
@@ -140,8 +140,8 @@ def gradcam_files(run_dir: Path) -> dict[str, Path]:
     folder = analysis_dir(run_dir)
     if not folder.is_dir():
         return {}
-    return {p.name[len(GRADCAM_PREFIX):-len(".npz")]: p
-            for p in sorted(folder.glob(f"{GRADCAM_PREFIX}*.npz"))}
+    return {p.name[len(GRADCAM_PREFIX):-len(GRADCAM_SUFFIX)]: p
+            for p in sorted(folder.glob(gradcam_name("*")))}
 
 
 def write_gradcam_figures(run_dir: Path, datasets: list[str]
@@ -155,7 +155,7 @@ def write_gradcam_figures(run_dir: Path, datasets: list[str]
         path = files.get(dataset)
         if path is None:
             notes.append(f"{display_name(dataset)}: no Grad-CAM figure: the run wrote no "
-                         f"analysis/{GRADCAM_PREFIX}{dataset}.npz")
+                         f"{ANALYSIS_DIR}/{gradcam_name(dataset)}")
             continue
         try:
             gc = read_gradcam(path, dataset)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from partfer import atomicio
+from partfer.orchestrator.run_files import HTML_FILE
 
-HTML_FILE = "report.html"
 _CODE = re.compile(r"`([^`]+)`")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")

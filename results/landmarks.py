@@ -24,13 +24,13 @@ from partfer.data_prep.schema import CROP_SIZE
 from partfer.orchestrator.networks import NETWORKS, column_of
 from partfer.orchestrator.records import ModelRecord, RunPlan
 from partfer import atomicio
+from partfer.orchestrator.run_files import LANDMARKS_FILE
 from partfer.results.comparability import warning_line
 from partfer.results.evaluate import network_sort_key
 from partfer.results.load import RunResults, resolve_stored
 from partfer.results.markdown import bullets, markdown_table
 from partfer.results.paper import LANDMARK_CHANGE, display_name
 
-LANDMARKS_FILE = "landmarks.parquet"
 BEFORE_STAGE, AFTER_STAGE = "landmark", "finetune"
 # A relative change smaller than this reads as "about the same" (the paper's "almost similar").
 SAME_TOLERANCE = 0.05

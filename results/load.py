@@ -19,10 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from partfer.orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan, selections
-
-PLAN_FILE = "plan.json"
-PREDICTIONS_FILE = "predictions.parquet"
-HISTORY_FILE = "history.csv"
+from partfer.orchestrator.run_files import HISTORY_FILE, PLAN_FILE, PREDICTIONS_FILE
 
 # One row per (model, evaluated sample). `fold` is the MODEL's fold; `sample_fold` is the
 # predictions file's own column (the fold whose test set held the sample, -1 outside folds).

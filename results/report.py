@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from partfer import atomicio
+from partfer.orchestrator.run_files import REPORT_FILE
 from partfer.results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
 from partfer.results.complexity import ComplexityInput, complexity_markdown, load_complexity
 from partfer.results.confusion import file_stem, write_confusions
@@ -34,7 +35,6 @@ from partfer.results.tables import (TABLES_DIR, class_scores_markdown, compariso
                             pair_title, per_fold_markdown, table2_markdown, table3_pairs,
                             write_tables)
 
-REPORT_FILE = "report.md"
 # Always shown (as "not recorded" when absent): what decides whether numbers can be compared.
 CORE_SETTINGS = ("image_size", "epochs_scale", "seed", "device", "executor", "detector",
                  "annotator")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from partfer import atomicio
 from partfer.orchestrator.networks import NETWORKS
+from partfer.orchestrator.run_files import TABLES_DIR
 from partfer.results.comparability import warning_line
 from partfer.results.complexity import ComplexityInput, write_complexity
 from partfer.results.evaluate import RunEvaluation, SystemScore
@@ -21,8 +22,6 @@ from partfer.results.markdown import markdown_table, pct  # noqa: F401  (pct: al
 from partfer.results.paper import (COLUMNS, EL_PARAMS_MILLIONS, TABLE1, TABLE2, TABLE3, TEST_IMAGES, display_name,
                            split_name)
 from partfer.results.selection import denominator_line, scored_images, selection_sentence
-
-TABLES_DIR = "tables"
 
 
 def _accuracy_cells(ev: RunEvaluation, train: str, test: str) -> list[float | None]:

@@ -23,7 +23,7 @@ LAYERS = [
     ("partfer.models.kernels",),
     ("partfer.models",),
     ("partfer.orchestrator", "partfer.orchestrator.config", "partfer.orchestrator.config_schema",
-     "partfer.orchestrator.records"),
+     "partfer.orchestrator.records", "partfer.orchestrator.run_files"),
     ("partfer.orchestrator.storage",),
     ("partfer.orchestrator.training",),
     ("partfer.orchestrator.evaluation",),

@@ -18,7 +18,9 @@ import torch
 
 from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import RunPlan, main_models
-from partfer.orchestrator.storage.store import atomic_write_bytes, is_uri, join, local_file, stored
+from partfer.orchestrator.run_files import CHECKPOINT_FILE, PREDICTIONS_FILE, analysis_dir, gradcam_name
+from partfer.orchestrator.storage.root import run_store
+from partfer.orchestrator.storage.store import atomic_write_bytes, join, local_file, stored
 
 
 def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
@@ -30,7 +32,7 @@ def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
     seen: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for rec in sorted((r for r in main_models(plan) if r.dataset == dataset and NETWORKS[r.network].by_part),
                       key=lambda r: (r.fold, r.member)):
-        path = local_file(join(storage, rec.dir, "predictions.parquet"), missing_ok=True)
+        path = local_file(join(storage, rec.dir, PREDICTIONS_FILE), missing_ok=True)
         if path is None:
             continue
         table = pq.read_table(path, columns=["sample_id", "label"]).to_pydict()
@@ -44,7 +46,7 @@ def choose_faces(plan: RunPlan, dataset: str, storage: str, per_class: int = 1,
 def _load(rec, storage: str, n_classes: int, model_cfg: dict, device: str):
     from partfer.models.config import ArchConfig
     from partfer.models.subnet import SubNetwork
-    state = torch.load(local_file(join(storage, rec.dir, "checkpoint.pt")), map_location="cpu",
+    state = torch.load(local_file(join(storage, rec.dir, CHECKPOINT_FILE)), map_location="cpu",
                        weights_only=True)
     n_landmarks = state["landmark_head.fc2.bias"].shape[0] if "landmark_head.fc2.bias" in state else None
     net = SubNetwork.from_arch(n_classes, n_landmarks, ArchConfig.from_config(model_cfg), seed=0)
@@ -60,7 +62,7 @@ def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict,
     from partfer.orchestrator.training.tensors import device_data
 
     # the run's store: its URI, else the directory holding runs/ (a moved store still works)
-    storage = plan.storage if is_uri(plan.storage) else str(Path(run_dir).parent.parent)
+    storage = run_store(plan.storage, run_dir).root
     faces = choose_faces(plan, dataset, storage)
     if not faces:
         return None
@@ -97,6 +99,6 @@ def gradcam_dataset(plan: RunPlan, dataset: str, run_dir: Path, model_cfg: dict,
         out[f"pred_{name}"] = preds
     buf = io.BytesIO()
     np.savez_compressed(buf, **out)
-    path = run_dir / "analysis" / f"gradcam_{dataset}.npz"
+    path = analysis_dir(run_dir) / gradcam_name(dataset)
     atomic_write_bytes(path, buf.getvalue())
     return path

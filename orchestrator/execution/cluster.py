@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
-from partfer.orchestrator.storage.remote import CACHE_ENV, is_uri
+from partfer.orchestrator.storage.remote import CACHE_ENV
+from partfer.orchestrator.storage.root import open_store
 
 class StorageNotSharedError(ValueError):
     """The store is a local path but the run's tasks may land on other machines."""
@@ -117,12 +118,6 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
     return _describe(started_here=True)
 
 
-def is_shared_uri(storage: str) -> bool:
-    """An object-store URI (s3://, gs://, abfs://, hdfs://...): every node reaches the same store.
-    file:// names this machine's disk (shared only as NFS is, with --shared-storage)."""
-    return is_uri(storage) and not storage.startswith("file:")
-
-
 def check_storage(storage: str, n_nodes: int, shared: bool = False, may_grow: bool = False) -> None:
     """Refuse a store that some nodes of the cluster would not see.
 
@@ -130,7 +125,7 @@ def check_storage(storage: str, n_nodes: int, shared: bool = False, may_grow: bo
     so on more than one node (or on a cluster whose autoscaler may add nodes) the store must be an
     object-store URI or a path the user declares mounted on every node (`storage_shared: true`).
     """
-    if shared or is_shared_uri(storage) or (n_nodes <= 1 and not may_grow):
+    if shared or open_store(storage).reaches_every_node or (n_nodes <= 1 and not may_grow):
         return
     why = f"{n_nodes} nodes" if n_nodes > 1 else "an autoscaling cluster (nodes may join)"
     raise StorageNotSharedError(

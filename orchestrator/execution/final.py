@@ -33,6 +33,7 @@ from partfer.orchestrator.execution.plan import Unit, exec_settings, precision_f
 from partfer.orchestrator.execution.progress import Progress
 from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
+from partfer.orchestrator.run_files import FINAL_FILE, PLAN_FILE
 from partfer.orchestrator.storage.store import (DONE_FILE, atomic_write_text, basename, is_done, join, local_file, model_dir,
                                 open_prepared, relative, stable_hash, stored)
 from partfer.orchestrator.training.jobs import ModelJob, PackJob, PackResult, job_done
@@ -40,7 +41,6 @@ from partfer.orchestrator.training.jobs import ModelJob, PackJob, PackResult, jo
 FINAL_FOLD = -1
 FINAL_PROTOCOL = "all"
 FINAL_SELECTION = "last"
-FINAL_FILE = "final.json"
 
 
 class FinalModelError(ValueError):
@@ -191,7 +191,7 @@ def train_final_for_run(run_dir: str | Path, cfg: dict, log=None) -> list[PackRe
     executor and pack size it ran with (plan.json's settings)."""
     log = log or (lambda text: print(f"[partfer] {text}", flush=True))
     run_dir = Path(run_dir)
-    run_plan = RunPlan.from_json((run_dir / "plan.json").read_text())
+    run_plan = RunPlan.from_json((run_dir / PLAN_FILE).read_text())
     if run_plan.settings.get("status") != "finished":
         raise FinalModelError(f"{run_dir}: the cross-validated run is not finished "
                               f"(status {run_plan.settings.get('status')!r}); run the same command again")

@@ -23,8 +23,8 @@ from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob
 from partfer.orchestrator.execution.folds import FoldSplit, fold_ids, make_split
 from partfer.orchestrator.networks import NETWORKS, stage_sequences
 from partfer.orchestrator.records import DatasetInfo, ModelRecord, RunPlan
-from partfer.orchestrator.storage.store import (basename, is_done, is_uri, join, model_dir, relative, scan_done,
-                                stable_hash)
+from partfer.orchestrator.storage.root import open_store
+from partfer.orchestrator.storage.store import basename, is_done, join, model_dir, relative, scan_done, stable_hash
 from partfer.orchestrator.training.jobs import (AugmentSettings, ExecSettings, ModelJob, PackJob, SharedOutput,
                                                 StageSettings, job_done)
 
@@ -96,17 +96,6 @@ def precision_for(cfg: dict, device: str) -> str:
     return want
 
 
-def _recorded(prepared: str, storage: str) -> str:
-    """How plan.json names a prepared data set: a URI inside the store relative to its root (as
-    models are: results/ reads it from a local copy of the store), anything else as it is."""
-    if is_uri(prepared):
-        try:
-            return relative(prepared, storage)
-        except ValueError:
-            pass
-    return str(prepared)
-
-
 def exec_settings(cfg: dict, device: str) -> ExecSettings:
     """How a pack executes (none of it is part of any key): memory layout, determinism,
     compilation and the custom kernels' switches, which act where the pack runs ("auto": on CUDA)."""
@@ -121,7 +110,8 @@ def exec_settings(cfg: dict, device: str) -> ExecSettings:
 def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, device: str,
                run_id: str, pack_size: int) -> Plan:
     """Every unit's stage jobs, with their keys, inputs and output directories."""
-    storage = storage if is_uri(storage) else str(Path(storage).resolve())
+    store = open_store(storage)
+    storage = store.root
     scan_done(storage)
     precision = precision_for(cfg, device)
     execution = exec_settings(cfg, device)
@@ -144,7 +134,7 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
         # the protocol's test rows, all folds together (Table I's denominator): the same under any selection
         test_rows = sum(len(split.test) for split in next(iter(splits_of.values())).values())
         infos[name] = DatasetInfo(name=name, classes=list(data.classes), protocol=protocol, folds=folds,
-                                  prepared=_recorded(data.path, storage), n_samples=len(data.sample_ids),
+                                  prepared=store.recorded(data.path), n_samples=len(data.sample_ids),
                                   test_rows=test_rows)
         units = units_for(cfg, name, folds)
         selections = list(val_fractions)            # the main one first

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from partfer.data_prep.errors import DatasetRootError
-from partfer.data_prep.prepared import PREPARED_DIR
-from partfer.orchestrator.storage import remote
 from partfer.orchestrator.config import (ConfigError, dump, epochs_for, identity_config, packs_per_gpu,
                                          resolve_device)
 from partfer.orchestrator.execution.executor import executor_class, make_executor
 from partfer.orchestrator.execution.progress import Progress
-from partfer.orchestrator.storage.store import (atomic_write_text, basename, exists, is_uri, join, local_dir, open_prepared,
-                                pull_outputs, push_run, remove_dir, stable_hash, work_root)
+from partfer.orchestrator.run_files import CONFIG_FILE, PLAN_FILE, complexity_path
+from partfer.orchestrator.storage.root import Store, open_store
+from partfer.orchestrator.storage.store import (absolute, atomic_write_text, basename, check_readable, exists, join,
+                                                open_prepared, remove_dir, stable_hash)
 
 
 @dataclass
@@ -67,8 +67,7 @@ def check_inputs(cfg: dict, datasets: dict[str, str], prepared: dict[str, str]) 
         if not any(path.iterdir()):
             raise DatasetRootError(f"{name}: data set root {root} is empty")
     for name, directory in prepared.items():
-        if is_uri(directory):
-            remote.check(directory, write=False)
+        check_readable(directory)
         if not exists(join(directory, "_SUCCESS")):
             raise DatasetRootError(f"{name}: {directory} is not a finished prepared data set "
                                    f"(no _SUCCESS marker)")
@@ -129,43 +128,22 @@ def _prep_settings(p: dict):
                         no_face=str(p["no_face"]))
 
 
-def prepare(cfg: dict, datasets: dict[str, str], storage: str, log, synthetic: tuple[str, ...] = (),
-            this_node: bool = False, remote_store: str | None = None) -> dict[str, str]:
-    """Raw roots -> prepared directories under `storage`, all data sets in one Ray Data job
-    (`this_node`: on this machine's CPUs only, for inputs no other node sees). With
-    `remote_store` (a URI whose cache is `storage`), a data set already prepared there is
-    downloaded instead of prepared again."""
+def prepare(cfg: dict, datasets: dict[str, str], store: Store, log, synthetic: tuple[str, ...] = ()) -> dict[str, str]:
+    """Raw roots -> prepared directories under the store's `work`, all data sets in one Ray Data
+    job. A data set already prepared in the store is fetched instead of prepared again; synthetic
+    faces generated into this node's own `work` (a cache of a URI store: no other node has them)
+    are prepared on this machine's CPUs only."""
     from partfer.data_prep.pipeline import PrepRequest, prepare_datasets
     requests = [PrepRequest(name=name, layout=cfg["datasets"][name]["layout"], root=root,
                             settings=_prep_settings(prep_config(cfg, name, name in synthetic)),
                             options=dict(cfg["datasets"][name].get("options") or {}))
                 for name, root in datasets.items()]
-
-    def fetch(final: Path) -> bool:
-        from partfer.data_prep.schema import SUCCESS_MARKER
-        try:
-            remote.download_dir(join(remote_store, PREPARED_DIR, final.name), final, SUCCESS_MARKER)
-        except FileNotFoundError:              # not prepared there (yet)
-            return False
-        return True
-    infos = prepare_datasets(requests, storage, this_node=this_node, fetch=fetch if remote_store else None)
+    infos = prepare_datasets(requests, str(store.work), this_node=bool(synthetic) and store.work_is_this_nodes,
+                             fetch=store.prepared_fetcher())
     for name, info in infos.items():
         log(f"prepared {name}: {info.n_ok} images, {info.n_rejected} rejected"
             f"{' (reused)' if info.reused else ''} -> {info.path}")
     return {name: info.path for name, info in infos.items()}
-
-
-def store_prepared(path: str, storage: str) -> str:
-    """Where a run's plan reads a prepared data set from: the directory itself when the store is
-    local; for a store at a URI, its copy under `<storage>/prepared/` (uploaded with _SUCCESS last
-    when not there yet), which every node can read. `path` is a directory or a URI."""
-    from partfer.data_prep.schema import SUCCESS_MARKER
-    if not is_uri(storage):
-        return path
-    target = join(storage, PREPARED_DIR, basename(path))
-    if path != target and not exists(join(target, SUCCESS_MARKER)):
-        remote.upload_dir(local_dir(path, SUCCESS_MARKER), target, marker=SUCCESS_MARKER)
-    return target
 
 
 def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
@@ -206,7 +184,7 @@ def write_complexity(cfg: dict, run_dir: Path, class_counts: tuple[int, ...] = (
     arch["widths"] = tuple(arch["widths"])
     counts = tuple(sorted({7, 8, *class_counts}))
     info = describe(n_classes_list=counts, image_size=160, n_members=int(cfg["members"]), **arch)
-    atomic_write_text(run_dir / "analysis" / "complexity.json", json.dumps(info, indent=2, default=str))
+    atomic_write_text(complexity_path(run_dir), json.dumps(info, indent=2, default=str))
 
 
 def versions() -> dict:
@@ -230,11 +208,10 @@ def run(req: RunRequest, log=None) -> str | None:
     executor = cfg["executor"]
     uses_ray = executor_class(executor).uses_ray
     device = resolve_device(cfg["device"])
-    if is_uri(storage):
-        remote.check(storage)        # unusable (scheme, credentials, network): stop now, in one line
-    else:
-        storage = str(Path(storage).resolve())
-    work = work_root(storage)        # files made here first: the store, or this node's cache of a URI
+    store = open_store(storage)
+    store.check()                    # unusable (scheme, credentials, network): stop now, in one line
+    storage = store.root
+    work = store.work                # files made here first: the store, or this node's cache of a URI
     progress_log = Progress(0, 0, 0)
     log = log or progress_log.note
     check_inputs(cfg, req.datasets, req.prepared)
@@ -249,13 +226,10 @@ def run(req: RunRequest, log=None) -> str | None:
         raw = synthesize_defaults(cfg, str(work), log)
         synthetic = sorted(raw)
     # a relative local path would later be read against the store's root (plan.json, results/)
-    prepared_dirs = {name: path if is_uri(path) else os.path.abspath(path) for name, path in req.prepared.items()}
+    prepared_dirs = {name: absolute(path) for name, path in req.prepared.items()}
     if raw:
-        # synthetic faces generated into this node's cache of a URI store: no other node has them
-        prepared_dirs.update(prepare(cfg, raw, str(work), log, tuple(synthetic),
-                                     this_node=bool(synthetic) and is_uri(storage),
-                                     remote_store=storage if is_uri(storage) else None))
-    prepared_dirs = {name: store_prepared(path, storage) for name, path in prepared_dirs.items()}
+        prepared_dirs.update(prepare(cfg, raw, store, log, tuple(synthetic)))
+    prepared_dirs = {name: store.share_prepared(path) for name, path in prepared_dirs.items()}
 
     from partfer.orchestrator.execution.plan import build_plan, precision_for
     prepared = {name: open_prepared(path) for name, path in prepared_dirs.items()}
@@ -279,7 +253,6 @@ def run(req: RunRequest, log=None) -> str | None:
     for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
         remove_dir(state_dir)
     run_dir = work / "runs" / run_id
-    run_uri = join(storage, "runs", run_id) if is_uri(storage) else None
     run_dir.mkdir(parents=True, exist_ok=True)
     shrunk_reasons = shrunk_against_paper(cfg, list(prepared))
     if synthetic:
@@ -303,11 +276,10 @@ def run(req: RunRequest, log=None) -> str | None:
         # "incomplete" (never "running", which a report could not know to be true)
         "versions": versions(), "started": t_start, "status": "incomplete",
     }
-    atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
     write_complexity(cfg, run_dir, tuple(len(d.classes) for d in prepared.values()))
-    atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
-    if run_uri:
-        push_run(run_dir, run_uri)                  # a crashed run is visible at the URI too
+    atomic_write_text(run_dir / PLAN_FILE, plan.run_plan.to_json())
+    run_uri = store.publish_run(run_dir)            # a crashed run is visible at the URI too
 
     progress = Progress(plan.n_model_stages, plan.n_done, sum(len(c) for c in plan.chains), start=t_start, run_dir=run_dir)
     progress.note(f"run {run_id}: {len(plan.run_plan.models)} models, {plan.n_model_stages} model-stages "
@@ -318,7 +290,7 @@ def run(req: RunRequest, log=None) -> str | None:
     results = chosen.run_chains(plan.chains, progress)
     chosen.run_cross_evals(plan.cross_evals, progress)
     if run_uri:
-        copied = pull_outputs(plan.run_plan, storage)   # what the analysis and the report read
+        copied = store.pull_outputs(plan.run_plan)      # what the analysis and the report read
         progress.note(f"{copied} output files copied from {storage} to {work}")
     from partfer.orchestrator.evaluation.analysis import gradcam_dataset
     for name in prepared:
@@ -344,9 +316,8 @@ def run(req: RunRequest, log=None) -> str | None:
     fallbacks = {name: reason for r in results for name, reason in r.kernel_fallbacks.items()}
     if fallbacks:      # custom kernels that failed their check: PyTorch's route trained those packs
         plan.run_plan.settings["kernel_fallbacks"] = fallbacks
-    atomic_write_text(run_dir / "plan.json", plan.run_plan.to_json())
-    if run_uri:
-        push_run(run_dir, run_uri)
+    atomic_write_text(run_dir / PLAN_FILE, plan.run_plan.to_json())
+    store.publish_run(run_dir)
     progress.note(f"training done in {t_end - t_train:.0f} s; run directory {run_dir}"
                   + (f" (published to {run_uri})" if run_uri else ""))
     return str(run_dir)

@@ -241,14 +241,13 @@ def fit_packs(jobs: list[PackJob], settings: TrainSettings, sink, indexes: list[
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from partfer.orchestrator.storage.store import is_uri, join, remove_dir
+    from partfer.orchestrator.storage.store import join, make_dirs, remove_dir
     gpu = jobs[0].device.startswith("cuda")
     resources = {"CPU": settings.cpus_per_worker}
     if gpu:
         resources["GPU"] = settings.gpus_per_worker
     storage = join(settings.storage, RUNS_DIR)
-    if not is_uri(storage):
-        Path(storage).mkdir(parents=True, exist_ok=True)
+    make_dirs(storage)
     name = run_name(jobs)
     trainer = TorchTrainer(
         train_worker, train_loop_config={"jobs": list(jobs), "sink": sink, "indexes": list(indexes)},

@@ -4,7 +4,7 @@ A run directory `<storage>/runs/<run_id>/` holds plan.json (orchestrator.records
 config.yaml; each final model's outputs lie under the storage root at ModelRecord.dir. The storage
 root is taken to be the run directory's grandparent when that holds the models (so a store that
 was moved or copied still exports), else the root recorded in plan.json. A run directory given as
-a URI (a store at an object store) is read from this machine's copy (orchestrator.storage.store.pull_run).
+a URI (a store at an object store) is read from this machine's copy (orchestrator.storage.root.open_run).
 Without --fold or --all-folds, the run's final model (trained on all subjects by `partfer run
 --final`, recorded in final.json: orchestrator.execution.final) is exported when it has one, else fold 0.
 """
@@ -28,8 +28,9 @@ from partfer.orchestrator.execution.final import FINAL_FOLD, read_final
 from partfer.orchestrator.storage.model_dir import MemberSpec, ModelSpec, write_model_dir
 from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
-from partfer.orchestrator.storage.remote import check, parent
-from partfer.orchestrator.storage.store import DONE_FILE, is_uri, join, local_file, pull_run, safe_relative
+from partfer.orchestrator.run_files import CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FINAL_FILE, PLAN_FILE
+from partfer.orchestrator.storage.root import open_run
+from partfer.orchestrator.storage.store import local_folder, safe_relative
 
 class RunDirError(FileNotFoundError):
     """The run directory or its plan.json / config.yaml is missing."""
@@ -48,7 +49,7 @@ class ExportResult:
 def _read_plan(run_dir: Path) -> tuple[RunPlan, dict]:
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
-    plan_path, config_path = run_dir / "plan.json", run_dir / "config.yaml"
+    plan_path, config_path = run_dir / PLAN_FILE, run_dir / CONFIG_FILE
     for path in (plan_path, config_path):
         if not path.is_file():
             raise RunDirError(f"{run_dir} is not a run directory (no {path.name})")
@@ -70,8 +71,9 @@ def storage_root(run_dir: Path, plan: RunPlan, records: list[ModelRecord]) -> Pa
     candidates = []
     if run_dir.resolve().parent.name == "runs":
         candidates.append(run_dir.resolve().parent.parent)
-    if "://" not in plan.storage:
-        candidates.append(Path(plan.storage))
+    recorded = local_folder(plan.storage)        # a store at a URI: its copy is the grandparent above
+    if recorded is not None:
+        candidates.append(recorded)
     for root in candidates:
         if all((root / r.dir).is_dir() for r in records):
             return root
@@ -132,7 +134,7 @@ def final_records(plan: RunPlan, run_dir: Path, dataset: str, network: str) -> l
                     key=lambda r: (rank.get(r.member, len(rank)), r.member))
     for r in picked:
         try:
-            safe_relative(r.dir, f"{run_dir / 'final.json'}: the directory of {r.network} {r.member}")
+            safe_relative(r.dir, f"{run_dir / FINAL_FILE}: the directory of {r.network} {r.member}")
         except ValueError as err:
             raise ExportError(str(err)) from None
     return picked
@@ -159,7 +161,7 @@ def _preprocessing(plan: RunPlan, dataset: str, storage: Path) -> tuple[dict, st
 def _load_member(record: ModelRecord, storage: Path, n_classes: int, arch: ArchConfig) -> tuple[dict, float | None]:
     """The checkpoint's extractor + classifier, checked against the architecture."""
     folder = storage / record.dir
-    path = folder / "checkpoint.pt"
+    path = folder / CHECKPOINT_FILE
     if not (folder / DONE_FILE).is_file() or not path.is_file():
         raise ExportError(f"{record.network} {record.member} fold {record.fold} is not finished "
                           f"({path} missing); finish the run by running the same command again")
@@ -187,14 +189,11 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
                  all_folds: bool = False, log=None) -> ExportResult:
     """Write the ensemble of (dataset, network) on one fold, or on every fold, to `out`."""
     log = log or (lambda text: print(f"partfer export: note: {text}", file=sys.stderr))
-    uri = str(run_dir) if is_uri(str(run_dir)) else None
-    if uri:
-        check(uri, write=False)
-        try:
-            run_dir = pull_run(uri)
-        except FileNotFoundError as err:
-            raise RunDirError(str(err)) from None
-    run_dir = Path(run_dir)
+    try:
+        run = open_run(run_dir)           # a URI: this machine's copy of the run
+    except FileNotFoundError as err:
+        raise RunDirError(str(err)) from None
+    uri, run_dir = run.remote, run.local
     plan, cfg = _read_plan(run_dir)
     finals = final_records(plan, run_dir, dataset, network) if fold is None and not all_folds else []
     if finals:
@@ -203,10 +202,8 @@ def export_model(run_dir: str | Path, dataset: str, network: str, out: str | Pat
                  "cross-validated models)"]
     else:
         records, folds, notes = select_records(plan, dataset, network, fold, all_folds)
-    if uri:                       # pull_run leaves checkpoints (and final models) out: fetch the chosen ones
-        for r in records:
-            for name in ("checkpoint.pt", DONE_FILE):
-                local_file(join(parent(parent(uri)), r.dir, name), missing_ok=True)
+    for r in records:             # a run's copy leaves checkpoints (and final models) out: fetch the chosen ones
+        run.fetch(r.dir, (CHECKPOINT_FILE, DONE_FILE))
     storage = storage_root(run_dir, plan, records)
     try:
         arch = ArchConfig.from_config(cfg["model"])

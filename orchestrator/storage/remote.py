@@ -35,11 +35,12 @@ from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from partfer import atomicio
+from partfer.orchestrator.run_files import PLAN_FILE
 
 CACHE_ENV = "PARTFER_CACHE"
 TIMEOUT_ENV = "PARTFER_STORAGE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 60.0
-RUN_MARKER = "plan.json"              # a run directory's last upload
+RUN_MARKER = PLAN_FILE                # a run directory's last upload
 THREADS = 8                           # concurrent transfers of one directory
 _CHUNK = 8 << 20
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

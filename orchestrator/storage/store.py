@@ -12,22 +12,23 @@ The root is a local path (a disk, or NFS that every node mounts) or an object-st
 location takes a URI too: writes are staged on local disk and uploaded (orchestrator.storage.remote), a
 model directory's meta.json last, so "meta.json exists" still means "done"; reads go through this
 node's cache (`local_file`, `local_dir`). The driver keeps its own copy of the run directory in
-that cache (`work_root`) and publishes it (`push_run`); `pull_run` brings a run back from a URI.
+that cache (`push_run` publishes it, `pull_run` brings a run back from a URI), through the run's
+Store (orchestrator.storage.root), which callers ask instead of telling a path from a URI.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from partfer import atomicio
+from partfer.orchestrator.run_files import CHECKPOINT_FILE, DONE_FILE
 from partfer.orchestrator.storage import remote
 from partfer.orchestrator.storage.remote import basename, is_uri, join, relative  # noqa: F401  (re-exported)
-
-DONE_FILE = "meta.json"
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -134,6 +135,32 @@ def stored(root: str, location: str) -> str:
     return location if is_uri(location) or Path(location).is_absolute() else join(root, location)
 
 
+def absolute(location: str, resolve: bool = False) -> str:
+    """`location` as read from any working directory: a URI as it is, a local path made absolute
+    (`resolve`: its links resolved too)."""
+    if is_uri(location):
+        return location
+    return str(Path(location).resolve()) if resolve else os.path.abspath(location)
+
+
+def local_folder(location: str) -> Path | None:
+    """A local path as a Path; None for a URI, which is read through this node's cache."""
+    return None if is_uri(location) else Path(location)
+
+
+def check_readable(location: str) -> None:
+    """StorageError, in one line, when the store holding a URI cannot be read (scheme,
+    credentials, network); a local path has nothing to check."""
+    if is_uri(location):
+        remote.check(location, write=False)
+
+
+def make_dirs(location: str) -> None:
+    """Create a local folder and its parents; at a URI, folders need no creating."""
+    if not is_uri(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+
+
 def exists(location: str) -> bool:
     """Whether the file exists (at its URI, not in this node's cache)."""
     return remote.exists(location) if is_uri(location) else Path(location).is_file()
@@ -165,12 +192,6 @@ def remove_dir(location: str) -> None:
         shutil.rmtree(location, ignore_errors=True)
 
 
-def work_root(storage: str) -> Path:
-    """Where this process writes the store's files before they are published: the store itself
-    when local, this node's cache of it for a URI."""
-    return remote.cache_path(storage) if is_uri(storage) else Path(storage).resolve()
-
-
 def open_prepared(location: str):
     """A prepared data set (data_prep.prepared.PreparedData) read from `location`, a directory or
     a URI; its `path` stays `location`, so plans built from it send every node to the store."""
@@ -188,7 +209,7 @@ def push_run(run_dir: str | Path, run_uri: str) -> str:
     return run_uri
 
 
-def pull_outputs(plan, root: str, skip: tuple[str, ...] = ("checkpoint.pt",)) -> int:
+def pull_outputs(plan, root: str, skip: tuple[str, ...] = (CHECKPOINT_FILE,)) -> int:
     """Copy what results/ reads of a run (every finished model directory the plan names, but its
     checkpoints, and the cross-data-set predictions) from a URI root into this node's cache of it,
     so the run directory there reads like a local one. Returns the number of files copied."""

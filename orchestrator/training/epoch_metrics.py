@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from partfer.orchestrator.run_files import EPOCH_METRICS_FILE, TENSORBOARD_DIR
 from partfer.orchestrator.training.tb_events import append_scalars
 from partfer.orchestrator.training.jobs import PackJob, job_done
 
 FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
-CSV_FILE = Path("metrics") / "epochs.csv"
-TENSORBOARD_DIR = "tensorboard"
+CSV_FILE = Path(EPOCH_METRICS_FILE)
 CSV_COLUMNS = ("dataset", "selection", "network", "member", "fold", "stage", "key", "epoch",
                *FIGURES, "wall_time")
 TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",

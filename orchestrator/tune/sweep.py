@@ -20,7 +20,8 @@ from partfer.orchestrator.config import (STAGES, ConfigError, epochs_for, find_c
                                  resolve_device)
 from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.tune.search_space import Space, numeric_space, parse_space, sample_points
-from partfer.orchestrator.storage.store import basename, is_done, is_uri, join, local_file, stable_hash, work_root
+from partfer.orchestrator.storage.root import Store, open_store
+from partfer.orchestrator.storage.store import absolute, basename, is_done, join, local_file, stable_hash
 
 WHOLE_PACK = 1_000_000          # pack size that holds every model of a network in one pack
 
@@ -230,15 +231,14 @@ def trial(config: dict, setup: SweepSetup) -> None:
                        sum(int(r["epoch"]) == epoch for h in histories for r in h))
 
 
-def _prepare_data(req: SweepRequest, cfg: dict, storage: str, log) -> str:
+def _prepare_data(req: SweepRequest, cfg: dict, store: Store, log) -> str:
     """The chosen data set's prepared directory (a URI in a store at one), made exactly as
     `partfer run` makes it."""
-    from partfer.orchestrator.execution.runner import check_inputs, ensure_ray, prepare, store_prepared, synthesize_defaults
+    from partfer.orchestrator.execution.runner import check_inputs, ensure_ray, prepare, synthesize_defaults
     check_inputs(cfg, req.datasets, req.prepared)
     if req.dataset in req.prepared:
-        given = req.prepared[req.dataset]
-        return store_prepared(given if is_uri(given) else str(Path(given).resolve()), storage)
-    work = str(work_root(storage))
+        return store.share_prepared(absolute(req.prepared[req.dataset], resolve=True))
+    work = str(store.work)
     raw, synthetic = dict(req.datasets), ()
     if not raw and not req.prepared:
         raw = synthesize_defaults(cfg, work, log)
@@ -246,11 +246,9 @@ def _prepare_data(req: SweepRequest, cfg: dict, storage: str, log) -> str:
     if req.dataset not in raw:
         given = sorted(set(req.datasets) | set(req.prepared) | set(raw))
         raise SweepError(f"data set {req.dataset!r} is not among those given ({', '.join(given) or 'none'})")
-    ensure_ray(storage, bool(cfg["storage_shared"]))
-    dirs = prepare(cfg, {req.dataset: raw[req.dataset]}, work, log, synthetic,
-                   this_node=bool(synthetic) and is_uri(storage),
-                   remote_store=storage if is_uri(storage) else None)
-    return store_prepared(str(Path(dirs[req.dataset]).resolve()), storage)
+    ensure_ray(store.root, bool(cfg["storage_shared"]))
+    dirs = prepare(cfg, {req.dataset: raw[req.dataset]}, store, log, synthetic)
+    return store.share_prepared(str(Path(dirs[req.dataset]).resolve()))
 
 
 def _resources(cluster: dict, device: str, gpus_per_trial: float, max_concurrent: int | None):
@@ -274,14 +272,11 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     check_request(req, cfg)
     executor_class(cfg["executor"])          # an unknown executor fails before any work
     spaces = parse_spaces(req)
-    storage = cfg["storage"]
-    if is_uri(storage):
-        from partfer.orchestrator.storage.remote import check
-        check(storage)
-    else:
-        storage = str(Path(storage).resolve())
+    store = open_store(cfg["storage"])
+    store.check()
+    storage = store.root
     device = resolve_device(cfg["device"])
-    prepared_dir = _prepare_data(req, cfg, storage, log)
+    prepared_dir = _prepare_data(req, cfg, store, log)
     from partfer.orchestrator.execution.runner import ensure_ray
     cluster = ensure_ray(storage, bool(cfg["storage_shared"]))
     setup = SweepSetup(config=cfg, dataset=req.dataset, prepared_dir=prepared_dir, storage=storage,
@@ -289,7 +284,7 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     points = sample_points(spaces, req.samples, int(cfg["seed"]))
     sweep_id = (f"{req.dataset}-{req.network}-{req.stage}-"
                 f"{stable_hash([cfg, basename(prepared_dir), device, points, req.scheduler], 10)}")
-    sweep_dir = work_root(storage) / "tune" / sweep_id       # the summary: published below for a URI
+    sweep_dir = store.work / "tune" / sweep_id               # the summary: published below for a URI
     log(f"sweep {sweep_id}: {len(points)} trials of {req.network} {req.stage} on {req.dataset} ({device})")
     pretrained = pretrain_earlier_stages(setup, points, log, cluster)
 
@@ -314,8 +309,7 @@ def run_sweep(req: SweepRequest, log=print) -> SweepResult:
     rows = collect_rows(grid, lambda point: point_plan(setup, point)[2], max_t)
     best = pick_best(rows)
     files = write_outputs(sweep_dir, rows, best, req, find_config(req.config).resolve(), storage)
-    if is_uri(storage):
-        from partfer.orchestrator.storage.remote import upload_dir
-        upload_dir(sweep_dir, join(storage, "tune", sweep_id))
-        log(f"sweep summary published to {join(storage, 'tune', sweep_id)}")
+    published = store.publish(sweep_dir, "tune", sweep_id)
+    if published:
+        log(f"sweep summary published to {published}")
     return SweepResult(sweep_dir=str(sweep_dir), rows=rows, best=best, pretrained=pretrained, files=files)

@@ -52,13 +52,13 @@ ALLOWED_DATA_PREP = {"partfer.data_prep", "partfer.data_prep.errors", "partfer.d
 
 def test_results_imports_no_training_stack(tmp_path):
     # Reports must rebuild anywhere: no torch, ray, OpenCV, dlib or other orchestrator modules
-    # behind them (of orchestrator: the run records and the network recipes); data_prep only for
-    # reading prepared face crops (pyarrow + numpy).
+    # behind them (of the orchestrator, only the run-record schema, the network recipes and the
+    # run's file names); data_prep only for reading prepared face crops (pyarrow + numpy).
     code = ("import sys, partfer.cli.report, partfer.results.report; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'cv2', 'dlib', 'skimage') "
             "or m.startswith(('partfer.data_prep', 'partfer.models')) "
-            "or (m.startswith('partfer.orchestrator.') "
-            "and m not in ('partfer.orchestrator.records', 'partfer.orchestrator.networks'))))")
+            "or (m.startswith('partfer.orchestrator.') and m not in "
+            "('partfer.orchestrator.records', 'partfer.orchestrator.networks', 'partfer.orchestrator.run_files'))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr

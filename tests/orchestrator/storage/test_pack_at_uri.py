@@ -11,7 +11,8 @@ from partfer.data_prep.errors import DatasetRootError
 from partfer.orchestrator.storage import remote
 from partfer.orchestrator.config import load_config
 from partfer.orchestrator.execution.plan import build_plan
-from partfer.orchestrator.execution.runner import check_inputs, store_prepared
+from partfer.orchestrator.execution.runner import check_inputs
+from partfer.orchestrator.storage.root import open_store
 from partfer.orchestrator.storage.store import DONE_FILE, is_done, join, open_prepared
 from partfer.orchestrator.training.train import run_pack
 
@@ -33,7 +34,7 @@ def _at_uri(location: str) -> Path:
 def test_a_chain_moves_between_nodes_through_the_uri(tiny_prepared, tmp_path, monkeypatch):
     uri = (tmp_path / "store").as_uri()
     monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "node-a"))
-    prepared = store_prepared(tiny_prepared, uri)          # uploaded under <uri>/prepared/
+    prepared = open_store(uri).share_prepared(tiny_prepared)   # uploaded under <uri>/prepared/
     assert prepared == join(uri, "prepared", Path(tiny_prepared).name)
     cfg = load_config("demo", TINY)
     plan = build_plan(cfg, {"jaffe": open_prepared(prepared)}, uri, "cpu", "t", 2)
@@ -46,7 +47,7 @@ def test_a_chain_moves_between_nodes_through_the_uri(tiny_prepared, tmp_path, mo
     with pytest.raises(DatasetRootError, match="not a finished prepared data set"):
         check_inputs(cfg, {}, {"jaffe": join(uri, "prepared", "jaffe-000000000000")})
     elsewhere = (tmp_path / "other-store").as_uri()
-    copy = store_prepared(prepared, elsewhere)
+    copy = open_store(elsewhere).share_prepared(prepared)
     assert copy == join(elsewhere, "prepared", Path(tiny_prepared).name)
     assert (_at_uri(copy) / "_SUCCESS").is_file() and (_at_uri(copy) / "manifest.json").is_file()
 
