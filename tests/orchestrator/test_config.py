@@ -312,3 +312,14 @@ def test_a_run_with_a_bad_synthetic_setting_writes_nothing_and_starts_no_ray(tmp
     err = capsys.readouterr().err
     assert err == "partfer: error: synthetic.jaffe.size must be a whole number, not 'abc'\n"
     assert not store.exists()
+
+
+def test_the_shipped_configs_keep_their_run_ids():
+    # the run id hashes identity_config (runner.run): neither the retired kernel switches nor the
+    # measured projection rates may move it (these are the ids the configs had before both changed)
+    from partfer.orchestrator.config import identity_config
+    from partfer.orchestrator.storage.store import stable_hash
+    ids = {name: stable_hash(identity_config(load_config(name)), 10) for name in ("demo", "paper", "synthetic")}
+    assert ids == {"demo": "64e56369c3", "paper": "1c01aab7ae", "synthetic": "c621a2c319"}
+    moved = load_config("paper", {"projection.trainer_start_seconds": 30.0, "hardware": "cpu"})
+    assert stable_hash(identity_config(moved), 10) == ids["paper"]
