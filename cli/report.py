@@ -25,19 +25,32 @@ def add_report_parser(subparsers, with_arguments: bool = True) -> argparse.Argum
         parser.add_argument("--embed-images", action="store_true",
                             help="put the figures into report.html as base64 data (one file to send "
                                  "around) instead of linking them relatively")
+        parser.add_argument("--store", metavar="DIR", default=None,
+                            help="the local folder holding the run's models/ (default: the store "
+                                 "plan.json records, or the folder above runs/ when the run sits "
+                                 "in one; whichever holds its predictions)")
         parser.set_defaults(func=report_at_uri(report_command))
     return parser
 
 
 def report_command(args: argparse.Namespace) -> int:
-    """Build the report, print its path; a directory without a usable plan exits 2."""
-    from partfer.results.load import PlanError, RunDirError
+    """Build the report, print its path. A directory without a usable plan exits 2; a run with no
+    usable predictions at all exits 1 and leaves its existing report untouched."""
+    from partfer.results.load import NoPredictionsError, PlanError, RunDirError
     from partfer.results.report import build_report
+    store = getattr(args, "store", None)
+    if store is not None and "://" in store:
+        print(f"partfer report: error: --store {store}: a local folder is expected (give the run "
+              "directory's URI instead: its store is copied with it)", file=sys.stderr)
+        return 2
     try:
-        path = build_report(args.run_dir, embed_images=args.embed_images)
+        path = build_report(args.run_dir, embed_images=args.embed_images, store=store)
     except (RunDirError, PlanError) as exc:
         print(f"partfer report: error: {exc}", file=sys.stderr)
         return 2
+    except NoPredictionsError as exc:
+        print(f"partfer report: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:          # a file that cannot be written (a full disk): named, in one line
         if exc.filename is None:
             raise

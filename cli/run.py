@@ -6,6 +6,7 @@ The config is the one place a run's values live: the options here become config 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from partfer.cli.help_format import add_command
 from partfer.cli.overrides import set_overrides
@@ -95,8 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = None
     if not args.no_report:
         from partfer.results.html import HTML_FILE
+        from partfer.results.load import NoPredictionsError
         from partfer.results.report import build_report
-        report = build_report(run_dir).with_name(HTML_FILE)
+        try:
+            report = build_report(run_dir).with_name(HTML_FILE)
+        except NoPredictionsError as exc:
+            print(f"partfer run: error: {exc}", file=sys.stderr)
+            return 1
     run_uri = open_store(cfg["storage"]).publish_run(run_dir)   # the report goes up too
     if run_uri:                         # print where, then this node's copy
         print(join(run_uri, report.name) if report else run_uri)

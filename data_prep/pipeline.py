@@ -23,11 +23,12 @@ from partfer.data_prep.annotators.base import get_annotator_spec, load_annotator
 from partfer.data_prep.detectors.base import get_detector_spec, load_detector
 from partfer.data_prep.errors import EmptyDatasetError, RejectError
 from partfer.data_prep.file_names import name_hex, name_text, original_name
+from partfer.data_prep.fingerprint import input_fingerprint, load_cache, save_cache
 from partfer.data_prep.prep_store import (
-    PreparedBuilder, check_name, content_hash, hash_inputs, input_fingerprint, prepared_path,
+    PreparedBuilder, check_name, content_hash, hash_inputs, prepared_path,
     write_rejects_csv,
 )
-from partfer.data_prep.prepared import check_counts, read_manifest, read_subjects
+from partfer.data_prep.prepared import PREPARED_DIR, check_counts, read_manifest, read_subjects
 from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
 from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
@@ -127,7 +128,7 @@ class PrepareBatch:
         return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
 
 
-def _plan(request: PrepRequest, out_root: str) -> _Plan:
+def _plan(request: PrepRequest, out_root: str, digests: dict) -> _Plan:
     check_name(request.name)
     get_detector_spec(request.settings.detector)       # unknown names fail before any work
     get_annotator_spec(request.settings.annotator)
@@ -139,7 +140,7 @@ def _plan(request: PrepRequest, out_root: str) -> _Plan:
         raise EmptyDatasetError(f"data set {request.name!r}: no usable images under {root} with layout "
                                 f"{request.layout!r} ({len(read.rejects)} file{'' if len(read.rejects) == 1 else 's'} rejected{example})")
     inputs = hash_inputs(request.name, request.layout, dict(request.options), request.settings.to_dict(),
-                         input_fingerprint(root))
+                         input_fingerprint(root, digests))
     digest = content_hash(inputs)
     return _Plan(request, read, inputs, digest, prepared_path(out_root, request.name, digest))
 
@@ -233,7 +234,9 @@ def prepare_datasets(requests: list[PrepRequest], out_root: str | os.PathLike, r
     if len(set(names)) != len(names):
         raise ValueError(f"data set names must be unique, got {names}")
     out_root = str(Path(out_root).expanduser().resolve())
-    plans = [_plan(request, out_root) for request in requests]
+    digests = load_cache(Path(out_root) / PREPARED_DIR)      # files read before: not read again
+    plans = [_plan(request, out_root, digests) for request in requests]
+    save_cache(Path(out_root) / PREPARED_DIR, digests)
     infos = {p.request.name: _reused(p) for p in plans
              if (p.final / SUCCESS_MARKER).is_file() or (fetch is not None and fetch(p.final))}
     todo = [p for p in plans if p.request.name not in infos]

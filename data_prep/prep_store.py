@@ -1,8 +1,8 @@
 """Content-addressed prepared directories: the hash, the atomic build, the manifest.
 
 A prepared directory is named by a hash of everything that determines its content (input files
-with sizes and mtimes, layout, options, settings, PREP_VERSION), so a re-run with the same inputs
-reuses it and any change prepares a new one. It is built under a temporary name (atomicio) and renamed at the
+by path, size and content digest (fingerprint.py), layout, options, settings, PREP_VERSION), so a
+re-run with the same inputs, or a copy of them elsewhere, reuses it and any change prepares a new one. It is built under a temporary name (atomicio) and renamed at the
 end: a killed run never leaves a directory that looks finished.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from partfer import atomicio
 from partfer.data_prep import labels
 from partfer.data_prep.file_names import name_hex, name_text, original_name
+from partfer.data_prep.fingerprint import Entry
 from partfer.data_prep.prepared import DATA_DIR, HASH_LENGTH, MANIFEST, PREPARED_DIR, REJECTS
 from partfer.data_prep.readers.base import Reject
 from partfer.data_prep.schema import FALLBACK_SOURCE, SCHEMA, SUCCESS_MARKER
@@ -46,39 +47,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def input_fingerprint(root: str | os.PathLike) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime in ns) of every file under root, sorted.
-
-    A broken symbolic link counts by the link itself, a folder that cannot be listed as
-    (its path + "/", -1, -1): the readers make rejects of both, the hash must not stop on them.
-    """
-    root = Path(root)
-    entries = []
-
-    def unlisted(err: OSError) -> None:
-        if err.filename is not None:
-            entries.append((Path(err.filename).relative_to(root).as_posix() + "/", -1, -1))
-
-    for folder, dirs, files in os.walk(root, onerror=unlisted):
-        dirs.sort()
-        for file in sorted(files):
-            path = Path(folder) / file
-            stat = file_stat(path)
-            entries.append((path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns))
-    entries.sort()
-    return entries
-
-
-def file_stat(path: Path) -> os.stat_result:
-    """The file's stat, or the link's own for a link that leads nowhere (dangling, or a loop)."""
-    try:
-        return path.stat()
-    except OSError:
-        return path.lstat()
-
-
 def hash_inputs(name: str, layout: str, options: dict, settings: dict,
-                fingerprint: list[tuple[str, int, int]]) -> dict:
+                fingerprint: list[Entry]) -> dict:
     """What the hash is made of (the file list by its digest, to keep the manifest small)."""
     files = hashlib.sha256(json.dumps(fingerprint, separators=(",", ":")).encode()).hexdigest()
     return {"prep_version": PREP_VERSION, "name": name, "layout": layout, "options": options,

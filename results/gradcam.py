@@ -144,10 +144,11 @@ def gradcam_files(run_dir: Path) -> dict[str, Path]:
             for p in sorted(folder.glob(gradcam_name("*")))}
 
 
-def write_gradcam_figures(run_dir: Path, datasets: list[str]
+def write_gradcam_figures(run_dir: Path, datasets: list[str], out_dir: Path | None = None
                           ) -> tuple[dict[str, Path], list[str]]:
-    """figures/<dataset>_gradcam.png for each npz; notes for data sets without one or broken ones."""
-    out = Path(run_dir) / FIGURES_DIR
+    """figures/<dataset>_gradcam.png (under out_dir, default the run directory) for each of the
+    run's npz files; notes for data sets without one or broken ones."""
+    out = Path(out_dir if out_dir is not None else run_dir) / FIGURES_DIR
     files = gradcam_files(run_dir)
     written: dict[str, Path] = {}
     notes: list[str] = []

@@ -37,6 +37,10 @@ class PlanError(ValueError):
     """plan.json exists but cannot be read as a RunPlan."""
 
 
+class NoPredictionsError(Exception):
+    """Not one planned model has usable predictions: there is nothing to report."""
+
+
 class PredictionFileError(ValueError):
     """One predictions.parquet breaks PREDICTION_SCHEMA; the model is then reported missing."""
 
@@ -78,21 +82,38 @@ def read_plan(run_dir: Path) -> RunPlan:
         raise PlanError(f"{path}: not a valid run plan ({type(exc).__name__}: {exc})") from exc
 
 
-def storage_root(run_dir: Path, plan: RunPlan) -> Path:
+def storage_root(run_dir: Path, plan: RunPlan, store: str | Path | None = None) -> Path:
     """Where model directories live.
 
-    The layout `<storage>/runs/<run_id>/` makes the run directory's grandparent the storage
-    root, which keeps a copied or downloaded run readable; plan.storage is the fallback for
-    run directories kept elsewhere.
+    `store` (report --store) when given. Otherwise the candidates are the run directory's
+    grandparent when it sits in a `<store>/runs/<run_id>/` layout (a store copied or downloaded
+    whole) and the store plan.json records (a run folder copied on its own): the one holding more
+    of the plan's predictions wins, the layout on a tie. A copied run folder thus still reads the
+    models it was trained with, never an empty folder beside the copy.
     """
+    if store is not None:
+        return Path(store).expanduser()
     run_dir = Path(run_dir).resolve()
-    if run_dir.parent.name == "runs":
-        return run_dir.parent.parent
-    storage = plan.storage.removeprefix("file://")
-    if "://" in storage:
+    candidates = [run_dir.parent.parent] if run_dir.parent.name == "runs" else []
+    recorded = plan.storage.removeprefix("file://")
+    if recorded and "://" not in recorded:
+        candidates.append(Path(recorded))
+    if not candidates:
         raise PlanError(f"{run_dir / PLAN_FILE}: storage {plan.storage!r} is remote and the run "
-                        "directory is not inside a <storage>/runs/ layout; copy the storage locally")
-    return Path(storage)
+                        "directory is not inside a <storage>/runs/ layout; copy the storage locally "
+                        "or name a local copy with --store")
+    return max(candidates, key=lambda root: _predictions_held(root, plan))
+
+
+def _predictions_held(root: Path, plan: RunPlan) -> int:
+    """How many of the plan's models have a predictions file under `root` (relative paths only:
+    check_inside refuses the others later)."""
+    held = 0
+    for record in plan.models:
+        text = str(record.dir)
+        if text and not text.startswith("/") and ".." not in text.replace("\\", "/").split("/"):
+            held += (root / text / PREDICTIONS_FILE).is_file()
+    return held
 
 
 def check_inside(plan: RunPlan, root: Path, plan_path: Path) -> None:
@@ -204,13 +225,15 @@ def selections_in(plan: RunPlan) -> list[str]:
     return selections(plan)
 
 
-def load_run(run_dir: Path | str, selection: str | None = None) -> RunResults:
+def load_run(run_dir: Path | str, selection: str | None = None,
+             store: str | Path | None = None) -> RunResults:
     """Every model of the plan trained under `selection` (default: the run's main one) with its
     predictions; unusable files go to `missing*` with reasons. A run with a no-peeking twin holds
-    every model twice, once per selection: each is read, and scored, on its own."""
+    every model twice, once per selection: each is read, and scored, on its own. `store`: where
+    the models live, when not where storage_root finds them."""
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
-    root = storage_root(run_dir, plan)
+    root = storage_root(run_dir, plan, store)
     check_inside(plan, root, run_dir / PLAN_FILE)
     available = selections_in(plan)
     if selection is None:

@@ -11,22 +11,24 @@ rebuilding an unchanged run gives identical files.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from partfer import atomicio
-from partfer.orchestrator.run_files import REPORT_FILE
+from partfer.orchestrator.run_files import CONFUSION_DIR, FIGURES_DIR, REPORT_FILE
 from partfer.results.comparability import partial_note, shrink_reasons, synthetic_note, warning_line
 from partfer.results.complexity import ComplexityInput, complexity_markdown, load_complexity
 from partfer.results.confusion import file_stem, write_confusions
 from partfer.results.evaluate import RunEvaluation, evaluate_run
 from partfer.results.figures import Histories, load_histories, write_figures
 from partfer.results.gradcam import write_gradcam_figures
-from partfer.results.html import write_html
+from partfer.results.html import HTML_FILE, write_html
 from partfer.results.landmark_figure import write_landmark_figures
 from partfer.results.landmarks import (LandmarkStudy, load_landmark_study, study_markdown,
                                write_landmark_tables)
-from partfer.results.load import load_run
+from partfer.results.load import NoPredictionsError, RunResults, load_run
 from partfer.results.learning import NotLearned, flag_lines, not_learned
 from partfer.results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
 from partfer.results.markdown import bullets, markdown_table
@@ -355,40 +357,77 @@ def _appendix(ev: RunEvaluation, tables: dict, histories: Histories, run_dir: Pa
     return out
 
 
-def build_report(run_dir: Path | str, embed_images: bool = False) -> Path:
+def build_report(run_dir: Path | str, embed_images: bool = False,
+                 store: str | Path | None = None) -> Path:
     """Rebuild every table, matrix, figure, report.md and report.html of a run; returns report.md.
 
+    Everything is built in a folder beside the run's files and swapped in only once complete, so a
+    failed rebuild leaves the previous report as it was. A run whose planned models have no usable
+    predictions at all raises NoPredictionsError and writes nothing.
     embed_images: report.html carries its images as base64 data URIs (one file to send around)
-    instead of linking figures/ and confusion/ relatively.
+    instead of linking figures/ and confusion/ relatively. store: where the models live, when not
+    where load.storage_root finds them.
     """
-    results = load_run(run_dir)
+    results = load_run(run_dir, store=store)
+    _check_has_predictions(results)
+    build = atomicio.make_temp_dir(results.run_dir / REPORT_FILE)
+    try:
+        _build_into(results, build, embed_images, store)
+        return _swap_in(build, results.run_dir)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _check_has_predictions(results: RunResults) -> None:
+    if not results.predictions.empty or not results.plan.models:
+        return
+    first = results.missing[0] if results.missing else None
+    example = f" (e.g. {first.path}: {first.reason})" if first else ""
+    raise NoPredictionsError(
+        f"{results.run_dir}: none of the {len(results.plan.models)} planned models has usable "
+        f"predictions under the store {results.storage_root}{example}; name the store holding the "
+        "models with --store. The existing report was left untouched.")
+
+
+def _build_into(results: RunResults, out: Path, embed_images: bool, store) -> None:
+    """Every output of the report under `out` (laid out as in the run directory)."""
+    run_dir = results.run_dir
     ev = evaluate_run(results)
     twin, twin_flags = None, []
     others = [s for s in results.selections if s != results.selection]
     if others:
-        twin_results = load_run(run_dir, others[0])
+        twin_results = load_run(run_dir, others[0], store=store)
         twin = evaluate_run(twin_results)
         twin_flags = not_learned(twin_results, load_landmark_study(twin_results))
     histories = load_histories(results)
-    complexity = load_complexity(results.run_dir)
+    complexity = load_complexity(run_dir)
     study = load_landmark_study(results)
     flags = not_learned(results, study)
-    tables = write_tables(ev, results.run_dir, complexity, flags)
-    tables.update(write_landmark_tables(study, results.run_dir / TABLES_DIR, ev.plan))
-    confusions = write_confusions(ev, results.run_dir)
-    figures = write_figures(ev, results.run_dir, histories)
-    landmark_figures, landmark_notes = write_landmark_figures(study, results, results.run_dir)
+    tables = write_tables(ev, out, complexity, flags)
+    tables.update(write_landmark_tables(study, out / TABLES_DIR, ev.plan))
+    confusions = write_confusions(ev, out)
+    figures = write_figures(ev, out, histories)
+    landmark_figures, landmark_notes = write_landmark_figures(study, results, out)
     gradcam_figures, gradcam_notes = write_gradcam_figures(
-        results.run_dir, [train for train, _ in ev.self_pairs])
+        run_dir, [train for train, _ in ev.self_pairs], out)
     figures.update(landmark_figures)
     figures.update(gradcam_figures)
     if twin is not None:
         tables["table1_selection.csv"] = atomicio.write_text(
-            results.run_dir / TABLES_DIR / "table1_selection.csv",
+            out / TABLES_DIR / "table1_selection.csv",
             selection_frame(ev, twin).to_csv(index=False, float_format="%.2f", lineterminator="\n"))
     text = _compose(ev, tables, confusions, figures, histories, study, landmark_notes,
                     gradcam_notes, complexity, twin, (flags, twin_flags))
-    path = atomicio.write_text(results.run_dir / REPORT_FILE, text)
-    write_html(text, f"partfer run {ev.plan.run_id}", results.run_dir, embed=embed_images)
-    return path
+    atomicio.write_text(out / REPORT_FILE, text)
+    write_html(text, f"partfer run {ev.plan.run_id}", out, embed=embed_images)
 
+
+def _swap_in(build: Path, run_dir: Path) -> Path:
+    """Each rebuilt folder replaces its old one whole, then report.html, and report.md last: a
+    reader sees the old report or the new one."""
+    for folder in (TABLES_DIR, CONFUSION_DIR, FIGURES_DIR):
+        if (build / folder).is_dir():
+            atomicio.replace_dir(build / folder, run_dir / folder)
+    for name in (HTML_FILE, REPORT_FILE):
+        os.replace(build / name, run_dir / name)
+    return run_dir / REPORT_FILE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 
 import pytest
 from cli_runner import REPO, report_path
@@ -73,3 +74,18 @@ def test_rerun_skips_finished_work(tiny_run):
     assert f"] {planned} model-stages already finished in the store: skipped" in again.stderr
     assert "done   jaffe" not in again.stderr                  # no pack was scheduled again
     assert report_path(again.stdout) == report
+
+
+def test_a_copied_data_set_keeps_its_key(tiny_run, tmp_path):
+    # `cp -r` gives every file a new modification time: the prepared data, and so every model key,
+    # must not change with it.
+    out, report, _ = tiny_run
+    generated = next((out / "synthetic").glob("jaffe-*"))
+    copy = tmp_path / "copied-jaffe"
+    subprocess.run(["cp", "-r", str(generated), str(copy)], check=True)
+    dry = _run("--config", str(TINY), "--out", str(out), "--datasets", f"jaffe={copy}", "--dry-run", cwd=out)
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    assert "prepared jaffe:" in dry.stderr and "(reused)" in dry.stderr, dry.stderr[-4000:]
+    plan = json.loads((report.parent / "plan.json").read_text())
+    planned = sum(len(model["stage_dirs"]) for model in plan["models"])
+    assert f"plan: {planned} model-stages ({planned} already done)" in dry.stdout, dry.stdout

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 
 from partfer.data_prep.prep_store import (
-    PREP_VERSION, PreparedBuilder, check_name, content_hash, hash_inputs, input_fingerprint, prepared_path,
-    read_rejects_csv,
+    PREP_VERSION, PreparedBuilder, check_name, content_hash, hash_inputs, prepared_path, read_rejects_csv,
 )
+from partfer.data_prep.fingerprint import input_fingerprint
 from partfer.data_prep.readers import Reject
 from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
 from partfer.data_prep.settings import PrepSettings
@@ -29,11 +29,13 @@ def test_hash_is_stable_and_changes_with_every_input(tmp_path):
     assert content_hash(_inputs(tmp_path, options={"subject_regex": "(x)"})) != base
     assert content_hash(_inputs(tmp_path, layout="folder")) != base
     stat = (tmp_path / "a.png").stat()
-    os.utime(tmp_path / "a.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # touched
-    touched = content_hash(_inputs(tmp_path))
-    assert touched != base
+    os.utime(tmp_path / "a.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # touched: same key
+    assert content_hash(_inputs(tmp_path)) == base
+    (tmp_path / "a.png").write_bytes(b"1235")                                        # same size, new bytes
+    edited = content_hash(_inputs(tmp_path))
+    assert edited != base
     (tmp_path / "c.png").write_bytes(b"")                                            # added
-    assert content_hash(_inputs(tmp_path)) not in (base, touched)
+    assert content_hash(_inputs(tmp_path)) not in (base, edited)
 
 
 def test_builder_publishes_atomically_or_leaves_nothing(tmp_path):

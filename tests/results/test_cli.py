@@ -1,6 +1,6 @@
 """`partfer report RUN_DIR` through `python -m partfer.results` and through add_report_parser."""
 import argparse
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +99,45 @@ def test_a_write_refused_by_the_disk_is_one_line_naming_the_file_and_nothing_is_
     assert line.count("\n") == 1
     failed = Path(line.split("error: ", 1)[1].rsplit(": File too large", 1)[0])
     assert not failed.exists() and not [p for p in run.rglob("*") if ".tmp-" in p.name]
+
+
+def _report_files(run: Path) -> dict[str, bytes]:
+    names = ["report.md", "report.html", *(f"tables/{p.name}" for p in (run / "tables").iterdir())]
+    return {name: (run / name).read_bytes() for name in sorted(names)}
+
+
+def test_a_copied_run_folder_reads_its_recorded_store_and_reports_identically(make_run, tmp_path):
+    # Users copy run folders off clusters: the copy sits in a runs/ folder of its own whose parent
+    # holds no models, and the store plan.json records does.
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    assert _run("report", str(run)).returncode == 0
+    copy = tmp_path / "laptop" / "runs" / run.name
+    shutil.copytree(run, copy)
+    done = _run("report", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert _report_files(copy) == _report_files(run)
+    assert "INCOMPLETE" not in (copy / "report.md").read_text()
+
+
+def test_no_predictions_exits_1_and_keeps_the_old_report_byte_for_byte(make_run):
+    run = make_run(datasets=("sfew",), cross=(), histories=False)
+    assert _run("report", str(run)).returncode == 0
+    before = _report_files(run)
+    store = run.parent.parent
+    (store / "models").rename(store / "models-moved")
+    done = _run("report", str(run))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "none of the" in lines[0] and "usable predictions" in lines[0]
+    assert "--store" in lines[0] and str(store) in lines[0]
+    assert _report_files(run) == before
+    assert not [p for p in run.iterdir() if p.name.startswith(".")], "a staging folder was left behind"
+    # --store names where the models went: the same report again.
+    moved = store.parent / "elsewhere"
+    (moved / "models").parent.mkdir()
+    (store / "models-moved").rename(moved / "models")
+    done = _run("report", "--store", str(moved), str(run))
+    assert done.returncode == 0, done.stderr
+    assert _report_files(run) == before
+
