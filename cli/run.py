@@ -31,7 +31,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="paper", help="config name in configs/ or a YAML path")
     p.add_argument("--datasets", help="NAME=ROOT[,NAME=ROOT]: raw data sets to prepare and train on "
                    "(left out: the config's synthetic data sets)")
-    p.add_argument("--prepared", help="NAME=DIR[,NAME=DIR]: data sets already prepared (no raw files needed)")
+    p.add_argument("--prepared", help="NAME=DIR[,NAME=DIR]: data sets already prepared (no raw files needed; "
+                   "left out: none)")
     p.add_argument("--networks", help=f"comma list of {','.join(NETWORKS)} (left out: the config's `networks`)")
     p.add_argument("--epochs-scale", type=float,
                    help="multiply every epoch cap (marks the run as shrunk; left out: the config's, 1.0 in paper.yaml)")
@@ -42,9 +43,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "(left out: the config's `executor`)")
     p.add_argument("--seed", type=int, help="seed of every model's initialisation and batches (left out: the config's)")
     p.add_argument("--out", help="storage root for prepared data, models and runs: a path, or an "
-                   "object-store URI (s3://bucket/prefix, gs://..., file:///...)")
+                   "object-store URI (s3://bucket/prefix, gs://..., file:///...) (left out: the config's "
+                   "`storage`: partfer_store/, demo_out/ for the demo, relative to the current folder)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config value by dotted key, e.g. train.patience=10 (repeatable)")
+                   help="any config value by dotted key, e.g. train.patience=10 (repeatable; left out: none)")
     p.add_argument("--shared-storage", action="store_true",
                    help="--out is a path every node of the cluster sees (NFS); required for a local path on several nodes")
     p.add_argument("--no-report", action="store_true", help="train only; build the report later")
@@ -77,11 +79,13 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from partfer.orchestrator.config import load_config
+    from partfer.data_prep.ray_console import set_ray_verbose
     from partfer.orchestrator.execution.progress import NORMAL, QUIET, VERBOSE, set_verbosity
     from partfer.orchestrator.execution.runner import RunRequest, parse_assignments, run
     from partfer.orchestrator.storage.remote import join
     from partfer.orchestrator.storage.root import open_store
     set_verbosity(QUIET if getattr(args, "quiet", False) else VERBOSE if getattr(args, "verbose", False) else NORMAL)
+    set_ray_verbose(bool(getattr(args, "verbose", False)))
     cfg = load_config(args.config, overrides_from(args))
     req = RunRequest(config=cfg, datasets=parse_assignments(args.datasets, "--datasets"),
                      prepared=parse_assignments(args.prepared, "--prepared"), dry_run=args.dry_run)

@@ -23,18 +23,22 @@ def add_tune_parser(subparsers, with_arguments: bool = True) -> argparse.Argumen
     p.add_argument("--stage", required=True, choices=list(STAGES), help="baseline, landmark, head or finetune")
     p.add_argument("--lr", default="loguniform:1e-5:1e-2",
                    help="search space: loguniform:A:B, uniform:A:B, choice:a,b or grid:a,b")
-    p.add_argument("--batch-size", help="optional search space of train.batch_size (choice:... or grid:...)")
+    p.add_argument("--batch-size", help="optional search space of train.batch_size (choice:... or grid:...; "
+                   "left out: the config's batch size, not searched)")
     p.add_argument("--samples", type=int, default=8, help="points drawn (times each grid combination)")
     p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha", help="one of asha, fifo")
-    p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial may be stopped")
+    p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial may be stopped (left out: a quarter of the "
+                   "stage's epochs, at least 1)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs, or GPUs / share)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU share of a trial on CUDA (default train.gpus_per_pack)")
-    p.add_argument("--datasets", help="NAME=ROOT[,NAME=ROOT]: raw data sets to prepare")
-    p.add_argument("--prepared", help="NAME=DIR[,NAME=DIR]: data sets already prepared")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="one of auto, cpu, cuda")
-    p.add_argument("--out", help="storage root (the run store whose models are reused)")
+    p.add_argument("--datasets", help="NAME=ROOT[,NAME=ROOT]: raw data sets to prepare "
+                   "(left out: the config's synthetic data sets)")
+    p.add_argument("--prepared", help="NAME=DIR[,NAME=DIR]: data sets already prepared (left out: none)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="one of auto, cpu, cuda (left out: the config's `device`)")
+    p.add_argument("--out", help="storage root (the run store whose models are reused; left out: "
+                   "the config's `storage`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config value by dotted key (repeatable)")
+                   help="any config value by dotted key (repeatable; left out: none)")
     p.set_defaults(func=cmd_tune)
     return p
 

@@ -29,6 +29,7 @@ from partfer.data_prep.prep_store import (
     write_rejects_csv,
 )
 from partfer.data_prep.prepared import PREPARED_DIR, check_counts, read_manifest, read_subjects
+from partfer.data_prep import ray_console
 from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
 from partfer.data_prep.schema import SCHEMA, SUCCESS_MARKER
@@ -180,6 +181,7 @@ def _run_ray(plans: list[_Plan], builders: dict[str, PreparedBuilder], batch_siz
         PrepareBatch, batch_size=batch_size, batch_format="pyarrow", num_cpus=1, resources=resources,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(n_cpus, n_batches))),
     )
+    ray_console.apply()                  # ray.data configured its loggers when imported
     context = ray.data.DataContext.get_current()
     previous, context.enable_progress_bars = context.enable_progress_bars, progress
     try:

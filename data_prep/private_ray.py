@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 
+from partfer.data_prep import ray_console
+
 # Retries of a task killed for memory (Ray's memory monitor) before its error reaches the driver.
 # One retry covers a peak that another process caused; a task that needs more memory than the
 # node has is killed every time, and retrying it forever hides that from the user.
@@ -46,3 +48,4 @@ def start_private_ray(num_cpus: int | None = None, runtime_env: dict | None = No
     AuthenticationTokenLoader.instance().reset_cache()
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
              runtime_env=runtime_env)
+    ray_console.apply()

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from partfer.data_prep import ray_console
 from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.orchestrator.storage.remote import CACHE_ENV
 from partfer.orchestrator.storage.root import open_store
@@ -99,6 +100,7 @@ def connect(address: str | None = None, temp_dir: str | None = None) -> ClusterI
     keep_every_log_line()
     import ray
 
+    ray_console.apply()
     if ray.is_initialized():
         return _describe(started_here=False)
     bound_oom_retries()

@@ -157,6 +157,7 @@ def _remote_pack(job: PackJob, index: int, sink, *_upstream: PackResult) -> Pack
     if threads:
         torch.set_num_threads(threads)
     send = _sender(sink, index)
+    send("start")                          # the driver prints the start line when the pack starts
     return _run_pack(job, lambda text: send("log", text),
                      epoch_reporter(job, lambda epoch, figures: send("epoch", epoch, figures)))
 
@@ -183,7 +184,9 @@ def deliver(messages: list[tuple], jobs: list[PackJob], progress: Progress) -> N
     """Hand the packs' queued lines and epochs to the driver's Progress."""
     for index, kind, *payload in messages:
         job = jobs[index]
-        if kind == "log":
+        if kind == "start":
+            progress.started(job)
+        elif kind == "log":
             progress.pack_line(job, payload[0])
         elif kind == "epoch":
             progress.epoch(job, *payload)

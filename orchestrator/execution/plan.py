@@ -218,6 +218,10 @@ def build_plan(cfg: dict, prepared: dict[str, PreparedData], storage: str, devic
         records.extend(r for sel in selections for r in chosen[sel])
     # longest chains first: the three-stage transfer chains are the critical path of a run
     chains.sort(key=len, reverse=True)
+    n_packs = sum(len(chain) for chain in chains)
+    numbered = iter(range(1, n_packs + 1))
+    chains = [[dataclasses.replace(job, label=f"pack {next(numbered)}/{n_packs}") for job in chain]
+              for chain in chains]
     cross = _cross_evals(cfg, prepared, records, storage, device, precision, pack_size)
     for job in cross:
         infos[job.train_dataset].eval_on = sorted(set(infos[job.train_dataset].eval_on) | {job.eval_dataset})

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from partfer.orchestrator.training.jobs import pack_name
+
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 _verbosity = NORMAL
 
@@ -88,8 +90,8 @@ class Progress:
         return text + f", {rate:,.0f} image-steps/s, ETA {_clock(left) if math.isfinite(left) else '?'}"
 
     def started(self, job) -> None:
-        self._print(f"start  {job.dataset:<8} {job.stage.stage:<8} pack of {len(job.models)} models "
-                    f"({job.stage.max_epochs} epochs max)")
+        self._print(f"start  {job.dataset:<8} {job.stage.stage:<8} {pack_name(job)}, "
+                    f"{job.stage.max_epochs} epochs max")
 
     def pack_line(self, job, text: str) -> None:
         """A line a pack logged (NORMAL): never merged with another pack's identical line."""
@@ -108,7 +110,7 @@ class Progress:
                     self.error(f"per-epoch metrics not written: {exc}")
                     self.files = None
             if self.verbosity >= VERBOSE:
-                self._print(f"{job.dataset} {job.stage.stage} pack of {len(job.models)}: epoch "
+                self._print(f"{job.dataset} {job.stage.stage} {pack_name(job)}: epoch "
                             f"{epoch}/{job.stage.max_epochs}, {len(figures)} training, "
                             f"{_means(figures)} | {self.eta()}", VERBOSE)
 
@@ -125,7 +127,7 @@ class Progress:
         rate = result.images / result.seconds if result.seconds > 0 else 0.0
         epochs = f"epochs {min(result.epochs)}-{max(result.epochs)}" if result.epochs else "nothing to train"
         eta = self.eta()
-        self._print(f"done   {job.dataset:<8} {job.stage.stage:<8} {result.trained} models, {epochs}, "
+        self._print(f"done   {job.dataset:<8} {job.stage.stage:<8} {pack_name(job)}: {result.trained} written, {epochs}, "
                     f"{result.seconds:.0f} s, {rate:.0f} img/s | model-stages {self.done}/{self.total} "
                     f"({pct:.0f}%) packs {self.packs_done}/{self.packs_total}" + (f" | {eta}" if eta else ""))
 

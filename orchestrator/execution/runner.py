@@ -289,6 +289,8 @@ def run(req: RunRequest, log=None) -> str | None:
     chosen = make_executor(executor, cfg, storage, device, info)
     results = chosen.run_chains(plan.chains, progress)
     chosen.run_cross_evals(plan.cross_evals, progress)
+    from partfer.orchestrator.training.epoch_metrics import write_fold_means
+    write_fold_means(run_dir)
     if run_uri:
         copied = store.pull_outputs(plan.run_plan)      # what the analysis and the report read
         progress.note(f"{copied} output files copied from {storage} to {work}")

@@ -208,6 +208,7 @@ def train_worker(config: dict) -> None:
     rank = ctx.get_world_rank()
     job: PackJob = config["jobs"][rank]
     send = _sender(config["sink"], config["indexes"][rank])
+    send("start")
     # in the worker's own log too (Ray keeps one per worker process, on its node)
     print(f"partfer Train worker {rank}: {job.dataset} {job.stage.stage} pack of {len(job.models)} models",
           flush=True)

@@ -121,6 +121,7 @@ class PackJob:
     precision: str                # fp32 | bf16
     state_dir: str                # resumable pack state
     execution: ExecSettings
+    label: str = ""               # its place in the run ("pack 3/26"), for progress lines only
 
 
 @dataclass
@@ -135,6 +136,35 @@ class PackResult:
     started: float = 0.0          # wall clock (time.time()) when the pack began
     step_plans: int = 0           # step plans the pack ran with (a new one each time its computed models change)
     kernel_fallbacks: dict[str, str] = field(default_factory=dict)   # switch -> why PyTorch's route ran instead
+
+
+def pack_name(job: PackJob) -> str:
+    """Which models a pack trains, for progress lines that interleave: its place in the run, the
+    networks with their members, the folds and the model count, e.g.
+    `pack 3/26 (ftl face, el eyes+mouth; folds 0-4; 6 models)`."""
+    members: dict[str, list[str]] = {}
+    folds: set[int] = set()
+    for model in job.models:
+        network = str(model.meta.get("network", "?"))
+        member = str(model.meta.get("member", model.region or "?"))
+        if member not in members.setdefault(network, []):
+            members[network].append(member)
+        folds.add(model.fold)
+    who = ", ".join(f"{network} {'+'.join(names)}" for network, names in members.items())
+    place = f"{job.label} " if job.label else "pack "
+    n = len(job.models)
+    return f"{place}({who}; folds {_ranges(sorted(folds))}; {n} model{'' if n == 1 else 's'})"
+
+
+def _ranges(values: list[int]) -> str:
+    """0,1,2,4 -> '0-2,4'."""
+    spans: list[list[int]] = []
+    for v in values:
+        if spans and v == spans[-1][1] + 1:
+            spans[-1][1] = v
+        else:
+            spans.append([v, v])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def job_done(model: ModelJob) -> bool:

@@ -36,7 +36,7 @@ from partfer.orchestrator.storage.store import (DONE_FILE, build_dir_for, is_don
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.training.batches import augmented_batch
 from partfer.orchestrator.training.jobs import (AugmentSettings, ModelJob, PackJob, PackResult, SharedOutput,
-                                                job_done, monitor_selection, monitored_rows, pack_selections,
+                                                job_done, monitor_selection, monitored_rows, pack_name, pack_selections,
                                                 steps_per_epoch)
 from partfer.orchestrator.training.kernel_routes import pack_routes
 from partfer.orchestrator.training.pack_state import PackState, expected_state, resumable_state
@@ -507,7 +507,7 @@ class _PackRun:
         # under train.compile or cuDNN autotuning.
         if st.compact_stopped and n_active <= len(state.computed) // 2:
             state.computed = state.active.nonzero().flatten()
-            self.log(f"{job.dataset} {st.stage} pack of {n_models}: {n_active} still training, "
+            self.log(f"{job.dataset} {st.stage} {pack_name(job)}: {n_active} still training, "
                      f"computing only those from epoch {epoch + 1}")
         computed, active = state.computed, state.active
         # A new plan only when the computed set changes or the first model stops; later stops
@@ -582,7 +582,7 @@ class _PackRun:
             state.active = active & ~newly_stopped
         state.epoch = epoch + 1
         if self.log_every and ((epoch + 1) % self.log_every == 0 or epoch + 1 == st.max_epochs):
-            self.log(f"{job.dataset} {st.stage} pack of {n_models}: epoch {epoch + 1}/{st.max_epochs}, "
+            self.log(f"{job.dataset} {st.stage} {pack_name(job)}: epoch {epoch + 1}/{st.max_epochs}, "
                      f"{int(state.active.sum())} still training, train loss {float(train_loss.nanmean()):.4f}, "
                      f"{time.time() - self.t0:.0f} s")
 

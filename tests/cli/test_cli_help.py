@@ -8,6 +8,7 @@ from importlib.metadata import version
 import pytest
 
 from partfer.cli import doctor
+from partfer.cli.help_format import shows_default
 from partfer.cli import build_parser, main
 
 
@@ -28,6 +29,18 @@ def test_every_subcommand_has_a_description_and_shows_its_defaults():
                     and default != []):
                 assert f"default: {default}" in text, (name, action.dest)
             assert action.help, (name, action.dest)           # every option says what it is for
+
+
+@pytest.mark.parametrize("command", ["run", "tune", "doctor"])
+def test_every_optional_value_says_what_leaving_it_out_means(command):
+    # An option whose default is None still has one (the config's value, none): the help says it.
+    parser = _subparsers(build_parser())[command]
+    for action in parser._actions:
+        if (not action.option_strings or action.required or action.nargs == 0
+                or isinstance(action, argparse._HelpAction)):
+            continue
+        text = " ".join((action.help or "").split())
+        assert "default" in text or "left out" in text or shows_default(action), (command, action.dest, text)
 
 
 @pytest.mark.parametrize("argv, bad", [

@@ -7,11 +7,13 @@ import pytest
 
 from partfer.data_prep.prepared import load_prepared
 from partfer.orchestrator.config import load_config
-from partfer.orchestrator.training.epoch_metrics import CSV_FILE, TENSORBOARD_DIR, EpochFiles, epoch_reporter
+from partfer.orchestrator.training.epoch_metrics import (CSV_FILE, TENSORBOARD_DIR, EpochFiles, epoch_reporter,
+                                                       write_fold_means)
 from partfer.orchestrator.execution.executors import deliver, run_inline
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.execution.pack_work import pack_work
 from partfer.orchestrator.execution.progress import NORMAL, QUIET, VERBOSE, Progress
+from partfer.orchestrator.training.jobs import pack_name
 from partfer.orchestrator.training.tb_events import append_scalars
 
 TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["baseline"], "members": 2,
@@ -57,7 +59,19 @@ def test_a_training_run_writes_every_model_epoch_to_csv_and_tensorboard(tiny_pre
     assert len(boards) == len(models)
     scalars = _scalars(boards[0])
     assert [step for step, _ in scalars["loss/train"]] == [1, 2, 3]
-    assert {"loss/train", "accuracy/train", "loss/val", "accuracy/val"} <= set(scalars)
+    # the watched figures say what they were computed on: the test fold under the authors' selection
+    assert "/evaluated_fold/" in boards[0].as_posix()
+    assert {"loss/train", "accuracy/train", "loss/test_fold", "accuracy/test_fold"} <= set(scalars)
+    assert not any(tag.endswith("/val") for tag in scalars)
+    # once training ends: one run per member and stage with the mean over folds of every epoch
+    assert write_fold_means(run_dir) == len({(r["selection"], r["member"]) for r in rows})
+    means = sorted((run_dir / TENSORBOARD_DIR).rglob("mean_over_folds/baseline"))
+    assert len(means) == len({(r["selection"], r["member"]) for r in rows})
+    member = means[0].parent.parent.name.split("-", 1)[1]
+    selection = means[0].parent.parent.parent.name
+    mine = [r for r in rows if r["member"] == member and r["selection"] == selection and r["epoch"] == "2"]
+    expected = sum(float(r["train_loss"]) for r in mine) / len(mine)
+    assert dict(_scalars(means[0])["loss/train"])[2] == pytest.approx(expected, rel=1e-5)
     lines = stream.getvalue().splitlines()
     epoch_lines = [line for line in lines if ": epoch " in line and "ETA" in line]
     assert len(epoch_lines) == 3 * sum(len(c) for c in plan.chains)           # -v: every epoch
@@ -124,9 +138,12 @@ def test_ray_pack_messages_reach_progress_and_files(tiny_prepared, tmp_path):
     job = _plan(tiny_prepared, tmp_path).chains[0][0]
     stream = io.StringIO()
     progress = Progress(0, 0, 1, stream=stream, run_dir=tmp_path / "run")
-    deliver([(0, "log", "jaffe baseline pack of 2: epoch 1/3"), (0, "log", "jaffe baseline pack of 2: epoch 1/3"),
+    deliver([(0, "start"), (0, "log", "jaffe baseline pack of 2: epoch 1/3"), (0, "log", "jaffe baseline pack of 2: epoch 1/3"),
              (0, "epoch", 1, {job.models[0].key: {"train_loss": 1.0}})], [job], progress)
     assert stream.getvalue().count("jaffe baseline pack of 2: epoch 1/3") == 2     # never folded
+    # a Ray task's start reaches the console as the inline executor's does, naming the pack
+    starts = [line for line in stream.getvalue().splitlines() if "] start  jaffe" in line]
+    assert len(starts) == 1 and f"{pack_name(job)}, 3 epochs max" in starts[0], starts
     # the header, then a row for each selection the pack's training serves
     assert len(EpochFiles(tmp_path / "run").csv_path.read_text().splitlines()) == 2 + len(job.models[0].shared)
 

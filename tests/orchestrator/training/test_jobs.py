@@ -34,3 +34,24 @@ def test_monitored_rows_follow_the_selection():
     assert monitored_rows("evaluated_fold", job) == (3,) and monitored_rows("last", job) == (1, 2)
     with pytest.raises(ValueError, match="no held-out subject"):
         monitored_rows("heldout_subjects", job)
+
+
+def test_pack_names_say_which_models_a_pack_trains(tiny_prepared, tmp_path):
+    # Progress lines of up to three packs interleave: each must say which pack it is.
+    from partfer.data_prep.prepared import load_prepared
+    from partfer.orchestrator.config import load_config
+    from partfer.orchestrator.execution.plan import build_plan
+    from partfer.orchestrator.training.jobs import pack_name
+
+    cfg = load_config("demo", {"image_size": 32, "networks": ["ftl", "el"], "parts": ["mouth", "eyes"]})
+    plan = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path), "cpu", "t", pack_size=4)
+    jobs = [job for chain in plan.chains for job in chain]
+    names = [pack_name(job) for job in jobs]
+    assert len(set(names)) == len(names)
+    assert [n.split(" (")[0] for n in names] == [f"pack {i}/{len(jobs)}" for i in range(1, len(jobs) + 1)]
+    first = jobs[0]
+    folds = sorted({m.fold for m in first.models})
+    assert f"{len(first.models)} models)" in names[0] and f"folds {folds[0]}" in names[0]
+    networks = {m.meta["network"] for job in jobs for m in job.models}
+    assert networks == {"ftl", "el"} and any("el mouth" in n or "el eyes" in n for n in names)
+    assert "ftl face" in " ".join(names)
