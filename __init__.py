@@ -12,3 +12,23 @@ One import name, rooms by concern, data flowing one way (no package imports one 
 
 Importing this package imports neither Ray nor torch.
 """
+
+# Names importable from the top (`from partfer import Predictor`), each loaded on first use so that
+# `import partfer` stays free of torch.
+_LAZY = {"Predictor": "partfer.orchestrator.inference.predict",
+         "PredictError": "partfer.orchestrator.inference.predict"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'partfer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
