@@ -10,7 +10,8 @@ One import name, rooms by concern, data flowing one way (no package imports one 
     results       a run's files -> ensembles, Tables I-III, figures, report
     cli           the `partfer` command
 
-Importing this package imports neither Ray nor torch.
+Importing this package imports neither Ray nor torch; `from partfer import Predictor` (prediction
+with an exported model, orchestrator.inference.predict) loads torch when it is asked for.
 """
 
 # Names importable from the top (`from partfer import Predictor`), each loaded on first use so that
