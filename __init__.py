@@ -10,5 +10,26 @@ One import name, rooms by concern, data flowing one way (no package imports one 
     results       a run's files -> ensembles, Tables I-III, figures, report
     cli           the `partfer` command
 
-Importing this package imports neither Ray nor torch.
+Importing this package imports neither Ray nor torch; `from partfer import Predictor` (prediction
+with an exported model, orchestrator.inference.predict) loads torch when it is asked for.
 """
+
+# Names importable from the top (`from partfer import Predictor`), each loaded on first use so that
+# `import partfer` stays free of torch.
+_LAZY = {"Predictor": "partfer.orchestrator.inference.predict",
+         "PredictError": "partfer.orchestrator.inference.predict"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'partfer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

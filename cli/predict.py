@@ -11,9 +11,11 @@ EXIT_USAGE = 2
 EXIT_NOTHING_READ = 1
 HELP = "predict the expression of every face in images, folders and videos"
 DESCRIPTION = ("Classify every face found in the inputs with a model directory written by "
-               "`partfer export`. One output row per face (input, frame, time_s, face, box, label, "
-               "confidence, the ensemble's p_<class>); frames without a face and unreadable "
-               "inputs get a row saying so. Exit status 1 when no input could be read.")
+               "`partfer export`. One output row per face (input, frame, time_s, face, box x y w h, label, "
+               "confidence, the ensemble's p_<class>); frames without a face, faces below --min-score and "
+               "unreadable inputs get a row saying so. A model trained on synthetic data or a shrunk budget "
+               "is named in a warning on stderr and in the model_caveat column. Exit status 1 when no "
+               "input could be read.")
 
 
 def add_predict_parser(subparsers, with_arguments: bool = True) -> argparse.ArgumentParser:
@@ -27,11 +29,12 @@ def add_predict_parser(subparsers, with_arguments: bool = True) -> argparse.Argu
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (walked recursively), videos")
     parser.add_argument("--out", default=None, help="output .csv or .parquet (left out: CSV on stdout)")
     parser.add_argument("--details", action="store_true",
-                        help="also the detector's score and every member's (part's) probabilities p_<member>_<class>")
+                        help="also the detector's score, the 68 landmarks lm00_x, lm00_y ... lm67_y (image "
+                             "pixels) and every member's (part's) probabilities p_<member>_<class>")
     parser.add_argument("--annotate", default=None, metavar="DIR",
                         help="write each input with its boxes and labels drawn: images as PNG/JPEG, videos as "
-                             "MPEG-4 .mp4 (Motion-JPEG .avi where no MPEG-4 encoder opens); never over a file: "
-                             "a taken name becomes <name>.annotated.<ext>")
+                             ".mp4 (H.264 where OpenCV can encode it, else MPEG-4 Part 2; Motion-JPEG .avi where "
+                             "neither opens); never over a file: a taken name becomes <name>.annotated.<ext>")
     parser.add_argument("--gradcam", default=None, metavar="DIR",
                         help="write one PNG per face: the crop and each sub-network's Grad-CAM map")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the network runs")
@@ -39,6 +42,8 @@ def add_predict_parser(subparsers, with_arguments: bool = True) -> argparse.Argu
     parser.add_argument("--every", type=int, default=1, help="videos: use every Nth frame")
     parser.add_argument("--detector", default=None, choices=list_detectors(),
                         help="face detector, overriding the model's (left out: the one its training data used)")
+    parser.add_argument("--min-score", type=float, default=0.0, metavar="S",
+                        help="faces the detector scores below S are not classified (their row says so)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=predict_command)
     return parser
@@ -53,10 +58,13 @@ def predict_command(args: argparse.Namespace) -> int:
     where = f" -> {args.out}" if args.out else ""
     try:
         check_output(args.out)
-        predictor = Predictor.from_dir(args.model, device=args.device, detector=args.detector)
+        predictor = Predictor.from_dir(args.model, device=args.device, detector=args.detector,
+                                       min_score=args.min_score)
         annotator = (predictor.annotator(args.annotate, args.every, "rgb", args.inputs)
                      if args.annotate is not None else None)
         sources = expand_inputs(args.inputs)
+        for level, text in predictor.notes(args.details):      # what holds for every row, said once
+            print(f"partfer predict: {level}: {text}", file=sys.stderr)
         chunks = predictor._chunks(sources, args.batch_size, args.every, args.gradcam, not args.no_progress,
                                    "rgb", args.details, annotator)
         summary = write_predictions(chunks, args.out, predictor.schema(args.gradcam is not None, args.details))
@@ -67,9 +75,8 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"partfer predict: error: cannot write {err.filename or args.out or 'the output'}: "
               f"{err.strerror or type(err).__name__}", file=sys.stderr)
         return EXIT_USAGE
-    if predictor.whole_frame_note:
-        print(f"partfer predict: note: {predictor.whole_frame_note}", file=sys.stderr)
-    print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face, "
+    below = f", {summary.low_score} faces below --min-score" if summary.low_score else ""
+    print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face{below}, "
           f"{summary.errors} errors{where}", file=sys.stderr)
     if annotator is not None:
         try:
@@ -80,6 +87,8 @@ def predict_command(args: argparse.Namespace) -> int:
                   f"{kept})", file=sys.stderr)
             return EXIT_USAGE
         print(f"partfer predict: annotated inputs -> {args.annotate}", file=sys.stderr)
+        if annotator.video_note:
+            print(f"partfer predict: note: {annotator.video_note}", file=sys.stderr)
     if summary.frames_read == 0:
         print(f"partfer predict: warning: no input could be read ({summary.errors} unreadable; the "
               f"message column says why)", file=sys.stderr)

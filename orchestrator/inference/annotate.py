@@ -1,9 +1,10 @@
 """`partfer predict --annotate DIR`: every input drawn with its faces' boxes and labels.
 
 An image becomes `<DIR>/<name>.png` (`.jpg` for a JPEG input); a video becomes `<DIR>/<name>.mp4`,
-written by headless OpenCV's FFmpeg with the MPEG-4 Part 2 encoder ("mp4v": the wheels carry no
-H.264 encoder), or Motion-JPEG `.avi` where that encoder cannot open, at the video's frame rate
-divided by --every (one written frame per classified frame). Sources are drawn once every row is
+written by OpenCV's FFmpeg as H.264 ("avc1", what browsers play) where OpenCV can open that encoder,
+else as MPEG-4 Part 2 ("mp4v": the headless wheels carry no H.264 encoder; `video_note` then says
+how to get H.264), or Motion-JPEG `.avi` where neither opens, at the video's frame rate divided by
+--every (one written frame per classified frame). Sources are drawn once every row is
 out (the predictions are written first), from a second read of each source, so the prediction
 stream keeps no colour frames; only each face's box and caption are held until then.
 
@@ -13,8 +14,10 @@ or lies inside, a folder given as input is refused (its drawings would become in
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,12 @@ from partfer.orchestrator.inference.media import Source, colour_image, colour_vi
 PALETTE = ((60, 180, 75), (48, 130, 245), (230, 50, 240), (25, 225, 255), (240, 240, 70), (75, 25, 230),
            (180, 30, 145), (0, 128, 128), (255, 190, 220))
 FAILED = (160, 160, 160)                 # a face found but not classified (its crop was refused)
-VIDEO_WRITERS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
+VIDEO_WRITERS = (("avc1", ".mp4"), ("mp4v", ".mp4"), ("MJPG", ".avi"))    # the first that opens is used
+BROWSER_CODEC = "avc1"                   # H.264: the codec every browser plays in an .mp4
+PROBE_SIDE = 64                          # pixels of the tiny video that tests whether an encoder opens
+NOT_BROWSER_NOTE = ("annotated videos are {codec}, not H.264 (this OpenCV has no H.264 encoder): browsers may "
+                    "not play them; re-encode with `ffmpeg -i IN.mp4 -c:v libx264 -pix_fmt yuv420p OUT.mp4`, "
+                    "or use an OpenCV built with an H.264 encoder (libx264 or OpenH264)")
 DEFAULT_FPS = 25.0
 
 
@@ -74,7 +82,7 @@ def marks_of(rows: pd.DataFrame, classes: list[str]) -> dict[int | None, list[Ma
     colour_of = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(classes)}
     found: dict[int | None, list[Mark]] = defaultdict(list)
     for row in rows.itertuples(index=False):
-        if pd.isna(row.x0):
+        if pd.isna(row.x):
             continue
         frame = None if pd.isna(row.frame) else int(row.frame)
         label = row.label if isinstance(row.label, str) else None
@@ -82,8 +90,29 @@ def marks_of(rows: pd.DataFrame, classes: list[str]) -> dict[int | None, list[Ma
             text, colour = f"{label} {float(row.confidence):.2f}", colour_of.get(label, PALETTE[0])
         else:
             text, colour = "not classified", FAILED
-        found[frame].append(Mark((row.x0, row.y0, row.x1, row.y1), text, colour))
+        x, y = int(row.x), int(row.y)
+        found[frame].append(Mark((x, y, x + int(row.w), y + int(row.h)), text, colour))
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_opens(fourcc: str, suffix: str) -> bool:
+    """Whether OpenCV can open a video writer with this codec here, tried once per process on a
+    tiny file with FFmpeg's complaints about a missing encoder kept off stderr."""
+    with tempfile.TemporaryDirectory() as folder:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            writer = cv2.VideoWriter(os.path.join(folder, "probe" + suffix), cv2.VideoWriter_fourcc(*fourcc),
+                                     DEFAULT_FPS, (PROBE_SIDE, PROBE_SIDE))
+            opened = writer.isOpened()
+            writer.release()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    return opened
 
 
 class AnnotateError(ValueError):
@@ -125,6 +154,13 @@ class Annotator:
         self._marks: dict[int, dict[int | None, list[Mark]]] = defaultdict(lambda: defaultdict(list))
         self._names: set[str] = set()
         self.written: list[Path] = []
+        self.video_codecs: list[str] = []          # the codec of each video written, in order
+
+    @property
+    def video_note(self) -> str:
+        """How to get browser-playable videos when some were not written as H.264 ('' otherwise)."""
+        others = sorted(set(self.video_codecs) - {BROWSER_CODEC})
+        return NOT_BROWSER_NOTE.format(codec=" and ".join(others)) if others else ""
 
     def collect(self, chunk: pd.DataFrame, source_ids: list[int]) -> None:
         """Keep the marks of a chunk's rows (its source ids, row by row)."""
@@ -220,9 +256,12 @@ class Annotator:
     def _open_writer(self, source: Source, fps: float, width: int, height: int):
         """An open video writer on a temporary file of the folder: (writer, suffix, temporary path)."""
         for fourcc, suffix in VIDEO_WRITERS:
+            if not encoder_opens(fourcc, suffix):
+                continue
             tmp = Path(f"{atomicio.temp_path(self.folder / (safe_stem(source.name) + suffix))}{suffix}")
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
             if writer.isOpened():
+                self.video_codecs.append(fourcc)
                 return writer, suffix, tmp
             writer.release()
             tmp.unlink(missing_ok=True)

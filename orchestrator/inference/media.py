@@ -84,6 +84,22 @@ def expand_inputs(inputs: Sequence[str | os.PathLike | np.ndarray]) -> list[Sour
     return sources
 
 
+GREY_PIL_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+
+
+def image_input(image, channel_order: str = "rgb") -> tuple[str | np.ndarray, str]:
+    """One image as predict takes it, and its channel order: a path (str or Path) as given, a numpy
+    array in `channel_order`, a PIL image as an RGB (or grey) array. TypeError for anything else."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image), channel_order
+    if isinstance(image, np.ndarray):
+        return image, channel_order
+    if callable(getattr(image, "convert", None)) and isinstance(getattr(image, "mode", None), str):
+        # a PIL image, recognised without importing PIL (it is not a dependency)
+        return np.asarray(image.convert("L" if image.mode in GREY_PIL_MODES else "RGB")), "rgb"
+    raise TypeError(f"an image is a path, a numpy array or a PIL image, not {type(image).__name__}")
+
+
 # Frames a video's container may declare lost before the rest are summed up in one row: a header
 # can claim billions of frames, and one row each would be an output without end.
 MAX_LOST_FRAME_ROWS = 1000

@@ -5,16 +5,21 @@ resized to the crop size, then orchestrator.training.tensors.resize_uint8 to the
 orchestrator.training.augment.normalise_pixels), every face it holds is classified by all sub-networks at
 once (one packed network, batched on the device), and the ensemble sums their softmax vectors.
 
-Output: one row per face (input, input_hex, frame and its time in a video, face, box, label,
-confidence and the ensemble's class probabilities p_<class>; with details also the detector's score
-and every member's probabilities p_<member>_<class>); a frame without a face and an input that cannot be
-read get one row each saying so (status no_face / error), so nothing disappears silently. Rows are
-produced in chunks as batches finish, so a long video streams to the output file in bounded memory.
-Python: `Predictor.from_dir(dir).predict_image(array)` gives one dict per face.
+Output: one row per face (input, input_hex, frame and its time in a video, face, status, message,
+the model's caveat, the integer box x, y, w, h, label, confidence and the ensemble's class
+probabilities p_<class>; with details also the detector's score, the 68 landmarks and every member's
+probabilities p_<member>_<class>); a frame without a face, a face below the minimum detector score
+and an input that cannot be read get one row each saying so (status no_face / low_score / error), so
+nothing disappears silently. What holds for every row (the model's caveat, a model without a face
+detector) is said once, in `Predictor.notes()`, not in each row's message. Rows are produced in
+chunks as batches finish, so a long video streams to the output file in bounded memory.
+Python: `Predictor.from_dir(dir).predict_image(image)` gives one dict per face, `annotate_image`
+also the picture with them drawn.
 """
 from __future__ import annotations
 
 import io
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -30,23 +35,28 @@ from tqdm import tqdm
 from partfer import atomicio
 from partfer.data_prep.detectors import list_detectors, load_detector
 from partfer.data_prep.errors import RejectError
-from partfer.data_prep.face_crop import Detection
+from partfer.data_prep.face_crop import Detection, FaceCrop
 from partfer.data_prep.file_names import name_hex, name_text
 from partfer.data_prep.preprocess import apply_clahe, crop_face
 from partfer.data_prep.settings import PrepSettings
 from partfer.models.gradcam import gradcam, union
 from partfer.models.packed import PackedNetwork
 from partfer.models.subnet import SubNetwork
-from partfer.orchestrator.inference.annotate import Annotator, safe_stem
+from partfer.orchestrator.inference.annotate import Annotator, draw, marks_of, safe_stem
+from partfer.orchestrator.inference.caveat import model_caveat
+from partfer.orchestrator.inference.landmarks import Landmarker, landmark_columns
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.config import ConfigError, resolve_device
 from partfer.orchestrator.inference.gradcam_sheet import encode_png, gradcam_sheet
-from partfer.orchestrator.inference.media import Frame, Source, estimated_frames, expand_inputs, frames
+from partfer.orchestrator.inference.media import (
+    Frame, Source, colour_image, estimated_frames, expand_inputs, frames, image_input,
+)
 from partfer.orchestrator.storage.model_dir import ModelSpec, load_model_dir
 from partfer.orchestrator.storage.store import atomic_write_bytes
 from partfer.orchestrator.training.tensors import resize_uint8
 
-OK, NO_FACE, ERROR = "ok", "no_face", "error"
+OK, NO_FACE, LOW_SCORE, ERROR = "ok", "no_face", "low_score", "error"
+BOX_COLUMNS = ("x", "y", "w", "h")       # integer pixels: left, top, width, height of the detector's box
 MAX_PENDING_ROWS = 1024       # rows (faces or not) held before a chunk is emitted anyway
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 NO_DETECTOR = "none"
@@ -69,7 +79,8 @@ class _Chunk:
 class Predictor:
     """An exported ensemble ready to classify faces: its packed network on a device and its detector."""
 
-    def __init__(self, spec: ModelSpec, nets: list[SubNetwork], device: str = "auto", detector: str | None = None):
+    def __init__(self, spec: ModelSpec, nets: list[SubNetwork], device: str = "auto", detector: str | None = None,
+                 min_score: float = 0.0):
         self.spec = spec
         self.classes = list(spec.classes)
         self.members = spec.member_names
@@ -89,16 +100,39 @@ class Predictor:
             prep["detector"] = detector
         self.settings = PrepSettings.from_dict(prep)
         self.detector = load_detector(self.settings.detector, self.settings)
-        # Without a detector every frame is "one face": say so on each row rather than let a
-        # picture without a face pass for one.
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score):
+            raise PredictError(f"--min-score must be a finite number, not {min_score!r}")
+        self.min_score = float(min_score)
+        # Without a detector every frame is "one face": said once (notes), not on every row.
         self.whole_frame_note = (WHOLE_FRAME_NOTE if self.settings.detector == NO_DETECTOR else "")
+        self.caveat = model_caveat(spec)
+        self._landmarker: Landmarker | None = None
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike, device: str = "auto", detector: str | None = None) -> "Predictor":
+    def from_dir(cls, model_dir: str | os.PathLike, device: str = "auto", detector: str | None = None,
+                 min_score: float = 0.0) -> "Predictor":
         """Load a directory written by `partfer export`, a path or a URI (detector: override the
-        exported one)."""
+        exported one; min_score: faces the detector scores lower are not classified)."""
         spec, nets = load_model_dir(model_dir)
-        return cls(spec, nets, device=device, detector=detector)
+        return cls(spec, nets, device=device, detector=detector, min_score=min_score)
+
+    @property
+    def landmarker(self) -> Landmarker:
+        """The model's landmark annotator, loaded on first use (only --details needs it)."""
+        if self._landmarker is None:
+            self._landmarker = Landmarker(self.settings)
+        return self._landmarker
+
+    def notes(self, details: bool = False) -> list[tuple[str, str]]:
+        """What holds for every row, once: (level, text) pairs, level "warning" or "note"."""
+        found = []
+        if self.caveat.text:
+            found.append(("warning", self.caveat.text))
+        if self.whole_frame_note:
+            found.append(("note", self.whole_frame_note))
+        if details and self.landmarker.note:
+            found.append(("note", self.landmarker.note))
+        return found
 
     # ---- columns ---------------------------------------------------------------------------
 
@@ -117,11 +151,13 @@ class Predictor:
         fields = [pa.field("input", pa.string()), pa.field("input_hex", pa.string()),
                   pa.field("frame", pa.int64()), pa.field("time_s", pa.float64()),
                   pa.field("face", pa.int64()), pa.field("status", pa.string()), pa.field("message", pa.string()),
-                  pa.field("x0", pa.float64()), pa.field("y0", pa.float64()), pa.field("x1", pa.float64()),
-                  pa.field("y1", pa.float64()), pa.field("label", pa.string()), pa.field("confidence", pa.float32())]
+                  pa.field("model_caveat", pa.string())]
+        fields += [pa.field(c, pa.int64()) for c in BOX_COLUMNS]
+        fields += [pa.field("label", pa.string()), pa.field("confidence", pa.float32())]
         fields += [pa.field(c, pa.float32()) for c in self.prob_columns()]
         if details:
             fields.append(pa.field("score", pa.float64()))
+            fields += [pa.field(c, pa.float32()) for c in landmark_columns()]
             fields += [pa.field(c, pa.float32()) for c in self.member_columns()]
         if with_gradcam:
             fields.append(pa.field("gradcam", pa.string()))
@@ -153,18 +189,23 @@ class Predictor:
 
     # ---- faces -------------------------------------------------------------------------------
 
-    def _faces(self, gray: np.ndarray) -> list[tuple[Detection, np.ndarray | None, str]]:
-        """(detection, crop or None, reason) for every face of a frame, most confident first."""
+    def _faces(self, gray: np.ndarray) -> list[tuple[Detection, FaceCrop | None, str]]:
+        """(detection, face crop or None, reason) for every face of a frame, most confident first;
+        a face the detector scores below min_score is not cropped."""
         equalised = apply_clahe(gray, self.settings.clahe_clip, self.settings.clahe_tile)
         found = []
         for detection in self.detector.detect_all(equalised):
+            if detection.score < self.min_score:
+                found.append((detection, None, f"not classified: detector score {detection.score:.3f} is below "
+                                               f"--min-score {self.min_score:g}"))
+                continue
             try:
-                found.append((detection, crop_face(equalised, detection, self.settings).crop, ""))
+                found.append((detection, crop_face(equalised, detection, self.settings), ""))
             except RejectError as err:
                 found.append((detection, None, str(err)))
         return found
 
-    def _add_frame(self, chunk: _Chunk, frame: Frame) -> None:
+    def _add_frame(self, chunk: _Chunk, frame: Frame, details: bool = False) -> None:
         base = {"input": name_text(frame.source.name), "input_hex": name_hex(frame.source.name) or None,
                 "frame": frame.index, "time_s": frame.time, "face": None}
         if frame.gray is None:
@@ -174,13 +215,16 @@ class Predictor:
         if not faces:
             chunk.rows.append({**base, "status": NO_FACE, "message": f"no face found by the {self.detector.name} detector"})
             return
-        for k, (det, crop, reason) in enumerate(faces):
-            row = {**base, "face": k, "x0": det.box[0], "y0": det.box[1], "x1": det.box[2], "y1": det.box[3],
-                   "score": det.score, "status": OK if crop is not None else ERROR,
-                   "message": reason or self.whole_frame_note}
-            if crop is not None:
+        for k, (det, face, reason) in enumerate(faces):
+            row = {**base, "face": k, **integer_box(det.box), "score": det.score, "message": reason or None}
+            if face is not None:
+                row["status"] = OK
+                if details:
+                    row["landmarks"] = self.landmarker.points(face, frame.source.name)
                 chunk.face_rows.append(len(chunk.rows))
-                chunk.crops.append(crop)
+                chunk.crops.append(face.crop)
+            else:
+                row["status"] = LOW_SCORE if det.score < self.min_score else ERROR
             chunk.rows.append(row)
 
     def _emit(self, chunk: _Chunk, source_ids: list[int], batch_size: int, gradcam_dir: Path | None,
@@ -204,7 +248,10 @@ class Predictor:
                 self._write_sheets(gradcam_dir, chunk, source_ids, crops, member.argmax(axis=2), labels,
                                    paths, batch_size)
         columns: dict[str, object] = {}
-        for name in ("input", "input_hex", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1"):
+        for name in ("input", "input_hex", "frame", "time_s", "face", "status", "message"):
+            columns[name] = [row.get(name) for row in chunk.rows]
+        columns["model_caveat"] = [self.caveat.code or None] * n_rows
+        for name in BOX_COLUMNS:
             columns[name] = [row.get(name) for row in chunk.rows]
         columns["label"] = labels
         columns["confidence"] = probs[:, n_members].max(axis=1)      # NaN where no face was classified
@@ -212,15 +259,21 @@ class Predictor:
             columns[name] = probs[:, n_members, c]
         if details:
             columns["score"] = [row.get("score") for row in chunk.rows]
+            points = np.full((n_rows, len(landmark_columns())), np.nan, np.float32)
+            for r, row in enumerate(chunk.rows):
+                if row.get("landmarks") is not None:
+                    points[r] = row["landmarks"].reshape(-1)
+            for i, name in enumerate(landmark_columns()):
+                columns[name] = points[:, i]
             flat = probs[:, :n_members].reshape(n_rows, -1)
             for i, name in enumerate(self.member_columns()):
                 columns[name] = flat[:, i]
         if gradcam_dir is not None:
             columns["gradcam"] = paths
         frame = pd.DataFrame(columns)
-        for name in ("frame", "face"):
+        for name in ("frame", "face") + BOX_COLUMNS:
             frame[name] = frame[name].astype("Int64")
-        for name in ("time_s", "x0", "y0", "x1", "y1") + (("score",) if details else ()):
+        for name in ("time_s",) + (("score",) if details else ()):
             frame[name] = frame[name].astype("float64")
         return frame
 
@@ -294,7 +347,7 @@ class Predictor:
             for n, source in enumerate(sources):
                 for frame in frames(source, every, channel_order):
                     before = len(chunk.rows)
-                    self._add_frame(chunk, frame)
+                    self._add_frame(chunk, frame, details)
                     ids.extend([n] * (len(chunk.rows) - before))
                     bar.update(1)
                     if len(chunk.crops) >= batch_size or len(chunk.rows) >= MAX_PENDING_ROWS:
@@ -316,32 +369,72 @@ class Predictor:
             return self._empty(gradcam_dir is not None, details)
         return pd.concat(chunks, ignore_index=True)
 
-    def predict_image(self, image: np.ndarray, channel_order: str = "rgb") -> list[dict]:
-        """One dict per face of one image given as an array (colour in `channel_order`, or grey):
-        box (x0, y0, x1, y1) in its pixels, label, confidence, the ensemble's probabilities by
-        class, each member's, and the detector's score; [] when no face is found. A face found but
-        not classified has label None and says why in `message`; an array that is no image raises
-        PredictError."""
-        if not isinstance(image, np.ndarray):
-            raise PredictError(f"predict_image takes a numpy array, not {type(image).__name__}")
-        rows = self.predict([image], channel_order=channel_order, details=True)
+    def predict_image(self, image, channel_order: str = "rgb") -> list[dict]:
+        """One dict per face of one image: a path (str or Path), a numpy array (colour in
+        `channel_order`, or grey) or a PIL image. Each dict: face, status, box (x, y, w, h) in the
+        image's integer pixels, the detector's score, label, confidence, the ensemble's probabilities
+        by class, each member's, the 68 landmarks ((68, 2) array in image pixels, or None) and a
+        message; [] when no face is found. A face found but not classified (a refused crop, a score
+        below min_score) has label None and says why in `message`; what is no image raises PredictError."""
+        return self._face_dicts(self._image_rows(image, channel_order)[0])
+
+    def annotate_image(self, image, channel_order: str = "rgb") -> tuple[list[dict], np.ndarray]:
+        """predict_image's faces and the image with their boxes and labels drawn, in memory: an
+        (H, W, 3) uint8 array in `channel_order` (RGB for a path or a PIL image)."""
+        rows, source, order = self._image_rows(image, channel_order)
+        canvas = colour_image(source, order)                     # BGR
+        if canvas is None:
+            raise PredictError(f"{source.name}: the image could not be read again to draw on")
+        drawn = draw(canvas, marks_of(rows, self.classes).get(None, []))
+        if order == "rgb":
+            drawn = np.ascontiguousarray(drawn[:, :, ::-1])
+        return self._face_dicts(rows), drawn
+
+    def _image_rows(self, image, channel_order: str) -> tuple[pd.DataFrame, Source, str]:
+        """The detailed rows of one image, its source and the channel order it is read in."""
+        try:
+            item, order = image_input(image, channel_order)
+        except TypeError as err:
+            raise PredictError(str(err)) from None
+        source = expand_inputs([item])[0]
+        if source.kind == "video":
+            raise PredictError(f"{source.name} is a video; predict_image takes one image (predict takes videos)")
+        if source.kind == "invalid":
+            raise PredictError(f"{source.name}: {source.reason}")
+        rows = pd.concat(list(self._chunks([source], 64, 1, None, False, order, True, None)), ignore_index=True)
         if (rows["status"] == ERROR).any() and rows["face"].isna().all():
             raise PredictError(f"not an image: {rows['message'].iloc[0]}")
+        return rows, source, order
+
+    def _face_dicts(self, rows: pd.DataFrame) -> list[dict]:
         faces = []
+        points = landmark_columns()
         for row in rows[rows["status"] != NO_FACE].to_dict("records"):
             classified = row["status"] == OK
+            landmarks = np.array([row[c] for c in points], np.float32).reshape(-1, 2)
             faces.append({
-                "face": int(row["face"]), "box": tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1")),
-                "score": float(row["score"]), "label": row["label"] if classified else None,
+                "face": int(row["face"]), "status": row["status"],
+                "box": tuple(int(row[k]) for k in BOX_COLUMNS), "score": float(row["score"]),
+                "label": row["label"] if classified else None,
                 "confidence": float(row["confidence"]) if classified else None,
                 "probabilities": {c: float(row[f"p_{c}"]) for c in self.classes} if classified else None,
                 "members": ({m: {c: float(row[f"p_{m}_{c}"]) for c in self.classes} for m in self.members}
                             if classified else None),
-                "message": row["message"] or ""})
+                "landmarks": landmarks if np.isfinite(landmarks).all() else None,
+                "message": row["message"] if isinstance(row["message"], str) else ""})
         return faces
 
     def _empty(self, with_gradcam: bool, details: bool = False) -> pd.DataFrame:
-        return self.schema(with_gradcam, details).empty_table().to_pandas()
+        return self.schema(with_gradcam, details).empty_table().to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+
+
+_NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype()}
+
+
+def integer_box(box: tuple[float, float, float, float]) -> dict[str, int]:
+    """A detector's box (x0, y0, x1, y1, in float pixels) as integer x, y, w, h (corners rounded)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0}
 
 
 # ---- writing ---------------------------------------------------------------------------------------
@@ -351,6 +444,7 @@ class Summary:
     rows: int = 0
     faces: int = 0
     no_face: int = 0
+    low_score: int = 0            # faces below --min-score, not classified
     errors: int = 0
     frames_read: int = 0          # rows of a frame that was decoded (a face, none, or a refused crop)
 
@@ -359,6 +453,7 @@ class Summary:
         counts = chunk["status"].value_counts()
         self.faces += int(counts.get(OK, 0))
         self.no_face += int(counts.get(NO_FACE, 0))
+        self.low_score += int(counts.get(LOW_SCORE, 0))
         self.errors += int(counts.get(ERROR, 0))
         self.frames_read += int(((chunk["status"] != ERROR) | chunk["face"].notna()).sum())
 
@@ -386,10 +481,19 @@ def write_predictions(chunks: Iterator[pd.DataFrame], out: str | os.PathLike | N
         else:
             import pyarrow.parquet as pq
 
-            with pq.ParquetWriter(tmp, schema) as writer:
+            writer = None
+            try:
                 for chunk in chunks:
-                    writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+                    table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+                    if writer is None:    # the first chunk's pandas metadata: integers read back as Int64
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
                     summary.add(chunk)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, schema)
+            finally:
+                if writer is not None:
+                    writer.close()
     atomicio.write_with(path, write)
     return summary
 

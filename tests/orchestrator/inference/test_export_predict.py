@@ -119,6 +119,7 @@ def test_export_writes_a_self_contained_model_directory(model_dir, trained_run, 
     assert spec["preprocessing"] == manifest["settings"]
     assert spec["preprocessing"]["detector"] == "none" and spec["preprocessing"]["crop_size"] == 160
     assert spec["run"]["run_id"] == plan.run_id and spec["run"]["shrunk"] is True
+    assert spec["run"]["synthetic"] == ["jaffe"] and "synthetic data (jaffe)" in spec["run"]["shrunk_reasons"]
     assert "sum of the members' softmax" in spec["ensemble"]
 
     weights = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
@@ -199,7 +200,7 @@ def test_predict_a_real_photograph_with_the_ssd(ssd_predictor, model_dir, astron
     assert len(df) == 1
     row = df.iloc[0]
     assert row["status"] == OK and row["face"] == 0 and pd.isna(row["frame"]) and row["score"] > 0.9
-    assert row["x0"] < 200 < row["x1"] and row["y0"] < 100 < row["y1"]   # around the face
+    assert row["x"] < 200 < row["x"] + row["w"] and row["y"] < 100 < row["y"] + row["h"]   # around the face
     classes = ssd_predictor.classes
     for name in ssd_predictor.members + ["ensemble"]:
         assert _prob_block(df, name, classes).sum() == pytest.approx(1.0, abs=1e-5), name
@@ -396,13 +397,13 @@ def test_predict_without_a_detector_says_a_grey_image_was_taken_as_a_face(model_
     assert code == 0, err
     assert "no face detector" in err and "--detector ssd" in err
     row = pd.read_csv(out).iloc[0]
-    assert row["status"] == OK and "no face detector" in row["message"]
+    assert row["status"] == OK and pd.isna(row["message"])          # said once on stderr, not on each row
 
 
 # ---- the short table, the Python call, drawn answers, nothing to read, a model at a URI ----------------
 
-SHORT_COLUMNS = ["input", "input_hex", "frame", "time_s", "face", "status", "message", "x0", "y0", "x1", "y1",
-                 "label", "confidence"]
+SHORT_COLUMNS = ["input", "input_hex", "frame", "time_s", "face", "status", "message", "model_caveat",
+                 "x", "y", "w", "h", "label", "confidence"]
 
 
 def test_default_table_is_short_and_details_add_the_members(model_dir, astronaut_png, tmp_path, capsys):
@@ -419,7 +420,8 @@ def test_default_table_is_short_and_details_add_the_members(model_dir, astronaut
     assert row["label"] == classes[int(probs.argmax())] and row["confidence"] == pytest.approx(probs.max(), abs=1e-6)
     wide = pd.read_csv(full)
     members = [f"p_{p}_{c}" for p in PARTS for c in classes]
-    assert list(wide.columns) == list(df.columns) + ["score"] + members
+    landmarks = [f"lm{i:02d}_{a}" for i in range(68) for a in ("x", "y")]
+    assert list(wide.columns) == list(df.columns) + ["score"] + landmarks + members
     pd.testing.assert_frame_equal(wide[df.columns], df)
     np.testing.assert_allclose(np.stack([_prob_block(wide, p, classes) for p in PARTS], 1).mean(1), [probs],
                                atol=1e-6)
@@ -430,8 +432,8 @@ def test_predict_image_gives_one_dict_per_face(ssd_predictor):
     faces = ssd_predictor.predict_image(data.astronaut())
     assert len(faces) == 1
     face = faces[0]
-    x0, y0, x1, y1 = face["box"]
-    assert x0 < 200 < x1 and y0 < 100 < y1 and face["score"] > 0.9 and face["face"] == 0
+    x, y, w, h = face["box"]
+    assert x < 200 < x + w and y < 100 < y + h and face["score"] > 0.9 and face["face"] == 0
     probs = face["probabilities"]
     assert list(probs) == ssd_predictor.classes and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
     assert face["label"] == max(probs, key=probs.get) and face["confidence"] == pytest.approx(max(probs.values()))
@@ -457,7 +459,8 @@ def test_annotate_draws_boxes_and_labels_on_images_and_videos(model_dir, plan, a
     original = cv2.imread(str(astronaut_png))
     assert picture is not None and picture.shape == original.shape
     changed = np.abs(picture.astype(int) - original.astype(int)).sum(2) > 0
-    x0, y0, x1, y1 = (int(round(row[k])) for k in ("x0", "y0", "x1", "y1"))
+    x0, y0 = int(row["x"]), int(row["y"])
+    x1, y1 = x0 + int(row["w"]), y0 + int(row["h"])
     assert changed[(y0 + y1) // 2, x0 - 2:x0 + 3].any() and changed[(y0 + y1) // 2, x1 - 2:x1 + 3].any()  # box sides
     assert changed[max(0, y0 - 30):y0, x0:x1].mean() > 0.2                   # the caption above the box
     assert not changed[y1 + 20:, :].any()                                    # nothing else is touched
