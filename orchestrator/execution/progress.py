@@ -50,6 +50,8 @@ class Progress:
             from partfer.orchestrator.training.epoch_metrics import EpochFiles
             self.files = EpochFiles(run_dir)
         self._planned: dict[int, tuple[int, int]] = {}    # id(job) -> (image-steps, epochs)
+        self._stage: dict[int, str] = {}                  # id(job) -> its stage
+        self._measured: dict[str, list[float]] = {}       # stage -> [pack-seconds, image-steps] of finished packs
         self._fraction: dict[int, float] = {}             # id(job) -> share of its epochs done
         self._steps_total = 0
         self._train_start: float | None = None
@@ -70,14 +72,25 @@ class Progress:
             for chain in chains:
                 for job in chain:
                     self._planned[id(job)] = (pack_work(job).image_steps, max(1, job.stage.max_epochs))
+                    self._stage[id(job)] = job.stage.stage
             self._steps_total = sum(steps for steps, _ in self._planned.values())
             self._train_start = time.time()
 
     def steps_done(self) -> float:
         return sum(self._planned[key][0] * share for key, share in self._fraction.items() if key in self._planned)
 
+    def _costs(self) -> dict[str, float]:
+        """Seconds per image-step of each stage, from its finished packs. The stages differ (the
+        head stage's extractor is frozen); a stage not measured yet costs the mean of those that are."""
+        costs = {stage: seconds / steps for stage, (seconds, steps) in self._measured.items() if steps > 0}
+        default = sum(costs.values()) / len(costs) if costs else 1.0
+        return {stage: costs.get(stage, default) for stage in set(self._stage.values())}
+
     def eta(self, now: float | None = None) -> str:
-        """'image-steps 1.20M/4.00M (30%), ETA 0:12:30' once a rate is measured; '' before `plan`."""
+        """'image-steps 1.20M/4.00M (30%), 1,600 image-steps/s, ETA 0:12:30' once a rate is
+        measured; '' before `plan`. The time left weighs each pack's remaining image-steps by its
+        stage's measured cost, scaled by how fast the run has got through its weighted work so far
+        (which counts the packs running side by side)."""
         if not self._steps_total or self._train_start is None:
             return ""
         done = self.steps_done()
@@ -85,9 +98,15 @@ class Progress:
         text = f"image-steps {_count(done)}/{_count(self._steps_total)} ({100 * done / self._steps_total:.0f}%)"
         if done <= 0 or elapsed <= 0:
             return text + ", ETA not yet measured"
-        rate = done / elapsed
-        left = max(0.0, self._steps_total - done) / rate
-        return text + f", {rate:,.0f} image-steps/s, ETA {_clock(left) if math.isfinite(left) else '?'}"
+        costs = self._costs()
+        weighted_done = weighted_left = 0.0
+        for key, (steps, _) in self._planned.items():
+            share = self._fraction.get(key, 0.0)
+            cost = costs.get(self._stage.get(key, ""), 1.0)
+            weighted_done += steps * share * cost
+            weighted_left += steps * (1.0 - share) * cost
+        left = weighted_left * elapsed / weighted_done if weighted_done > 0 else math.inf
+        return text + f", {done / elapsed:,.0f} image-steps/s, ETA {_clock(left) if math.isfinite(left) else '?'}"
 
     def started(self, job) -> None:
         self._print(f"start  {job.dataset:<8} {job.stage.stage:<8} {pack_name(job)}, "
@@ -123,6 +142,10 @@ class Progress:
         self.done += result.trained
         self.images += result.images
         self._fraction[id(job)] = 1.0
+        if result.images > 0 and result.seconds > 0:
+            measured = self._measured.setdefault(job.stage.stage, [0.0, 0.0])
+            measured[0] += result.seconds
+            measured[1] += result.images
         pct = 100.0 * self.done / max(1, self.total)
         rate = result.images / result.seconds if result.seconds > 0 else 0.0
         epochs = f"epochs {min(result.epochs)}-{max(result.epochs)}" if result.epochs else "nothing to train"

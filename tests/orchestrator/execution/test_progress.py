@@ -13,7 +13,7 @@ from partfer.orchestrator.execution.executors import deliver, run_inline
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.execution.pack_work import pack_work
 from partfer.orchestrator.execution.progress import NORMAL, QUIET, VERBOSE, Progress
-from partfer.orchestrator.training.jobs import pack_name
+from partfer.orchestrator.training.jobs import PackResult, pack_name
 from partfer.orchestrator.training.tb_events import append_scalars
 
 TINY = {"image_size": 32, "train.steps_per_epoch": None, "networks": ["baseline"], "members": 2,
@@ -96,6 +96,31 @@ def test_eta_from_the_measured_rate(tiny_prepared, tmp_path):
     expected = round((total - done) / (done / 60))
     h, m, s = expected // 3600, expected // 60 % 60, expected % 60
     assert progress.eta(now=start + 60).endswith(f"ETA {h}:{m:02d}:{s:02d}")
+
+
+def test_eta_weighs_each_stage_by_its_measured_cost(tiny_prepared, tmp_path):
+    # A head stage (frozen extractor) costs a fraction of a landmark stage per image-step: the ETA
+    # must not price the rest of the run at the first stage's rate.
+    cfg = load_config("demo", {**TINY, "networks": ["ftl"]})
+    plan = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path), "cpu", "t", pack_size=8)
+    jobs = [job for chain in plan.chains for job in chain]
+    by_stage = {job.stage.stage: job for job in jobs}
+    assert {"landmark", "head", "finetune"} <= set(by_stage)
+    progress = Progress(0, 0, len(jobs), stream=io.StringIO())
+    progress.plan(plan.chains)
+    start = progress._train_start
+    landmark, head = by_stage["landmark"], by_stage["head"]
+    steps = {key: pack_work(job).image_steps for key, job in (("landmark", landmark), ("head", head))}
+    # landmark pack done: 10 s of pack time; head pack done at a quarter of the landmark's cost
+    progress.finished(landmark, PackResult("landmark", [], 0, [1], 10.0, steps["landmark"]))
+    progress.finished(head, PackResult("head", [], 0, [1], 2.5 * steps["head"] / steps["landmark"], steps["head"]))
+    cost = {"landmark": 10.0 / steps["landmark"], "head": 2.5 / steps["landmark"]}
+    cost["finetune"] = (cost["landmark"] + cost["head"]) / 2          # not measured: the mean
+    left = sum(pack_work(j).image_steps * cost[j.stage.stage] for j in jobs if j not in (landmark, head))
+    done = steps["landmark"] * cost["landmark"] + steps["head"] * cost["head"]
+    expected = round(left * 20 / done)                  # 20 s of wall time for the weighted work done
+    h, m, s = expected // 3600, expected // 60 % 60, expected % 60
+    assert progress.eta(now=start + 20).endswith(f"ETA {h}:{m:02d}:{s:02d}")
 
 
 @pytest.mark.parametrize("level,shown", [(QUIET, {"error"}), (NORMAL, {"error", "note", "line"}),
