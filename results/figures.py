@@ -22,7 +22,7 @@ from partfer import atomicio
 from partfer.orchestrator.run_files import FIGURES_DIR
 from partfer.results.comparability import shrink_reasons
 from partfer.results.evaluate import RunEvaluation, member_sort_key, network_sort_key
-from partfer.results.load import HISTORY_FILE, RunResults
+from partfer.results.load import HISTORY_FILE, RunResults, resolve_stored
 from partfer.results.paper import COLUMNS, TABLE1, display_name
 
 # history.csv's curves kept for the figures; only epoch and val_loss are required
@@ -32,6 +32,7 @@ PAIRS_PER_ROW = 2                 # (loss, accuracy) panel pairs side by side
 PANEL_SIZE = (3.6, 2.9)           # inches per panel
 CUT_FACTOR = 3.0                  # a loss this many times the later epochs' top is cut off
 SHADE_ALPHA = 0.2
+STAGE_ORDER = ("baseline", "landmark", "head", "finetune")    # training order, panels too
 
 
 @dataclass
@@ -41,32 +42,53 @@ class Histories:
     rejected: list[str] = field(default_factory=list)     # "path: reason"
 
 
+def _history_paths(results: RunResults, record) -> list[tuple[str | None, Path]]:
+    """(stage, history.csv) of a model: its own directory (stage None: the record's, or the
+    file's `stage` column), then each earlier transfer stage's directory (landmark, head)."""
+    own = results.model_dir(record)
+    paths: list[tuple[str | None, Path]] = [(None, own / HISTORY_FILE)]
+    for stage, folder in sorted(record.stage_dirs.items()):
+        where = resolve_stored(results.storage_root, folder)
+        if where != own:
+            paths.append((stage, where / HISTORY_FILE))
+    return paths
+
+
+def _read_history(path: Path, record, stage: str | None) -> pd.DataFrame | str:
+    """One history.csv as HISTORY_COLUMNS rows, or why it cannot be used."""
+    try:
+        history = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        return f"{path}: unreadable ({exc})"
+    lacking = [c for c in ("epoch", "val_loss") if c not in history.columns]
+    if lacking:
+        return f"{path}: lacks column(s) {', '.join(lacking)}"
+    # A history may cover several stages of one model (a `stage` column); else the record's.
+    if stage is None:
+        stage = history["stage"].astype(str) if "stage" in history.columns else record.stage
+    curves = {name: (pd.to_numeric(history[name], errors="coerce") if name in history.columns
+                     else np.nan) for name in CURVES}
+    return pd.DataFrame({
+        "dataset": record.dataset, "network": record.network, "member": record.member,
+        "fold": record.fold, "stage": stage,
+        "epoch": pd.to_numeric(history["epoch"], errors="coerce"), **curves},
+        columns=HISTORY_COLUMNS)
+
+
 def load_histories(results: RunResults) -> Histories:
-    """Every model's history.csv; absent files are counted, unusable ones named with the reason."""
+    """Every model's history.csv (its earlier transfer stages' too, where they left one); models
+    without their own are counted, unusable files named with the reason."""
     frames, absent, rejected = [], 0, []
     for record in results.plan.models:
-        path = results.model_dir(record) / HISTORY_FILE
-        if not path.is_file():
-            absent += 1
-            continue
-        try:
-            history = pd.read_csv(path)
-        except (OSError, ValueError) as exc:
-            rejected.append(f"{path}: unreadable ({exc})")
-            continue
-        lacking = [c for c in ("epoch", "val_loss") if c not in history.columns]
-        if lacking:
-            rejected.append(f"{path}: lacks column(s) {', '.join(lacking)}")
-            continue
-        # A history may cover several stages of one model (a `stage` column); else the record's.
-        stage = history["stage"].astype(str) if "stage" in history.columns else record.stage
-        curves = {name: (pd.to_numeric(history[name], errors="coerce") if name in history.columns
-                         else np.nan) for name in CURVES}
-        frames.append(pd.DataFrame({
-            "dataset": record.dataset, "network": record.network, "member": record.member,
-            "fold": record.fold, "stage": stage,
-            "epoch": pd.to_numeric(history["epoch"], errors="coerce"), **curves},
-            columns=HISTORY_COLUMNS))
+        for stage, path in _history_paths(results, record):
+            if not path.is_file():
+                absent += stage is None
+                continue
+            read = _read_history(path, record, stage)
+            if isinstance(read, str):
+                rejected.append(read)
+            else:
+                frames.append(read)
     frame = (pd.concat(frames, ignore_index=True).dropna(subset=["epoch"]) if frames
              else pd.DataFrame(columns=HISTORY_COLUMNS))
     return Histories(frame=frame, absent=absent, rejected=rejected)
@@ -122,7 +144,7 @@ def _loss_panel(ax, panel: pd.DataFrame, members: list[str], title: str) -> None
     drawn = drawn[np.isfinite(drawn)]
     if later and len(drawn) and drawn.max() > CUT_FACTOR * max(later) > 0:
         ax.set_ylim(min(0.0, float(drawn.min())), 1.1 * max(later))
-        ax.text(0.98, 0.95, f"cut: up to {drawn.max():,.0f} in early epochs", ha="right",
+        ax.text(0.98, 0.95, f"cut: up to {drawn.max():,.4g} in early epochs", ha="right",
                 va="top", fontsize=7, transform=ax.transAxes)
     if ax.lines:
         ax.legend(fontsize=7)
@@ -140,12 +162,16 @@ def _accuracy_panel(ax, panel: pd.DataFrame, members: list[str], title: str) -> 
                 ha="center", va="center", fontsize=8, transform=ax.transAxes)
 
 
+def _stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+
+
 def plot_curves(dataset: str, histories: pd.DataFrame):
     """Loss beside accuracy per (stage, network) of one data set: median over folds, min-max
     spread shaded for validation; training dashed."""
     histories = histories.reindex(columns=HISTORY_COLUMNS)
     panels = sorted({(s, n) for s, n in histories[["stage", "network"]].itertuples(index=False)},
-                    key=lambda p: (network_sort_key(p[1]), p[0]))
+                    key=lambda p: (network_sort_key(p[1]), _stage_rank(p[0]), p[0]))
     pairs = min(PAIRS_PER_ROW, len(panels))
     nrows = math.ceil(len(panels) / pairs)
     width, height = PANEL_SIZE
@@ -158,6 +184,7 @@ def plot_curves(dataset: str, histories: pd.DataFrame):
         title = f"{network}, stage {stage}"
         _loss_panel(flat[2 * index], panel, members, title)
         _accuracy_panel(flat[2 * index + 1], panel, members, title)
+        flat[2 * index + 1].set_xlim(flat[2 * index].get_xlim())     # same epochs, side by side
     for ax in flat[2 * len(panels):]:
         ax.set_visible(False)
     fig.suptitle(f"{display_name(dataset)}: loss and accuracy per epoch (validation solid: median "

@@ -72,3 +72,15 @@ def test_a_towering_first_epoch_cuts_the_loss_axis_and_says_so():
     assert loss.get_yscale() == "linear" and loss.get_ylim()[1] < 10
     assert any("cut: up to 4,000" in t.get_text() for t in loss.texts)
     assert any("no accuracy recorded" in t.get_text() for t in accuracy.texts)
+
+
+def test_earlier_transfer_stages_histories_are_drawn_too(make_run):
+    run = make_run(settings=PAPER_SETTINGS, datasets=("ckplus",), landmarks=True)
+    store = run.parent.parent
+    key = model_key("ckplus", "el", "eyes", 0)
+    (store / "models" / f"{key}-landmark" / "history.csv").write_text(
+        "epoch,train_loss,val_loss\n1,900.0,850.0\n2,3.0,2.5\n")
+    histories = load_histories(load_run(run))
+    landmark = histories.frame[histories.frame["stage"] == "landmark"]
+    assert list(landmark["val_loss"]) == [850.0, 2.5] and set(landmark["member"]) == {"eyes"}
+    assert histories.absent == 0                         # earlier stages need not leave one
