@@ -77,9 +77,8 @@ def manifest_versions(plan: RunPlan) -> dict[str, dict | str]:
     return found
 
 
-def _prep_library(manifests: dict[str, dict | str], label: str, short: bool = False) -> str:
-    """One version when every data set agrees, else each data set's (short: "differs or not
-    recorded, see the table"); unreadable manifests named."""
+def _prep_library(manifests: dict[str, dict | str], label: str) -> str:
+    """One version when every data set agrees, else each data set's; unreadable manifests named."""
     per_dataset = {}
     for name, versions in manifests.items():
         if isinstance(versions, str):
@@ -90,10 +89,6 @@ def _prep_library(manifests: dict[str, dict | str], label: str, short: bool = Fa
     values = set(per_dataset.values())
     if not values:
         return NOT_RECORDED
-    if len(values) == 1 and not values.copy().pop().startswith(NOT_RECORDED):
-        return values.pop()
-    if short:
-        return "differs between data sets or not recorded"
     if len(values) == 1:
         return values.pop()
     return "; ".join(f"{display_name(n)}: {v}" for n, v in per_dataset.items())
@@ -113,8 +108,7 @@ def gpu_hours(settings: dict) -> str:
     return f"{wall * gpus / SECONDS_PER_HOUR:.2f} ({gpus:g} GPU(s) x {wall / SECONDS_PER_HOUR:.2f} h)"
 
 
-def provenance_rows(plan: RunPlan, short: bool = False) -> list[list[str]]:
-    """(what, value) pairs; short: one value per library, for the line under the banners."""
+def provenance_rows(plan: RunPlan) -> list[list[str]]:
     settings = plan.settings
     recorded = settings.get("versions")
     recorded = recorded if isinstance(recorded, dict) else {}
@@ -125,8 +119,8 @@ def provenance_rows(plan: RunPlan, short: bool = False) -> list[list[str]]:
         ["git commit", _commit(recorded)],
         ["PyTorch", _library(recorded, "torch")],
         ["Ray", _library(recorded, "ray")],
-        ["OpenCV (prepared data)", _prep_library(manifests, "OpenCV", short)],
-        ["dlib (prepared data)", _prep_library(manifests, "dlib", short)],
+        ["OpenCV (prepared data)", _prep_library(manifests, "OpenCV")],
+        ["dlib (prepared data)", _prep_library(manifests, "dlib")],
         ["device", str(settings.get("device", NOT_RECORDED))],
         ["image-steps (training images, summed over models)",
          f"{images:,}" if isinstance(images, int) else NOT_RECORDED],

@@ -1,11 +1,10 @@
 """`report.md` and `report.html` in the run directory: the whole paper beside ours, results first.
 
-A table of contents, banners for shrunk, synthetic, partial or incomplete runs and a one-line
-provenance; Tables I-III (mean and sd over folds, macro-F1, per-class recall), with paired tests
+A line of contents, banners for shrunk, synthetic, partial or incomplete runs; Tables I-III (mean and sd over folds, macro-F1, per-class recall), with paired tests
 and bootstrap intervals right after Table I; every network's confusion matrix (Figs. 7-9 and the cross-data-set
 tests); the landmark before/after study (Fig. 10); Grad-CAM (Fig. 11); model complexity
 (Section IV-E); training curves; then an appendix of settings, versions, timings, data sets and
-completeness. Every table, matrix and figure is rebuilt from plan.json and the files it points to,
+completeness, led by the provenance (code, libraries, device, image-steps, GPU-hours). Every table, matrix and figure is rebuilt from plan.json and the files it points to,
 written atomically, and linked relatively; the report carries no build timestamps, so
 rebuilding an unchanged run gives identical files.
 """
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +34,7 @@ from partfer.results.learning import NotLearned, flag_lines, not_learned
 from partfer.results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
 from partfer.results.markdown import bullets, figure, heading_anchors, markdown_table
 from partfer.results.paper import display_name
-from partfer.results.provenance import duration, provenance_markdown, provenance_rows
+from partfer.results.provenance import duration, provenance_markdown
 from partfer.results.significance import (Significance, method_text, significance,
                                           significance_markdown, write_significance)
 from partfer.results.tables import (TABLES_DIR, class_scores_markdown, comparison_markdown, members_markdown, pair_labels,
@@ -51,6 +51,7 @@ TIMING_SETTINGS = ("started", "finished", "wall_seconds", "train_seconds", "trai
                    "trained_model_stages")
 # Shown in their own sections, not among "other settings".
 SECTIONED = {"versions", "shrunk_reasons", *TIMING_SETTINGS}
+PROVENANCE_HEADING = "Provenance"      # the appendix's first part, linked from the contents
 
 
 def _value(value) -> str:
@@ -376,17 +377,19 @@ def _significance_section(ev: RunEvaluation, sig: Significance | None) -> list[s
     return out
 
 
+def _short_title(title: str) -> str:
+    """A section's name without its gloss: "Grad-CAM (Section V-C; Fig. 11)" -> "Grad-CAM"."""
+    return re.split(r":| \(", title, maxsplit=1)[0]
+
+
 def _contents(body: str) -> str:
-    """Links to every ## section of the body (report.html gives the headings these ids)."""
-    items = [f"[{title}](#{anchor})" for level, title, anchor in heading_anchors(body) if level == 2]
-    return "**Contents**\n\n" + bullets(items) if items else ""
-
-
-def _provenance_line(ev: RunEvaluation) -> str:
-    """The provenance table of the appendix, in one sentence under the banners."""
-    return ("**Provenance**: " + "; ".join(f"{key} {value}" for key, value in
-                                          provenance_rows(ev.plan, short=True))
-            + " (details: [Provenance](#provenance)).\n")
+    """One line of links to every ## section of the body, and to the appendix's provenance
+    (report.html gives the headings these ids); one line, so Table I stays on the first screen."""
+    found = heading_anchors(body)
+    items = [f"[{_short_title(title)}](#{anchor})" for level, title, anchor in found if level == 2]
+    items += [f"[{title}](#{anchor})" for level, title, anchor in found
+              if level == 3 and title == PROVENANCE_HEADING]
+    return "**Contents**: " + " · ".join(items) + "\n" if items else ""
 
 
 def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
@@ -401,7 +404,6 @@ def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
     banners = _banners(ev)
     if banners:
         out.append("\n>\n".join(banners) + "\n")
-    out.append(_provenance_line(ev))
     out += _table1_section(ev, flags[0])
     out += _significance_section(ev, sig)
     out += _selection_section(ev, twin, flags[1])
@@ -426,7 +428,7 @@ def _appendix(ev: RunEvaluation, tables: dict, histories: Histories, run_dir: Pa
     config = (" Resolved configuration: [config.yaml](config.yaml)."
               if (run_dir / "config.yaml").is_file() else "")
     out.append(f"Tables: {_links(sorted(tables), TABLES_DIR)}.{config}\n")
-    for heading, body in (("Provenance", provenance_markdown(ev.plan)),
+    for heading, body in ((PROVENANCE_HEADING, provenance_markdown(ev.plan)),
                           ("Settings", _settings_section(ev)), ("Versions", _versions_section(ev)),
                           ("Timings", _timings_section(ev)), ("Data sets", _datasets_section(ev)),
                           ("Completeness", _completeness_section(ev, histories))):
