@@ -19,6 +19,9 @@ from partfer.results.load import RunResults
 from partfer.results.paper import PART_ORDER, column_name
 
 
+OUTCOME_COLUMNS = ["fold", "sample_id", "correct"]
+
+
 @dataclass
 class SystemScore:
     train_dataset: str
@@ -38,6 +41,9 @@ class SystemScore:
     sd_accuracy: float = float("nan")   # sample sd of the fold accuracies (ddof=1)
     macro_f1: float = float("nan")      # of the fold-summed matrix
     recall: dict[str, float] = field(default_factory=dict)   # per class, of the fold-summed matrix
+    # one row per scored test image (fold, sample_id, correct): what the paired tests and the
+    # bootstrap resample
+    outcomes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=OUTCOME_COLUMNS))
 
     @property
     def is_ensemble(self) -> bool:
@@ -134,6 +140,10 @@ def _score(rows: pd.DataFrame, train: str, test: str, network: str, member: str 
         dropped_labels=dropped, fold_confusion=per_fold_confusion, confusion=summed,
         sd_accuracy=metrics.sd_over_folds(per_fold), macro_f1=metrics.macro_f1(summed),
         recall=dict(zip(classes, metrics.per_class_recall(summed).tolist())),
+        outcomes=pd.DataFrame({"fold": known["fold"].astype(int).to_numpy(),
+                               "sample_id": known["sample_id"].astype(str).to_numpy(),
+                               "correct": (known["label"] == known["pred"]).to_numpy(dtype=bool)},
+                              columns=OUTCOME_COLUMNS),
     )
 
 

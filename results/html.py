@@ -1,7 +1,8 @@
 """report.md -> report.html: one self-contained page (inline CSS, no scripts, no external files).
 
 Only the Markdown the report writes is understood: ATX headings, pipe tables, "- " lists,
-"> " block quotes, lines that are a single image, paragraphs; inline **bold**, `code`,
+"> " block quotes, lines that are a single image (with the caption line under it, when one
+follows), paragraphs; inline **bold**, `code`,
 [links](target) and ![images](target). Everything else is HTML-escaped text, so no cell of
 a plan or file can inject markup. Images stay relative links (the page opens beside its
 folders) or, with `embed`, become base64 data URIs so the page alone can be mailed around.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from partfer import atomicio
 from partfer.orchestrator.run_files import HTML_FILE
+from partfer.results.markdown import CAPTION_MARK, heading_anchors
 
 _CODE = re.compile(r"`([^`]+)`")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
@@ -81,6 +83,8 @@ def _starts_block(line: str) -> bool:
 def markdown_to_html(text: str, image_src: ImageSource = lambda src: html.escape(src)) -> str:
     """The body HTML of the report's Markdown (see the module docstring for the subset)."""
     lines = text.split("\n")
+    # headings below the title carry the ids the report's table of contents links to
+    anchors = iter([anchor for _, _, anchor in heading_anchors(text)])
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -90,7 +94,8 @@ def markdown_to_html(text: str, image_src: ImageSource = lambda src: html.escape
             i += 1
         elif heading := re.match(r"^(#{1,6})\s+(.*)$", stripped):
             level = len(heading[1])
-            out.append(f"<h{level}>{_inline(heading[2], image_src)}</h{level}>")
+            ident = f' id="{html.escape(next(anchors), quote=True)}"' if level > 1 else ""
+            out.append(f"<h{level}{ident}>{_inline(heading[2], image_src)}</h{level}>")
             i += 1
         elif stripped.startswith("|"):
             block = []
@@ -116,8 +121,13 @@ def markdown_to_html(text: str, image_src: ImageSource = lambda src: html.escape
             out.append("<ul>\n" + "\n".join(items) + "\n</ul>")
         elif image := _ALONE_IMAGE.match(stripped):
             alt = html.escape(image[1], quote=True)
+            caption = html.escape(image[1])
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if following.startswith(CAPTION_MARK) and following.endswith("*"):
+                caption = _inline(following[1:-1], image_src)
+                i += 1
             out.append(f'<figure><img alt="{alt}" src="{image_src(image[2])}">'
-                       f"<figcaption>{html.escape(image[1])}</figcaption></figure>")
+                       f"<figcaption>{caption}</figcaption></figure>")
             i += 1
         else:
             block = []

@@ -1,10 +1,10 @@
 """`report.md` and `report.html` in the run directory: the whole paper beside ours, results first.
 
-Banners for shrunk, synthetic, partial or incomplete runs; Tables I-III (mean and sd over folds,
-macro-F1, per-class recall); every network's confusion matrix (Figs. 7-9 and the cross-data-set
+A line of contents, banners for shrunk, synthetic, partial or incomplete runs; Tables I-III (mean and sd over folds, macro-F1, per-class recall), with paired tests
+and bootstrap intervals right after Table I; every network's confusion matrix (Figs. 7-9 and the cross-data-set
 tests); the landmark before/after study (Fig. 10); Grad-CAM (Fig. 11); model complexity
 (Section IV-E); training curves; then an appendix of settings, versions, timings, data sets and
-completeness. Every table, matrix and figure is rebuilt from plan.json and the files it points to,
+completeness, led by the provenance (code, libraries, device, image-steps, GPU-hours). Every table, matrix and figure is rebuilt from plan.json and the files it points to,
 written atomically, and linked relatively; the report carries no build timestamps, so
 rebuilding an unchanged run gives identical files.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,8 +32,11 @@ from partfer.results.landmarks import (LandmarkStudy, load_landmark_study, study
 from partfer.results.load import NoPredictionsError, RunResults, load_run
 from partfer.results.learning import NotLearned, flag_lines, not_learned
 from partfer.results.selection import denominator_mismatches, selection_frame, selection_markdown, selection_sentence
-from partfer.results.markdown import bullets, markdown_table
+from partfer.results.markdown import bullets, figure, heading_anchors, markdown_table
 from partfer.results.paper import display_name
+from partfer.results.provenance import duration, provenance_markdown
+from partfer.results.significance import (Significance, method_text, significance,
+                                          significance_markdown, write_significance)
 from partfer.results.tables import (TABLES_DIR, class_scores_markdown, comparison_markdown, members_markdown, pair_labels,
                             pair_title, per_fold_markdown, table2_markdown, table3_pairs,
                             write_tables)
@@ -47,6 +51,7 @@ TIMING_SETTINGS = ("started", "finished", "wall_seconds", "train_seconds", "trai
                    "trained_model_stages")
 # Shown in their own sections, not among "other settings".
 SECTIONED = {"versions", "shrunk_reasons", *TIMING_SETTINGS}
+PROVENANCE_HEADING = "Provenance"      # the appendix's first part, linked from the contents
 
 
 def _value(value) -> str:
@@ -110,11 +115,7 @@ def _when(stamp) -> str:
 
 
 def _duration(seconds) -> str:
-    if not isinstance(seconds, (int, float)):
-        return _value(seconds)
-    minutes, secs = divmod(float(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{seconds:g} s ({int(hours)} h {int(minutes)} min {secs:.0f} s)"
+    return duration(seconds) if isinstance(seconds, (int, float)) else _value(seconds)
 
 
 def _timings_section(ev: RunEvaluation) -> str:
@@ -252,6 +253,13 @@ def _table3_section(ev: RunEvaluation, flags: list[NotLearned]) -> list[str]:
     return out
 
 
+def _confusion_caption(score) -> str:
+    tested = ("its test folds, summed" if not score.cross
+              else f"{display_name(score.eval_dataset)}, trained on {display_name(score.train_dataset)}")
+    return (f"{score.column} ensemble on {tested}: each row a true class, each column the "
+            "predicted one; a cell's colour and % are its share of the true class, then its count.")
+
+
 def _confusion_section(ev: RunEvaluation, confusions: dict) -> list[str]:
     out = ["## Confusion matrices (fold-summed, row-normalised; rows true, columns predicted)\n"]
     if not confusions:
@@ -264,11 +272,16 @@ def _confusion_section(ev: RunEvaluation, confusions: dict) -> list[str]:
     for score in ev.scores:
         stem = file_stem(score)
         if score.is_ensemble and stem in confusions:
-            out.append(f"![{stem}](confusion/{stem}.png)\n")
+            out.append(figure(f"confusion/{stem}.png", stem, _confusion_caption(score)))
     rows = [[stem, f"[csv](confusion/{stem}.csv)", f"[png](confusion/{stem}.png)"]
             for stem in sorted(confusions)]
     out.append(markdown_table(["system", "counts", "heat map"], rows))
     return out
+
+
+def _figure_dataset(name: str) -> str:
+    """The data set a figure file is of: "ckplus_gradcam.png" -> "CK+"."""
+    return display_name(name.rsplit("_", 1)[0])
 
 
 def _landmark_section(study: LandmarkStudy, tables: dict, figures: dict,
@@ -279,7 +292,10 @@ def _landmark_section(study: LandmarkStudy, tables: dict, figures: dict,
     if files:
         out.append(f"Files: {_links(files, TABLES_DIR)}.\n")
     for name in sorted(n for n in figures if n.endswith("_landmarks.png")):
-        out.append(f"![{name}](figures/{name})\n")
+        out.append(figure(f"figures/{name}", name, (
+            f"{_figure_dataset(name)}: EL's part networks' landmarks on a few test faces, before "
+            "fine-tuning (top row) and after (bottom row), coloured by part; the true points "
+            "small and grey.")))
     if notes:
         out.append(bullets(notes))
     return out
@@ -292,44 +308,104 @@ def _gradcam_section(figures: dict, notes: list[str]) -> list[str]:
            "titles give the predicted class (green right, red wrong).\n"]
     names = sorted(n for n in figures if n.endswith("_gradcam.png"))
     for name in names:
-        out.append(f"![{name}](figures/{name})\n")
+        out.append(figure(f"figures/{name}", name, (
+            f"{_figure_dataset(name)}: where each network looks. One test face a row: the crop, "
+            "then the Grad-CAM heat map of Baseline, FTL and each EL part over it, titled with "
+            "the predicted class (green right, red wrong).")))
     if notes:
         out.append(bullets(notes))
     return out
 
 
-def _complexity_section(complexity: ComplexityInput, tables: dict) -> list[str]:
+def _complexity_size_note(counted: int, trained) -> str | None:
+    """Said when complexity.json was counted at another size than the run trained at (runs made
+    before the runner counted at the run's own size)."""
+    if not isinstance(trained, int) or counted == trained:
+        return None
+    return (f"**Counted at {counted}x{counted} inputs, but this run trained on {trained}x{trained} "
+            "inputs** (its complexity file predates counting at the run's size): parameters and "
+            "storage are the same at any input size, the FLOPs below are not this run's.\n")
+
+
+def _complexity_section(ev: RunEvaluation, complexity: ComplexityInput,
+                        tables: dict) -> list[str]:
     out = ["## Model complexity (Section IV-E)\n"]
     if complexity.report is None:
         out.append(f"No complexity figures: `analysis/{complexity.path.name}` is "
                    f"{complexity.problem}.\n")
         return out
+    note = _complexity_size_note(int(complexity.report["image_size"]),
+                                 ev.plan.settings.get("image_size"))
+    if note:
+        out.append(note)
     out.append(complexity_markdown(complexity.report))
     if "complexity.csv" in tables:
         out.append(f"Files: {_links(['complexity.csv', 'complexity.md'], TABLES_DIR)}.\n")
     return out
 
 
-def _figures_section(figures: dict) -> list[str]:
+def _figure_caption(name: str, shrunk: bool) -> str:
+    dataset = _figure_dataset(name)
+    if name.endswith("_curves.png"):
+        return (f"{dataset}: loss (left of each pair, linear axis) and accuracy (right) per epoch "
+                "of every network and training stage, one colour per member; validation solid "
+                "(median over folds, lowest to highest fold shaded), training dashed.")
+    return (f"{dataset}: each Table I column's accuracy (mean over folds) beside the paper's"
+            + (" (not comparable: shrunk or synthetic run)." if shrunk else "."))
+
+
+def _figures_section(ev: RunEvaluation, figures: dict) -> list[str]:
     out = ["## Training curves and accuracy charts\n"]
     if not any(name.endswith("_curves.png") for name in figures):
         out.append("No training curves: no model left a usable history.csv.\n")
+    shrunk = bool(shrink_reasons(ev.plan))
     for name in sorted(n for n in figures if n.endswith(("_curves.png", "_accuracy.png"))):
-        out.append(f"![{name}](figures/{name})\n")
+        out.append(figure(f"figures/{name}", name, _figure_caption(name, shrunk)))
     return out
+
+
+def _significance_section(ev: RunEvaluation, sig: Significance | None) -> list[str]:
+    if sig is None or not sig.intervals:
+        return []
+    out = ["## Significance: paired tests and bootstrap intervals\n", method_text()]
+    for train, _ in ev.self_pairs:
+        body = significance_markdown(sig, train)
+        if body:
+            out += [f"### {pair_title(train, train)}\n", body]
+    out.append(f"Files (every pair of Table I columns): "
+               f"{_links(['significance_wilcoxon.csv', 'significance_mcnemar.csv', 'bootstrap_intervals.csv'], TABLES_DIR)}.\n")
+    return out
+
+
+def _short_title(title: str) -> str:
+    """A section's name without its gloss: "Grad-CAM (Section V-C; Fig. 11)" -> "Grad-CAM"."""
+    return re.split(r":| \(", title, maxsplit=1)[0]
+
+
+def _contents(body: str) -> str:
+    """One line of links to every ## section of the body, and to the appendix's provenance
+    (report.html gives the headings these ids); one line, so Table I stays on the first screen."""
+    found = heading_anchors(body)
+    items = [f"[{_short_title(title)}](#{anchor})" for level, title, anchor in found if level == 2]
+    items += [f"[{title}](#{anchor})" for level, title, anchor in found
+              if level == 3 and title == PROVENANCE_HEADING]
+    return "**Contents**: " + " · ".join(items) + "\n" if items else ""
 
 
 def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
              histories: Histories, study: LandmarkStudy, landmark_notes: list[str],
              gradcam_notes: list[str], complexity: ComplexityInput, twin: RunEvaluation | None = None,
-             flags: tuple[list[NotLearned], list[NotLearned]] = ([], [])) -> str:
+             flags: tuple[list[NotLearned], list[NotLearned]] = ([], []),
+             sig: Significance | None = None) -> str:
     plan = ev.plan
     run_dir = ev.results.run_dir
-    out = [f"# partfer run `{plan.run_id}`\n"]
+    head = [f"# partfer run `{plan.run_id}`\n"]
+    out = []
     banners = _banners(ev)
     if banners:
         out.append("\n>\n".join(banners) + "\n")
     out += _table1_section(ev, flags[0])
+    out += _significance_section(ev, sig)
     out += _selection_section(ev, twin, flags[1])
     out.append("## Table II: EL against the benchmarks the paper cites\n")
     out.append(table2_markdown(ev, complexity))
@@ -337,10 +413,12 @@ def _compose(ev: RunEvaluation, tables: dict, confusions: dict, figures: dict,
     out += _confusion_section(ev, confusions)
     out += _landmark_section(study, tables, figures, landmark_notes)
     out += _gradcam_section(figures, gradcam_notes)
-    out += _complexity_section(complexity, tables)
-    out += _figures_section(figures)
+    out += _complexity_section(ev, complexity, tables)
+    out += _figures_section(ev, figures)
     out += _appendix(ev, tables, histories, run_dir)
-    return "\n".join(out)
+    body = "\n".join(out)
+    contents = _contents(body)
+    return "\n".join(head + ([contents] if contents else []) + [body])
 
 
 def _appendix(ev: RunEvaluation, tables: dict, histories: Histories, run_dir: Path) -> list[str]:
@@ -350,7 +428,8 @@ def _appendix(ev: RunEvaluation, tables: dict, histories: Histories, run_dir: Pa
     config = (" Resolved configuration: [config.yaml](config.yaml)."
               if (run_dir / "config.yaml").is_file() else "")
     out.append(f"Tables: {_links(sorted(tables), TABLES_DIR)}.{config}\n")
-    for heading, body in (("Settings", _settings_section(ev)), ("Versions", _versions_section(ev)),
+    for heading, body in ((PROVENANCE_HEADING, provenance_markdown(ev.plan)),
+                          ("Settings", _settings_section(ev)), ("Versions", _versions_section(ev)),
                           ("Timings", _timings_section(ev)), ("Data sets", _datasets_section(ev)),
                           ("Completeness", _completeness_section(ev, histories))):
         out += [f"### {heading}\n", body]
@@ -406,6 +485,8 @@ def _build_into(results: RunResults, out: Path, embed_images: bool, store) -> No
     tables = write_tables(ev, out, complexity, flags)
     tables.update(write_landmark_tables(study, out / TABLES_DIR, ev.plan))
     confusions = write_confusions(ev, out)
+    sig = significance(ev)
+    tables.update(write_significance(sig, out))
     figures = write_figures(ev, out, histories)
     landmark_figures, landmark_notes = write_landmark_figures(study, results, out)
     gradcam_figures, gradcam_notes = write_gradcam_figures(
@@ -417,7 +498,7 @@ def _build_into(results: RunResults, out: Path, embed_images: bool, store) -> No
             out / TABLES_DIR / "table1_selection.csv",
             selection_frame(ev, twin).to_csv(index=False, float_format="%.2f", lineterminator="\n"))
     text = _compose(ev, tables, confusions, figures, histories, study, landmark_notes,
-                    gradcam_notes, complexity, twin, (flags, twin_flags))
+                    gradcam_notes, complexity, twin, (flags, twin_flags), sig)
     atomicio.write_text(out / REPORT_FILE, text)
     write_html(text, f"partfer run {ev.plan.run_id}", out, embed=embed_images)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,14 +184,59 @@ def write_complexity(cfg: dict, run_dir: Path, class_counts: tuple[int, ...] = (
                                          "bn_eps", "bn_momentum", "head_hidden", "head_activation")}
     arch["widths"] = tuple(arch["widths"])
     counts = tuple(sorted({7, 8, *class_counts}))
-    info = describe(n_classes_list=counts, image_size=160, n_members=int(cfg["members"]), **arch)
+    # counted at the run's input size: FLOPs grow with the image (parameters do not)
+    info = describe(n_classes_list=counts, image_size=int(cfg["image_size"]),
+                    n_members=int(cfg["members"]), **arch)
     atomic_write_text(complexity_path(run_dir), json.dumps(info, indent=2, default=str))
+
+
+GIT_TIMEOUT_S = 5              # a hung git (network file system) must not hold up a run
+PACKAGE_DIR = Path(__file__).resolve().parents[2]     # the repository root is the package
+
+
+def git_state(folder: Path = PACKAGE_DIR) -> dict:
+    """{"git_commit": HEAD, "git_dirty": tracked files changed} of the checkout `folder` is the
+    root of; both None when it is not one (an installed wheel), or git is absent or too slow."""
+    unknown = {"git_commit": None, "git_dirty": None}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=GIT_TIMEOUT_S, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    # inside some other repository (a venv kept in git): that commit says nothing about us
+    if top is None or Path(top.strip()).resolve() != Path(folder).resolve():
+        return unknown
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    if commit is None:
+        return unknown
+    return {"git_commit": commit.strip(), "git_dirty": None if status is None else bool(status.strip())}
+
+
+def package_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("partfer")
+    except PackageNotFoundError:
+        return None
+
+
+def gpus_used(device: str, uses_ray: bool, info) -> int:
+    """GPUs the run trained on (for GPU-hours): none on CPU, the Ray cluster's, else the one."""
+    if not device.startswith("cuda"):
+        return 0
+    return int(info.gpus) if uses_ray and info is not None else 1
 
 
 def versions() -> dict:
     import numpy
     import torch
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "partfer": package_version(), **git_state()}
     try:
         import ray
         out["ray"] = ray.__version__
@@ -274,7 +320,8 @@ def run(req: RunRequest, log=None) -> str | None:
         "shrunk": bool(shrunk_reasons), "shrunk_reasons": shrunk_reasons,
         # "finished" only once everything is written: a run killed or crashed on the way stays
         # "incomplete" (never "running", which a report could not know to be true)
-        "versions": versions(), "started": t_start, "status": "incomplete",
+        "versions": versions(), "gpus": gpus_used(device, uses_ray, info),
+        "started": t_start, "status": "incomplete",
     }
     atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
     write_complexity(cfg, run_dir, tuple(len(d.classes) for d in prepared.values()))

@@ -55,3 +55,19 @@ def test_page_is_self_contained_and_can_embed_images(tmp_path):
     assert path.name == "report.html"
     assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in embedded
     assert 'src="figures/x.png"' not in embedded
+
+
+def test_headings_get_the_ids_the_contents_link_to_and_figures_their_captions():
+    from partfer.results.markdown import figure, heading_anchors
+    md = ("# Run\n\n## Table I: accuracy (%), ours\n\n### CK+ (`ckplus`)\n\n## Notes\n\n"
+          "### CK+ (`ckplus`)\n\n" + figure("figures/a_curves.png", "a_curves.png",
+                                            "CK+: loss beside accuracy per epoch."))
+    anchors = [a for _, _, a in heading_anchors(md)]
+    assert anchors == ["table-i-accuracy--ours", "ck-ckplus", "notes", "ck-ckplus-1"]
+    html = markdown_to_html(md)
+    assert "<h1>Run</h1>" in html
+    assert '<h2 id="table-i-accuracy--ours">Table I: accuracy (%), ours</h2>' in html
+    assert '<h3 id="ck-ckplus-1">CK+ (<code>ckplus</code>)</h3>' in html
+    assert ('<figure><img alt="a_curves.png" src="figures/a_curves.png"><figcaption>Figure: CK+: '
+            'loss beside accuracy per epoch.</figcaption></figure>') in html
+    assert "<p>" not in html                              # the caption line is not a paragraph too

@@ -31,7 +31,8 @@ def test_report_md_links_resolve_relatively(report, shrunk_run):
     assert len(links) > 50
     for link in links:
         assert not link.startswith("/"), link                  # relative links only
-        assert (shrunk_run / link).is_file(), link
+        if not link.startswith("#"):                            # in-page: test_contents_...
+            assert (shrunk_run / link).is_file(), link
     linked = set(links)
     for needed in ("tables/table1.csv", "tables/table1.md", "tables/table3.md", "tables/table3.csv",
                    "tables/table2.csv", "tables/complexity.csv", "tables/landmarks.csv",
@@ -44,14 +45,14 @@ def test_report_md_links_resolve_relatively(report, shrunk_run):
 
 def test_report_html_holds_every_section_and_resolves(report, shrunk_run):
     page = (shrunk_run / "report.html").read_text()
-    headings = re.findall(r"<h[23]>(.*?)</h[23]>", page)
+    headings = re.findall(r"<h[23][^>]*>(.*?)</h[23]>", page)
     for section in SECTIONS:
         assert section.replace("'", "&#x27;") in headings, section
     refs = HTML_REF.findall(page)
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
     assert len(images) >= 10 and "figures/ckplus_gradcam.png" in images
     for ref in refs:
-        assert (shrunk_run / ref).is_file(), ref
+        assert ref.startswith("#") or (shrunk_run / ref).is_file(), ref
     assert "<script" not in page and "http://" not in page and "https://" not in page
     # every Markdown table became an HTML table
     separators = [line for line in report.read_text().splitlines() if line.startswith("|---")]
@@ -179,3 +180,69 @@ def test_report_leads_with_table1_and_ends_with_the_appendix(report):
     for network in ("baseline", "ftl", "el"):          # every network's matrix, not only EL's
         for stem in (f"ckplus_{network}", f"sfew_{network}", f"sfew_on_ckplus_{network}"):
             assert f"![{stem}](confusion/{stem}.png)" in text
+
+
+def test_contents_link_every_section_to_a_heading_id(report, shrunk_run):
+    text = report.read_text()
+    lines = text.splitlines()
+    assert lines[2].startswith("**Contents**: ")                        # under the title
+    entries = re.findall(r"\[([^\]]+)\]\(#([^)]+)\)", lines[2])
+    sections = [line[3:] for line in lines if line.startswith("## ")]
+    assert [label for label, _ in entries] == [
+        "Table I", "Significance", "Table II", "Table III", "Confusion matrices",
+        "Landmarks before and after fine-tuning", "Grad-CAM", "Model complexity",
+        "Training curves and accuracy charts", "Appendix", "Provenance"]
+    assert len(entries) == len(sections) + 1
+    page = (shrunk_run / "report.html").read_text()
+    ids = re.findall(r'<h[2-6] id="([^"]+)">', page)
+    assert len(ids) == len(set(ids))                     # repeated titles (### CK+) get -1, -2
+    for (label, anchor), title in zip(entries, sections):
+        assert title.startswith(label)
+        assert re.search(f'<h2 id="{re.escape(anchor)}">', page), (title, anchor)
+    assert 'id="table-i-accuracy--ours-beside-the-papers"' in page     # GitHub's slug
+    assert '<h3 id="provenance">Provenance</h3>' in page
+    for ref in re.findall(r'href="#([^"]+)"', page):
+        assert ref in ids, ref
+
+
+def test_significance_follows_table1_with_its_files(report, shrunk_run):
+    text = report.read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[1] == "## Significance: paired tests and bootstrap intervals"
+    section = text[text.index("## Significance"):text.index("## Table II")]
+    assert "**3 folds: too few for the Wilcoxon test to reach p < 0.05** (its smallest exact " \
+           "two-sided p is 0.25" in section
+    assert "1 fold: the Wilcoxon test needs several paired folds" in section      # SFEW
+    assert "| Baseline - FTL | 3 | -50.00 | 0 |" in section
+    assert "2000 resamples of the test images within each fold" in section
+    for name in ("significance_wilcoxon.csv", "significance_mcnemar.csv", "bootstrap_intervals.csv"):
+        assert f"[{name}](tables/{name})" in section and (shrunk_run / "tables" / name).is_file()
+
+
+def test_every_figure_has_a_caption_saying_what_it_shows(report, shrunk_run):
+    lines = report.read_text().splitlines()
+    images = [i for i, line in enumerate(lines) if line.startswith("![")]
+    assert len(images) >= 10
+    for i in images:
+        assert lines[i + 1].startswith("*Figure: ") and lines[i + 1].endswith("*"), lines[i]
+    page = (shrunk_run / "report.html").read_text()
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert len(captions) == len(images)
+    assert not [c for c in captions if c.endswith(".png") or "_" in c], captions
+    text = "\n".join(lines)
+    assert "*Figure: CK+: loss (left of each pair, linear axis) and accuracy (right)" in text
+    assert "*Figure: CK+: where each network looks." in text
+
+
+def test_provenance_leads_the_appendix(report):
+    text = report.read_text()
+    appendix = text[text.index("## Appendix"):]
+    assert appendix.index("### Provenance") < appendix.index("### Settings")
+    assert "| GPU-hours | 0 (CPU run, device cpu) |" in appendix
+    assert "| device | cpu |" in appendix and "| git commit | not recorded |" in appendix
+
+
+def test_complexity_states_the_size_it_was_counted_at(report):
+    # shrunk_run trained at 32 px; its complexity.json (describe's default) was counted at 160
+    section = report.read_text().split("## Model complexity")[1].split("\n## ")[0]
+    assert ("**Counted at 160x160 inputs, but this run trained on 32x32 inputs**") in section
