@@ -1,9 +1,10 @@
 """What a data set's files hold, for the prepared directory's name: path, size and content digest.
 
 Content, not modification times: a data set copied with `cp -r` or rsync'd to shared storage keeps
-its key, so nothing is prepared or trained again. Reading every byte once is the price; a cache
-beside the prepared directories remembers each file's digest under its (path, size, mtime, inode),
-so an unchanged data set is not read again.
+its key, so nothing is prepared or trained again. Reading every byte once is the price; a cache in
+the user's cache folder (not in the store, which holds only prepared data, models and runs)
+remembers each file's digest under its (path, size, mtime, inode), so an unchanged data set is not
+read again.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from partfer import atomicio
 
-CACHE_FILE = ".content-digests.json"
+CACHE_FILE = "content-digests.json"
 CACHE_VERSION = 1
 _CHUNK = 1 << 20
 
@@ -75,15 +76,17 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def cache_path(prepared_root: str | os.PathLike) -> Path:
-    return Path(prepared_root) / CACHE_FILE
+def cache_path() -> Path:
+    """$XDG_CACHE_HOME/partfer (or ~/.cache/partfer)/content-digests.json."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "partfer" / CACHE_FILE
 
 
-def load_cache(prepared_root: str | os.PathLike) -> dict:
-    """The digests remembered under prepared_root; empty when there are none or they are unreadable
-    (the cache only saves time: a bad one is rebuilt, never trusted)."""
+def load_cache(path: str | os.PathLike | None = None) -> dict:
+    """The digests remembered in `path` (default cache_path()); empty when there are none or they
+    are unreadable (the cache only saves time: a bad one is rebuilt, never trusted)."""
     try:
-        data = json.loads(cache_path(prepared_root).read_text(encoding="utf-8"))
+        data = json.loads(Path(path or cache_path()).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
@@ -96,13 +99,14 @@ def load_cache(prepared_root: str | os.PathLike) -> dict:
             and isinstance(v[3], str)}
 
 
-def save_cache(prepared_root: str | os.PathLike, cache: dict) -> None:
+def save_cache(cache: dict, path: str | os.PathLike | None = None) -> None:
     """Write the cache atomically, without files that are gone; a store that cannot be written to
     keeps working without it (the digests are read again next time)."""
     kept = {key: value for key, value in cache.items() if os.path.lexists(bytes.fromhex(key))}
+    path = Path(path or cache_path())
     try:
-        Path(prepared_root).mkdir(parents=True, exist_ok=True)
-        atomicio.write_text(cache_path(prepared_root),
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomicio.write_text(path,
                             json.dumps({"version": CACHE_VERSION, "files": kept}, sort_keys=True))
     except OSError:
         pass

@@ -28,7 +28,7 @@ from partfer.data_prep.prep_store import (
     PreparedBuilder, check_name, content_hash, hash_inputs, prepared_path,
     write_rejects_csv,
 )
-from partfer.data_prep.prepared import PREPARED_DIR, check_counts, read_manifest, read_subjects
+from partfer.data_prep.prepared import check_counts, read_manifest, read_subjects
 from partfer.data_prep import ray_console
 from partfer.data_prep.private_ray import bound_oom_retries, start_private_ray
 from partfer.data_prep.readers.base import ReadResult, Record, Reject, read_dataset
@@ -236,9 +236,9 @@ def prepare_datasets(requests: list[PrepRequest], out_root: str | os.PathLike, r
     if len(set(names)) != len(names):
         raise ValueError(f"data set names must be unique, got {names}")
     out_root = str(Path(out_root).expanduser().resolve())
-    digests = load_cache(Path(out_root) / PREPARED_DIR)      # files read before: not read again
+    digests = load_cache()               # files read before: not read again
     plans = [_plan(request, out_root, digests) for request in requests]
-    save_cache(Path(out_root) / PREPARED_DIR, digests)
+    save_cache(digests)
     infos = {p.request.name: _reused(p) for p in plans
              if (p.final / SUCCESS_MARKER).is_file() or (fetch is not None and fetch(p.final))}
     todo = [p for p in plans if p.request.name not in infos]

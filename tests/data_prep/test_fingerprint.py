@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 
-from partfer.data_prep.fingerprint import input_fingerprint, load_cache, save_cache
+from partfer.data_prep.fingerprint import cache_path, input_fingerprint, load_cache, save_cache
 
 
 def _tree(root):
@@ -33,8 +33,8 @@ def test_the_cache_skips_unchanged_files_and_rereads_changed_ones(tmp_path):
     cache: dict = {}
     first = input_fingerprint(root, cache)
     assert len(cache) == 3
-    save_cache(tmp_path / "prepared", cache)
-    loaded = load_cache(tmp_path / "prepared")
+    save_cache(cache, tmp_path / "digests.json")
+    loaded = load_cache(tmp_path / "digests.json")
     assert loaded == cache
     # A digest is taken from the cache only while size, mtime and inode are the ones it was read with.
     key = next(k for k in loaded if bytes.fromhex(k).endswith(b"a.png"))
@@ -48,11 +48,20 @@ def test_the_cache_skips_unchanged_files_and_rereads_changed_ones(tmp_path):
 
 
 def test_a_damaged_cache_is_ignored(tmp_path):
-    folder = tmp_path / "prepared"
-    folder.mkdir()
+    path = tmp_path / "digests.json"
     for text in ("{not json", '{"version": 99, "files": {}}', '{"version": 1, "files": {"k": [1, 2]}}'):
-        (folder / ".content-digests.json").write_text(text)
-        assert load_cache(folder) == {}
+        path.write_text(text)
+        assert load_cache(path) == {}
+
+
+def test_the_cache_lives_in_the_users_cache_folder_not_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _tree(tmp_path / "data")
+    cache: dict = {}
+    input_fingerprint(root, cache)
+    save_cache(cache)
+    assert cache_path() == tmp_path / "cache" / "partfer" / "content-digests.json"
+    assert load_cache() == cache
 
 
 def test_special_files_are_named_never_opened(tmp_path):
