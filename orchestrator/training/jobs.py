@@ -141,7 +141,7 @@ class PackResult:
 def pack_name(job: PackJob) -> str:
     """Which models a pack trains, for progress lines that interleave: its place in the run, the
     networks with their members, the folds and the model count, e.g.
-    `pack 3/26 (ftl face, el eyes+mouth; folds 0-4; 6 models)`."""
+    `pack 3/26 (ftl m0, el eyes+mouth; folds 0-4; 6 models)`."""
     members: dict[str, list[str]] = {}
     folds: set[int] = set()
     for model in job.models:

@@ -54,4 +54,4 @@ def test_pack_names_say_which_models_a_pack_trains(tiny_prepared, tmp_path):
     assert f"{len(first.models)} models)" in names[0] and f"folds {folds[0]}" in names[0]
     networks = {m.meta["network"] for job in jobs for m in job.models}
     assert networks == {"ftl", "el"} and any("el mouth" in n or "el eyes" in n for n in names)
-    assert "ftl face" in " ".join(names)
+    assert "ftl m0" in " ".join(names)               # FTL's members by name, EL's by part
