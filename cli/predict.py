@@ -63,8 +63,6 @@ def predict_command(args: argparse.Namespace) -> int:
         annotator = (predictor.annotator(args.annotate, args.every, "rgb", args.inputs)
                      if args.annotate is not None else None)
         sources = expand_inputs(args.inputs)
-        for level, text in predictor.notes(args.details):      # what holds for every row, said once
-            print(f"partfer predict: {level}: {text}", file=sys.stderr)
         chunks = predictor._chunks(sources, args.batch_size, args.every, args.gradcam, not args.no_progress,
                                    "rgb", args.details, annotator)
         summary = write_predictions(chunks, args.out, predictor.schema(args.gradcam is not None, args.details))
@@ -75,6 +73,9 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"partfer predict: error: cannot write {err.filename or args.out or 'the output'}: "
               f"{err.strerror or type(err).__name__}", file=sys.stderr)
         return EXIT_USAGE
+    # what holds for every row, said once beside the summary (an output error stays one line)
+    for level, text in predictor.notes(args.details):
+        print(f"partfer predict: {level}: {text}", file=sys.stderr)
     below = f", {summary.low_score} faces below --min-score" if summary.low_score else ""
     print(f"partfer predict: {summary.faces} faces, {summary.no_face} frames without a face{below}, "
           f"{summary.errors} errors{where}", file=sys.stderr)

@@ -80,7 +80,7 @@ def test_a_copied_data_set_keeps_its_key(tiny_run, tmp_path):
     # `cp -r` gives every file a new modification time: the prepared data, and so every model key,
     # must not change with it.
     out, report, _ = tiny_run
-    generated = next((out / "synthetic").glob("jaffe-*"))
+    generated = next(p for p in (out / "synthetic").glob("jaffe-*") if p.is_dir())
     copy = tmp_path / "copied-jaffe"
     subprocess.run(["cp", "-r", str(generated), str(copy)], check=True)
     dry = _run("--config", str(TINY), "--out", str(out), "--datasets", f"jaffe={copy}", "--dry-run", cwd=out)
