@@ -31,7 +31,7 @@ def input_fingerprint(root: str | os.PathLike, cache: dict | None = None) -> lis
     by its kind (never opened: a FIFO would block), an unreadable file as such, a folder that cannot
     be listed as (its path + "/", -1, "unlisted"). `cache` (load_cache) is updated in place.
     """
-    root = Path(root)
+    root = Path(root).resolve()         # once: every file's cache key is then an absolute path
     entries: list[Entry] = []
 
     def unlisted(err: OSError) -> None:
@@ -57,7 +57,7 @@ def _describe(path: Path, cache: dict | None) -> tuple[int, str]:
             return -1, f"unreadable ({exc.strerror})"
     if not stat.S_ISREG(st.st_mode):
         return st.st_size, "not a regular file"
-    key = os.fsencode(path.resolve()).hex()
+    key = os.fsencode(path).hex()
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
     known = cache.get(key) if cache is not None else None
     if known is not None and known[:3] == stamp:

@@ -106,14 +106,17 @@ def storage_root(run_dir: Path, plan: RunPlan, store: str | Path | None = None) 
 
 
 def _predictions_held(root: Path, plan: RunPlan) -> int:
-    """How many of the plan's models have a predictions file under `root` (relative paths only:
-    check_inside refuses the others later)."""
-    held = 0
-    for record in plan.models:
-        text = str(record.dir)
-        if text and not text.startswith("/") and ".." not in text.replace("\\", "/").split("/"):
-            held += (root / text / PREDICTIONS_FILE).is_file()
-    return held
+    """How many of the plan's models have a predictions file under `root` (names that could
+    leave the store do not count: check_inside refuses them later)."""
+    return sum(_names_a_relative_path(record.dir) and (root / record.dir / PREDICTIONS_FILE).is_file()
+               for record in plan.models)
+
+
+def _names_a_relative_path(named: str) -> bool:
+    """A non-empty relative path with no `..`: one that cannot leave the folder it is joined to
+    (links aside: check_inside resolves them)."""
+    text = str(named).replace("\\", "/")
+    return bool(text) and not text.startswith("/") and "://" not in text and ".." not in text.split("/")
 
 
 def check_inside(plan: RunPlan, root: Path, plan_path: Path) -> None:
@@ -123,11 +126,9 @@ def check_inside(plan: RunPlan, root: Path, plan_path: Path) -> None:
     real_root = root.resolve()
     for record in plan.models:
         for named in (record.dir, *record.stage_dirs.values(), *record.extra_predictions):
-            text = str(named).replace("\\", "/")
-            inside = (bool(text) and not text.startswith("/") and "://" not in text
-                      and ".." not in text.split("/"))
+            inside = _names_a_relative_path(named)
             if inside:
-                resolved = (root / text).resolve()
+                resolved = (root / str(named).replace("\\", "/")).resolve()
                 inside = resolved == real_root or real_root in resolved.parents
             if not inside:
                 raise PlanError(f"{plan_path}: {record.network} {record.member} fold {record.fold} names "
