@@ -8,7 +8,7 @@ through bench/train_throughput.make_step) on a CPU, side by side in one run.
 The grid: fp32 vs bf16 autocast, NCHW vs channels-last, packs of 1/5/10 models, 1 vs 2 torch
 threads. Then the two ways a 2-core machine runs packs: Ray's two one-thread pack tasks at once
 (the `ray` executor with train.cpus_per_pack 1) against one two-thread pack. Figures are
-images/s summed over models (batch 32 per model). What configs/hardware/cpu.yaml and the `auto`
+images/s summed over models (--batch per model, 32 by default). What configs/hardware/cpu.yaml and the `auto`
 settings choose comes from these figures (BENCHMARKS.md).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from train_throughput import make_step  # noqa: E402
 
 
 def rate(image_size: int, models: int, precision: str, channels_last: bool, threads: int,
-         seconds: float, batch: int = 32) -> float:
+         seconds: float, batch: int) -> float:
     """Images/s of one pack stepping for about `seconds` after a warm-up. bf16 steps on a CPU are
     an order of magnitude slower: one warm-up and one timed step say so without taking an hour."""
     torch.set_num_threads(threads)
@@ -44,15 +44,15 @@ def rate(image_size: int, models: int, precision: str, channels_last: bool, thre
     return models * batch * done / (time.perf_counter() - t0)
 
 
-def _ray_pack(image_size: int, models: int, precision: str, channels_last: bool, seconds: float) -> float:
-    return rate(image_size, models, precision, channels_last, 1, seconds)
+def _ray_pack(image_size: int, models: int, precision: str, channels_last: bool, seconds: float, batch: int) -> float:
+    return rate(image_size, models, precision, channels_last, 1, seconds, batch)
 
 
-def ray_pair(image_size: int, models: int, precision: str, channels_last: bool, seconds: float) -> float:
+def ray_pair(image_size: int, models: int, precision: str, channels_last: bool, seconds: float, batch: int) -> float:
     """Two one-thread packs as Ray tasks at once (one CPU each), summed."""
     import ray
     task = ray.remote(num_cpus=1)(_ray_pack)
-    return sum(ray.get([task.remote(image_size, models, precision, channels_last, seconds) for _ in range(2)]))
+    return sum(ray.get([task.remote(image_size, models, precision, channels_last, seconds, batch) for _ in range(2)]))
 
 
 def main(argv=None) -> None:
@@ -60,13 +60,14 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", default="32,48", help="input sides, comma list (default: 32,48)")
     ap.add_argument("--packs", default="1,5,10", help="models per pack, comma list (default: 1,5,10)")
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per figure (default: 2)")
+    ap.add_argument("--batch", type=int, default=32, help="images per model a step (default: 32, the paper's)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray pairs")
     ap.add_argument("--json", help="write every figure here too")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     packs = [int(p) for p in args.packs.split(",")]
     rows = []
-    print(f"CPU settings, {os.cpu_count()} cores, torch {torch.__version__}, {platform.processor() or platform.machine()}",
+    print(f"CPU settings, batch {args.batch} per model, {os.cpu_count()} cores, torch {torch.__version__}, {platform.processor() or platform.machine()}",
           flush=True)
     print(f"{'px':>3} {'models':>6} {'threads':>7} {'fp32':>8} {'fp32 CL':>8} {'bf16':>8} {'bf16 CL':>8}  (img/s)", flush=True)
     for size in sizes:
@@ -75,8 +76,8 @@ def main(argv=None) -> None:
                 figures = {}
                 for precision in ("fp32", "bf16"):
                     for cl in (False, True):
-                        figures[(precision, cl)] = r = rate(size, models, precision, cl, threads, args.seconds)
-                        rows.append({"kind": "pack", "image_size": size, "models": models, "threads": threads,
+                        figures[(precision, cl)] = r = rate(size, models, precision, cl, threads, args.seconds, args.batch)
+                        rows.append({"kind": "pack", "image_size": size, "models": models, "batch": args.batch, "threads": threads,
                                      "precision": precision, "channels_last": cl, "images_per_s": round(r, 1)})
                         _save(args.json, rows)
                 print(f"{size:>3} {models:>6} {threads:>7} " + " ".join(f"{figures[k]:>8.0f}" for k in (
@@ -91,9 +92,9 @@ def main(argv=None) -> None:
                             and r["models"] == models and r["precision"] == "fp32"),
                            key=lambda r: r["images_per_s"])
                 cl = best["channels_last"]
-                one = rate(size, models, "fp32", cl, 2, args.seconds)
-                pair = ray_pair(size, models, "fp32", cl, args.seconds)
-                rows.append({"kind": "ray_pair", "image_size": size, "models": models, "precision": "fp32",
+                one = rate(size, models, "fp32", cl, 2, args.seconds, args.batch)
+                pair = ray_pair(size, models, "fp32", cl, args.seconds, args.batch)
+                rows.append({"kind": "ray_pair", "image_size": size, "models": models, "batch": args.batch, "precision": "fp32",
                              "channels_last": cl, "one_two_thread_pack": round(one, 1),
                              "two_one_thread_ray_packs": round(pair, 1)})
                 print(f"{size:>3} {models:>6} {'CL' if cl else 'NCHW':>6} {one:>18.0f} {pair:>24.0f}", flush=True)

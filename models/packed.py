@@ -341,9 +341,8 @@ class PackedNetwork(nn.Module):
             module = getattr(self, head)
             if module is None:
                 continue
-            for j, layer in enumerate(module.layers(), start=1):
-                out[f"{head}.fc{j}.weight"] = layer.plain_weight(i).detach().contiguous().clone()
-                out[f"{head}.fc{j}.bias"] = layer.plain_bias(i).detach().clone()
+            for j in range(1, module.n_layers + 1):
+                out[f"{head}.fc{j}.weight"], out[f"{head}.fc{j}.bias"] = module.plain_layer(j, i)
         return out
 
     def subnetwork(self, i: int) -> SubNetwork:
@@ -403,6 +402,9 @@ class PackedNetwork(nn.Module):
 
     def _load_head(self, i: int, head: str, module: PackedDenseStack, state_dict: dict) -> None:
         expected = {f"{head}.fc{j}.{p}" for j in range(1, module.n_layers + 1) for p in ("weight", "bias")}
+        if module.out_scale is not None:
+            raise StateDictError(f"slot {i}: {head} reads its outputs in a frame of its own; a plain state "
+                                 "dict (crop units) must be loaded before the frame is set")
         got = {k for k in state_dict if k.startswith(f"{head}.")}
         if got != expected:
             raise StateDictError(f"slot {i}: {head} keys {sorted(got)} do not match {sorted(expected)}")

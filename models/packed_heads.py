@@ -73,6 +73,10 @@ class PackedDenseStack(nn.Module):
             outs = last_sizes if (i == self.n_layers and last_sizes is not None) else [b] * n_models
             self.add_module(f"fc{i}", PackedLinear(n_models, a, outs))
         self.act = make_activation(activation)
+        # The output frame (set_output_frame_): none unless a landmark stage trains in
+        # standardized units. Not persistent: checkpoints always hold the folded, crop-unit layer.
+        self.register_buffer("out_center", None, persistent=False)
+        self.register_buffer("out_scale", None, persistent=False)
 
     def layers(self) -> list[PackedLinear]:
         return [getattr(self, f"fc{i}") for i in range(1, self.n_layers + 1)]
@@ -81,7 +85,38 @@ class PackedDenseStack(nn.Module):
         layers = self.layers()
         for layer in layers[:-1]:
             x = self.act(layer(x, models))
-        return layers[-1](x, models)
+        y = layers[-1](x, models)
+        if self.out_scale is None:
+            return y
+        center, scale = (self.out_center, self.out_scale) if models is None else \
+            (self.out_center[models], self.out_scale[models])
+        return torch.addcmul(center.unsqueeze(1), y, scale[:, None, None])
+
+    @torch.no_grad()
+    def set_output_frame_(self, center: torch.Tensor, scale: torch.Tensor) -> None:
+        """Read model m's last layer in a frame of its own: output = center[m] + scale[m] * layer.
+
+        center (M, out_max), zero at padded outputs; scale (M,) > 0. The layer's own weights then
+        live in units of `scale` around `center` (a landmark stage regressing standardized points:
+        orchestrator.training.train); plain_layer folds the frame back for a checkpoint."""
+        last = self.layers()[-1]
+        if center.shape != last.bias.shape or scale.shape != (last.n_models,) or not bool((scale > 0).all()):
+            raise ValueError(f"an output frame needs center {tuple(last.bias.shape)} and a positive scale "
+                             f"({last.n_models},), got {tuple(center.shape)} and {tuple(scale.shape)}")
+        self.out_center = (center * last.out_mask).to(last.bias)
+        self.out_scale = scale.to(last.bias)
+
+    def plain_layer(self, j: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model m's layer fc{j} as nn.Linear's (weight (out, in), bias (out,)), copies; the last
+        layer with the output frame folded in, so the plain network computes the same points."""
+        layer = getattr(self, f"fc{j}")
+        weight = layer.plain_weight(m).detach().contiguous().clone()
+        bias = layer.plain_bias(m).detach().clone()
+        if j == self.n_layers and self.out_scale is not None:
+            n = layer.out_sizes[m]
+            weight = weight * self.out_scale[m]
+            bias = self.out_center[m, :n] + self.out_scale[m] * bias
+        return weight, bias
 
     @property
     def out_mask(self) -> torch.Tensor:

@@ -32,6 +32,7 @@ STAGES = ("baseline", "landmark", "head", "finetune")
 # train.selection: which epoch's weights a stage keeps (configs/paper.yaml explains each)
 SELECTIONS = ("evaluated_fold", "heldout_subjects", "last")
 TRANSFER_BN = ("frozen", "trainable")
+LANDMARK_TARGETS = ("crop", "standardized")
 
 
 class ConfigError(ValueError):
@@ -232,13 +233,17 @@ EXECUTION_KEYS = ("storage", "executor", "device", "storage_shared", "hardware",
 # Kernel switches the config no longer has, at the only value a run ever had them: the run id
 # hashes them, so that every config keeps the id it had while it carried them.
 RETIRED_SWITCHES = {"fused_grey_conv": False, "cuda_graphs": False, "triton_conv": False}
+# Recipe settings added later, at the value every run had before them: left out of the id there,
+# so that every config keeps the id it had before they existed.
+ADDED_AT_DEFAULT = {"landmark_targets": "crop"}
 
 
 def identity_config(cfg: dict) -> dict:
     """The part of a resolved config that a run's id hashes: everything but EXECUTION_KEYS, with
-    RETIRED_SWITCHES under train."""
+    RETIRED_SWITCHES under train and ADDED_AT_DEFAULT left out where they hold their default."""
     out = {k: v for k, v in cfg.items() if k not in EXECUTION_KEYS}
-    out["train"] = {**cfg["train"], **RETIRED_SWITCHES}
+    train = {k: v for k, v in cfg["train"].items() if ADDED_AT_DEFAULT.get(k, object()) != v}
+    out["train"] = {**train, **RETIRED_SWITCHES}
     return out
 
 
@@ -319,6 +324,9 @@ def _validate_recipe(tr: dict) -> None:
         raise ConfigError(f"train.twin_selection must be null or one of {', '.join(SELECTIONS)}, not {twin!r}")
     if tr["transfer_bn"] not in TRANSFER_BN:
         raise ConfigError(f"train.transfer_bn must be frozen or trainable, not {tr['transfer_bn']!r}")
+    if tr["landmark_targets"] not in LANDMARK_TARGETS:
+        raise ConfigError(f"train.landmark_targets must be one of {', '.join(LANDMARK_TARGETS)}, "
+                          f"not {tr['landmark_targets']!r}")
     steps = tr["steps_per_epoch"]
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"train.steps_per_epoch must be a whole number >= 1 or null, not {steps!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from partfer.data_prep.prepared import PreparedData
 from partfer.models.stages import FROZEN_BN_STAGES
 from partfer.models.options import ExecOptions
-from partfer.orchestrator.config import compile_mode_of, epochs_for, selections_of
+from partfer.orchestrator.config import ADDED_AT_DEFAULT, compile_mode_of, epochs_for, selections_of
 from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob
 from partfer.orchestrator.execution.folds import FoldSplit, fold_ids, make_split
 from partfer.orchestrator.networks import NETWORKS, stage_sequences
@@ -73,7 +73,8 @@ def stage_settings(cfg: dict, dataset: str, stage: str, selection: str | None = 
         adam={k: float(v) for k, v in tr["adam"].items()}, eval_every=int(cfg["eval_every"]),
         checkpoint_every=int(tr["checkpoint_every"]),
         checkpoint_seconds=float(tr["checkpoint_seconds"]),
-        compact_stopped=bool(tr["compact_stopped"]), recalibrate_bn=bool(tr["recalibrate_bn"]))
+        compact_stopped=bool(tr["compact_stopped"]), recalibrate_bn=bool(tr["recalibrate_bn"]),
+        landmark_targets=tr["landmark_targets"] if stage == "landmark" else "crop")
 
 
 # Resume bookkeeping: changing it changes no result, so it is not part of a model's key.
@@ -81,8 +82,11 @@ _BOOKKEEPING = ("checkpoint_every", "checkpoint_seconds")
 
 
 def result_settings(settings: StageSettings) -> dict:
-    """The stage settings that can change what a model learns (its key's share of them)."""
-    return {k: v for k, v in asdict(settings).items() if k not in _BOOKKEEPING}
+    """The stage settings that can change what a model learns (its key's share of them). A setting
+    added after stores were written stays out at its default (ADDED_AT_DEFAULT): a model trained
+    with it there is the model trained before it existed, and those stores' models are still found."""
+    return {k: v for k, v in asdict(settings).items()
+            if k not in _BOOKKEEPING and ADDED_AT_DEFAULT.get(k, object()) != v}
 
 
 def unit_seed(cfg: dict, unit: Unit) -> int:

@@ -168,6 +168,9 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
              for stage, rate in paper["train"]["lr"].items() if float(cfg["train"]["lr"][stage]) != float(rate)]
     if rates:
         reasons.append(f"learning rates: {', '.join(rates)}")
+    if cfg["train"]["landmark_targets"] != paper["train"]["landmark_targets"]:
+        reasons.append(f"landmark targets {cfg['train']['landmark_targets']} "
+                       f"(paper {paper['train']['landmark_targets']})")
     ours, theirs = cfg["train"]["steps_per_epoch"], paper["train"]["steps_per_epoch"]
     if ours != theirs and (ours is None or theirs is None or int(ours) < int(theirs)):
         what = "one pass over the training rows" if ours is None else str(ours)
@@ -310,7 +313,7 @@ def run(req: RunRequest, log=None) -> str | None:
         "networks": list(cfg["networks"]), "parts": list(cfg["parts"]), "members": int(cfg["members"]),
         "selection": cfg["train"]["selection"], "twin_selection": cfg["train"]["twin_selection"],
         "steps_per_epoch": cfg["train"]["steps_per_epoch"], "patience": cfg["train"]["patience"],
-        "transfer_bn": cfg["train"]["transfer_bn"],
+        "transfer_bn": cfg["train"]["transfer_bn"], "landmark_targets": cfg["train"]["landmark_targets"],
         "epochs": {name: {s: epochs_for(cfg, name, s) for s in ("baseline", "landmark", "head", "finetune")}
                    for name in prepared},
         "prep": {n: prep_config(cfg, n, n in synthetic) for n in prepared},

@@ -53,6 +53,7 @@ class StageSettings:
     recalibrate_bn: bool
     checkpoint_seconds: float     # and at least this long since the last one (a big pack's state is costly to write)
     compact_stopped: bool         # stop computing stopped models once half the computed ones stopped
+    landmark_targets: str         # crop | standardized: the landmark stage's regression units ("crop" elsewhere)
 
 
 @dataclass(frozen=True)

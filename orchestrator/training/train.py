@@ -43,6 +43,11 @@ from partfer.orchestrator.training.pack_state import PackState, expected_state, 
 from partfer.orchestrator.training.tensors import DeviceData, device_data
 
 
+# The smallest spread a standardized frame takes (crop units; 0.016 px of a 160 px crop): a
+# model whose training points never move would otherwise divide by zero.
+SPREAD_FLOOR = 1e-4
+
+
 def build_network(job: PackJob, models: list[ModelJob], options: ExecOptions | None = None) -> PackedNetwork:
     """The pack's network for `models`, computing as `options` say (default: the job's)."""
     transfer = job.stage.stage != "baseline"
@@ -87,6 +92,22 @@ class _Targets:
         flat = landmarks.reshape(*landmarks.shape[:2], -1)
         idx = self.index[:, None, :].expand(-1, flat.shape[1], -1)
         return (flat.gather(2, idx) * self.mask[:, None, :]).transpose(0, 1)
+
+
+def target_frame(data: DeviceData, models: list[ModelJob], targets: _Targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's standardized landmark frame from its own training rows: the mean shape
+    (M, Lmax) and one spread a model (M,), the root mean variance of its coordinates. The points
+    of a region vary by a few hundredths of the crop; regressed in crop units, each Adam step
+    moves the outputs by about as much, so the stage hovers near the mean shape."""
+    rows, mask = _pad_rows([m.train for m in models], data.landmarks.device)
+    weight = mask.t().unsqueeze(-1).float()                          # (T, M, 1)
+    pts = torch.where(weight > 0, targets.gather(data.landmarks[rows]), 0.0)   # (T, M, Lmax); padding's rows may be NaN
+    count = weight.sum(0).clamp(min=1)
+    center = (pts * weight).sum(0) / count
+    var = (((pts - center) ** 2) * weight).sum(0) / count            # (M, Lmax)
+    n_coords = targets.mask.sum(1).clamp(min=1)
+    spread = ((var * targets.mask).sum(1) / n_coords).sqrt()
+    return center, spread.clamp(min=SPREAD_FLOOR)
 
 
 def _forward(net: PackedNetwork, x: torch.Tensor, landmarks: bool, classes: bool,
@@ -430,6 +451,8 @@ class _PackRun:
 
         net = self.net = build_network(job, models, self.routes.network)
         _load_upstream(net, models)
+        if st.stage == "landmark" and st.landmark_targets == "standardized":
+            net.landmark_head.set_output_frame_(*target_frame(data, models, self.targets))
         net.to(device)
         if execution.channels_last:
             net.to(memory_format=torch.channels_last)

@@ -493,3 +493,28 @@ def test_grey_input_modes_compute_the_same():
         outs[mode] = net.classify(x)
     torch.testing.assert_close(outs["fold"], outs["repeat"], **TOL[torch.float64])
     torch.testing.assert_close(outs["fold"], outs["pad"], **TOL[torch.float64])
+
+
+def test_an_output_frame_is_read_by_the_pack_and_folded_into_each_models_state():
+    """A landmark head read in a frame of its own (center + scale * layer) computes those points,
+    and model_state hands a plain network the folded layer that computes the same ones."""
+    packed = PackedNetwork(3, None, PART_OUTPUTS, seeds=SEEDS).double().eval()
+    x, _, _ = batch(3, 3, torch.float64)
+    raw = packed.landmarks(x)
+    g = torch.Generator().manual_seed(3)
+    center = torch.rand(3, max(PART_OUTPUTS), generator=g, dtype=torch.float64)
+    scale = torch.tensor([0.03, 0.5, 2.0], dtype=torch.float64)
+    packed.landmark_head.set_output_frame_(center, scale)
+    framed = packed.landmarks(x)
+    for i, n in enumerate(PART_OUTPUTS):
+        torch.testing.assert_close(framed[:, i, :n], center[i, :n] + scale[i] * raw[:, i, :n])
+        assert not framed[:, i, n:].any(), "padded outputs must stay exactly zero"
+        net = SubNetwork(None, n, seed=999).double().eval()
+        net.load_state_dict(packed.model_state(i), strict=True)
+        torch.testing.assert_close(net.landmarks(x[:, i]), framed[:, i, :n], atol=1e-10, rtol=1e-10)
+    # the frame is not part of a checkpoint, and a plain state dict cannot be loaded under it
+    assert not any("out_" in k for k in packed.state_dict())
+    with pytest.raises(StateDictError, match="frame"):
+        packed.load_model_state(0, packed.model_state(0))
+    with pytest.raises(ValueError, match="positive scale"):
+        packed.landmark_head.set_output_frame_(center, -scale)

@@ -296,3 +296,42 @@ def test_frozen_bn_keeps_the_landmark_stages_statistics_through_transfer(tiny_pr
         run_pack(job)
     a, c = _ckpt(trainable[0]), _ckpt(trainable[2])
     assert any(not torch.equal(a[k], c[k]) for k in stats), "trainable BN statistics never moved"
+
+
+def test_a_standardized_landmark_stage_regresses_in_its_own_frame_and_writes_crop_units(tiny_prepared, tmp_path):
+    """train.landmark_targets standardized: each model's frame is its training points' mean shape
+    and spread; the checkpoint holds the folded head, which predicts exactly the written points."""
+    from partfer.data_prep.ibug68 import region_indices
+    from partfer.models.subnet import SubNetwork
+    from partfer.orchestrator.execution.plan import result_settings
+    from partfer.orchestrator.training.augment import normalise_pixels
+    from partfer.orchestrator.training.tensors import device_data
+    from partfer.orchestrator.training.train import _Targets, target_frame
+
+    crop = _chain(tiny_prepared, tmp_path / "crop", **{"train.landmark_targets": "crop"})[0]
+    landmark = _chain(tiny_prepared, tmp_path / "std", **{"train.landmark_targets": "standardized"})[0]
+    assert crop.stage.landmark_targets == "crop" and landmark.stage.landmark_targets == "standardized"
+    assert [m.key for m in crop.models] != [m.key for m in landmark.models]
+    # at its default the setting stays out of the key: stores written before it existed still match
+    assert "landmark_targets" not in result_settings(crop.stage)
+    data = device_data(landmark.prepared_dir, landmark.image_size, "cpu", list(landmark.classes))
+    center, spread = target_frame(data, list(landmark.models), _Targets.for_models(list(landmark.models), "cpu"))
+    for i, m in enumerate(landmark.models):
+        coords = [2 * p + c for p in region_indices(m.region) for c in (0, 1)]
+        flat = data.landmarks[list(m.train)].reshape(len(m.train), -1)[:, coords]
+        n = len(coords)
+        torch.testing.assert_close(center[i, :n], flat.mean(0))
+        torch.testing.assert_close(spread[i], flat.var(0, unbiased=False).mean().sqrt())
+        assert not center[i, n:].any()
+    run_pack(landmark)
+    for m in landmark.models:
+        state = torch.load(f"{m.out_dir}/checkpoint.pt", weights_only=True)
+        lms = pq.read_table(f"{m.out_dir}/landmarks.parquet").to_pandas()
+        rows = [data.prepared.sample_ids.index(s) for s in lms["sample_id"]]
+        net = SubNetwork(None, len(lms["pred"][0]), pool_padding="same", bn_momentum=0.1).eval()
+        net.load_state_dict(state)
+        with torch.no_grad():
+            got = net.landmarks(normalise_pixels(data.images[rows]).unsqueeze(1))
+        torch.testing.assert_close(got, torch.tensor(list(lms["pred"])), atol=1e-5, rtol=1e-4)
+        hist = pd.read_csv(f"{m.out_dir}/history.csv")
+        assert (hist["train_loss"] < 0.5).all(), "the history's losses are in crop units"
