@@ -15,8 +15,8 @@ EPOCHS = {"baseline": 7, "landmark": 3, "head": 2, "finetune": 5}
 
 
 def test_image_steps_are_models_x_epochs_x_steps_x_batch(tiny_prepared, tmp_path):
-    cfg = load_config("demo", {"train.steps_per_epoch": 30, "datasets.jaffe.epochs": EPOCHS, "members": 5,
-                               "train.twin_selection": "last"})
+    cfg = load_config("demo", {"train.steps_per_epoch": 30, "train.batch_size": 32, "datasets.jaffe.epochs": EPOCHS,
+                               "members": 5, "train.twin_selection": "last"})
     plan = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path), "cpu", "r", pack_size=7)
     work = [pack_work(job) for chain in plan.chains for job in chain]
     assert all(w.steps == 30 and w.batch == 32 for w in work)

@@ -208,7 +208,7 @@ def test_an_epoch_is_steps_per_epoch_steps_and_no_model_sees_another_folds_rows(
     run_pack(job)
     assert len(drawn) == 3 * 4                          # 3 steps an epoch, 4 epochs
     for rows in drawn:
-        assert rows.shape == (4, 32)
+        assert rows.shape == (4, job.stage.batch_size)
         for m, model_rows in zip(job.models, rows.tolist()):
             assert set(model_rows) <= set(m.train)      # its own training rows only
             assert not set(model_rows) & set(m.test)
