@@ -238,12 +238,17 @@ RETIRED_SWITCHES = {"fused_grey_conv": False, "cuda_graphs": False, "triton_conv
 ADDED_AT_DEFAULT = {"landmark_targets": "crop"}
 
 
+def without_added_defaults(settings: dict) -> dict:
+    """`settings` less the ADDED_AT_DEFAULT keys that hold their default: what a run id or a model
+    key hashes, so that both stay what they were before those settings existed."""
+    return {k: v for k, v in settings.items() if k not in ADDED_AT_DEFAULT or ADDED_AT_DEFAULT[k] != v}
+
+
 def identity_config(cfg: dict) -> dict:
     """The part of a resolved config that a run's id hashes: everything but EXECUTION_KEYS, with
     RETIRED_SWITCHES under train and ADDED_AT_DEFAULT left out where they hold their default."""
     out = {k: v for k, v in cfg.items() if k not in EXECUTION_KEYS}
-    train = {k: v for k, v in cfg["train"].items() if ADDED_AT_DEFAULT.get(k, object()) != v}
-    out["train"] = {**train, **RETIRED_SWITCHES}
+    out["train"] = {**without_added_defaults(cfg["train"]), **RETIRED_SWITCHES}
     return out
 
 

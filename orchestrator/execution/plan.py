@@ -18,7 +18,7 @@ from pathlib import Path
 from partfer.data_prep.prepared import PreparedData
 from partfer.models.stages import FROZEN_BN_STAGES
 from partfer.models.options import ExecOptions
-from partfer.orchestrator.config import ADDED_AT_DEFAULT, compile_mode_of, epochs_for, selections_of
+from partfer.orchestrator.config import compile_mode_of, epochs_for, selections_of, without_added_defaults
 from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob
 from partfer.orchestrator.execution.folds import FoldSplit, fold_ids, make_split
 from partfer.orchestrator.networks import NETWORKS, stage_sequences
@@ -83,10 +83,9 @@ _BOOKKEEPING = ("checkpoint_every", "checkpoint_seconds")
 
 def result_settings(settings: StageSettings) -> dict:
     """The stage settings that can change what a model learns (its key's share of them). A setting
-    added after stores were written stays out at its default (ADDED_AT_DEFAULT): a model trained
-    with it there is the model trained before it existed, and those stores' models are still found."""
-    return {k: v for k, v in asdict(settings).items()
-            if k not in _BOOKKEEPING and ADDED_AT_DEFAULT.get(k, object()) != v}
+    added after stores were written stays out at its default (config.ADDED_AT_DEFAULT): a model
+    trained with it there is the model trained before it existed, and those stores' models are still found."""
+    return without_added_defaults({k: v for k, v in asdict(settings).items() if k not in _BOOKKEEPING})
 
 
 def unit_seed(cfg: dict, unit: Unit) -> int:
