@@ -148,7 +148,7 @@ def prepare(cfg: dict, datasets: dict[str, str], store: Store, log, synthetic: t
 
 
 def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
-    """Every way this run's training budget or rates differ from configs/paper.yaml's (empty: the paper's)."""
+    """Every way this run's training budget, batches, rates or targets differ from configs/paper.yaml's (empty: the paper's)."""
     from partfer.orchestrator.config import load_config
     paper = load_config("paper")
     reasons = []
@@ -168,6 +168,8 @@ def shrunk_against_paper(cfg: dict, datasets: list[str]) -> list[str]:
              for stage, rate in paper["train"]["lr"].items() if float(cfg["train"]["lr"][stage]) != float(rate)]
     if rates:
         reasons.append(f"learning rates: {', '.join(rates)}")
+    if int(cfg["train"]["batch_size"]) != int(paper["train"]["batch_size"]):
+        reasons.append(f"batches of {cfg['train']['batch_size']} instead of {paper['train']['batch_size']}")
     if cfg["train"]["landmark_targets"] != paper["train"]["landmark_targets"]:
         reasons.append(f"landmark targets {cfg['train']['landmark_targets']} "
                        f"(paper {paper['train']['landmark_targets']})")
