@@ -26,7 +26,7 @@ from partfer.orchestrator.records import DatasetInfo, ModelRecord, RunPlan
 from partfer.orchestrator.storage.root import open_store
 from partfer.orchestrator.storage.store import basename, is_done, join, model_dir, relative, scan_done, stable_hash
 from partfer.orchestrator.training.jobs import (AugmentSettings, ExecSettings, ModelJob, PackJob, SharedOutput,
-                                                StageSettings, job_done)
+                                                StageSettings, job_done, kept_settings)
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,12 @@ _BOOKKEEPING = ("checkpoint_every", "checkpoint_seconds")
 
 
 def result_settings(settings: StageSettings) -> dict:
-    """The stage settings that can change what a model learns (its key's share of them). A setting
-    added after stores were written stays out at its default (config.ADDED_AT_DEFAULT): a model
-    trained with it there is the model trained before it existed, and those stores' models are still found."""
-    return without_added_defaults({k: v for k, v in asdict(settings).items() if k not in _BOOKKEEPING})
+    """The stage settings that can change what a model learns (its key's share of them), as the
+    model its selection keeps has them (jobs.kept_settings). A setting added after stores were
+    written stays out at its default (config.ADDED_AT_DEFAULT): a model trained with it there is
+    the model trained before it existed, and those stores' models are still found."""
+    kept = kept_settings(settings, settings.selection)
+    return without_added_defaults({k: v for k, v in asdict(kept).items() if k not in _BOOKKEEPING})
 
 
 def unit_seed(cfg: dict, unit: Unit) -> int:
@@ -237,8 +239,9 @@ def trajectory_key(key_inputs: dict) -> str:
     """What a stage's training computes, apart from which epoch it keeps: without a patience the
     selection only chooses among the epochs of one and the same training (evaluation passes
     change nothing), so two selections with equal trajectory keys can share it. With a patience
-    the selection's rows decide when the training stops: then it is part of the trajectory."""
-    stage = dict(key_inputs["stage"])
+    the selection's rows decide when the training stops: then it is part of the trajectory.
+    Recomputing the kept network's BN statistics comes after the training, whatever it is."""
+    stage = dict(key_inputs["stage"], recalibrate_bn=None)
     if stage.get("patience") is None:
         stage["selection"] = None
     return stable_hash({**key_inputs, "stage": stage}, 32)

@@ -8,6 +8,7 @@ executors' bookkeeping read these records on machines and in processes that neve
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,10 +51,21 @@ class StageSettings:
     frozen_bn: bool               # BN in inference mode (statistics neither used from the batch nor updated)
     eval_every: int
     checkpoint_every: int
-    recalibrate_bn: bool
+    recalibrate_bn: bool          # under `last` only (kept_settings)
     checkpoint_seconds: float     # and at least this long since the last one (a big pack's state is costly to write)
     compact_stopped: bool         # stop computing stopped models once half the computed ones stopped
     landmark_targets: str         # crop | standardized: the landmark stage's regression units ("crop" elsewhere)
+
+
+def kept_settings(settings: StageSettings, selection: str) -> StageSettings:
+    """The settings of the model a training keeps under `selection` (what its key and meta.json record).
+
+    BN statistics are recomputed (recalibrate_bn) only for the network kept at the last epoch. A
+    selection that chose its epoch by a validation pass keeps the network that pass read, as the
+    authors' checkpoint of the epoch with the best test-fold loss does: recomputing its statistics
+    afterwards would change the figure it was chosen for."""
+    return dataclasses.replace(settings, selection=selection,
+                               recalibrate_bn=settings.recalibrate_bn and selection == "last")
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from partfer.orchestrator.storage.store import (DONE_FILE, build_dir_for, is_don
 from partfer.orchestrator.training.augment import normalise_pixels
 from partfer.orchestrator.training.batches import augmented_batch
 from partfer.orchestrator.training.jobs import (AugmentSettings, ModelJob, PackJob, PackResult, SharedOutput,
-                                                job_done, monitor_selection, monitored_rows, pack_name, pack_selections,
-                                                steps_per_epoch)
+                                                job_done, kept_settings, monitor_selection, monitored_rows, pack_name,
+                                                pack_selections, steps_per_epoch)
 from partfer.orchestrator.training.kernel_routes import pack_routes
 from partfer.orchestrator.training.pack_state import PackState, expected_state, resumable_state
 from partfer.orchestrator.training.tensors import DeviceData, device_data
@@ -384,7 +384,7 @@ def _write_outputs(job: PackJob, net: PackedNetwork, data: DeviceData, models: l
                     test_loss=float(test_eval["loss"][i]),
                     test_acc=float(test_eval["acc"][i]) if "probs" in test_eval else None,
                     n_train=len(m.train), n_val=len(m.val), n_test=len(m.test),
-                    stage_settings=_jsonable(asdict(dataclasses.replace(job.stage, selection=selection))),
+                    stage_settings=_jsonable(asdict(kept_settings(job.stage, selection))),
                     shared_with=[k for k in m.keys if k != out.key], finished=time.time())
         if kernel_fallbacks:
             meta["kernel_fallbacks"] = dict(kernel_fallbacks)
@@ -616,9 +616,11 @@ class _PackRun:
         written = 0
         # `last` first: its weights are those in the network now; the others restore their best epoch
         for selection in sorted(self.selections, key=lambda s: s != "last"):
+            kept = kept_settings(st, selection)
             if selection != "last":
-                self.per_model.restore(state.active.to(self.device))   # models that ran to the cap keep their best epoch
-            if st.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
+                # every model's chosen epoch, BN statistics included (`last` may have recomputed them)
+                self.per_model.restore(torch.ones(self.n_models, dtype=torch.bool, device=self.device))
+            if kept.recalibrate_bn and st.stage != "head" and not st.frozen_bn:   # else the statistics are not this stage's
                 recalibrate_bn(job, net, data, [m.train for m in models])
             net.eval()
             test_eval = evaluate(job, net, data, [m.test for m in models],

@@ -335,3 +335,41 @@ def test_a_standardized_landmark_stage_regresses_in_its_own_frame_and_writes_cro
         torch.testing.assert_close(got, torch.tensor(list(lms["pred"])), atol=1e-5, rtol=1e-4)
         hist = pd.read_csv(f"{m.out_dir}/history.csv")
         assert (hist["train_loss"] < 0.5).all(), "the history's losses are in crop units"
+
+
+def test_only_the_last_epochs_network_has_its_bn_recalibrated(tiny_prepared, tmp_path):
+    """train.recalibrate_bn, both selections from one training: `last` keeps the final weights with
+    BN statistics recomputed; the authors' selection keeps its chosen epoch's network exactly as
+    the validation pass read it, so its test loss is the history's minimum, and its key is that of
+    the same model trained without recalibration (it is that model)."""
+    import json
+    over = {"networks": ["baseline"], "members": 1, "train.lr.baseline": 3e-3, "train.twin_selection": "last",
+            "datasets.jaffe.epochs": {"baseline": 6, "landmark": 2, "head": 2, "finetune": 2}}
+
+    def plan(recalibrate, where):
+        cfg = load_config("demo", {**TINY, **over, "train.recalibrate_bn": recalibrate})
+        (job,) = build_plan(cfg, {"jaffe": load_prepared(tiny_prepared)}, str(tmp_path / where), "cpu", "t",
+                            pack_size=4).chains[0]
+        return job
+
+    job, plain = plan(True, "recal"), plan(False, "plain")
+    assert [m.key for m in job.models] == [m.key for m in plain.models]
+    assert all(len(m.shared) == 1 and m.shared[0].selection == "last" for m in job.models)
+    assert [m.shared[0].key for m in job.models] != [m.shared[0].key for m in plain.models]
+    run_pack(job)
+    run_pack(plain)
+    for m, p in zip(job.models, plain.models):
+        hist = pd.read_csv(f"{m.out_dir}/history.csv")
+        meta = json.loads(open(f"{m.out_dir}/meta.json").read())
+        assert meta["test_loss"] == pytest.approx(float(hist["val_loss"].min()), rel=1e-5)
+        assert meta["stage_settings"]["recalibrate_bn"] is False
+        for k, v in torch.load(f"{m.out_dir}/checkpoint.pt", weights_only=True).items():
+            torch.testing.assert_close(v, torch.load(f"{p.out_dir}/checkpoint.pt", weights_only=True)[k],
+                                       rtol=0, atol=0, msg=k)
+        last, last_plain = m.shared[0].out_dir, p.shared[0].out_dir
+        assert json.loads(open(f"{last}/meta.json").read())["stage_settings"]["recalibrate_bn"] is True
+        a = torch.load(f"{last}/checkpoint.pt", weights_only=True)
+        b = torch.load(f"{last_plain}/checkpoint.pt", weights_only=True)
+        stats = [k for k in a if k.endswith(("running_mean", "running_var"))]
+        assert stats and all(not torch.equal(a[k], b[k]) for k in stats), "the last epoch's BN was not recomputed"
+        assert all(torch.equal(a[k], b[k]) for k in a if k not in stats and not k.endswith("num_batches_tracked"))
