@@ -8,6 +8,7 @@ retries a pack whose worker died (the pack resumes from its last saved epoch).
 from __future__ import annotations
 
 import os
+import time
 
 from partfer.data_prep.private_ray import OOM_RETRIES_ENV
 from partfer.orchestrator.config import packs_per_gpu
@@ -156,28 +157,72 @@ def _remote_pack(job: PackJob, index: int, sink, *_upstream: PackResult) -> Pack
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
         torch.set_num_threads(threads)
-    send = _sender(sink, index)
+    import ray, traceback
+    for name in ("get", "wait", "put"):
+        orig = getattr(ray, name)
+        def traced(*a, _orig=orig, _name=name, **k):
+            with open(f"/tmp/raycalls_{os.getpid()}.txt", "a") as f:
+                f.write(f"{time.time():.1f} {_name} {k.get('timeout')}\n" + "".join(traceback.format_stack(limit=6)) + "\n")
+            return _orig(*a, **k)
+        setattr(ray, name, traced)
+    messages = PackMessages(sink, index)
+    send = messages.send
     send("start")                          # the driver prints the start line when the pack starts
-    return _run_pack(job, lambda text: send("log", text),
-                     epoch_reporter(job, lambda epoch, figures: send("epoch", epoch, figures)))
+    try:
+        return _run_pack(job, lambda text: send("log", text),
+                         epoch_reporter(job, lambda epoch, figures: send("epoch", epoch, figures)))
+    finally:
+        messages.flush()                   # the pack's last lines reach the queue before its result
 
 
-def _sender(sink, index: int):
-    """Puts (index, kind, *payload) on the driver's queue; a lost queue must not stop the pack,
-    so its lines then go to the worker's stdout (which Ray forwards to the driver)."""
-    lost = []
+class PackMessages:
+    """Puts (index, kind, *payload) on the driver's queue without waiting for them.
 
-    def send(kind: str, *payload) -> None:
-        if not lost:
+    A Ray task that waits on another (a blocking Queue.put, even a ray.wait on the puts) hands its
+    CPU back to the scheduler, which then starts one more pack on it: the packs would outnumber
+    the cores. So the puts are only checked by flush(), at the pack's end, which waits for them.
+    A lost queue must not stop the pack either: when a put failed, the lines not known to have
+    arrived, and all later ones, go to the worker's stdout (which Ray forwards to the driver)."""
+
+    def __init__(self, sink, index: int):
+        self.sink, self.index = sink, index
+        self.in_flight: dict = {}              # put's ref -> (kind, payload), in sending order
+        self.lost = False
+
+    def send(self, kind: str, *payload) -> None:
+        if not self.lost:
             try:
-                sink.put((index, kind, *payload))
+                self.in_flight[self.sink.actor.put_nowait.remote((self.index, kind, *payload))] = (kind, payload)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure of the queue actor
-                lost.append(exc)
-                print(f"pack messages no longer reach the driver ({exc}); lines follow here", flush=True)
-        if kind == "log":
-            print(payload[0], flush=True)
-    return send
+                self._lose(exc)
+        _print_line(kind, payload)
+
+    def flush(self) -> None:
+        """Wait for the puts in flight; the first that failed loses the queue."""
+        import ray
+        if self.lost or not self.in_flight:
+            return
+        for ref in list(self.in_flight):       # in sending order
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - any failure of the queue actor
+                self._lose(exc)
+                return
+            del self.in_flight[ref]
+
+    def _lose(self, exc: BaseException) -> None:
+        self.lost = True
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"pack messages no longer reach the driver ({reason}); lines follow here", flush=True)
+        for kind, payload in self.in_flight.values():
+            _print_line(kind, payload)
+        self.in_flight.clear()
+
+
+def _print_line(kind: str, payload: tuple) -> None:
+    if kind == "log":
+        print(payload[0], flush=True)
 
 
 def deliver(messages: list[tuple], jobs: list[PackJob], progress: Progress) -> None:

@@ -203,11 +203,12 @@ def train_worker(config: dict) -> None:
 
     from partfer.orchestrator.training.train import run_pack
     from partfer.orchestrator.training.epoch_metrics import epoch_reporter
-    from partfer.orchestrator.execution.executors import _sender
+    from partfer.orchestrator.execution.executors import PackMessages
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     job: PackJob = config["jobs"][rank]
-    send = _sender(config["sink"], config["indexes"][rank])
+    messages = PackMessages(config["sink"], config["indexes"][rank])
+    send = messages.send
     send("start")
     # in the worker's own log too (Ray keeps one per worker process, on its node)
     print(f"partfer Train worker {rank}: {job.dataset} {job.stage.stage} pack of {len(job.models)} models",
@@ -229,8 +230,10 @@ def train_worker(config: dict) -> None:
             reporter.on_epoch(epoch, metrics)
         result = run_pack(dataclasses.replace(job, state_dir=str(state_dir)),
                           log=lambda text: send("log", text), on_epoch=on_epoch)
+        messages.flush()
         reporter.finish(result)
     finally:
+        messages.flush()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 

@@ -1,10 +1,11 @@
-"""The inline executor running several pack chains at once (threads; CUDA streams on a GPU), and
-what the driver says when Ray kills a pack for memory."""
+"""The inline executor running several pack chains at once (threads; CUDA streams on a GPU), how
+a Ray pack's lines reach the driver, and what the driver says when Ray kills a pack for memory."""
 import dataclasses
 import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,7 +14,8 @@ import torch
 
 from partfer.data_prep.prepared import load_prepared
 from partfer.orchestrator.config import ConfigError, load_config, packs_per_gpu
-from partfer.orchestrator.execution.executors import explain_oom, pack_memory_bytes, packs_that_fit, run_inline
+from partfer.orchestrator.execution.executors import (PackMessages, explain_oom, pack_memory_bytes, packs_that_fit,
+                                                      run_inline)
 from partfer.orchestrator.execution.plan import build_plan
 from partfer.orchestrator.execution.progress import Progress
 
@@ -87,6 +89,56 @@ def test_gpu_memory_estimate_and_the_out_of_memory_message(tiny_prepared, tmp_pa
     assert packs_that_fit([[paper_sized]], 3) == 3          # a CPU job: memory is not the GPU's
     err = explain_oom(paper_sized, RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\\nmore"))
     assert "train.gpus_per_pack=1" in str(err) and "14.1 GiB" in str(err) and "Tried to allocate" in str(err)
+
+
+@pytest.mark.ray
+def test_a_packs_lines_reach_the_queue_in_order_and_its_cpus_stay_its_own(shared_ray):
+    """A pack holding both CPUs sends 40 lines. A task that needs a CPU must not start before the
+    last is sent: a put that waits would lend the pack's CPUs to it (Ray frees a blocked task's
+    resources), and the packs would outnumber the cores. After flush() every line is queued, in order."""
+    from ray.util.queue import Queue
+    ray = shared_ray
+    sink = Queue(actor_options={"num_cpus": 0})
+
+    @ray.remote(num_cpus=2)
+    def pack():
+        messages = PackMessages(sink, 7)
+        for i in range(40):
+            messages.send("log", f"line {i}")
+            time.sleep(0.02)
+        last_sent = time.time()
+        messages.flush()
+        return last_sent
+
+    @ray.remote(num_cpus=1)
+    def other():
+        return time.time()
+
+    first = pack.remote()
+    got = [sink.get(timeout=60)]                 # the pack runs
+    second = other.remote()
+    last_sent, started = ray.get([first, second])
+    got += sink.get_nowait_batch(sink.qsize())
+    ray.kill(sink.actor)
+    assert started >= last_sent
+    assert got == [(7, "log", f"line {i}") for i in range(40)]
+
+
+@pytest.mark.ray
+def test_when_the_queue_is_lost_the_lines_not_known_to_have_arrived_go_to_stdout(shared_ray, capsys):
+    from ray.util.queue import Queue
+    sink = Queue(actor_options={"num_cpus": 0})
+    messages = PackMessages(sink, 0)
+    messages.send("log", "arrived")
+    messages.flush()
+    shared_ray.kill(sink.actor)
+    messages.send("log", "after 1")
+    messages.send("epoch", 1, {})
+    messages.send("log", "after 2")
+    messages.flush()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("pack messages no longer reach the driver (")
+    assert out[1:] == ["after 1", "after 2"]
 
 
 _KILLED_FOR_MEMORY = """
