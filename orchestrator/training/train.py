@@ -291,7 +291,7 @@ def train_step(net: PackedNetwork, opt: torch.optim.Optimizer, training_loss, pl
 def recalibrate_bn(job: PackJob, net: PackedNetwork, data: DeviceData, rows: list[tuple[int, ...]],
                    chunk: int = 256) -> None:
     """Recompute the extractor's BN running statistics with the final weights, over each model's
-    own training rows (no augmentation).
+    own training rows (no augmentation); for the network kept at the last epoch only (kept_settings).
 
     The running averages otherwise remember the early, large activations of a short run and make
     inference-mode features (the head stage's frozen extractor, validation, test) far off. At the
