@@ -178,7 +178,7 @@ def _remote_pack(job: PackJob, index: int, sink, *_upstream: PackResult) -> Pack
 class PackMessages:
     """Puts (index, kind, *payload) on the driver's queue without waiting for them.
 
-    A Ray task that waits on another (a blocking Queue.put, even a ray.wait on the puts) hands its
+    A Ray task that waits on another (a blocking Queue.put; polling the puts did too) hands its
     CPU back to the scheduler, which then starts one more pack on it: the packs would outnumber
     the cores. So the puts are only checked by flush(), at the pack's end, which waits for them.
     A lost queue must not stop the pack either: when a put failed, the lines not known to have
