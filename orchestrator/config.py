@@ -36,7 +36,18 @@ LANDMARK_TARGETS = ("crop", "standardized")
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot describe a run."""
+    """A configuration that cannot describe a run. Its message quotes the offending value, which
+    may be anything a user passed: past MAX_MESSAGE characters the middle is left out, so that the
+    error stays a line a terminal can show."""
+
+    MAX_MESSAGE = 400
+    HEAD, TAIL = 250, 50           # what a longer message keeps of its start and of its end
+
+    def __init__(self, message: str):
+        if len(message) > self.MAX_MESSAGE:
+            left_out = len(message) - self.HEAD - self.TAIL
+            message = f"{message[:self.HEAD]} [... {left_out:,} characters left out ...] {message[-self.TAIL:]}"
+        super().__init__(message)
 
 
 # Sections a including config replaces whole instead of merging into: a config's generated data

@@ -315,6 +315,23 @@ def test_a_run_with_a_bad_synthetic_setting_writes_nothing_and_starts_no_ray(tmp
     assert not store.exists()
 
 
+def test_a_huge_bad_value_is_refused_in_a_short_line_that_keeps_both_ends(tmp_path, capsys):
+    from partfer.cli import main
+    value = "A" + "x" * 100_000 + "Z"
+    store = tmp_path / "store"
+    assert main(["run", "--config", "demo", "--set", f"train.selection={value}", "--out", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 500
+    message = f"train.selection must be one of evaluated_fold, heldout_subjects, last, not '{value}'"
+    left_out = len(message) - ConfigError.HEAD - ConfigError.TAIL
+    assert err == (f"partfer: error: {message[:ConfigError.HEAD]} [... {left_out:,} characters left out ...] "
+                   f"{message[-ConfigError.TAIL:]}\n")
+    assert "'Axxx" in err and err.endswith("xxxZ'\n")
+    assert not store.exists()
+    short = ConfigError("x" * ConfigError.MAX_MESSAGE)
+    assert str(short) == "x" * ConfigError.MAX_MESSAGE
+
+
 def test_the_shipped_configs_keep_their_run_ids():
     # the run id hashes identity_config (runner.run): neither the retired kernel switches nor the
     # measured projection rates may move it (these are the ids the configs had before both changed)
