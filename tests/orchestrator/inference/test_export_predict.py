@@ -30,7 +30,7 @@ from partfer.orchestrator.storage.model_dir import ModelDirError, ModelFormatErr
 from partfer.orchestrator.inference.predict import (
     NO_FACE, OK, ERROR, PredictError, Predictor, write_predictions,
 )
-from partfer.orchestrator.records import RunPlan
+from partfer.orchestrator.records import RunPlan, main_models
 from partfer.orchestrator.training.tensors import resize_uint8
 
 PARTS = ["eyebrows", "eyes", "nose", "mouth", "jaw"]
@@ -124,7 +124,8 @@ def test_export_writes_a_self_contained_model_directory(model_dir, trained_run, 
 
     weights = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
     assert not any(".landmark_head." in k for k in weights)
-    records = {r.member: r for r in plan.models if r.network == "el" and r.fold == 0}
+    # the export takes the main selection's models (the run also keeps its no-peeking twin's)
+    records = {r.member: r for r in main_models(plan) if r.network == "el" and r.fold == 0}
     for part in PARTS:
         checkpoint = torch.load(storage / records[part].dir / "checkpoint.pt", weights_only=True)
         assert any(k.startswith("landmark_head.") for k in checkpoint)  # it had one; the export drops it
