@@ -8,7 +8,6 @@ retries a pack whose worker died (the pack resumes from its last saved epoch).
 from __future__ import annotations
 
 import os
-import time
 
 from partfer.data_prep.private_ray import OOM_RETRIES_ENV
 from partfer.orchestrator.config import packs_per_gpu
@@ -157,14 +156,6 @@ def _remote_pack(job: PackJob, index: int, sink, *_upstream: PackResult) -> Pack
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
         torch.set_num_threads(threads)
-    import ray, traceback
-    for name in ("get", "wait", "put"):
-        orig = getattr(ray, name)
-        def traced(*a, _orig=orig, _name=name, **k):
-            with open(f"/tmp/raycalls_{os.getpid()}.txt", "a") as f:
-                f.write(f"{time.time():.1f} {_name} {k.get('timeout')}\n" + "".join(traceback.format_stack(limit=6)) + "\n")
-            return _orig(*a, **k)
-        setattr(ray, name, traced)
     messages = PackMessages(sink, index)
     send = messages.send
     send("start")                          # the driver prints the start line when the pack starts

@@ -8,8 +8,7 @@ executors' bookkeeping read these records on machines and in processes that neve
 from __future__ import annotations
 
 import math
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -64,8 +63,8 @@ def kept_settings(settings: StageSettings, selection: str) -> StageSettings:
     selection that chose its epoch by a validation pass keeps the network that pass read, as the
     authors' checkpoint of the epoch with the best test-fold loss does: recomputing its statistics
     afterwards would change the figure it was chosen for."""
-    return dataclasses.replace(settings, selection=selection,
-                               recalibrate_bn=settings.recalibrate_bn and selection == "last")
+    return replace(settings, selection=selection,
+                   recalibrate_bn=settings.recalibrate_bn and selection == "last")
 
 
 @dataclass(frozen=True)

@@ -363,9 +363,9 @@ def test_only_the_last_epochs_network_has_its_bn_recalibrated(tiny_prepared, tmp
         meta = json.loads(open(f"{m.out_dir}/meta.json").read())
         assert meta["test_loss"] == pytest.approx(float(hist["val_loss"].min()), rel=1e-5)
         assert meta["stage_settings"]["recalibrate_bn"] is False
-        for k, v in torch.load(f"{m.out_dir}/checkpoint.pt", weights_only=True).items():
-            torch.testing.assert_close(v, torch.load(f"{p.out_dir}/checkpoint.pt", weights_only=True)[k],
-                                       rtol=0, atol=0, msg=k)
+        kept, kept_plain = (torch.load(f"{d}/checkpoint.pt", weights_only=True) for d in (m.out_dir, p.out_dir))
+        for k, v in kept.items():
+            torch.testing.assert_close(v, kept_plain[k], rtol=0, atol=0, msg=k)
         last, last_plain = m.shared[0].out_dir, p.shared[0].out_dir
         assert json.loads(open(f"{last}/meta.json").read())["stage_settings"]["recalibrate_bn"] is True
         a = torch.load(f"{last}/checkpoint.pt", weights_only=True)
