@@ -22,6 +22,7 @@ import yaml
 from partfer.data_prep.ibug68 import PARTS
 from partfer.models.config import ArchConfig, ArchitectureError
 from partfer.orchestrator.config_schema import ConfigKeyError, check_against
+from partfer.orchestrator.messages import shown
 from partfer.orchestrator.networks import NETWORKS
 
 # the configs shipped inside the package (the checkout's configs/ folder in an editable install)
@@ -36,12 +37,13 @@ LANDMARK_TARGETS = ("crop", "standardized")
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot describe a run. Its message quotes the offending value, which
-    may be anything a user passed: past MAX_MESSAGE characters the middle is left out, so that the
-    error stays a line a terminal can show."""
+    """A configuration that cannot describe a run. Its message names the files involved whole and
+    the offending value through messages.shown. Key names and the reasons of lower layers (a model
+    architecture, a synthetic request) quote what they were given in full, so a message past
+    MAX_MESSAGE characters, far more than paths and a shown value take, keeps only its two ends."""
 
-    MAX_MESSAGE = 400
-    HEAD, TAIL = 250, 50           # what a longer message keeps of its start and of its end
+    MAX_MESSAGE = 2000
+    HEAD, TAIL = 1500, 400         # what a longer message keeps of its start and of its end
 
     def __init__(self, message: str):
         if len(message) > self.MAX_MESSAGE:
@@ -205,7 +207,7 @@ def composed_defaults(hardware: Any = None) -> dict:
     name = run["hardware"] if hardware is None else hardware
     known = hardware_profiles()
     if not isinstance(name, str) or name not in known:
-        raise ConfigError(f"unknown hardware profile {name!r}; known: {', '.join(known)} "
+        raise ConfigError(f"unknown hardware profile {shown(name)}; known: {', '.join(known)} "
                           f"({CONFIG_DIR / HARDWARE_DIR})")
     return _merge(run, {**_read(CONFIG_DIR / HARDWARE_DIR / f"{name}.yaml"), "hardware": name})
 
@@ -287,7 +289,7 @@ def validate(cfg: dict) -> None:
     except ConfigKeyError as err:
         raise ConfigError(str(err)) from None
     if cfg["hardware"] not in hardware_profiles():
-        raise ConfigError(f"unknown hardware profile {cfg['hardware']!r}; known: {', '.join(hardware_profiles())}")
+        raise ConfigError(f"unknown hardware profile {shown(cfg['hardware'])}; known: {', '.join(hardware_profiles())}")
     if not cfg["networks"]:
         raise ConfigError(f"networks is empty: name at least one of {list(NETWORKS)}")
     by_part = [NETWORKS[n].column for n in cfg["networks"] if n in NETWORKS and NETWORKS[n].by_part]
@@ -295,24 +297,24 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"parts is empty: {by_part[0]} needs at least one part")
     bad = [n for n in cfg["networks"] if n not in NETWORKS]
     if bad:
-        raise ConfigError(f"unknown network(s) {bad}; choose from {list(NETWORKS)}")
+        raise ConfigError(f"unknown network(s) {shown(bad)}; choose from {list(NETWORKS)}")
     bad = [p for p in cfg["parts"] if p not in PARTS]
     if bad:
-        raise ConfigError(f"unknown part(s) {bad}; choose from {sorted(PARTS)}")
+        raise ConfigError(f"unknown part(s) {shown(bad)}; choose from {sorted(PARTS)}")
     if cfg["epochs_scale"] <= 0:
         raise ConfigError("epochs_scale must be > 0")
     if int(cfg["image_size"]) < 24:
         raise ConfigError("image_size must be at least 24 (four 3x3/2 poolings)")
     compile_mode = compile_mode_of(cfg)
     if compile_mode not in COMPILE_MODES:
-        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {compile_mode!r}")
+        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not {shown(compile_mode)}")
     _validate_recipe(cfg["train"])
     gpus = float(cfg["train"]["gpus_per_pack"])
     if not 0 < gpus <= 1:
         raise ConfigError(f"train.gpus_per_pack must be in (0, 1] (a pack runs on one GPU), not {gpus}")
     workers = cfg["train"]["workers_per_run"]
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {workers!r}")
+        raise ConfigError(f"train.workers_per_run must be 0 (the planner chooses) or a whole number >= 1, not {shown(workers)}")
     try:
         ArchConfig.from_config(cfg["model"])
     except ArchitectureError as err:
@@ -334,21 +336,21 @@ def validate(cfg: dict) -> None:
 def _validate_recipe(tr: dict) -> None:
     """The training recipe's knobs (selection, stopping, epoch length, BN in transfer)."""
     if tr["selection"] not in SELECTIONS:
-        raise ConfigError(f"train.selection must be one of {', '.join(SELECTIONS)}, not {tr['selection']!r}")
+        raise ConfigError(f"train.selection must be one of {', '.join(SELECTIONS)}, not {shown(tr['selection'])}")
     twin = tr["twin_selection"]
     if twin is not None and twin not in SELECTIONS:
-        raise ConfigError(f"train.twin_selection must be null or one of {', '.join(SELECTIONS)}, not {twin!r}")
+        raise ConfigError(f"train.twin_selection must be null or one of {', '.join(SELECTIONS)}, not {shown(twin)}")
     if tr["transfer_bn"] not in TRANSFER_BN:
-        raise ConfigError(f"train.transfer_bn must be frozen or trainable, not {tr['transfer_bn']!r}")
+        raise ConfigError(f"train.transfer_bn must be frozen or trainable, not {shown(tr['transfer_bn'])}")
     if tr["landmark_targets"] not in LANDMARK_TARGETS:
         raise ConfigError(f"train.landmark_targets must be one of {', '.join(LANDMARK_TARGETS)}, "
-                          f"not {tr['landmark_targets']!r}")
+                          f"not {shown(tr['landmark_targets'])}")
     steps = tr["steps_per_epoch"]
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"train.steps_per_epoch must be a whole number >= 1 or null, not {steps!r}")
+        raise ConfigError(f"train.steps_per_epoch must be a whole number >= 1 or null, not {shown(steps)}")
     patience = tr["patience"]
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise ConfigError(f"train.patience must be a whole number of epochs >= 1 or null, not {patience!r}")
+        raise ConfigError(f"train.patience must be a whole number of epochs >= 1 or null, not {shown(patience)}")
     aug = tr["augment"]      # its keys: checked against paper.yaml's (Keras units, explained there)
     if not 0 <= float(aug["shear_deg"]) < 60 or not 0 <= float(aug["shift"]) < 1:
         raise ConfigError(f"train.augment needs 0 <= shear_deg < 60 and 0 <= shift < 1, got {aug}")
@@ -356,7 +358,7 @@ def _validate_recipe(tr: dict) -> None:
         fraction = tr["val_subject_fraction"]
         if not isinstance(fraction, (int, float)) or not 0 < float(fraction) < 1:
             raise ConfigError("selection heldout_subjects needs train.val_subject_fraction in (0, 1), "
-                              f"not {fraction!r}")
+                              f"not {shown(fraction)}")
 
 
 def selections_of(cfg: dict) -> list[str]:
@@ -376,7 +378,7 @@ def packs_per_gpu(cfg: dict) -> int:
 
 def resolve_device(requested: str) -> str:
     if requested not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, not {requested!r}")
+        raise ConfigError(f"device must be auto, cpu or cuda, not {shown(requested)}")
     if requested != "auto":
         return requested
     import torch

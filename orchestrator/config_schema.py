@@ -20,6 +20,7 @@ from typing import Any
 
 from partfer.data_prep.settings import CROP_SIZE_MAX, CROP_SIZE_MIN
 from partfer.models.config import IMAGE_SIZE_MAX, IMAGE_SIZE_MIN, MAX_HEAD_HIDDEN, MAX_POOL
+from partfer.orchestrator.messages import shown
 
 # keys whose value may be of several kinds (the reference's null ones among them)
 KINDS: dict[str, tuple[type, ...]] = {
@@ -96,37 +97,31 @@ def _near(key: str, known: list[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
-def _shown(value: Any) -> str:
-    """A value for a message: its repr, cut short (a message names a value, it never dumps one)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _check_value(name: str, key: str, value: Any, known: dict[str, Any]) -> None:
     """ConfigKeyError unless `value` is of the kind and in the range of reference key `key`
     (`name`: how the message calls it)."""
     wants = KINDS.get(key, (type(known[key]),))
     if not _type_ok(value, wants):
         want = " or ".join(_kind(t()) if t is not type(None) else "null" for t in wants)
-        raise ConfigKeyError(f"{name} must be {want}, not {_shown(value)}")
+        raise ConfigKeyError(f"{name} must be {want}, not {shown(value)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigKeyError(f"{name} must be a finite number, not {_shown(value)}")
+        raise ConfigKeyError(f"{name} must be a finite number, not {shown(value)}")
     low = MINIMUM.get(key)
     if low is not None and value is not None:
         bound, open_ = low
         if value < bound or (open_ and value == bound):
-            raise ConfigKeyError(f"{name} must be {'>' if open_ else '>='} {bound:g}, not {_shown(value)}")
+            raise ConfigKeyError(f"{name} must be {'>' if open_ else '>='} {bound:g}, not {shown(value)}")
     high = MAXIMUM.get(key)
     if high is not None and value is not None:
         bound, open_ = high
         if value > bound or (open_ and value == bound):
-            raise ConfigKeyError(f"{name} must be {'<' if open_ else '<='} {bound:g}, not {_shown(value)}")
+            raise ConfigKeyError(f"{name} must be {'<' if open_ else '<='} {bound:g}, not {shown(value)}")
 
 
 def _check_prep(where: str, prep: Any, known: dict[str, Any], names: list[str]) -> None:
     """A `prep` override (a data set's, synthetic_prep): known prep keys, each of its kind and range."""
     if not isinstance(prep, dict):
-        raise ConfigKeyError(f"{where} must be a mapping, not {_shown(prep)}")
+        raise ConfigKeyError(f"{where} must be a mapping, not {shown(prep)}")
     for key, value in prep.items():
         if f"prep.{key}" not in known:
             raise ConfigKeyError(f"unknown config key {where}.{key}"
@@ -141,13 +136,13 @@ def _check_synthetic(cfg: dict) -> None:
             raise ConfigKeyError(f"synthetic.{name}: no data set {name!r} is described under datasets "
                                  f"(known: {', '.join(sorted(cfg.get('datasets') or {}))})")
         if not isinstance(spec, dict):
-            raise ConfigKeyError(f"synthetic.{name} must be a mapping, not {_shown(spec)}")
+            raise ConfigKeyError(f"synthetic.{name} must be a mapping, not {shown(spec)}")
         for key, value in spec.items():
             if key not in SYNTHETIC_KEYS:
                 raise ConfigKeyError(f"unknown config key synthetic.{name}.{key} (known: {', '.join(SYNTHETIC_KEYS)})")
             if not _type_ok(value, SYNTHETIC_KEYS[key]):
                 want = "a list of class names" if key == "classes" else "a whole number"
-                raise ConfigKeyError(f"synthetic.{name}.{key} must be {want}, not {_shown(value)}")
+                raise ConfigKeyError(f"synthetic.{name}.{key} must be {want}, not {shown(value)}")
 
 
 def check_against(cfg: dict, reference: dict) -> None:
@@ -160,7 +155,7 @@ def check_against(cfg: dict, reference: dict) -> None:
         if key not in known:
             parent = next((p for p in sorted(known) if key.startswith(p + ".")), None)
             if any(k.startswith(key + ".") for k in known):
-                raise ConfigKeyError(f"{key} must be a mapping, not {_shown(value)}")
+                raise ConfigKeyError(f"{key} must be a mapping, not {shown(value)}")
             if parent is None or not isinstance(known[parent], dict):
                 raise ConfigKeyError(f"unknown config key {key}{_near(key, names)}")
             continue
@@ -170,10 +165,10 @@ def check_against(cfg: dict, reference: dict) -> None:
             raise ConfigKeyError(f"config lacks {key} (configs/run.yaml, hardware/ and paper.yaml define every key)")
     for section in ("datasets", *FREE_SECTIONS):
         if not isinstance(cfg.get(section) or {}, dict):
-            raise ConfigKeyError(f"{section} must be a mapping, not {_shown(cfg[section])}")
+            raise ConfigKeyError(f"{section} must be a mapping, not {shown(cfg[section])}")
     for name, spec in (cfg.get("datasets") or {}).items():
         if not isinstance(spec, dict):
-            raise ConfigKeyError(f"datasets.{name} must be a mapping, not {_shown(spec)}")
+            raise ConfigKeyError(f"datasets.{name} must be a mapping, not {shown(spec)}")
         for key, value in spec.items():
             if key not in DATASET_KEYS:
                 raise ConfigKeyError(f"unknown config key datasets.{name}.{key}"
@@ -181,16 +176,16 @@ def check_against(cfg: dict, reference: dict) -> None:
             want = DATASET_KEYS[key]
             if not isinstance(value, want) or isinstance(value, bool):
                 raise ConfigKeyError(f"datasets.{name}.{key} must be {_kind(want() if not isinstance(want, tuple) else [])}, "
-                                     f"not {_shown(value)}")
+                                     f"not {shown(value)}")
         for stage, epochs in (spec.get("epochs") or {}).items():
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-                raise ConfigKeyError(f"datasets.{name}.epochs.{stage} must be a whole number >= 1, not {_shown(epochs)}")
+                raise ConfigKeyError(f"datasets.{name}.epochs.{stage} must be a whole number >= 1, not {shown(epochs)}")
         folds = spec.get("folds")
         if folds is not None and folds < 2:
             # one fold would test on every subject it trained on (and has no training rows at all)
             raise ConfigKeyError(f"datasets.{name}.folds must be >= 2 (k-fold cross-validation), not {folds}")
         if not all(isinstance(other, str) for other in spec.get("eval_on") or []):
-            raise ConfigKeyError(f"datasets.{name}.eval_on must list data set names, not {_shown(spec['eval_on'])}")
+            raise ConfigKeyError(f"datasets.{name}.eval_on must list data set names, not {shown(spec['eval_on'])}")
         _check_prep(f"datasets.{name}.prep", spec.get("prep") or {}, known, names)
     _check_prep("synthetic_prep", cfg.get("synthetic_prep") or {}, known, names)
     _check_synthetic(cfg)

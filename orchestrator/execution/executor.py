@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from partfer.orchestrator.config import ConfigError
+from partfer.orchestrator.messages import shown
 
 if TYPE_CHECKING:
     from partfer.orchestrator.evaluation.cross_eval import CrossEvalJob
@@ -51,7 +52,7 @@ class Executor(ABC):
 def executor_class(name: str) -> type[Executor]:
     """The implementation registered under `name`; ConfigError names the known ones."""
     if name not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {name!r}")
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {shown(name)}")
     module, attribute = EXECUTORS[name].split(":")
     return getattr(importlib.import_module(module), attribute)
 

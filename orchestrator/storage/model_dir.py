@@ -25,6 +25,7 @@ from partfer import atomicio
 from partfer.data_prep.settings import PrepSettings
 from partfer.models.config import IMAGE_SIZE_MAX, IMAGE_SIZE_MIN, ArchConfig, ArchitectureError
 from partfer.models.subnet import SubNetwork
+from partfer.orchestrator.messages import shown
 from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.storage.remote import check, is_uri, join
 from partfer.orchestrator.storage.store import atomic_write_bytes, local_file
@@ -102,7 +103,7 @@ class ModelSpec:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ModelFormatError(f"{where}: not a partfer model description (format != {FORMAT!r})")
         if raw.get("format_version") != FORMAT_VERSION:
-            raise ModelFormatError(f"{where}: format version {_shown(raw.get('format_version'))} is not "
+            raise ModelFormatError(f"{where}: format version {shown(raw.get('format_version'))} is not "
                                    f"{FORMAT_VERSION}; export the model again with this partfer")
         check_spec(raw, where)
         members = [MemberSpec(**m) for m in raw["members"]]
@@ -121,11 +122,6 @@ MAX_NAME = 200                        # characters of a name (class, member, dat
 
 class _Refused(ValueError):
     """One field of model.json that export could not have written: (field, reason)."""
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _whole(value) -> bool:
@@ -149,17 +145,17 @@ def _check_members(members) -> None:
     names = []
     for i, m in enumerate(members):
         where = f"members[{i}]"
-        _expect(isinstance(m, dict), where, f"must be a mapping, not {_shown(m)}")
+        _expect(isinstance(m, dict), where, f"must be a mapping, not {shown(m)}")
         _expect(not (required - set(m)), where, f"lacks {sorted(required - set(m))}")
         _expect(not (set(m) - known), where, f"has unknown fields {sorted(map(str, set(m) - known))}")
         for key in ("name", "member", "stage", "key", "source"):
-            _expect(_name(m[key]), f"{where}.{key}", f"must be text of 1 to {MAX_NAME} characters, not {_shown(m[key])}")
-        _expect("." not in m["name"], f"{where}.name", f"must be free of dots (it prefixes weights), not {_shown(m['name'])}")
-        _expect(_whole(m["fold"]) and m["fold"] >= -1, f"{where}.fold", f"must be a whole number >= -1, not {_shown(m['fold'])}")
-        _expect(m["region"] is None or _name(m["region"]), f"{where}.region", f"must be text or null, not {_shown(m['region'])}")
+            _expect(_name(m[key]), f"{where}.{key}", f"must be text of 1 to {MAX_NAME} characters, not {shown(m[key])}")
+        _expect("." not in m["name"], f"{where}.name", f"must be free of dots (it prefixes weights), not {shown(m['name'])}")
+        _expect(_whole(m["fold"]) and m["fold"] >= -1, f"{where}.fold", f"must be a whole number >= -1, not {shown(m['fold'])}")
+        _expect(m["region"] is None or _name(m["region"]), f"{where}.region", f"must be text or null, not {shown(m['region'])}")
         acc = m.get("test_acc")
         _expect(acc is None or (isinstance(acc, (int, float)) and not isinstance(acc, bool) and 0 <= acc <= 1),
-                f"{where}.test_acc", f"must be null or a number in [0, 1], not {_shown(acc)}")
+                f"{where}.test_acc", f"must be null or a number in [0, 1], not {shown(acc)}")
         names.append(m["name"])
     _expect(len(set(names)) == len(names), "members", "must have unique names")
 
@@ -169,23 +165,23 @@ def _check_fields(raw: dict) -> None:
     required = {f.name for f in fields(ModelSpec) if f.default is MISSING and f.default_factory is MISSING}
     _expect(not (required - set(raw)), "model description", f"lacks {sorted(required - set(raw))}")
     _expect(not (set(raw) - known), "model description", f"has unknown fields {sorted(map(str, set(raw) - known))}")
-    _expect(_name(raw["dataset"]), "dataset", f"must be a name, not {_shown(raw['dataset'])}")
-    _expect(raw["network"] in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}, not {_shown(raw['network'])}")
+    _expect(_name(raw["dataset"]), "dataset", f"must be a name, not {shown(raw['dataset'])}")
+    _expect(raw["network"] in NETWORKS, "network", f"must be one of {', '.join(NETWORKS)}, not {shown(raw['network'])}")
     classes = raw["classes"]
     _expect(isinstance(classes, list) and 2 <= len(classes) <= MAX_CLASSES and all(_name(c) for c in classes),
-            "classes", f"must list 2 to {MAX_CLASSES} class names, not {_shown(classes)}")
+            "classes", f"must list 2 to {MAX_CLASSES} class names, not {shown(classes)}")
     _expect(len(set(classes)) == len(classes), "classes",
-            f"must be unique (each names a column p_<class>), not {_shown(classes)}")
+            f"must be unique (each names a column p_<class>), not {shown(classes)}")
     _check_members(raw["members"])
     folds = raw["folds"]
     _expect(isinstance(folds, list) and 1 <= len(folds) <= MAX_MEMBERS and all(_whole(k) and k >= -1 for k in folds),
-            "folds", f"must list whole numbers >= -1, not {_shown(folds)}")
+            "folds", f"must list whole numbers >= -1, not {shown(folds)}")
     # export takes image_size from the run's config, whose schema bounds it the same way
     size = raw["image_size"]
     _expect(_whole(size) and IMAGE_SIZE_MIN <= size <= IMAGE_SIZE_MAX, "image_size",
-            f"must be a whole number in [{IMAGE_SIZE_MIN}, {IMAGE_SIZE_MAX}], not {_shown(size)}")
+            f"must be a whole number in [{IMAGE_SIZE_MIN}, {IMAGE_SIZE_MAX}], not {shown(size)}")
     arch = raw["architecture"]
-    _expect(isinstance(arch, dict), "architecture", f"must be a mapping, not {_shown(arch)}")
+    _expect(isinstance(arch, dict), "architecture", f"must be a mapping, not {shown(arch)}")
     unknown = set(arch) - {f.name for f in fields(ArchConfig)}
     _expect(not unknown, "architecture", f"has unknown settings {sorted(map(str, unknown))}")
     try:
@@ -197,14 +193,14 @@ def _check_fields(raw: dict) -> None:
     except (TypeError, ValueError) as err:
         raise _Refused("preprocessing", str(err)) from None
     for key in ("model_config", "run"):
-        _expect(isinstance(raw.get(key, {}), dict), key, f"must be a mapping, not {_shown(raw.get(key))}")
+        _expect(isinstance(raw.get(key, {}), dict), key, f"must be a mapping, not {shown(raw.get(key))}")
     notes = raw.get("notes", [])
     _expect(isinstance(notes, list) and all(isinstance(n, str) for n in notes), "notes", "must be a list of text")
     for key in ("preprocessing_source", "ensemble", "pixel_normalisation", "resize"):
-        _expect(isinstance(raw.get(key, ""), str), key, f"must be text, not {_shown(raw.get(key))}")
+        _expect(isinstance(raw.get(key, ""), str), key, f"must be text, not {shown(raw.get(key))}")
     weights = raw.get("weights", WEIGHTS_FILE)
     _expect(isinstance(weights, str) and weights not in ("", ".", "..") and "/" not in weights and "\\" not in weights,
-            "weights", f"{_shown(weights)} must be a file name inside the model directory")
+            "weights", f"{shown(weights)} must be a file name inside the model directory")
 
 
 def check_spec(raw: dict, where: str) -> None:

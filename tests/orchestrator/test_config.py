@@ -226,12 +226,13 @@ def _one_line(err) -> str:
 
 @pytest.mark.parametrize("where", ["absolute", "dotdot", "link"])
 def test_an_include_may_name_only_shipped_configs_or_files_beside_the_config(tmp_path, where):
+    tmp_path = tmp_path / ("deep" * 40) / ("er" * 80)        # long paths are named whole, never cut
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere.mkdir(parents=True)
     secret = elsewhere / "secret.yaml"
     secret.write_text(SECRET_LINE)
     mine = tmp_path / "project" / "mine.yaml"
-    mine.parent.mkdir()
+    mine.parent.mkdir(parents=True)
     if where == "link":
         (mine.parent / "linked.yaml").symlink_to(secret)
     (mine.parent / "sub").mkdir()
@@ -244,6 +245,7 @@ def test_an_include_may_name_only_shipped_configs_or_files_beside_the_config(tmp
     with pytest.raises(ConfigError, match=f"{mine}: include '.*' is refused: it leads outside {mine.parent}") as err:
         load_config(str(mine))
     assert "hunter2" not in _one_line(err) and "password" not in str(err.value)
+    assert "characters left out" not in str(err.value) and f"include {include!r}" in str(err.value)
 
 
 def test_a_run_with_an_include_of_etc_passwd_is_one_line_that_echoes_nothing(tmp_path, capsys):
@@ -317,19 +319,27 @@ def test_a_run_with_a_bad_synthetic_setting_writes_nothing_and_starts_no_ray(tmp
 
 def test_a_huge_bad_value_is_refused_in_a_short_line_that_keeps_both_ends(tmp_path, capsys):
     from partfer.cli import main
+    from partfer.orchestrator.messages import shown
     value = "A" + "x" * 100_000 + "Z"
     store = tmp_path / "store"
     assert main(["run", "--config", "demo", "--set", f"train.selection={value}", "--out", str(store)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and len(err) < 500
-    message = f"train.selection must be one of evaluated_fold, heldout_subjects, last, not '{value}'"
-    left_out = len(message) - ConfigError.HEAD - ConfigError.TAIL
-    assert err == (f"partfer: error: {message[:ConfigError.HEAD]} [... {left_out:,} characters left out ...] "
-                   f"{message[-ConfigError.TAIL:]}\n")
-    assert "'Axxx" in err and err.endswith("xxxZ'\n")
+    assert err == (f"partfer: error: train.selection must be one of evaluated_fold, heldout_subjects, last, "
+                   f"not {shown(value)}\n")
+    assert len(err) < 200 and "'Axxx" in err and "xxxZ'" in err and "[... 99,944 characters left out ...]" in err
     assert not store.exists()
-    short = ConfigError("x" * ConfigError.MAX_MESSAGE)
-    assert str(short) == "x" * ConfigError.MAX_MESSAGE
+
+
+def test_a_lower_layers_reason_that_quotes_a_huge_value_keeps_its_two_ends(tmp_path, capsys):
+    # the model architecture quotes what it was given in full: the config error cuts the middle
+    from partfer.cli import main
+    assert main(["run", "--config", "demo", "--set", "model.widths=[" + "'q'," * 50_000 + "'end']",
+                 "--out", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) <= ConfigError.MAX_MESSAGE + 100, len(err)
+    assert err.startswith("partfer: error: model: widths must be a list of whole numbers, got ['q', 'q'")
+    assert "characters left out ...]" in err and err.endswith("'q', 'end']\n")
+    assert str(ConfigError("x" * ConfigError.MAX_MESSAGE)) == "x" * ConfigError.MAX_MESSAGE
 
 
 def test_the_shipped_configs_keep_their_run_ids():
