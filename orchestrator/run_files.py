@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # ---- a run directory ------------------------------------------------------------------------------
+RUNS_DIR = "runs"                 # in a store: <storage>/runs/<run_id>/
 PLAN_FILE = "plan.json"
 CONFIG_FILE = "config.yaml"
 FINAL_FILE = "final.json"
@@ -40,6 +41,20 @@ CHECKPOINT_FILE = "checkpoint.pt"
 PREDICTIONS_FILE = "predictions.parquet"
 HISTORY_FILE = "history.csv"
 LANDMARKS_FILE = "landmarks.parquet"
+
+
+def store_candidates(run_dir: str | Path, storage: str) -> list[Path]:
+    """The local folders that may hold the store of the run in `run_dir`, in order of preference:
+    its grandparent when it sits in a `<store>/runs/<run_id>/` layout (a store copied or downloaded
+    whole), then `storage`, the store plan.json records, when that is a local folder or a file://
+    URI (a run folder copied on its own). A store at another URI is read through a local copy,
+    which is the first candidate's case. Callers choose among them by what each must find there."""
+    run_dir = Path(run_dir).resolve()
+    candidates = [run_dir.parent.parent] if run_dir.parent.name == RUNS_DIR else []
+    recorded = storage.removeprefix("file://")
+    if recorded and "://" not in recorded:
+        candidates.append(Path(recorded))
+    return candidates
 
 
 def gradcam_name(dataset: str) -> str:

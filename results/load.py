@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from partfer.orchestrator.records import PREDICTION_SCHEMA, ModelRecord, RunPlan, selections
-from partfer.orchestrator.run_files import HISTORY_FILE, PLAN_FILE, PREDICTIONS_FILE
+from partfer.orchestrator.run_files import HISTORY_FILE, PLAN_FILE, PREDICTIONS_FILE, store_candidates
 
 # One row per (model, evaluated sample). `fold` is the MODEL's fold; `sample_fold` is the
 # predictions file's own column (the fold whose test set held the sample, -1 outside folds).
@@ -85,19 +85,14 @@ def read_plan(run_dir: Path) -> RunPlan:
 def storage_root(run_dir: Path, plan: RunPlan, store: str | Path | None = None) -> Path:
     """Where model directories live.
 
-    `store` (report --store) when given. Otherwise the candidates are the run directory's
-    grandparent when it sits in a `<store>/runs/<run_id>/` layout (a store copied or downloaded
-    whole) and the store plan.json records (a run folder copied on its own): the one holding more
-    of the plan's predictions wins, the layout on a tie. A copied run folder thus still reads the
+    `store` (report --store) when given. Otherwise, of run_files.store_candidates, the one holding
+    more of the plan's predictions, the layout on a tie. A copied run folder thus still reads the
     models it was trained with, never an empty folder beside the copy.
     """
     if store is not None:
         return Path(store).expanduser()
     run_dir = Path(run_dir).resolve()
-    candidates = [run_dir.parent.parent] if run_dir.parent.name == "runs" else []
-    recorded = plan.storage.removeprefix("file://")
-    if recorded and "://" not in recorded:
-        candidates.append(Path(recorded))
+    candidates = store_candidates(run_dir, plan.storage)
     if not candidates:
         raise PlanError(f"{run_dir / PLAN_FILE}: storage {plan.storage!r} is remote and the run "
                         "directory is not inside a <storage>/runs/ layout; copy the storage locally "

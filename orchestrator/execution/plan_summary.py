@@ -10,7 +10,7 @@ from pathlib import Path
 
 from partfer.orchestrator.execution.pack_planner import ProjectionRates, choose, curve_for, slots_for, workload
 from partfer.orchestrator.execution.pack_work import PackWork, pack_work
-from partfer.orchestrator.run_files import PLAN_FILE
+from partfer.orchestrator.run_files import PLAN_FILE, RUNS_DIR
 from partfer.orchestrator.training.jobs import PackJob
 
 
@@ -25,7 +25,7 @@ def measured_rate(storage: str, device: str, image_size: int) -> MeasuredRate | 
     device at the same image size: its training images over the time its packs were running.
     `storage` is a local folder: the store's `work` (for a URI store, this node's copy of it)."""
     best: tuple[float, MeasuredRate] | None = None
-    for path in sorted(Path(storage, "runs").glob(f"*/{PLAN_FILE}")):
+    for path in sorted(Path(storage, RUNS_DIR).glob(f"*/{PLAN_FILE}")):
         try:
             settings = json.loads(path.read_text())["settings"]
         except (OSError, ValueError, KeyError):

@@ -18,7 +18,8 @@ from partfer.orchestrator.config import (ConfigError, dump, epochs_for, identity
                                          resolve_device)
 from partfer.orchestrator.execution.executor import executor_class, make_executor
 from partfer.orchestrator.execution.progress import Progress
-from partfer.orchestrator.run_files import CONFIG_FILE, PLAN_FILE, complexity_path
+from partfer.orchestrator.messages import shown
+from partfer.orchestrator.run_files import CONFIG_FILE, PLAN_FILE, RUNS_DIR, complexity_path
 from partfer.orchestrator.storage.root import Store, open_store
 from partfer.orchestrator.storage.store import (absolute, atomic_write_text, basename, check_readable, exists, join,
                                                 open_prepared, remove_dir, stable_hash)
@@ -49,7 +50,7 @@ def parse_assignments(text: str | None, flag: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in filter(None, (text or "").split(",")):
         if "=" not in item:
-            raise ConfigError(f"{flag} expects NAME=PATH[,NAME=PATH], got {item!r}")
+            raise ConfigError(f"{flag} expects NAME=PATH[,NAME=PATH], got {shown(item)}")
         name, path = item.split("=", 1)
         out[name.strip()] = path.strip()
     return out
@@ -59,7 +60,7 @@ def check_inputs(cfg: dict, datasets: dict[str, str], prepared: dict[str, str]) 
     """Fail before any work when a data set is unknown or its root is missing or empty."""
     for name in list(datasets) + list(prepared):
         if name not in cfg["datasets"]:
-            raise ConfigError(f"data set {name!r} is not described in the config "
+            raise ConfigError(f"data set {shown(name)} is not described in the config "
                               f"(known: {', '.join(sorted(cfg['datasets']))})")
     for name, root in datasets.items():
         path = Path(root)
@@ -303,7 +304,7 @@ def run(req: RunRequest, log=None) -> str | None:
         return None
     for state_dir in plan.finished_state_dirs:      # a run killed between publishing and cleaning up
         remove_dir(state_dir)
-    run_dir = work / "runs" / run_id
+    run_dir = work / RUNS_DIR / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     shrunk_reasons = shrunk_against_paper(cfg, list(prepared))
     if synthetic:

@@ -28,9 +28,10 @@ from partfer.orchestrator.execution.final import FINAL_FOLD, read_final
 from partfer.orchestrator.storage.model_dir import MemberSpec, ModelSpec, write_model_dir
 from partfer.orchestrator.networks import NETWORKS
 from partfer.orchestrator.records import ModelRecord, RunPlan, main_models
-from partfer.orchestrator.run_files import CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FINAL_FILE, PLAN_FILE
+from partfer.orchestrator.run_files import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FINAL_FILE, PLAN_FILE,
+                                           store_candidates)
 from partfer.orchestrator.storage.root import open_run
-from partfer.orchestrator.storage.store import local_folder, safe_relative
+from partfer.orchestrator.storage.store import safe_relative
 
 class RunDirError(FileNotFoundError):
     """The run directory or its plan.json / config.yaml is missing."""
@@ -67,13 +68,8 @@ def _read_plan(run_dir: Path) -> tuple[RunPlan, dict]:
 
 
 def storage_root(run_dir: Path, plan: RunPlan, records: list[ModelRecord]) -> Path:
-    """The grandparent of `<storage>/runs/<id>` when it holds the models, else plan.storage."""
-    candidates = []
-    if run_dir.resolve().parent.name == "runs":
-        candidates.append(run_dir.resolve().parent.parent)
-    recorded = local_folder(plan.storage)        # a store at a URI: its copy is the grandparent above
-    if recorded is not None:
-        candidates.append(recorded)
+    """The first of run_files.store_candidates that holds every one of `records`' model folders."""
+    candidates = store_candidates(run_dir, plan.storage)
     for root in candidates:
         if all((root / r.dir).is_dir() for r in records):
             return root

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 from partfer import atomicio
-from partfer.orchestrator.run_files import PLAN_FILE
+from partfer.orchestrator.run_files import PLAN_FILE, RUNS_DIR
 from partfer.orchestrator.storage import remote, store
 from partfer.orchestrator.storage.remote import StorageError, basename, is_uri, join, relative
 
-RUNS_DIR = "runs"
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,6 @@ def absolute(location: str, resolve: bool = False) -> str:
     return str(Path(location).resolve()) if resolve else os.path.abspath(location)
 
 
-def local_folder(location: str) -> Path | None:
-    """A local path as a Path; None for a URI, which is read through this node's cache."""
-    return None if is_uri(location) else Path(location)
-
-
 def check_readable(location: str) -> None:
     """StorageError, in one line, when the store holding a URI cannot be read (scheme,
     credentials, network); a local path has nothing to check."""
